@@ -1,0 +1,239 @@
+"""ONNX file -> `Network`: checked model, shapes, op inventory, batched ONNX Runtime evaluation.
+
+Conventions (REFERENCE.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
+part of the shape, initializers listed as graph inputs are not inputs, and a model with more
+than one real input or output is a clear error.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import NetworkError
+
+_ONNX_TO_NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64}
+_ONNX_TYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 16: "bfloat16"}
+
+
+def read_model_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise NetworkError(f"{path}: cannot read ONNX file: {e.strerror}") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise NetworkError(f"{path}: broken gzip file: {e}") from None
+    return data
+
+
+def _dims(value_info) -> Tuple[Tuple[int, ...], List[bool]]:
+    """Shape with symbolic dims as 1, and which dims were symbolic."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        raise NetworkError(f"tensor {value_info.name!r} has no declared shape")
+    dims, symbolic = [], []
+    for d in t.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+            symbolic.append(False)
+        else:
+            dims.append(1)
+            symbolic.append(True)
+    return tuple(dims), symbolic
+
+
+class Network:
+    """A loaded ONNX model. Engines use `evaluate` (batched) and `replay` (the original file, one input)."""
+
+    def __init__(self, path: str, model_bytes: bytes, threads: int = 0):
+        import onnx
+
+        self.path = path
+        self.name = os.path.basename(path)
+        self.threads = int(threads)
+        self._bytes = model_bytes
+        try:
+            model = onnx.load_from_string(model_bytes)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise NetworkError(f"{self.name}: not a valid ONNX file ({type(e).__name__})") from None
+        try:
+            onnx.checker.check_model(model)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise NetworkError(f"{self.name}: ONNX checker rejected the model: {first}") from None
+        self.model = model
+        graph = model.graph
+        inits = {i.name for i in graph.initializer}
+        real_inputs = [i for i in graph.input if i.name not in inits]
+        if len(real_inputs) != 1:
+            names = ", ".join(i.name for i in real_inputs) or "none"
+            raise NetworkError(f"{self.name}: model has {len(real_inputs)} real inputs ({names}); exactly one is supported")
+        if len(graph.output) != 1:
+            raise NetworkError(f"{self.name}: model has {len(graph.output)} outputs; exactly one is supported")
+        self.input_info = real_inputs[0]
+        self.output_info = graph.output[0]
+        self.input_name = self.input_info.name
+        self.output_name = self.output_info.name
+        self.input_shape, self._in_symbolic = _dims(self.input_info)
+        self.output_shape, self._out_symbolic = _dims(self.output_info)
+        elem = self.input_info.type.tensor_type.elem_type
+        if elem not in (1, 10, 11):
+            raise NetworkError(f"{self.name}: input element type {_ONNX_TYPE_NAMES.get(elem, elem)} is not supported (float32/float64/float16 are)")
+        self.input_dtype = np.dtype(_ONNX_TO_NUMPY[elem])
+        self.input_type_name = _ONNX_TYPE_NAMES[elem]
+        out_elem = self.output_info.type.tensor_type.elem_type
+        self.output_type_name = _ONNX_TYPE_NAMES.get(out_elem, str(out_elem))
+        self.n_inputs = int(np.prod(self.input_shape))
+        self.n_outputs = int(np.prod(self.output_shape))
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        self.ops = sorted({n.op_type for n in graph.node})
+        self._session = None
+        self._batched_session = None
+        self._batch_mode: Optional[str] = None
+        self._torch = None
+
+    # ---- ONNX Runtime --------------------------------------------------------------------------
+    def _session_options(self):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if self.threads > 0:
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return so
+
+    def _make_session(self, model_bytes: bytes):
+        import onnxruntime as ort
+
+        try:
+            return ort.InferenceSession(model_bytes, sess_options=self._session_options(), providers=["CPUExecutionProvider"])
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {msg}") from None
+
+    @property
+    def session(self):
+        """The session on the original model bytes: the one every witness is replayed on."""
+        if self._session is None:
+            self._session = self._make_session(self._bytes)
+        return self._session
+
+    def replay(self, x: np.ndarray) -> np.ndarray:
+        """Run the ORIGINAL model on one input (cast to the input dtype) -> flat output (input dtype values)."""
+        xin = np.asarray(x).astype(self.input_dtype).reshape(self.input_shape)
+        feed = self._feed(xin)
+        y = self.session.run([self.output_name], feed)[0]
+        return np.asarray(y).reshape(-1)
+
+    def _feed(self, xin: np.ndarray) -> dict:
+        feed = {self.input_name: xin}
+        # old models list initializers as inputs; ORT uses the initializer when the input is not fed
+        return feed
+
+    def _prepare_batching(self) -> None:
+        """Decide how to evaluate many inputs at once: native batch dim, rewritten batch dim, or a loop."""
+        if self._batch_mode is not None:
+            return
+        self._batch_mode = "loop"
+        if len(self.input_shape) >= 2 or (len(self.input_shape) == 1 and self._in_symbolic[0]):
+            if self._in_symbolic and self._in_symbolic[0]:
+                candidate = self._bytes
+            elif self.input_shape[0] == 1 and len(self.input_shape) >= 2:
+                candidate = self._rewrite_batch_dim()
+            else:
+                candidate = None
+            if candidate is not None:
+                try:
+                    sess = self._make_session(candidate)
+                    rng = np.random.default_rng(0)
+                    xs = rng.standard_normal((3, self.n_inputs))
+                    batched = self._run_batched(sess, xs)
+                    single = np.stack([self.replay(x) for x in xs])
+                    if batched.shape == single.shape and np.allclose(batched, single, rtol=1e-4, atol=1e-5, equal_nan=True):
+                        self._batched_session = sess
+                        self._batch_mode = "batched"
+                except Exception:
+                    self._batched_session = None
+                    self._batch_mode = "loop"
+
+    def _rewrite_batch_dim(self) -> Optional[bytes]:
+        import onnx
+
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        g = m.graph
+        for vi in list(g.input) + list(g.output):
+            if vi.name in (self.input_name, self.output_name):
+                dims = vi.type.tensor_type.shape.dim
+                if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+                    dims[0].dim_param = "batch"
+        del g.value_info[:]
+        # Reshape targets that pin the leading dim to 1 become -1 (0 would copy it)
+        inits = {t.name: t for t in g.initializer}
+        from onnx import numpy_helper
+
+        for node in g.node:
+            if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in inits:
+                shape = numpy_helper.to_array(inits[node.input[1]]).copy()
+                if shape.size >= 2 and shape[0] == 1 and -1 not in shape[1:]:
+                    shape[0] = -1
+                    inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape.astype(np.int64), node.input[1]))
+        return m.SerializeToString()
+
+    def _run_batched(self, sess, xs: np.ndarray) -> np.ndarray:
+        xin = xs.astype(self.input_dtype).reshape((xs.shape[0],) + tuple(self.input_shape[1:]))
+        y = sess.run([self.output_name], {self.input_name: xin})[0]
+        return np.asarray(y).reshape(xs.shape[0], -1)
+
+    @property
+    def batch_mode(self) -> str:
+        self._prepare_batching()
+        return self._batch_mode
+
+    @property
+    def batched_session(self):
+        """A session taking (B, ...) inputs, or None when the model can only run one input at a time."""
+        self._prepare_batching()
+        return self._batched_session
+
+    def evaluate(self, xs: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """Outputs for a batch of flat inputs (B, n_inputs) -> (B, n_outputs), values in the model's dtype."""
+        xs = np.asarray(xs)
+        if xs.ndim == 1:
+            xs = xs[None, :]
+        self._prepare_batching()
+        if self._batch_mode == "batched":
+            outs = [self._run_batched(self._batched_session, xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)]
+            return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_outputs))
+        return np.stack([self.replay(x) for x in xs]) if len(xs) else np.zeros((0, self.n_outputs))
+
+    # ---- other representations ---------------------------------------------------------------
+    def normalised_model(self):
+        """A copy for converters: initializers are not graph inputs, opset raised to >= 11."""
+        from .normalise import normalise_model
+
+        return normalise_model(self.model)
+
+    def torch_module(self):
+        """A torch.nn.Module computing the network on (B, *input_shape) float32 tensors (cached)."""
+        if self._torch is None:
+            from .torch_convert import to_torch
+
+            self._torch = to_torch(self)
+        return self._torch
+
+    def describe(self) -> str:
+        return (f"{self.name}: input {self.input_name} {list(self.input_shape)} {self.input_type_name}, "
+                f"output {self.output_name} {list(self.output_shape)}, opset {self.opset}, ops {', '.join(self.ops)}")
+
+
+def load_network(path: str, threads: int = 0) -> Network:
+    """Load and check an ONNX model (`.onnx` or `.onnx.gz`)."""
+    return Network(path, read_model_bytes(path), threads=threads)

@@ -1,0 +1,63 @@
+"""Mode -> sequence of engines under one deadline; stops at the first definite answer.
+
+The router never upgrades `unknown`: the final outcome is the first `sat`/`unsat` an engine
+returned, else `timeout` if the deadline passed, else the last `unknown` (with every engine's
+detail kept).
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Dict, List, Tuple
+
+from .deadline import expired
+from .options import Options
+from .results import Outcome, Verdict
+
+# engine name -> (module, one-line description)
+ENGINES: Dict[str, Tuple[str, str]] = {
+    "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
+}
+
+# mode -> engines tried in order
+MODES: Dict[str, List[str]] = {
+    "auto": ["attack"],
+    "falsify": ["attack"],
+}
+
+MODE_HELP: Dict[str, str] = {
+    "auto": "what a competition run uses; today: the falsifier alone (sat with a replayed witness, else unknown)",
+    "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
+}
+
+
+def engine_check(name: str):
+    module, _ = ENGINES[name]
+    return importlib.import_module(module).check
+
+
+def run(network, spec, options: Options, deadline: float) -> Outcome:
+    if options.mode not in MODES:
+        raise ValueError(f"unknown mode {options.mode!r}")
+    t0 = time.monotonic()
+    details = []
+    stats = {}
+    last = Outcome(Verdict.UNKNOWN, engine="router", detail="no engine ran")
+    for name in MODES[options.mode]:
+        if expired(deadline):
+            last = Outcome(Verdict.TIMEOUT, engine=name, detail="deadline reached before this engine started")
+            break
+        out = engine_check(name)(network, spec, deadline, options)
+        details.append(f"{name}: {out.verdict.value}" + (f" ({out.detail})" if out.detail else ""))
+        stats[name] = out.stats
+        last = out
+        if out.verdict in (Verdict.SAT, Verdict.UNSAT, Verdict.ERROR):
+            break
+    if last.verdict == Verdict.UNKNOWN and expired(deadline):
+        last = Outcome(Verdict.TIMEOUT, engine=last.engine, detail=last.detail,
+                       certificate=last.certificate, stats=last.stats)
+    last.seconds = time.monotonic() - t0
+    last.stats = {**stats, **({} if not isinstance(last.stats, dict) else {})}
+    if len(details) > 1:
+        last.detail = "; ".join(details)
+    return last
