@@ -1,0 +1,36 @@
+"""vnncert: VNN-COMP / VNN-LIB neural-network verification with exact, relaxed and probabilistic engines.
+
+Public surface: `verify`, `load_spec`, `load_network`, `Outcome`, `Verdict`, `Options`.
+"""
+__version__ = "0.1.0"
+
+from .errors import NetworkError, SpecError, UnsupportedOperator, VnncertError  # noqa: E402
+from .options import Options  # noqa: E402
+from .results import Certificate, Outcome, Verdict  # noqa: E402
+
+
+def verify(*args, **kwargs):
+    from .api import verify as _verify
+
+    return _verify(*args, **kwargs)
+
+
+verify.__doc__ = "See vnncert.api.verify."
+
+
+def load_spec(path, network=None, n_inputs=None, n_outputs=None):
+    """Parse a VNN-LIB property (1.0 or 2.0, `.gz` accepted) into a `Spec`."""
+    from .spec import load_spec as _load
+
+    return _load(path, network=network, n_inputs=n_inputs, n_outputs=n_outputs)
+
+
+def load_network(path, threads=0):
+    """Load and check an ONNX model (`.onnx` or `.onnx.gz`) into a `Network`."""
+    from .network import load_network as _load
+
+    return _load(path, threads=threads)
+
+
+__all__ = ["verify", "load_spec", "load_network", "Outcome", "Verdict", "Certificate", "Options",
+           "VnncertError", "SpecError", "NetworkError", "UnsupportedOperator", "__version__"]
