@@ -1,0 +1,71 @@
+"""Small seeded ONNX models made in code for tests."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def mlp_onnx(path, weights, input_shape=None, opset=13, batch_symbolic=True):
+    """Gemm+Relu MLP from [(W (out,in), b), ...]; last layer has no Relu. Returns path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_in = weights[0][0].shape[1]
+    n_out = weights[-1][0].shape[0]
+    batch = "N" if batch_symbolic else 1
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, n_in] if input_shape is None else input_shape)
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n_out])
+    nodes, inits = [], []
+    cur = "x"
+    for k, (W, b) in enumerate(weights):
+        inits += [numpy_helper.from_array(np.asarray(W, np.float32), f"W{k}"),
+                  numpy_helper.from_array(np.asarray(b, np.float32), f"b{k}")]
+        nxt = "y" if k == len(weights) - 1 else f"h{k}"
+        pre = nxt if k == len(weights) - 1 else f"z{k}"
+        nodes.append(helper.make_node("Gemm", [cur, f"W{k}", f"b{k}"], [pre], transB=1))
+        if k < len(weights) - 1:
+            nodes.append(helper.make_node("Relu", [pre], [nxt]))
+        cur = nxt
+    g = helper.make_graph(nodes, "mlp", [inp], [out], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def random_mlp(seed, sizes):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((o, i)) / np.sqrt(i), rng.standard_normal(o) * 0.1) for i, o in zip(sizes[:-1], sizes[1:])]
+
+
+def slow_onnx(path, width=2048, depth=64):
+    """A chain of large MatMuls: thousands of samples take minutes in ONNX Runtime (native code)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    inits = [numpy_helper.from_array((rng.standard_normal((2, width)) * 0.5).astype(np.float32), "Win"),
+             numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), "W"),
+             numpy_helper.from_array((rng.standard_normal((width, 2)) / np.sqrt(width)).astype(np.float32), "Wout")]
+    nodes = [helper.make_node("MatMul", ["x", "Win"], ["h0"])]
+    for k in range(depth):
+        nodes.append(helper.make_node("MatMul", [f"h{k}", "W"], [f"m{k}"]))
+        nodes.append(helper.make_node("Relu", [f"m{k}"], [f"h{k + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"h{depth}", "Wout"], ["y"]))
+    g = helper.make_graph(nodes, "slow", [inp], [out], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def box_spec(lo, hi, out_rows, n_out):
+    """VNN-LIB 1.0 text: box lo<=x<=hi and an OR of output conjunctions given as lists of strings."""
+    lines = [f"(declare-const X_{i} Real)" for i in range(len(lo))]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(n_out)]
+    for i, (a, b) in enumerate(zip(lo, hi)):
+        lines += [f"(assert (>= X_{i} {a!r}))", f"(assert (<= X_{i} {b!r}))"]
+    lines.append("(assert (or " + " ".join("(and " + " ".join(c) + ")" for c in out_rows) + "))")
+    return "\n".join(lines) + "\n"
