@@ -95,6 +95,7 @@ class Network:
         self.ops = sorted({n.op_type for n in graph.node})
         self._session = None
         self._batched_session = None
+        self._batched_bytes: Optional[bytes] = None
         self._batch_mode: Optional[str] = None
         self._torch = None
 
@@ -158,6 +159,7 @@ class Network:
                     single = np.stack([self.replay(x) for x in xs])
                     if batched.shape == single.shape and np.allclose(batched, single, rtol=1e-4, atol=1e-5, equal_nan=True):
                         self._batched_session = sess
+                        self._batched_bytes = candidate
                         self._batch_mode = "batched"
                 except Exception:
                     self._batched_session = None
@@ -202,6 +204,12 @@ class Network:
         """A session taking (B, ...) inputs, or None when the model can only run one input at a time."""
         self._prepare_batching()
         return self._batched_session
+
+    @property
+    def batched_model_bytes(self) -> Optional[bytes]:
+        """The model bytes behind `batched_session` (leading dim symbolic), or None when it runs one input at a time."""
+        self._prepare_batching()
+        return self._batched_bytes
 
     def evaluate(self, xs: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Outputs for a batch of flat inputs (B, n_inputs) -> (B, n_outputs), values in the model's dtype."""
