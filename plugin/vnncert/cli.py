@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vnncert",
         description="VNN-COMP / VNN-LIB neural-network verification: falsification, relaxed bounds, exact MILP "
                     "and randomized smoothing behind one command line.")
-    ap.add_argument("--version", action="version", version=f"vnncert {__version__}")
+    ap.add_argument("--version", action="version", version=__version__)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_verify(sub)
     _add_spec(sub)

@@ -1,0 +1,403 @@
+"""The VNN-LIB 2.0 standard command line (standard chapter 5): `--name`, `--version`, `verify`, `supports`.
+
+`cli.main` asks `handles(argv)` first. The standard form of `verify` is told apart from the
+VNN-COMP form `vnncert verify MODEL.onnx PROP.vnnlib` by its arguments alone: it is the standard
+form when `--network` or `--serialise-assignments` is given, or when exactly one path is given
+(the VNN-COMP form always has two). No file is opened to decide.
+
+Output: the first stdout line is `sat`, `unsat`, `unknown` or `timed-out`; for `sat` the
+assignment follows in the command-line format (a header `NAME TYPE [dims]` per declared
+variable in declaration order, then one value per line, row-major; values are the exact values
+the model was run on, in positional notation) unless `--serialise-assignments DIR` is given (then
+DIR/NAME.pb holds an ONNX TensorProto per variable and stdout has the result line only). Logs,
+warnings and errors go to stderr. Exit code 0 for any of the four answers; 2 on any error (then
+stdout is empty), which covers the standard's three required error conditions: a `--network`
+mapping that misses a declared network or names one the query does not need, element types that
+differ from the model's (unless the query is over `real`), and element types vnncert cannot
+analyse soundly (it says so and suggests `real`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import __version__
+
+NAME = "vnncert"
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+CAPABILITIES = (
+    "--onnx-opset-versions", "--onnx-element-types", "--onnx-operators", "--vnnlib-versions",
+    "--hidden-node-theories", "--multiple-input-output-theories", "--multiple-network-theories",
+    "--multiple-node-comparison-theories", "--arithmetic-complexity-theories",
+    "--optimised-disjunctive-reasoning", "--serialise-assignments",
+)
+# the standard's own example spells this one with an extra "s"
+_CAPABILITY_ALIASES = {"--multiple-inputs-output-theories": "--multiple-input-output-theories"}
+
+_STANDARD_ONLY = ("--network", "--serialise-assignments", "--assignments")
+_FLAGS = {"-v", "--verbose", "-h", "--help"}
+_ANSWER_WORDS = {"sat": "sat", "unsat": "unsat", "unknown": "unknown", "timeout": "timed-out"}
+
+
+# ---- which argv are ours -------------------------------------------------------------------------
+def _positionals(args: Sequence[str]) -> Tuple[int, bool]:
+    """(number of positional arguments, whether a standard-only option appears)."""
+    n, standard, i = 0, False, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            n += len(args) - i - 1
+            break
+        if any(a == o or a.startswith(o + "=") for o in _STANDARD_ONLY):
+            standard = True
+        if a.startswith("-") and len(a) > 1 and not re.fullmatch(r"-\d.*", a):
+            i += 1 if ("=" in a or a in _FLAGS) else 2
+            continue
+        n += 1
+        i += 1
+    return n, standard
+
+
+def handles(argv: Sequence[str]) -> bool:
+    """True for the argv of the standard interface (checked before the rest of the command line)."""
+    argv = list(argv)
+    if argv in (["--name"], ["--version"]):
+        return True
+    if not argv:
+        return False
+    if argv[0] in ("supports", "capabilities"):
+        return True
+    if argv[0] == "verify":
+        n, standard = _positionals(argv[1:])
+        return standard or n == 1
+    return False
+
+
+def add_parser(sub) -> None:
+    """Help entries in `vnncert --help` (the work is done by `main`, which `cli.main` calls first)."""
+    p = sub.add_parser("supports", help="VNN-LIB 2.0: report one capability (the standard's `supports` command)",
+                       description="Print what vnncert supports, in the VNN-LIB 2.0 format. One of: "
+                                   + ", ".join(CAPABILITIES))
+    p.add_argument("capability", choices=CAPABILITIES)
+    p.set_defaults(run=lambda args: main(["supports", args.capability]))
+
+
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv == ["--name"]:
+        _out(NAME + "\n")
+        return EXIT_OK
+    if argv == ["--version"]:
+        _out(__version__ + "\n")
+        return EXIT_OK
+    if argv and argv[0] in ("supports", "capabilities"):
+        return cmd_supports(argv[1:])
+    if argv and argv[0] == "verify":
+        return cmd_verify(argv[1:])
+    return _fail(f"not a VNN-LIB 2.0 command: {' '.join(argv)}")
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _fail(message: str) -> int:
+    print(f"{NAME}: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+# ---- supports ------------------------------------------------------------------------------------
+def onnx_operators() -> Tuple[List[str], str]:
+    """Op types some converter of the op registry handles (read off the registry), and a note if none."""
+    try:
+        from .network import ops
+    except ImportError as e:
+        return [], f"the ONNX op registry is not available in this build ({e})"
+    handlers = ops.all_handlers()
+    methods = sorted({m for h in handlers.values() for m in dir(type(h))
+                      if m.startswith("to_") and callable(getattr(type(h), m, None))})
+    names = sorted({op for op, h in handlers.items() if any(h.supports(m) for m in methods)})
+    return names, "" if names else "the ONNX op registry lists no converter yet"
+
+
+def onnx_opset_range() -> Tuple[int, int]:
+    """(lowest, highest) default-domain opset a model may declare, found by asking the machinery.
+
+    Highest: what ONNX Runtime (which replays every witness) loads, up to the installed onnx's
+    newest opset. Lowest: the oldest opset that ONNX Runtime loads and the converters' normalisation
+    (`normalised_model`) accepts. Each probe is a one-node Relu model.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from .network.normalise import normalise_model
+
+    def model(opset: int):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+        ops_ = [helper.make_opsetid("", opset)]
+        m = helper.make_model(g, opset_imports=ops_)
+        m.ir_version = helper.find_min_ir_version_for(ops_)
+        return m
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.intra_op_num_threads = 1
+
+    def runs(opset: int) -> bool:
+        try:
+            ort.InferenceSession(model(opset).SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+            return True
+        except Exception:
+            return False
+
+    def converts(opset: int) -> bool:
+        try:
+            normalise_model(model(opset))
+            return True
+        except Exception:
+            return False
+
+    newest = onnx.defs.onnx_opset_version()
+    hi = next((v for v in range(newest, 0, -1) if runs(v)), 0)
+    lo = next((v for v in range(1, hi + 1) if runs(v) and converts(v)), hi)
+    return lo, hi
+
+
+def capability_lines(capability: str) -> Tuple[List[str], str]:
+    """The answer lines for one capability, and a note for stderr (empty when there is nothing to say)."""
+    from .spec.vnnlib2 import SOUND_ELEMENT_TYPES, THEORIES, VNNLIB_VERSIONS
+
+    if capability == "--onnx-opset-versions":
+        lo, hi = onnx_opset_range()
+        return [str(lo), str(hi)], ""
+    if capability == "--onnx-element-types":
+        return list(SOUND_ELEMENT_TYPES) + ["real"], ""
+    if capability == "--onnx-operators":
+        return onnx_operators()
+    if capability == "--vnnlib-versions":
+        return [VNNLIB_VERSIONS[0], VNNLIB_VERSIONS[-1]], ""
+    theory = {"--hidden-node-theories": "hidden-node",
+              "--multiple-input-output-theories": "multiple-input-output",
+              "--multiple-network-theories": "multiple-network",
+              "--multiple-node-comparison-theories": "multiple-node-comparison",
+              "--arithmetic-complexity-theories": "arithmetic-complexity"}.get(capability)
+    if theory:
+        return list(THEORIES[theory]), ""
+    if capability == "--optimised-disjunctive-reasoning":
+        return ["false"], ""  # queries are expanded to disjunctive normal form
+    if capability == "--serialise-assignments":
+        return ["true"], ""
+    raise KeyError(capability)
+
+
+def cmd_supports(args: Sequence[str]) -> int:
+    if len(args) != 1:
+        return _fail(f"supports takes exactly one capability: {', '.join(CAPABILITIES)}")
+    cap = _CAPABILITY_ALIASES.get(args[0], args[0])
+    if cap not in CAPABILITIES:
+        return _fail(f"unknown capability {args[0]!r}; the standard defines {', '.join(CAPABILITIES)}")
+    try:
+        lines, note = capability_lines(cap)
+    except Exception as e:  # a broken installation: say so rather than print a wrong answer
+        return _fail(f"cannot determine {cap}: {type(e).__name__}: {e}")
+    if note:
+        print(f"{NAME}: note: {note}", file=sys.stderr)
+    _out("".join(line + "\n" for line in lines))
+    return EXIT_OK
+
+
+# ---- verify --------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    from .router import MODES
+
+    p = _Parser(prog=f"{NAME} verify", allow_abbrev=False,
+                description="VNN-LIB 2.0 verify: is the query satisfiable? First stdout line: sat, unsat, unknown "
+                            "or timed-out; for sat the assignment follows. Errors: stderr, exit code 2.")
+    p.add_argument("query", metavar="QUERY", help="the VNN-LIB query (2.0; 1.0 is accepted too), .gz accepted")
+    p.add_argument("--network", action="append", default=[], metavar="NAME=FILE",
+                   help="the ONNX model of a declared network (once per network not declared equal-to another)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds counted from process start; the answer (timed-out at the latest) is out by S + 0.5 s")
+    p.add_argument("--serialise-assignments", "--assignments", dest="serialise", metavar="DIR",
+                   help="write a satisfying assignment to DIR/NAME.pb (ONNX TensorProto) instead of stdout")
+    p.add_argument("--mode", default="auto", choices=sorted(MODES), help="engines to run (non-standard, optional)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random engine (non-standard)")
+    p.add_argument("--threads", type=int, default=0, help="threads for torch / ONNX Runtime / HiGHS (non-standard)")
+    p.add_argument("-v", "--verbose", action="store_true", help="engine and detail on stderr (non-standard)")
+    return p
+
+
+def _network_map(pairs: Sequence[str]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for token in pairs:
+        name, sep, path = token.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--network takes NAME=FILE, got {token!r}")
+        if name in out:
+            raise ValueError(f"--network maps {name!r} twice")
+        out[name] = path
+    return out
+
+
+def check_network_mapping(declared: Sequence[Tuple[str, Optional[str]]], given: Dict[str, str], query: str) -> None:
+    """Standard error condition 1: exactly one model per declared network not declared `equal-to`."""
+    equal_to = dict(declared)
+    for name in given:
+        if name not in equal_to:
+            names = ", ".join(n for n, _ in declared)
+            raise ValueError(f"--network {name}=...: {query} declares no network {name!r} (it declares {names})")
+        if equal_to[name] is not None:
+            raise ValueError(f"--network {name}=...: {query} declares {name!r} equal-to {equal_to[name]!r}, "
+                             f"so it takes no model of its own")
+    for name, eq in declared:
+        if eq is None and name not in given:
+            raise ValueError(f"no model for network {name!r} declared in {query}: give --network {name}=FILE.onnx")
+
+
+def _declarations_1_0(text: str, n_inputs: int, n_outputs: int):
+    """A 1.0 query's variables in declaration order: scalar `Real` constants X_i / Y_j."""
+    from .spec.vnnlib2 import Declaration
+
+    names = re.findall(r"\(\s*declare-const\s+([XY]_\d+)\s", text)
+    if sorted(names) != sorted([f"X_{i}" for i in range(n_inputs)] + [f"Y_{j}" for j in range(n_outputs)]):
+        names = [f"X_{i}" for i in range(n_inputs)] + [f"Y_{j}" for j in range(n_outputs)]
+    return [Declaration(n, "input" if n[0] == "X" else "output", "Real", (), "") for n in names]
+
+
+def assignment_arrays(decls, x, y) -> List[Tuple[object, object]]:
+    """[(declaration, values in row-major order)] from the flat witness (x, y), declaration order kept.
+
+    A 2.0 declaration is the whole input or output tensor; a 1.0 declaration (network "") is the
+    scalar X_i / Y_j.
+    """
+    import numpy as np
+
+    out = []
+    for d in decls:
+        flat = x if d.kind == "input" else y
+        if d.network == "":
+            i = int(d.name[2:])
+            flat = flat[i:i + 1]
+        vals = np.asarray(flat).reshape(-1)
+        if vals.size != d.size:
+            raise ValueError(f"witness has {vals.size} values for {d.name}, which is declared with {d.size}")
+        out.append((d, vals))
+    return out
+
+
+def format_assignment(decls, x, y) -> str:
+    """The standard's command-line assignment format.
+
+    Each value is the exact value the model was run on, in positional notation (no exponent, always
+    a fractional part), the shortest decimal that reads back as that same float64 -- and hence, for a
+    float32 model, as that same float32.
+    """
+    from .spec.vnnlib2 import format_number
+
+    lines = []
+    for d, vals in assignment_arrays(decls, x, y):
+        lines.append(d.header())
+        lines.extend(format_number(float(v)) for v in vals)
+    return "".join(line + "\n" for line in lines)
+
+
+def serialise_assignment(folder: str, decls, x, y) -> None:
+    """DIR/NAME.pb: an ONNX TensorProto of the declared shape per variable (the model's element type
+    for variables declared `real`/`Real`)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    os.makedirs(folder, exist_ok=True)
+    types = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
+    for d, vals in assignment_arrays(decls, x, y):
+        arr = vals.astype(types.get(d.element_type, vals.dtype)).reshape(d.shape)
+        data = numpy_helper.from_array(arr, name=d.name).SerializeToString()
+        path = os.path.join(folder, f"{d.name}.pb")
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+
+def cmd_verify(args: Sequence[str]) -> int:
+    from .api import ENGINE_MARGIN, outcome_of, solve
+    from .deadline import deadline_from_start
+    from .errors import VnncertError
+    from .options import Options
+    from .results import Verdict
+    from .spec import detect_version, read_text
+    from .supervise import run_supervised
+
+    a = verify_parser().parse_args(list(args))
+    if a.timeout is not None and (a.timeout < 0 or not math.isfinite(a.timeout)):
+        return _fail(f"--timeout must be a non-negative number of seconds, got {a.timeout}")
+    hard = deadline_from_start(a.timeout) if a.timeout is not None else math.inf
+    t0 = time.monotonic()
+    try:
+        given = _network_map(a.network)
+        text = read_text(a.query)
+        where = os.path.basename(a.query)
+        if detect_version(text) == "2.0":
+            from .spec.vnnlib2 import read_query
+
+            q = read_query(text, where)
+            for w in q.warnings:
+                print(f"{NAME}: {w}", file=sys.stderr)
+            check_network_mapping([(n.name, n.equal_to) for n in q.networks], given, where)
+            model = given[q.networks_needing_models()[0]] if q.networks_needing_models() else None
+            decls = q.declarations
+        else:  # a 1.0 property has no network declaration: exactly one model, under any name
+            if len(given) != 1:
+                raise ValueError(f"{where} is a VNN-LIB 1.0 property (one network): give exactly one "
+                                 f"--network NAME=FILE.onnx, got {len(given)}")
+            model = next(iter(given.values()))
+            decls = None
+        if model is None:
+            raise ValueError(f"{where}: no network needs a model")
+    except (VnncertError, ValueError) as e:
+        return _fail(str(e))
+
+    options = Options(mode=a.mode, seed=a.seed, threads=a.threads)
+    engine_deadline = hard - ENGINE_MARGIN
+    res = run_supervised(lambda: solve(model, a.query, options, engine_deadline), hard)
+    out = outcome_of(res, a.timeout)
+    if not out.seconds:
+        out.seconds = time.monotonic() - t0
+    if out.verdict == Verdict.ERROR:
+        return _fail(out.detail or "verification failed")
+    if a.verbose:
+        print(f"{NAME}: {out.engine}: {out.detail} ({out.seconds:.3f} s)", file=sys.stderr)
+    word = _ANSWER_WORDS[out.verdict.value]
+    if out.verdict != Verdict.SAT:
+        _out(word + "\n")
+        return EXIT_OK
+    x, y = out.counterexample
+    if decls is None:
+        decls = _declarations_1_0(text, x.size, y.size)
+    try:
+        if a.serialise:
+            serialise_assignment(a.serialise, decls, x, y)
+            body = ""
+        else:
+            body = format_assignment(decls, x, y)
+    except (OSError, ValueError) as e:
+        return _fail(f"found a satisfying assignment but cannot report it: {e}")
+    _out("sat\n" + body)
+    return EXIT_OK

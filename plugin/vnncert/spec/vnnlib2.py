@@ -1,0 +1,809 @@
+"""VNN-LIB 2.0 (parsed and type-checked by the `vnnlib` package) -> `Spec`, the 1.0 normal form.
+
+What is accepted (the standard's theories, VNN-LIB 2.0 chapter 4) is declared once, in
+`THEORIES` and `SOUND_ELEMENT_TYPES`, and `vnncert supports` prints those same tuples:
+
+- one network (SNET), one input and one output (SIO), no hidden nodes (NH), and no comparison
+  that mixes the input with the output (SNC): the normal form keeps input region and output
+  set apart. Anything else is a `SpecError` naming the theory it needs.
+- `X[i,j]` is the flat C-order position over the declared shape, which must be the ONNX shape
+  (symbolic ONNX dims count as 1, so a query must instantiate them to 1).
+- Element types: the query's types must be the model's (error condition 2 of the standard's
+  `verify`) unless the query is written over `real` throughout. vnncert analyses `float32`
+  and `float64` (`SOUND_ELEMENT_TYPES`); any other declared type is refused (error
+  condition 3) and the user may consent to real-valued analysis by declaring `real`.
+- Arithmetic, soundly for the declared type:
+  * over `real`, any linear expression (sums, differences, negation, scaling by constants;
+    theory LIN); a product of two variables is refused (POLY);
+  * over a floating-point type, the comparisons whose floating-point meaning the normal form
+    states exactly: variable against constant (the constant is rounded to the element type,
+    round-to-nearest-even, as the type's semantics reads it), variable against variable, and
+    a sum or difference of two variables against 0 (its sign is exact in IEEE arithmetic);
+    each variable may carry a sign or a factor of +-1 (theories BND and OUTC). Any other
+    expression would be analysed in real arithmetic while the query asks about rounded
+    float arithmetic, so it is refused with a message that says to declare `real`.
+- `<` / `>` stay strict (Halfspaces.strict, InputRegion.*_strict): only an unsat proof may
+  relax them. `==` becomes two non-strict rows. `!=` becomes the disjunction of `<` and `>`
+  (exact: there are no NaNs among the values a query ranges over); the whole query is put in
+  disjunctive normal form and refused beyond `MAX_CONJUNCTIONS` disjuncts.
+- A disjunct whose input constraints are contradictory, or that holds a false constant
+  comparison, can never be satisfied and is dropped; a query whose disjuncts are all dropped
+  has no case at all (it is unsat by its own text).
+- Every input needs a finite lower and upper bound in every disjunct (the engines work on
+  boxes).
+
+Errors carry `file:line:column` where the package reports a line (column: where the offending
+symbol sits on that line); warnings of the package (e.g. a 2.x minor version) are kept in
+`Spec.declarations["warnings"]` rather than printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import SpecError
+from .model import Case, Halfspaces, InputRegion, Spec
+
+MAX_CONJUNCTIONS = 1_000_000
+
+# The package's DType enum member name -> the standard's element-type name (ONNX "Set 1" names).
+DTYPE_NAMES: Dict[str, str] = {
+    "Real": "real", "F16": "float16", "F32": "float32", "F64": "float64", "BF16": "bfloat16",
+    "F8E4M3FN": "float8e4m3fn", "F8E5M2": "float8e5m2", "F8E4M3FNUZ": "float8e4m3fnuz",
+    "F8E5M2FNUZ": "float8e5m2fnuz", "F4E2M1": "float4e2m1", "I8": "int8", "I16": "int16",
+    "I32": "int32", "I64": "int64", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64",
+    "C64": "complex64", "C128": "complex128", "Bool": "bool",
+}
+
+# Element types vnncert analyses for the declared type's own semantics: witnesses are replayed in
+# that type with ONNX Runtime and checked exactly; the comparisons accepted over these types are the
+# ones the normal form states exactly (see the module docstring). float16 and the integer types are
+# not claimed; `real` is always accepted (the user's consent to real-valued analysis).
+SOUND_ELEMENT_TYPES: Tuple[str, ...] = ("float32", "float64")
+_NUMPY_TYPES = {"float32": np.float32, "float64": np.float64}
+
+# The theories (standard chapter 4) the parser below accepts; `vnncert supports` prints these.
+THEORIES: Dict[str, Tuple[str, ...]] = {
+    "hidden-node": ("NH",),
+    "multiple-input-output": ("SIO",),
+    "multiple-network": ("SNET",),
+    "multiple-node-comparison": ("SNC",),
+    "arithmetic-complexity": ("BND", "OUTC", "LIN"),  # LIN over `real`; over float types see above
+}
+VNNLIB_VERSIONS = ("1.0", "2.0")
+
+_VERSION = re.compile(r"\(\s*vnnlib-version\s*<(\d+)\.(\d+)>\s*\)")
+_PARSE_ERROR = re.compile(r"line (\d+), column (\d+): '(.*)'", re.S)
+
+# atom: (kind, ((flat index, coef), ...), rhs, strict) meaning sum coef*v <= rhs (< when strict);
+# kind "X" (input only), "Y" (output only) or "" (no variable).
+Atom = Tuple[str, Tuple[Tuple[int, float], ...], float, bool]
+
+
+# ---- declarations ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Declaration:
+    name: str
+    kind: str  # "input" | "hidden" | "output"
+    element_type: str  # the standard's name, "real" included
+    shape: Tuple[int, ...]
+    network: str
+    onnx_name: Optional[str] = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    def header(self) -> str:
+        """The command-line assignment header: `NAME TYPE [d1,d2]`."""
+        return f"{self.name} {self.element_type} [{','.join(str(d) for d in self.shape)}]"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "element_type": self.element_type,
+                "shape": list(self.shape), "network": self.network, "onnx_name": self.onnx_name}
+
+
+@dataclass(frozen=True)
+class NetworkDecl:
+    name: str
+    equal_to: Optional[str]
+    isomorphic_to: Optional[str]
+    declarations: Tuple[Declaration, ...]
+
+    @property
+    def inputs(self) -> List[Declaration]:
+        return [d for d in self.declarations if d.kind == "input"]
+
+    @property
+    def hidden(self) -> List[Declaration]:
+        return [d for d in self.declarations if d.kind == "hidden"]
+
+    @property
+    def outputs(self) -> List[Declaration]:
+        return [d for d in self.declarations if d.kind == "output"]
+
+
+@dataclass
+class Query:
+    """A parsed, type-checked 2.0 query: its networks and declarations in order, and the AST."""
+
+    text: str
+    where: str
+    version: str
+    networks: Tuple[NetworkDecl, ...]
+    warnings: List[str]
+    ast: object  # vnnlib.Query
+
+    @property
+    def declarations(self) -> List[Declaration]:
+        return [d for n in self.networks for d in n.declarations]
+
+    @property
+    def real(self) -> bool:
+        return all(d.element_type == "real" for d in self.declarations)
+
+    def networks_needing_models(self) -> List[str]:
+        """Names that take a `--network NAME=FILE` (every network not declared `equal-to` another)."""
+        return [n.name for n in self.networks if n.equal_to is None]
+
+
+# ---- positions ---------------------------------------------------------------------------------
+def _line_col(text: str, line: Optional[int], needle: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
+    """1-based column of `needle` on `line` (1 when not found there)."""
+    if not line or line < 1:
+        return None, None
+    lines = text.split("\n")
+    if line > len(lines):
+        return line, 1
+    src = lines[line - 1]
+    col = 1
+    if needle:
+        k = src.find(needle)
+        if k < 0:
+            compact = re.sub(r"\s+", "", needle)
+            # variables are printed with spaces by the package ("X [0, 2]"); find them loosely
+            m = re.search(r"\s*".join(re.escape(c) for c in compact), src) if compact else None
+            k = m.start() if m else -1
+        if k >= 0:
+            col = k + 1
+    return line, col
+
+
+def _at(where: str, text: str, line: Optional[int], needle: Optional[str], message: str) -> SpecError:
+    line, col = _line_col(text, line, needle)
+    loc = f"{where}:{line}:{col}" if line else where
+    return SpecError(f"{loc}: {message}")
+
+
+def _find_decl(text: str, keyword: str, name: str) -> Tuple[Optional[int], Optional[int]]:
+    m = re.search(r"\(\s*" + re.escape(keyword) + r"\s+" + re.escape(name) + r"\b", text)
+    if not m:
+        return None, None
+    off = m.start()
+    return text.count("\n", 0, off) + 1, off - (text.rfind("\n", 0, off) + 1) + 1
+
+
+def _decl_error(where: str, text: str, keyword: str, name: str, message: str) -> SpecError:
+    line, col = _find_decl(text, keyword, name)
+    return SpecError(f"{where}:{line}:{col}: {message}" if line else f"{where}: {message}")
+
+
+# ---- the package -------------------------------------------------------------------------------
+def _call_quietly(fn, *args):
+    """Run a native call with fd 2 captured (the package prints type-checking warnings there)."""
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError):
+        pass
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result = fn(*args)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        captured = tmp.read().decode("utf-8", errors="replace")
+    return result, captured
+
+
+def _report_lines(where: str, text: str, body: str, label: str) -> List[str]:
+    """The package's JSON report -> one line per entry, `file:line:col: [label: ]message: hint`."""
+    start = body.find("{")
+    try:
+        report = json.loads(body[start:]) if start >= 0 else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        return []
+    out = []
+    for key in ("errors", "warnings"):
+        for e in report.get(key) or []:
+            if not isinstance(e, dict):
+                continue
+            line, col = _line_col(text, e.get("line"), e.get("offendingSymbol"))
+            loc = f"{where}:{line}:{col}" if line else where
+            msg = str(e.get("message") or e.get("errorCode") or "problem")
+            hint = e.get("hint")
+            out.append(f"{loc}: {label}{msg}" + (f": {hint}" if hint else ""))
+    return out
+
+
+def _package_error(where: str, text: str, exc: Exception) -> SpecError:
+    body = str(exc)
+    m = _PARSE_ERROR.search(body)
+    if body.startswith("Parse error") and m:
+        line, col, tok = int(m.group(1)), int(m.group(2)), m.group(3)
+        hint = ""
+        if re.fullmatch(r"[eE][+-]?\d+", tok):
+            hint = " (VNN-LIB 2.0 numbers have no exponent: write them in positional notation)"
+        elif tok == "":
+            hint = " (unexpected end of the query: an expression is not closed, or there is no assert)"
+        what = f"syntax error at {tok!r}" if tok else "syntax error"
+        return SpecError(f"{where}:{line}:{col}: {what}{hint}")
+    lines = _report_lines(where, text, body, "")
+    if lines:
+        more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
+        return SpecError(lines[0] + more)
+    first = body.strip().splitlines()[0] if body.strip() else type(exc).__name__
+    return SpecError(f"{where}: VNN-LIB 2.0 query rejected: {first}")
+
+
+def read_query(text: str, where: str = "<text>") -> Query:
+    """Parse and type-check 2.0 text with the `vnnlib` package; errors -> SpecError with positions."""
+    try:
+        import vnnlib
+    except ImportError:
+        raise SpecError(f"{where}: VNN-LIB 2.0 needs the `vnnlib` package (pip install 'vnnlib>=1.0.2')") from None
+    m = _VERSION.search(text)
+    version = f"{m.group(1)}.{m.group(2)}" if m else "?"
+    try:
+        ast, captured = _call_quietly(vnnlib.parse_query_string, text)
+    except vnnlib.VNNLibException as e:
+        raise _package_error(where, text, e) from None
+    if ast is None:
+        raise SpecError(f"{where}: the VNN-LIB 2.0 parser could not read the query and gave no reason")
+    warnings = _report_lines(where, text, captured, "warning: ") if captured.strip() else []
+    networks = []
+    for net in ast.networks:
+        decls = []
+        for kind, group in (("input", net.inputs), ("hidden", net.hidden), ("output", net.outputs)):
+            keyword = f"declare-{kind}"
+            for d in group:
+                etype = DTYPE_NAMES.get(d.dtype.name)
+                if etype is None:
+                    raise _decl_error(where, text, keyword, d.name,
+                                      f"{d.name} has an element type the standard does not define "
+                                      f"(expected one of {', '.join(sorted(DTYPE_NAMES.values()))})")
+                onnx_name = d.onnx_name
+                if onnx_name and len(onnx_name) >= 2 and onnx_name[0] == onnx_name[-1] == '"':
+                    onnx_name = onnx_name[1:-1]
+                decls.append(Declaration(d.name, kind, etype, tuple(int(s) for s in d.shape), net.name, onnx_name))
+        networks.append(NetworkDecl(net.name, net.equal_to or None, net.isometric_to or None, tuple(decls)))
+    return Query(text, where, version, tuple(networks), warnings, ast)
+
+
+# ---- constants ---------------------------------------------------------------------------------
+def round_to_type(lexeme: str, element_type: str) -> float:
+    """The value a decimal literal denotes in `element_type` (round to nearest, ties to even), as float64.
+
+    `real` keeps the nearest float64 (what Python's float() gives, correctly rounded).
+    """
+    d = float(lexeme)
+    if element_type != "float32":
+        return d
+    with np.errstate(over="ignore"):
+        f = np.float32(d)
+    if not np.isfinite(f) or float(f) == d:
+        return float(f)
+    # decimal -> float64 -> float32 can round twice; only a float64 exactly halfway between two
+    # float32 neighbours is affected: settle those against the exact decimal value
+    other = np.nextafter(f, np.float32(np.inf) if d > float(f) else np.float32(-np.inf))
+    if (float(f) + float(other)) / 2.0 != d:
+        return float(f)
+    exact = Fraction(lexeme)
+    da, db = abs(Fraction(float(f)) - exact), abs(Fraction(float(other)) - exact)
+    if da != db:
+        return float(f if da < db else other)
+    return float(f if (f.view(np.uint32) & 1) == 0 else other)
+
+
+# ---- assertions --------------------------------------------------------------------------------
+class _Unsupported(Exception):
+    def __init__(self, message: str, node=None):
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+def _first_located(node):
+    """(line, needle) of the first variable or literal under node, for error positions."""
+    import vnnlib
+
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, vnnlib.Var):
+            idx = list(n.indices)
+            return n.line, n.name + (f"[{','.join(str(i) for i in idx)}]" if idx else "")
+        if isinstance(n, vnnlib.Literal):
+            return n.line, n.lexeme
+        stack.extend(reversed(n.children()))
+    return None, None
+
+
+class _Builder:
+    """Walks the package's typed AST into DNF atoms over flat input/output positions."""
+
+    def __init__(self, query: Query):
+        import vnnlib
+
+        self.v = vnnlib
+        self.q = query
+        self.kind_of: Dict[str, Tuple[str, Declaration]] = {}
+        for d in query.declarations:
+            self.kind_of[d.name] = ("X" if d.kind == "input" else "Y" if d.kind == "output" else "H", d)
+
+    # variables
+    def var(self, node) -> Tuple[str, int]:
+        kind, decl = self.kind_of[node.name]
+        if kind == "H":
+            raise _Unsupported(f"hidden node {node.name} (theory H) is not supported", node)
+        idx = list(node.indices)
+        flat = 0
+        for i, s in zip(idx, decl.shape):
+            flat = flat * s + int(i)
+        return kind, flat
+
+    # linear forms (real queries)
+    def linear(self, e) -> Tuple[Dict[Tuple[str, int], float], float]:
+        v = self.v
+        if isinstance(e, v.Var):
+            return {self.var(e): 1.0}, 0.0
+        if isinstance(e, v.Literal):
+            return {}, float(e.lexeme)
+        if isinstance(e, v.Negate):
+            c, k = self.linear(e.expr)
+            return {key: -x for key, x in c.items()}, -k
+        if isinstance(e, v.Plus):
+            return self._sum([self.linear(a) for a in e.args], [1.0] * len(e.args))
+        if isinstance(e, v.Minus):
+            parts = [self.linear(e.head)] + [self.linear(a) for a in e.rest]
+            return self._sum(parts, [1.0] + [-1.0] * (len(parts) - 1))
+        if isinstance(e, v.Multiply):
+            coefs, const = {}, 1.0
+            seen_var = False
+            for a in e.args:
+                c, k = self.linear(a)
+                if c:
+                    if seen_var:
+                        raise _Unsupported("product of two variables: polynomial arithmetic (theory POLY) is not supported", e)
+                    seen_var = True
+                    coefs = {key: x * const for key, x in c.items()}
+                    const = k * const
+                else:
+                    coefs = {key: x * k for key, x in coefs.items()}
+                    const *= k
+            return coefs, const
+        raise _Unsupported(f"unsupported arithmetic expression {e}", e)
+
+    @staticmethod
+    def _sum(parts, signs):
+        coefs: Dict[Tuple[str, int], float] = {}
+        const = 0.0
+        for (c, k), s in zip(parts, signs):
+            for key, x in c.items():
+                coefs[key] = coefs.get(key, 0.0) + s * x
+            const += s * k
+        return coefs, const
+
+    # exact shapes (floating-point queries)
+    def simple(self, e):
+        """('var', sign, key) | ('const', sign, lexeme) | ('pair', ((s, key), (s, key))) | None."""
+        v = self.v
+        if isinstance(e, v.Var):
+            return ("var", 1.0, self.var(e))
+        if isinstance(e, v.Literal):
+            return ("const", 1.0, e.lexeme)
+        if isinstance(e, v.Negate):
+            s = self.simple(e.expr)
+            if s is None:
+                return None
+            if s[0] == "pair":
+                return ("pair", tuple((-sg, key) for sg, key in s[1]))
+            return (s[0], -s[1], s[2])
+        if isinstance(e, v.Multiply):
+            args = list(e.args)
+            unit = [a for a in args if isinstance(a, v.Literal) and float(a.lexeme) in (1.0, -1.0)]
+            rest = [a for a in args if not (isinstance(a, v.Literal) and float(a.lexeme) in (1.0, -1.0))]
+            if len(rest) == 1 and len(unit) == len(args) - 1:
+                s = self.simple(rest[0])
+                if s is None or s[0] != "var":
+                    return None
+                sign = s[1]
+                for a in unit:
+                    sign *= float(a.lexeme)
+                return ("var", sign, s[2])
+            return None
+        if isinstance(e, v.Plus):
+            parts = [self.simple(a) for a in e.args]
+            if len(parts) == 1:
+                return parts[0]
+            if len(parts) == 2 and all(p is not None and p[0] == "var" for p in parts):
+                return ("pair", tuple((p[1], p[2]) for p in parts))
+            return None
+        if isinstance(e, v.Minus):
+            rest = list(e.rest)
+            if len(rest) != 1:
+                return None
+            a, b = self.simple(e.head), self.simple(rest[0])
+            if a is not None and b is not None and a[0] == "var" and b[0] == "var":
+                return ("pair", ((a[1], a[2]), (-b[1], b[2])))
+            return None
+        return None
+
+    def element_type(self, node) -> Optional[str]:
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, self.v.Var):
+                return self.kind_of[n.name][1].element_type
+            stack.extend(n.children())
+        return None
+
+    # comparisons -> (coefs, rhs, op) with op in <=, <, ==, != meaning coefs.v OP rhs
+    def comparison(self, node) -> List[List[Atom]]:
+        v = self.v
+        if isinstance(node, v.LessEqual):
+            op, flip = "<=", False
+        elif isinstance(node, v.LessThan):
+            op, flip = "<", False
+        elif isinstance(node, v.GreaterEqual):
+            op, flip = "<=", True
+        elif isinstance(node, v.GreaterThan):
+            op, flip = "<", True
+        elif isinstance(node, v.Equal):
+            op, flip = "==", False
+        elif isinstance(node, v.NotEqual):
+            op, flip = "!=", False
+        else:
+            raise _Unsupported(f"unsupported comparison {node}", node)
+        lhs, rhs = node.lhs, node.rhs
+        if flip:
+            lhs, rhs = rhs, lhs
+        etype = self.element_type(node)
+        if etype is None or etype == "real":
+            cl, kl = self.linear(lhs)
+            cr, kr = self.linear(rhs)
+            coefs = dict(cl)
+            for key, x in cr.items():
+                coefs[key] = coefs.get(key, 0.0) - x
+            return self._atoms(coefs, kr - kl, op, node)
+        coefs, bound = self._exact(lhs, rhs, etype, node)
+        return self._atoms(coefs, bound, op, node)
+
+    def _exact(self, lhs, rhs, etype: str, node):
+        a, b = self.simple(lhs), self.simple(rhs)
+        kinds = (a[0] if a else None, b[0] if b else None)
+        coefs: Dict[Tuple[str, int], float] = {}
+        if kinds == ("var", "const"):
+            return {a[2]: a[1]}, b[1] * round_to_type(b[2], etype)
+        if kinds == ("const", "var"):
+            return {b[2]: -b[1]}, -a[1] * round_to_type(a[2], etype)
+        if kinds == ("var", "var"):
+            coefs[a[2]] = a[1]
+            coefs[b[2]] = coefs.get(b[2], 0.0) - b[1]
+            return coefs, 0.0
+        if kinds == ("pair", "const") and float(b[2]) == 0.0:
+            for s, key in a[1]:
+                coefs[key] = coefs.get(key, 0.0) + s
+            return coefs, 0.0
+        if kinds == ("const", "pair") and float(a[2]) == 0.0:
+            for s, key in b[1]:
+                coefs[key] = coefs.get(key, 0.0) - s
+            return coefs, 0.0
+        raise _Unsupported(
+            f"vnncert cannot evaluate this comparison exactly in {etype} arithmetic (it can: variable vs "
+            f"constant, variable vs variable, sum or difference of two variables vs 0, each variable with an "
+            f"optional sign); declare the query's variables `real` to consent to real-valued analysis "
+            f"(VNN-LIB 2.0: queries over real; verify error condition 3)", node)
+
+    def _atoms(self, coefs, rhs: float, op: str, node) -> List[List[Atom]]:
+        coefs = {k: x for k, x in coefs.items() if x != 0.0}
+        kinds = {k[0] for k in coefs}
+        if len(kinds) > 1:
+            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
+                               "comparisons (theory MNC) are not supported", node)
+        kind = kinds.pop() if kinds else ""
+        items = tuple(sorted((k[1], x) for k, x in coefs.items()))
+        neg = tuple((i, -x) for i, x in items)
+        if not np.isfinite(rhs) or any(not np.isfinite(x) for _, x in items):
+            raise _Unsupported("comparison has a constant that is not finite in its element type", node)
+        le = (kind, items, rhs, False)
+        ge = (kind, neg, -rhs, False)
+        if op == "<=":
+            return [[le]]
+        if op == "<":
+            return [[(kind, items, rhs, True)]]
+        if op == "==":
+            return [[le, ge]]
+        return [[(kind, items, rhs, True)], [(kind, neg, -rhs, True)]]  # !=
+
+    def dnf(self, node) -> List[List[Atom]]:
+        v = self.v
+        if isinstance(node, v.And):
+            result: List[List[Atom]] = [[]]
+            for child in node.args:
+                sub = self.dnf(child)
+                if len(sub) == 1:
+                    for conj in result:
+                        conj.extend(sub[0])
+                else:
+                    if len(result) * len(sub) > MAX_CONJUNCTIONS:
+                        raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", node)
+                    result = [r + s for r in result for s in sub]
+            return result
+        if isinstance(node, v.Or):
+            out: List[List[Atom]] = []
+            for child in node.args:
+                out.extend(self.dnf(child))
+                if len(out) > MAX_CONJUNCTIONS:
+                    raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", node)
+            return out
+        if isinstance(node, v.Comparison):
+            return self.comparison(node)
+        raise _Unsupported(f"unsupported boolean expression {node}", node)
+
+
+# ---- structure checks ----------------------------------------------------------------------------
+def _check_structure(q: Query, network) -> Tuple[Declaration, Declaration]:
+    where, text = q.where, q.text
+    if len(q.networks) != 1:
+        names = ", ".join(n.name for n in q.networks)
+        raise _decl_error(where, text, "declare-network", q.networks[1].name,
+                          f"the query declares {len(q.networks)} networks ({names}); vnncert handles one "
+                          f"network (theory SNET)")
+    net = q.networks[0]
+    if net.hidden:
+        h = net.hidden[0]
+        raise _decl_error(where, text, "declare-hidden", h.name,
+                          f"hidden node {h.name} ({h.onnx_name!r}): hidden-node declarations (theory H) are not supported")
+    if len(net.inputs) != 1 or len(net.outputs) != 1:
+        raise _decl_error(where, text, "declare-network", net.name,
+                          f"network {net.name} declares {len(net.inputs)} input(s) and {len(net.outputs)} output(s); "
+                          f"vnncert handles one of each (theory SIO)")
+    x, y = net.inputs[0], net.outputs[0]
+    types = {x.element_type, y.element_type}
+    if "real" in types and len(types) > 1:
+        raise _decl_error(where, text, "declare-input", x.name,
+                          f"the query mixes `real` with {', '.join(sorted(types - {'real'}))}: a query over real must "
+                          f"declare every variable `real`")
+    if network is not None:
+        _check_against_model(q, x, y, network)
+    if "real" not in types:
+        for d in (x, y):
+            if d.element_type not in SOUND_ELEMENT_TYPES:
+                raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                                  f"{d.name} is declared {d.element_type}, which vnncert cannot analyse soundly "
+                                  f"(it does {', '.join(SOUND_ELEMENT_TYPES)}); declare the query's variables "
+                                  f"`real` to consent to real-valued analysis")
+    return x, y
+
+
+def _check_against_model(q: Query, x: Declaration, y: Declaration, network) -> None:
+    where, text = q.where, q.text
+    model = getattr(network, "name", "the model")
+    real = x.element_type == "real"
+    for d, onnx_type, shape, symbolic in (
+            (x, network.input_type_name, tuple(network.input_shape), getattr(network, "_in_symbolic", None)),
+            (y, network.output_type_name, tuple(network.output_shape), getattr(network, "_out_symbolic", None))):
+        what = "input" if d.kind == "input" else "output"
+        if not real and d.element_type != onnx_type:
+            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                              f"{d.name} is declared {d.element_type} but the {what} of {model} is {onnx_type} "
+                              f"(element types must match unless the query is over `real`)")
+        ok = len(d.shape) == len(shape) and all(a == b for a, b in zip(d.shape, shape))
+        if not ok and symbolic is not None and len(d.shape) == len(shape):
+            bad = [i for i, (a, b) in enumerate(zip(d.shape, shape)) if a != b]
+            if all(symbolic[i] for i in bad):
+                raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                                  f"{d.name} instantiates the dynamic dimension(s) {bad} of {model}'s {what} to "
+                                  f"{[d.shape[i] for i in bad]}; vnncert evaluates dynamic dimensions as 1")
+        if not ok:
+            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                              f"{d.name} is declared with shape [{','.join(map(str, d.shape))}] but the {what} of "
+                              f"{model} has shape [{','.join(map(str, shape))}]")
+
+
+# ---- normal form -------------------------------------------------------------------------------
+def _index_name(decl: Declaration, flat: int) -> str:
+    if not decl.shape:
+        return decl.name
+    idx = np.unravel_index(flat, decl.shape)
+    return f"{decl.name}[{','.join(str(int(i)) for i in idx)}]"
+
+
+def _rows(rows, n: int):
+    A = np.zeros((len(rows), n))
+    b = np.empty(len(rows))
+    s = np.empty(len(rows), dtype=bool)
+    for r, (items, rhs, strict) in enumerate(rows):
+        for i, c in items:
+            A[r, i] += c
+        b[r] = rhs
+        s[r] = strict
+    return A, b, s
+
+
+def _assemble(conjs: List[List[Atom]], x: Declaration, y: Declaration, where: str) -> List[Case]:
+    n_in, n_out = x.size, y.size
+    groups: Dict[bytes, Tuple[InputRegion, List[Halfspaces]]] = {}
+    order: List[bytes] = []
+    many = len(conjs) > 1
+    for k, conj in enumerate(conjs):
+        lower = np.full(n_in, -np.inf)
+        upper = np.full(n_in, np.inf)
+        lo_s = np.zeros(n_in, dtype=bool)
+        hi_s = np.zeros(n_in, dtype=bool)
+        g_rows, y_rows = [], []
+        false = False
+        for kind, items, rhs, strict in conj:
+            if kind == "X":
+                if len(items) == 1:
+                    i, c = items[0]
+                    bound = rhs / c + 0.0  # + 0.0: no -0.0 bounds
+                    if c > 0:
+                        if bound < upper[i] or (bound == upper[i] and strict):
+                            upper[i], hi_s[i] = bound, strict
+                    elif bound > lower[i] or (bound == lower[i] and strict):
+                        lower[i], lo_s[i] = bound, strict
+                else:
+                    g_rows.append((items, rhs, strict))
+            elif kind == "Y":
+                y_rows.append((items, rhs, strict))
+            elif not (0.0 < rhs if strict else 0.0 <= rhs):
+                false = True
+        if false or np.any((lower > upper) | ((lower == upper) & (lo_s | hi_s))):
+            continue  # this disjunct can never hold
+        for arr, side in ((lower, "lower"), (upper, "upper")):
+            bad = np.flatnonzero(~np.isfinite(arr))
+            if bad.size:
+                raise SpecError(f"{where}: input {_index_name(x, int(bad[0]))} has no {side} bound"
+                                + (f" in disjunct {k + 1}" if many else "")
+                                + " (vnncert needs a finite box on every input)")
+        G = h = G_s = None
+        if g_rows:
+            G, h, G_s = _rows(g_rows, n_in)
+        key = b"".join(a.tobytes() for a in (lower, upper, lo_s, hi_s))
+        if G is not None:
+            key += G.tobytes() + h.tobytes() + G_s.tobytes()
+        A, b, s = _rows(y_rows, n_out)
+        if key not in groups:
+            region = InputRegion(lower, upper, G, h, lo_s if lo_s.any() else None, hi_s if hi_s.any() else None, G_s)
+            groups[key] = (region, [])
+            order.append(key)
+        groups[key][1].append(Halfspaces(A, b, s))
+    return [Case(groups[key][0], groups[key][1]) for key in order]
+
+
+def spec_from_query(q: Query, network=None) -> Spec:
+    x, y = _check_structure(q, network)
+    b = _Builder(q)
+    conjs: List[List[Atom]] = [[]]
+    try:
+        for assertion in q.ast.assertions:
+            sub = b.dnf(assertion.expr)
+            if len(sub) == 1:
+                for c in conjs:
+                    c.extend(sub[0])
+            else:
+                if len(conjs) * len(sub) > MAX_CONJUNCTIONS:
+                    raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", assertion.expr)
+                conjs = [c + s for c in conjs for s in sub]
+    except _Unsupported as e:
+        line, needle = _first_located(e.node) if e.node is not None else (None, None)
+        raise _at(q.where, q.text, line, needle, e.message) from None
+    cases = _assemble(conjs, x, y, q.where)
+    decl = {"version": q.version, "real": q.real, "warnings": list(q.warnings),
+            "networks": [{"name": n.name, "equal_to": n.equal_to, "isomorphic_to": n.isomorphic_to} for n in q.networks],
+            "variables": [d.as_dict() for d in q.declarations]}
+    return Spec(n_inputs=x.size, n_outputs=y.size, cases=cases, source=q.where, version="2.0", declarations=decl)
+
+
+def parse_vnnlib2(text: str, where: str = "<text>", network=None) -> Spec:
+    """Parse VNN-LIB 2.0 text; with `network` the declared element types and shapes are checked."""
+    return spec_from_query(read_query(text, where), network)
+
+
+# ---- writing 2.0 ---------------------------------------------------------------------------------
+def format_number(v: float) -> str:
+    """A VNN-LIB 2.0 number: positional notation (no exponent), always with a fractional part."""
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"{v} cannot be written in VNN-LIB 2.0")
+    return np.format_float_positional(v, unique=True, trim="0")
+
+
+def _ref(name: str, shape: Sequence[int], flat: int) -> str:
+    if not len(shape):
+        return name
+    idx = np.unravel_index(flat, tuple(shape))
+    return f"{name}[{','.join(str(int(i)) for i in idx)}]"
+
+
+def _row_text(A_row, b: float, strict: bool, name: str, shape) -> str:
+    op = "<" if strict else "<="
+    nz = [(int(i), float(A_row[i])) for i in np.flatnonzero(A_row)]
+    if len(nz) == 1 and abs(nz[0][1]) == 1.0:
+        i, c = nz[0]
+        if c > 0:
+            return f"({op} {_ref(name, shape, i)} {format_number(b)})"
+        return f"({'>' if strict else '>='} {_ref(name, shape, i)} {format_number(-b)})"
+    if len(nz) == 2 and b == 0.0 and sorted(c for _, c in nz) == [-1.0, 1.0]:
+        (i, ci), (j, cj) = nz
+        pos, neg = (i, j) if ci > 0 else (j, i)
+        return f"({op} {_ref(name, shape, pos)} {_ref(name, shape, neg)})"
+    if not nz:
+        return f"({op} (* 0.0 {_ref(name, shape, 0)}) {format_number(b)})"
+    terms = " ".join(f"(* {format_number(c)} {_ref(name, shape, i)})" for i, c in nz)
+    return f"({op} (+ {terms}) {format_number(b)})"
+
+
+def spec_to_vnnlib2(spec: Spec, input_shape: Sequence[int], output_shape: Sequence[int],
+                    element_type: str = "float32", network: str = "net", x: str = "X", y: str = "Y") -> str:
+    """Write a `Spec` (e.g. parsed from VNN-LIB 1.0) as a VNN-LIB 2.0 query over one network.
+
+    Rows with one ±1 coefficient become variable-vs-constant comparisons and rows `y_i - y_j <= 0`
+    become `(<= Y[i] Y[j])`; other rows are written as weighted sums (which a float-typed query
+    then refuses: use element_type="real" for those). Strictness is kept.
+    """
+    if int(np.prod(input_shape, dtype=np.int64)) != spec.n_inputs or int(np.prod(output_shape, dtype=np.int64)) != spec.n_outputs:
+        raise ValueError("shapes do not match the spec's variable counts")
+    dims = lambda s: "[" + ",".join(str(int(d)) for d in s) + "]"  # noqa: E731
+    out = ["(vnnlib-version <2.0>)",
+           f"(declare-network {network}",
+           f"    (declare-input {x} {element_type} {dims(input_shape)})",
+           f"    (declare-output {y} {element_type} {dims(output_shape)})",
+           ")"]
+
+    def region_terms(r: InputRegion) -> List[str]:
+        terms = []
+        for i in range(spec.n_inputs):
+            ls = r.lower_strict is not None and r.lower_strict[i]
+            us = r.upper_strict is not None and r.upper_strict[i]
+            terms.append(f"({'>' if ls else '>='} {_ref(x, input_shape, i)} {format_number(r.lower[i])})")
+            terms.append(f"({'<' if us else '<='} {_ref(x, input_shape, i)} {format_number(r.upper[i])})")
+        if r.G is not None:
+            for k in range(r.G.shape[0]):
+                strict = bool(r.G_strict[k]) if r.G_strict is not None else False
+                terms.append(_row_text(r.G[k], float(r.h[k]), strict, x, input_shape))
+        return terms
+
+    def output_terms(case: Case) -> str:
+        conj = []
+        for hs in case.output:
+            rows = [_row_text(hs.A[k], float(hs.b[k]), bool(hs.strict[k]), y, output_shape) for k in range(hs.rows)]
+            if not rows:  # no output constraint: always true
+                rows = [f"(<= {_ref(y, output_shape, 0)} {_ref(y, output_shape, 0)})"]
+            conj.append("(and " + " ".join(rows) + ")")
+        return "(or " + " ".join(conj) + ")" if len(conj) > 1 else conj[0]
+
+    if not spec.cases:
+        raise ValueError("a spec without cases has no 2.0 text")
+    if len(spec.cases) == 1:
+        c = spec.cases[0]
+        out += [f"(assert {t})" for t in region_terms(c.region)]
+        out.append(f"(assert {output_terms(c)})")
+    else:
+        parts = ["(and " + " ".join(region_terms(c.region)) + " " + output_terms(c) + ")" for c in spec.cases]
+        out.append("(assert (or\n    " + "\n    ".join(parts) + "\n))")
+    return "\n".join(out) + "\n"
