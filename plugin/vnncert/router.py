@@ -17,17 +17,22 @@ from .results import Outcome, Verdict
 # engine name -> (module, one-line description)
 ENGINES: Dict[str, Tuple[str, str]] = {
     "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
+    "probabilistic": ("vnncert.engines.probabilistic", "randomized smoothing on ONNX Runtime: a claim about the smoothed classifier g (confidence 1-alpha), sat only for a replayed witness of f"),
 }
 
 # mode -> engines tried in order
 MODES: Dict[str, List[str]] = {
     "auto": ["attack"],
     "falsify": ["attack"],
+    "probabilistic": ["probabilistic"],
 }
 
 MODE_HELP: Dict[str, str] = {
     "auto": "what a competition run uses; today: the falsifier alone (sat with a replayed witness, else unknown)",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
+    "probabilistic": "randomized smoothing (--sigma, --noise gaussian|laplace|uniform, --n0, --n, --alpha) on a local-robustness "
+                     "property: certifies the smoothed classifier g at the box centre (a claim about g with confidence 1-alpha, "
+                     "in the result file's comments and JSON); the verdict is sat only for a replayed witness of f, else unknown",
 }
 
 
