@@ -33,7 +33,14 @@ def apply_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass
+        # torch aborts the whole process (C++ terminate, not a Python error) when the interop pool is
+        # set a second time or after parallel work started: set it at most once per process
+        if torch.get_num_interop_threads() != 1 and not _INTEROP_SET:
+            _INTEROP_SET.append(True)
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:
+                pass
+
+
+_INTEROP_SET: list = []
