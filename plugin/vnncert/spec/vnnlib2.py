@@ -243,6 +243,11 @@ def _package_error(where: str, text: str, exc: Exception) -> SpecError:
     m = _PARSE_ERROR.search(body)
     if body.startswith("Parse error") and m:
         line, col, tok = int(m.group(1)), int(m.group(2)), m.group(3)
+        lines = text.split("\n")
+        if tok and 1 <= line <= len(lines):  # the package's column is not always the token's: find it
+            k = lines[line - 1].find(tok, max(0, col - 2))
+            if k >= 0:
+                col = k + 1
         hint = ""
         if re.fullmatch(r"[eE][+-]?\d+", tok):
             hint = " (VNN-LIB 2.0 numbers have no exponent: write them in positional notation)"
