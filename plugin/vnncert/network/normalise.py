@@ -13,16 +13,18 @@ def normalise_model(model):
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    inits = {t.name for t in m.graph.initializer}
-    keep = [i for i in m.graph.input if i.name not in inits]
-    del m.graph.input[:]
-    m.graph.input.extend(keep)
     opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 11:
+        # convert first: IR version 3 models need their initializers listed as inputs
         try:
             m = version_converter.convert_version(m, TARGET_OPSET)
         except Exception as e:
             raise NetworkError(f"cannot raise the model from opset {opset} to {TARGET_OPSET}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    inits = {t.name for t in m.graph.initializer}
+    keep = [i for i in m.graph.input if i.name not in inits]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    m.ir_version = max(m.ir_version, 4)  # IR >= 4 allows initializers that are not inputs
     try:
         m = onnx.shape_inference.infer_shapes(m)
     except Exception:

@@ -1,0 +1,53 @@
+"""MaxPool, AveragePool, GlobalAveragePool on merged (N = 1) tensors."""
+from __future__ import annotations
+
+from ...errors import NetworkError
+from .base import OpHandler, register
+from .conv import explicit_pads
+
+
+def _pool_args(node, ctx, x):
+    kernel = list(node.attr("kernel_shape"))
+    nd = len(kernel)
+    strides = list(node.attr("strides", [1] * nd))
+    dilations = list(node.attr("dilations", [1] * nd))
+    pads = explicit_pads(node, ctx.view(x).shape[2:], kernel, strides, dilations)
+    if pads[:nd] != pads[nd:]:
+        raise NetworkError(f"{node.op_type} node {node.name!r}: asymmetric padding is not supported")
+    return nd, kernel, strides, pads[:nd], dilations
+
+
+@register("MaxPool")
+class MaxPoolOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .torch_layers import MaxPool
+
+        if len(node.outputs) > 1 and node.outputs[1]:
+            raise NetworkError(f"MaxPool node {node.name!r}: the Indices output is not supported")
+        x = ctx.require_merged(node.inputs[0], node)
+        nd, kernel, strides, pads, dilations = _pool_args(node, ctx, x)
+        if int(node.attr("storage_order", 0)) != 0:
+            raise NetworkError(f"MaxPool node {node.name!r}: storage_order 1 is not supported")
+        ctx.emit(MaxPool(nd, kernel, strides, pads, dilations, node.attr("ceil_mode", 0)), [x], [node.outputs[0]], True)
+
+
+@register("AveragePool")
+class AveragePoolOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .torch_layers import AvgPool
+
+        x = ctx.require_merged(node.inputs[0], node)
+        nd, kernel, strides, pads, dilations = _pool_args(node, ctx, x)
+        if any(d != 1 for d in dilations):
+            raise NetworkError(f"AveragePool node {node.name!r}: dilations are not supported")
+        ctx.emit(AvgPool(nd, kernel, strides, pads, node.attr("ceil_mode", 0), node.attr("count_include_pad", 0)),
+                 [x], [node.outputs[0]], True)
+
+
+@register("GlobalAveragePool")
+class GlobalAveragePoolOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .torch_layers import GlobalAvgPool
+
+        x = ctx.require_merged(node.inputs[0], node)
+        ctx.emit(GlobalAvgPool(ctx.view(x).rank - 2), [x], [node.outputs[0]], True)

@@ -1,0 +1,237 @@
+"""ONNX (via the `graph` IR) -> a torch.nn.Module that auto_LiRPA 0.3 can bound.
+
+THE CONTRACT (what every engine may rely on)
+    module = to_torch(network)            # or network.torch_module() (cached)
+    y = module(x)                         # x: (B, network.n_inputs) float32, flat C order
+                                          # y: (B, network.n_outputs), flat C order
+The module reshapes internally, so a flat input box (lower/upper of shape (n_inputs,)) can be
+handed to auto_LiRPA as is; `module.double()` gives the same network in float64 (every constant
+is a parameter or buffer). Models whose input has no batch axis (rank-1 `[1]`, or pensieve's
+`[12, 8]`) are handled the same way: a leading batch axis is added inside the module.
+
+How batches are carried: every torch tensor between steps has the batch on axis 0. For each
+ONNX tensor of shape s the builder records a `View`:
+  * merged    -- ONNX axis 0 IS the batch axis (s[0] == 1): torch shape (B, *s[1:])
+  * prepended -- the batch is an extra axis in front:          torch shape (B, *s)
+Conv/pooling want merged tensors; ops that touch ONNX axis 0 of a merged tensor first switch
+it to prepended (a reshape). Reshape-like ops pick merged whenever the target starts with 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import NetworkError
+from .graph import Graph, Node, graph_of
+
+
+@dataclass(frozen=True)
+class View:
+    shape: Tuple[int, ...]  # the ONNX shape (batch of one)
+    merged: bool
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def rest(self) -> Tuple[int, ...]:
+        """Torch shape after the batch axis."""
+        return self.shape[1:] if self.merged else self.shape
+
+    def axis(self, a: int) -> int:
+        """Torch axis of ONNX axis `a` (negative allowed); the caller ensures it is not the merged batch axis."""
+        a = norm_axis(a, self.rank)
+        if self.merged:
+            if a == 0:
+                raise NetworkError("internal: ONNX axis 0 of a merged tensor is the batch axis")
+            return a
+        return a + 1
+
+
+def norm_axis(a: int, rank: int) -> int:
+    a = int(a)
+    if a < 0:
+        a += rank
+    if not 0 <= a < max(rank, 1):
+        raise NetworkError(f"axis {a} out of range for rank {rank}")
+    return a
+
+
+def resolve_reshape(in_shape: Sequence[int], target: Sequence[int], allowzero: bool = False) -> Tuple[int, ...]:
+    """ONNX Reshape semantics: 0 copies the input dim (unless allowzero), one -1 is inferred."""
+    total = int(np.prod(in_shape)) if len(in_shape) else 1
+    out = []
+    for i, t in enumerate(int(t) for t in target):
+        if t == 0 and not allowzero:
+            out.append(int(in_shape[i]))
+        else:
+            out.append(t)
+    if out.count(-1) > 1:
+        raise NetworkError(f"Reshape target {list(target)} has more than one -1")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1])) if len(out) > 1 else 1
+        out[out.index(-1)] = total // known if known else 0
+    if int(np.prod(out)) != total:
+        raise NetworkError(f"Reshape of {list(in_shape)} to {list(target)} changes the element count")
+    return tuple(out)
+
+
+class TorchBuilder:
+    """Walks the IR and emits torch steps; op handlers call back into it."""
+
+    SAMPLE_BATCH = 2
+
+    def __init__(self, graph: Graph):
+        import torch
+
+        self.torch = torch
+        self.graph = graph
+        self.steps: List = []
+        self.views: Dict[str, View] = {}
+        self.ref: Dict[str, str] = {}  # ONNX name -> name in the module's environment
+        self.samples: Dict[str, "torch.Tensor"] = {}  # keyed by internal name
+        self.skip: set = set()  # id() of nodes absorbed by an earlier handler
+        self._n = 0
+        shp = tuple(graph.input_shape)
+        merged = len(shp) >= 2 and shp[0] == 1
+        view = View(shp, merged)
+        gen = torch.Generator().manual_seed(0)
+        self.views[graph.input_name] = view
+        self.ref[graph.input_name] = graph.input_name
+        self.samples[graph.input_name] = torch.rand((self.SAMPLE_BATCH,) + view.rest, generator=gen) * 2 - 1
+
+    # ---- queries -------------------------------------------------------------------------------
+    def is_const(self, name: str) -> bool:
+        return self.graph.is_const(name)
+
+    def const(self, name: str) -> np.ndarray:
+        if name not in self.graph.constants:
+            raise NetworkError(f"internal: {name!r} is not a constant")
+        return self.graph.constants[name]
+
+    def view(self, name: str) -> View:
+        if name not in self.views:
+            raise NetworkError(f"internal: tensor {name!r} used before it is computed")
+        return self.views[name]
+
+    def consumers(self, name: str) -> List[Node]:
+        return [n for n in self.graph.consumers(name) if id(n) not in self.skip]
+
+    def fresh(self, base: str) -> str:
+        self._n += 1
+        return f"{base}#{self._n}"
+
+    # ---- emitting ------------------------------------------------------------------------------
+    def emit(self, module, inputs: Sequence[str], outputs: Sequence[str], merged) -> None:
+        """Append a step reading ONNX/internal tensors `inputs`; record views of `outputs`."""
+        torch = self.torch
+        if isinstance(merged, bool):
+            merged = [merged] * len(outputs)
+        module.in_names = [self.ref[i] for i in inputs]
+        module.out_names = [self.fresh(o) if o in self.ref else o for o in outputs]
+        with torch.no_grad():
+            out = module(*[self.samples[self.ref[i]] for i in inputs])
+        outs = [out] if len(outputs) == 1 else list(out)
+        for o, internal, t, m in zip(outputs, module.out_names, outs, merged):
+            rest = tuple(int(d) for d in t.shape[1:])
+            if t.shape[0] != self.SAMPLE_BATCH:
+                raise NetworkError(f"internal: step {type(module).__name__} lost the batch axis")
+            shape = (1,) + rest if m else rest
+            self.views[o] = View(shape, bool(m))
+            self.samples[internal] = t
+            self.ref[o] = internal
+        self.steps.append(module)
+
+    def alias(self, new: str, old: str, view: Optional[View] = None) -> None:
+        self.ref[new] = self.ref[old]
+        self.views[new] = view or self.views[old]
+
+    def reshape(self, name: str, target: Sequence[int], out: Optional[str] = None, merged: Optional[bool] = None) -> str:
+        """Reshape the per-sample content of `name` to ONNX shape `target` (fully resolved)."""
+        from .ops.torch_layers import Reshape
+
+        target = tuple(int(d) for d in target)
+        if merged is None:
+            merged = len(target) >= 2 and target[0] == 1
+        if merged and not (len(target) >= 1 and target[0] == 1):
+            raise NetworkError("internal: merged view needs a leading 1")
+        rest = target[1:] if merged else target
+        out = out or self.fresh(name)
+        v = self.view(name)
+        if v.merged == merged and v.rest == rest:
+            self.alias(out, name, View(target, merged))
+            return out
+        self.emit(Reshape(rest), [name], [out], merged)
+        return out
+
+    def prepended(self, name: str, rank: Optional[int] = None) -> str:
+        """`name` as a prepended tensor, with leading ONNX 1-dims added up to `rank`."""
+        v = self.view(name)
+        rank = v.rank if rank is None else max(rank, v.rank)
+        shape = (1,) * (rank - v.rank) + v.shape
+        if not v.merged and shape == v.shape:
+            return name
+        return self.reshape(name, shape, merged=False)
+
+    def merged(self, name: str) -> Optional[str]:
+        """`name` as a merged tensor, or None when its ONNX leading dim is not 1."""
+        v = self.view(name)
+        if v.merged:
+            return name
+        if v.rank >= 2 and v.shape[0] == 1:
+            return self.reshape(name, v.shape, merged=True)
+        return None
+
+    def require_merged(self, name: str, node: Node) -> str:
+        m = self.merged(name)
+        if m is None:
+            raise NetworkError(f"{node.op_type} node {node.name!r}: input of shape {list(self.view(name).shape)} "
+                               f"has a leading dim other than 1, which the torch converter cannot batch")
+        return m
+
+    def not_on_batch(self, name: str, onnx_axes: Sequence[int]) -> str:
+        """`name` in a view where none of `onnx_axes` is the batch axis (switches to prepended if needed)."""
+        v = self.view(name)
+        if v.merged and any(norm_axis(a, v.rank) == 0 for a in onnx_axes):
+            return self.prepended(name)
+        return name
+
+    # ---- the walk ------------------------------------------------------------------------------
+    def build(self):
+        from .ops import handler
+        from .ops.torch_layers import Network
+
+        g = self.graph
+        for node in g.nodes:
+            if id(node) in self.skip:
+                continue
+            h = handler(node.op_type, "to_torch", where="the torch converter")
+            for x in node.inputs:
+                if x and not self.is_const(x) and x not in self.views:
+                    raise NetworkError(f"internal: {node.op_type} {node.name!r} reads {x!r} before it is computed")
+            h.to_torch(node, self)
+        out_view = self.view(g.output_name)
+        in_view = self.view(g.input_name)
+        n_in = int(np.prod(g.input_shape)) if g.input_shape else 1
+        n_out = int(np.prod(out_view.shape)) if out_view.shape else 1
+        module = Network(self.steps, g.input_name, in_view.rest, self.ref[g.output_name], n_in, n_out,
+                         g.input_shape, out_view.shape)
+        module.eval()
+        return module
+
+
+def graph_to_torch(graph: Graph):
+    """Torch module for an IR graph (see the module docstring for the contract)."""
+    return TorchBuilder(graph).build()
+
+
+def to_torch(network):
+    """Torch module for a loaded `Network`: (B, n_inputs) float32 -> (B, n_outputs)."""
+    module = graph_to_torch(graph_of(network))
+    if module.n_inputs != network.n_inputs or module.n_outputs != network.n_outputs:
+        raise NetworkError(f"{network.name}: converted module has {module.n_inputs} inputs / {module.n_outputs} "
+                           f"outputs, the model declares {network.n_inputs} / {network.n_outputs}")
+    return module
