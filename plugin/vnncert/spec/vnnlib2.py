@@ -38,9 +38,12 @@ symbol sits on that line); warnings of the package (e.g. a 2.x minor version) ar
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -298,28 +301,32 @@ def read_query(text: str, where: str = "<text>") -> Query:
 
 
 # ---- constants ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)
 def round_to_type(lexeme: str, element_type: str) -> float:
     """The value a decimal literal denotes in `element_type` (round to nearest, ties to even), as float64.
 
-    `real` keeps the nearest float64 (what Python's float() gives, correctly rounded).
+    `real` and `float64` keep the nearest float64 (what Python's float() gives, correctly rounded).
     """
     d = float(lexeme)
     if element_type != "float32":
         return d
-    with np.errstate(over="ignore"):
-        f = np.float32(d)
-    if not np.isfinite(f) or float(f) == d:
-        return float(f)
+    try:
+        f = struct.unpack("<f", struct.pack("<f", d))[0]  # C cast: round to nearest, ties to even
+    except OverflowError:
+        return math.copysign(math.inf, d)
+    if f == d or not math.isfinite(f):
+        return f
     # decimal -> float64 -> float32 can round twice; only a float64 exactly halfway between two
     # float32 neighbours is affected: settle those against the exact decimal value
-    other = np.nextafter(f, np.float32(np.inf) if d > float(f) else np.float32(-np.inf))
-    if (float(f) + float(other)) / 2.0 != d:
-        return float(f)
+    f32 = np.float32(f)
+    other = float(np.nextafter(f32, np.float32(np.inf) if d > f else np.float32(-np.inf)))
+    if (f + other) / 2.0 != d:
+        return f
     exact = Fraction(lexeme)
-    da, db = abs(Fraction(float(f)) - exact), abs(Fraction(float(other)) - exact)
+    da, db = abs(Fraction(f) - exact), abs(Fraction(other) - exact)
     if da != db:
-        return float(f if da < db else other)
-    return float(f if (f.view(np.uint32) & 1) == 0 else other)
+        return f if da < db else other
+    return f if (f32.view(np.uint32) & 1) == 0 else other
 
 
 # ---- assertions --------------------------------------------------------------------------------
@@ -357,6 +364,10 @@ class _Builder:
         self.kind_of: Dict[str, Tuple[str, Declaration]] = {}
         for d in query.declarations:
             self.kind_of[d.name] = ("X" if d.kind == "input" else "Y" if d.kind == "output" else "H", d)
+        self.type_of_kind = {k: d.element_type for k, d in self.kind_of.values()}
+        self.ops = {vnnlib.LessEqual: ("<=", False), vnnlib.LessThan: ("<", False),
+                    vnnlib.GreaterEqual: ("<=", True), vnnlib.GreaterThan: ("<", True),
+                    vnnlib.Equal: ("==", False), vnnlib.NotEqual: ("!=", False)}
 
     # variables
     def var(self, node) -> Tuple[str, int]:
@@ -415,9 +426,10 @@ class _Builder:
     def simple(self, e):
         """('var', sign, key) | ('const', sign, lexeme) | ('pair', ((s, key), (s, key))) | None."""
         v = self.v
-        if isinstance(e, v.Var):
+        t = type(e)
+        if t is v.Var:
             return ("var", 1.0, self.var(e))
-        if isinstance(e, v.Literal):
+        if t is v.Float or t is v.Int or isinstance(e, v.Literal):
             return ("const", 1.0, e.lexeme)
         if isinstance(e, v.Negate):
             s = self.simple(e.expr)
@@ -467,25 +479,15 @@ class _Builder:
 
     # comparisons -> (coefs, rhs, op) with op in <=, <, ==, != meaning coefs.v OP rhs
     def comparison(self, node) -> List[List[Atom]]:
-        v = self.v
-        if isinstance(node, v.LessEqual):
-            op, flip = "<=", False
-        elif isinstance(node, v.LessThan):
-            op, flip = "<", False
-        elif isinstance(node, v.GreaterEqual):
-            op, flip = "<=", True
-        elif isinstance(node, v.GreaterThan):
-            op, flip = "<", True
-        elif isinstance(node, v.Equal):
-            op, flip = "==", False
-        elif isinstance(node, v.NotEqual):
-            op, flip = "!=", False
-        else:
-            raise _Unsupported(f"unsupported comparison {node}", node)
+        try:
+            op, flip = self.ops[type(node)]
+        except KeyError:
+            raise _Unsupported(f"unsupported comparison {node}", node) from None
         lhs, rhs = node.lhs, node.rhs
         if flip:
             lhs, rhs = rhs, lhs
-        etype = self.element_type(node)
+        a, b = self.simple(lhs), self.simple(rhs)
+        etype = self._type_of(a) or self._type_of(b) or self.element_type(node)
         if etype is None or etype == "real":
             cl, kl = self.linear(lhs)
             cr, kr = self.linear(rhs)
@@ -493,11 +495,16 @@ class _Builder:
             for key, x in cr.items():
                 coefs[key] = coefs.get(key, 0.0) - x
             return self._atoms(coefs, kr - kl, op, node)
-        coefs, bound = self._exact(lhs, rhs, etype, node)
+        coefs, bound = self._exact(a, b, etype, node)
         return self._atoms(coefs, bound, op, node)
 
-    def _exact(self, lhs, rhs, etype: str, node):
-        a, b = self.simple(lhs), self.simple(rhs)
+    def _type_of(self, s) -> Optional[str]:
+        if s is None or s[0] == "const":
+            return None
+        key = s[2] if s[0] == "var" else s[1][0][1]
+        return self.type_of_kind[key[0]]
+
+    def _exact(self, a, b, etype: str, node):
         kinds = (a[0] if a else None, b[0] if b else None)
         coefs: Dict[Tuple[str, int], float] = {}
         if kinds == ("var", "const"):
@@ -523,15 +530,20 @@ class _Builder:
             f"(VNN-LIB 2.0: queries over real; verify error condition 3)", node)
 
     def _atoms(self, coefs, rhs: float, op: str, node) -> List[List[Atom]]:
-        coefs = {k: x for k, x in coefs.items() if x != 0.0}
-        kinds = {k[0] for k in coefs}
-        if len(kinds) > 1:
-            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
-                               "comparisons (theory MNC) are not supported", node)
-        kind = kinds.pop() if kinds else ""
-        items = tuple(sorted((k[1], x) for k, x in coefs.items()))
+        if len(coefs) == 1:  # the common case, kept cheap
+            ((kind, i), x), = coefs.items()
+            items = ((i, x),) if x != 0.0 else ()
+            kind = kind if items else ""
+        else:
+            coefs = {k: x for k, x in coefs.items() if x != 0.0}
+            kinds = {k[0] for k in coefs}
+            if len(kinds) > 1:
+                raise _Unsupported("comparison relates the input and the output of the network: multi-node "
+                                   "comparisons (theory MNC) are not supported", node)
+            kind = kinds.pop() if kinds else ""
+            items = tuple(sorted((k[1], x) for k, x in coefs.items()))
         neg = tuple((i, -x) for i, x in items)
-        if not np.isfinite(rhs) or any(not np.isfinite(x) for _, x in items):
+        if not math.isfinite(rhs) or any(not math.isfinite(x) for _, x in items):
             raise _Unsupported("comparison has a constant that is not finite in its element type", node)
         le = (kind, items, rhs, False)
         ge = (kind, neg, -rhs, False)
@@ -545,6 +557,8 @@ class _Builder:
 
     def dnf(self, node) -> List[List[Atom]]:
         v = self.v
+        if type(node) in self.ops:
+            return self.comparison(node)
         if isinstance(node, v.And):
             result: List[List[Atom]] = [[]]
             for child in node.args:
