@@ -57,11 +57,19 @@ class Linear(Step):
 
 
 class Conv(Step):
+    """ConvNd; a 1-D convolution runs as a 2-D one of height 1 (auto_LiRPA 0.3 bounds Conv2d only)."""
+
     def __init__(self, weight: np.ndarray, bias, strides, pads, dilations, group: int):
         super().__init__()
         w = np.array(weight, dtype=np.float32)
         nd = w.ndim - 2
-        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+        self.as_1d = nd == 1
+        if self.as_1d:
+            w = w[:, :, None, :]
+            strides, dilations = [1] + list(strides), [1] + list(dilations)
+            pads = [0, pads[0], 0, pads[1]]
+            nd = 2
+        cls = {2: nn.Conv2d, 3: nn.Conv3d}[nd]
         begin, end = list(pads[:nd]), list(pads[nd:])
         symmetric = begin == end
         self.pad = None
@@ -80,9 +88,14 @@ class Conv(Step):
                 self.conv.bias.copy_(torch.as_tensor(np.array(bias, dtype=np.float32)))
 
     def forward(self, x):
+        if self.as_1d:
+            x = x.unsqueeze(2)
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        return self.conv(x)
+        y = self.conv(x)
+        if self.as_1d:
+            y = y.squeeze(2)
+        return y
 
 
 class ConstOp(Step):
@@ -183,12 +196,27 @@ class LeakyRelu(Step):
 
 
 class Pow(Step):
+    """x ** p; an integer p >= 3 is built from squares and products (auto_LiRPA 0.3 bounds only x ** 2)."""
+
     def __init__(self, exponent: float):
         super().__init__()
         self.exponent = float(exponent)
 
     def forward(self, x):
-        return torch.pow(x, self.exponent)
+        p = self.exponent
+        if p == int(p) and 3 <= p <= 16:
+            return _int_power(x, int(p))
+        return torch.pow(x, p)
+
+
+def _int_power(x, n: int):
+    if n == 1:
+        return x
+    if n == 2:
+        return torch.pow(x, 2.0)
+    half = _int_power(x, n // 2)
+    sq = torch.pow(half, 2.0)
+    return sq * x if n % 2 else sq
 
 
 class Slice(Step):
