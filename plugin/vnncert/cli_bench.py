@@ -141,17 +141,22 @@ def cmd_bench(args) -> int:
                             keep_workdirs=args.keep_workdirs)
     except ResultsCsvError as e:
         return _fail(f"{e} (not resuming into a file that is not a results CSV)")
+    except RuntimeError as e:  # dask_runner.DaskUnavailable
+        return _fail(str(e))
     except OSError as e:
         return _fail(f"{e.filename or args.out}: {e.strerror}")
     for note in summary.notes:
         print(f"vnncert: {note}", file=sys.stderr)
     print(f"{solver.name}: {summary.line()}")
     if summary.ran:
-        extra = ""
+        line = f"instance processes {summary.run_time + summary.prepare_time:.2f} s"
         if summary.verifier_rows:
-            extra = f", tool's own time {summary.verifier_seconds:.2f} s"
-        print(f"instance processes {summary.run_time + summary.prepare_time:.2f} s{extra}; "
-              f"runner overhead {summary.overhead_per_instance(1 if args.scheduler else args.jobs) * 1000:.0f} ms/instance")
+            line += f" (the tool's own time {summary.verifier_seconds:.2f} s)"
+        if args.jobs == 1 and not args.scheduler:
+            line += f"; runner overhead {summary.overhead_per_instance() * 1000:.0f} ms/instance"
+        else:
+            line += f"; {summary.ran / max(summary.wall, 1e-9):.2f} instances/s"
+        print(line)
     print(f"results: {args.out}  log: {log_path(args.out)}")
     if summary.interrupted:
         print(f"vnncert: interrupted ({summary.interrupted}); rerun the same command to resume", file=sys.stderr)

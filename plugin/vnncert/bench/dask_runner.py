@@ -28,6 +28,10 @@ from .instances import Instance
 from .solvers import Answer, Solver, drive
 
 
+class DaskUnavailable(RuntimeError):
+    pass
+
+
 def run_instance_task(solver: Solver, inst: Instance, memory_limit_mb: Optional[float]) -> Answer:
     """What a worker runs for one instance."""
     workdir = tempfile.mkdtemp(prefix="vnncert-bench-")
@@ -40,12 +44,17 @@ def run_instance_task(solver: Solver, inst: Instance, memory_limit_mb: Optional[
 
 
 def run_on_dask(todo: List[Instance], solver: Solver, recorder, scheduler: str,
-                memory_limit_mb: Optional[float], connect_timeout: float = 30.0) -> None:
+                memory_limit_mb: Optional[float]) -> None:
+    """Submit every instance, record answers as they complete. The connect timeout is Dask's
+    `distributed.comm.timeouts.connect` (30 s; env DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT)."""
     try:
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        raise RuntimeError("--scheduler needs the 'distributed' package (pip install 'dask[distributed]')") from None
-    client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+        raise DaskUnavailable("--scheduler needs the 'distributed' package (pip install 'dask[distributed]')") from None
+    try:
+        client = Client(scheduler)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise DaskUnavailable(f"cannot connect to the Dask scheduler {scheduler}: {e}") from None
     futures: Dict[object, Instance] = {}
     try:
         for n, inst in enumerate(todo):

@@ -88,6 +88,7 @@ class Recorder:
         self.summary = summary
         self.progress = progress
         self.appender = Appender(out, log_path(out))
+        self.progress_live = bool(progress is not None and sys.stderr.isatty())
 
     def record(self, inst: Instance, ans: Answer) -> None:
         if self.guard is None:
@@ -309,8 +310,8 @@ def _run_local(todo: List[Instance], solver: Solver, rec: Recorder, jobs: int,
                 res = poll(task.run)
                 if res is not None:
                     advance(task, res)
-            if rec.progress is not None:
-                rec.progress.refresh()
+            if rec.progress is not None and rec.progress_live:
+                rec.progress.refresh()  # keep the elapsed time moving between rows
     finally:
         for task in active:  # interrupted: stop what runs; those rows are simply not written
             if task.run is not None and task.run.popen is not None and task.run.result is None:
