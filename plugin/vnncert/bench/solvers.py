@@ -212,6 +212,172 @@ class VnncompScriptsSolver(Solver):
         return failed_run(run, "run_instance.sh", prep.seconds, log=rlog)
 
 
+class StandardCliSolver(Solver):
+    """A VNN-LIB 2.0 command-line solver (`--solver-cmd "CMD"`), run as `CMD verify QUERY --network NAME=ONNX
+    --timeout S` (standard chapter 5) under the instance's wall-clock limit.
+
+    - QUERY: a 2.0 property is passed as it is (decompressed into the work folder when `.gz`); a 1.0
+      property is written as 2.0 text in the work folder first (same file name), typed with the model's element type
+      (`query_type="model"`; `real` when a row is not a comparison a float type states exactly, or
+      when the model's input and output types differ) or over `real` (`query_type="real"`, the 1.0
+      text's own real-valued reading). The network is called `net`, its tensors `X` and `Y`.
+    - S: whole seconds (the standard's unit), TIMEOUT minus `margin` rounded down, at least 1; the
+      process is killed at TIMEOUT itself (a kill is `timeout`).
+    - Reading: the first stdout line `sat` / `unsat` / `unknown` / `timed-out` (-> `timeout`) with
+      exit code 0. Anything else is `error`: another first line (garbage, empty output), a non-zero
+      exit code (whatever stdout said), death by a signal. For `sat` the command-line assignment is
+      checked against the query's declarations (order, names, types, shapes, value counts, finite
+      values) and becomes the witness (`sat` + `((X_0 v) ... (Y_0 v))`); a `sat` without a
+      well-formed assignment stays `sat` with no witness (scoring then treats it as unproven).
+    """
+
+    kind = "vnnlib2-cli"
+
+    def __init__(self, cmd: str, name: Optional[str] = None, margin: float = 1.0, query_type: str = "model"):
+        import shlex
+
+        self.cmd = cmd
+        self.argv = shlex.split(cmd)
+        if not self.argv:
+            raise SolverUnavailable("--solver-cmd is empty")
+        if query_type not in ("model", "real"):
+            raise ValueError(f"query_type must be 'model' or 'real', not {query_type!r}")
+        self.margin = float(margin)
+        self.query_type = query_type
+        self.name = name or self._default_name(self.argv)
+
+    @staticmethod
+    def _default_name(argv) -> str:
+        base = os.path.basename(argv[0])
+        if base.startswith("python") and "-m" in argv[1:-1]:
+            return argv[argv.index("-m") + 1].split(".")[0]
+        return base
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "cmd": self.cmd, "margin": self.margin,
+                "query_type": self.query_type}
+
+    def solver_timeout(self, t: float) -> int:
+        import math
+
+        return max(1, int(math.floor(t - self.margin)))
+
+    def prepare_query(self, inst: Instance, workdir: str):
+        """(query path, network name, declarations) for one instance; raises ValueError / VnncertError."""
+        from ..spec import detect_version, read_text
+        from ..spec.vnnlib2 import Declaration, read_query, spec_float_exact, spec_to_vnnlib2
+        from .instances import file_stem
+
+        text = read_text(inst.vnnlib)
+        if detect_version(text) == "2.0":
+            q = read_query(text, os.path.basename(inst.vnnlib))
+            need = q.networks_needing_models()
+            if len(need) != 1:
+                raise ValueError(f"the query needs {len(need)} models ({', '.join(need)}); an instance has one ONNX file")
+            path = os.path.abspath(inst.vnnlib)
+            if path.endswith(".gz"):
+                path = os.path.join(workdir, file_stem(inst.vnnlib) + ".vnnlib")
+                with open(path, "w") as f:
+                    f.write(text)
+            return path, need[0], q.declarations
+        from ..network import load_network
+        from ..spec import load_spec
+
+        network = load_network(inst.onnx)
+        spec = load_spec(inst.vnnlib, network=network)
+        etype = network.input_type_name
+        if self.query_type == "real" or network.output_type_name != etype or not spec_float_exact(spec):
+            etype = "real"
+        path = os.path.join(workdir, file_stem(inst.vnnlib) + ".vnnlib")  # the property's name, 2.0 text
+        with open(path, "w") as f:
+            f.write(spec_to_vnnlib2(spec, network.input_shape, network.output_shape, etype, "net", "X", "Y"))
+        decls = [Declaration("X", "input", etype, tuple(network.input_shape), "net"),
+                 Declaration("Y", "output", etype, tuple(network.output_shape), "net")]
+        return path, "net", decls
+
+    def plan(self, inst: Instance, workdir: str) -> Plan:
+        from ..errors import VnncertError
+
+        try:
+            query, network_name, decls = self.prepare_query(inst, workdir)
+        except (VnncertError, ValueError, OSError) as e:
+            return Answer("error", detail=f"cannot prepare a VNN-LIB 2.0 query: {e}")
+        out = os.path.join(workdir, "stdout.txt")
+        err = os.path.join(workdir, "stderr.txt")
+        argv = self.argv + ["verify", query, "--network", f"{network_name}={os.path.abspath(inst.onnx)}",
+                            "--timeout", str(self.solver_timeout(inst.timeout))]
+        run = yield Step(argv, inst.timeout, stdout_path=out, stderr_path=err, label="verify")
+        return self.read_answer(run, out, err, decls)
+
+    def read_answer(self, run: StepResult, out_path: str, err_path: str, decls) -> Answer:
+        if run.timed_out:
+            return Answer("timeout", 0.0, run.seconds, detail=f"verify {run.describe()}")
+        if run.returncode is None or run.spawn_error:
+            return failed_run(run, "verify", log=err_path)
+        text = read_result_text(out_path) or ""
+        lines = text.split("\n")
+        first = lines[0].strip() if lines else ""
+        word = {"sat": "sat", "unsat": "unsat", "unknown": "unknown", "timed-out": "timeout"}.get(first)
+        if run.returncode != 0:
+            said = f" after printing {first[:40]!r}" if first else ""
+            msg = tail(err_path)
+            return Answer("error", 0.0, run.seconds,
+                          detail=f"verify exit code {run.returncode}{said}" + (f": {msg}" if msg else ""))
+        if word is None:
+            return Answer("error", 0.0, run.seconds,
+                          detail=f"verify printed {first[:60]!r}, not sat/unsat/unknown/timed-out" if first
+                          else "verify printed nothing on stdout")
+        if word != "sat":
+            return Answer(word, 0.0, run.seconds)
+        try:
+            witness = assignment_witness(lines[1:], decls)
+        except ValueError as e:
+            return Answer("sat", 0.0, run.seconds, detail=f"sat without a usable assignment: {e}")
+        return Answer("sat", 0.0, run.seconds, witness=witness)
+
+
+def assignment_witness(lines, decls) -> str:
+    """The standard's command-line assignment (lines after `sat`) -> VNN-COMP result-file text.
+
+    Every declared variable must appear once, in declaration order, with its declared type and shape
+    and one finite value per element; the input tensor's values become X_i, the output's Y_j.
+    """
+    import math
+    import re
+
+    import numpy as np
+
+    from ..results import format_witness
+
+    body = [ln.strip() for ln in lines if ln.strip()]
+    values = {}
+    k = 0
+    for d in decls:
+        if k >= len(body):
+            raise ValueError(f"no values for {d.name}")
+        m = re.fullmatch(r"(\S+)\s+(\S+)\s+\[([0-9,\s]*)\]", body[k])
+        if not m:
+            raise ValueError(f"expected the header of {d.name}, got {body[k][:60]!r}")
+        name, etype, dims = m.group(1), m.group(2), m.group(3)
+        shape = tuple(int(x) for x in dims.replace(" ", "").split(",") if x)
+        if name != d.name or etype.lower() != d.element_type.lower() or shape != tuple(d.shape):
+            raise ValueError(f"header {body[k]!r} does not match the declaration {d.header()!r}")
+        n = d.size
+        try:
+            vals = [float(v) for v in body[k + 1:k + 1 + n]]
+        except ValueError as e:
+            raise ValueError(f"{d.name}: {e}") from None
+        if len(vals) != n or not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"{d.name} needs {n} finite values")
+        values[d.kind] = np.array(vals, dtype=np.float64)
+        k += 1 + n
+    if k != len(body):
+        raise ValueError(f"unexpected text after the assignment: {body[k][:60]!r}")
+    if "input" not in values or "output" not in values:
+        raise ValueError("the assignment has no input or no output tensor")
+    return "sat\n" + format_witness(values["input"], values["output"]) + "\n"
+
+
 class SolverUnavailable(RuntimeError):
     pass
 

@@ -777,6 +777,25 @@ def _row_text(A_row, b: float, strict: bool, name: str, shape) -> str:
     return f"({op} (+ {terms}) {format_number(b)})"
 
 
+def _row_float_exact(a_row, b: float) -> bool:
+    nz = np.flatnonzero(a_row)
+    c = sorted(float(a_row[i]) for i in nz)
+    return (len(nz) == 1 and abs(c[0]) == 1.0) or (len(nz) == 2 and b == 0.0 and all(abs(x) == 1.0 for x in c))
+
+
+def spec_float_exact(spec: Spec) -> bool:
+    """Whether `spec_to_vnnlib2` writes every row of `spec` as a comparison a float-typed query states
+    exactly (variable vs constant, variable vs variable, +-v +-w vs 0); else only a `real` query can hold it."""
+    for case in spec.cases:
+        r = case.region
+        if r.G is not None and not all(_row_float_exact(r.G[k], float(r.h[k])) for k in range(r.G.shape[0])):
+            return False
+        for hs in case.output:
+            if not all(_row_float_exact(hs.A[k], float(hs.b[k])) for k in range(hs.rows)):
+                return False
+    return True
+
+
 def spec_to_vnnlib2(spec: Spec, input_shape: Sequence[int], output_shape: Sequence[int],
                     element_type: str = "float32", network: str = "net", x: str = "X", y: str = "Y") -> str:
     """Write a `Spec` (e.g. parsed from VNN-LIB 1.0) as a VNN-LIB 2.0 query over one network.
