@@ -182,6 +182,8 @@ def cmd_score(args) -> int:
 
     try:
         parts = [load_tool(r) for r in args.results]
+        for note in (n for p in parts for n in p.notes):
+            print(f"vnncert: {note}", file=sys.stderr)
         name = args.name or parts[0].name
         tool = ToolResults(name, [e for p in parts for e in p.entries])
         if not tool.entries:
@@ -215,6 +217,8 @@ def cmd_compare(args) -> int:
         return _fail(f"--names gives {len(names)} names for {len(args.results)} tools")
     try:
         tools = [load_tool(r, names[i] if names else None) for i, r in enumerate(args.results)]
+        for note in (n for t in tools for n in t.notes):
+            print(f"vnncert: {note}", file=sys.stderr)
         truth = GroundTruth(args.ground_truth) if args.ground_truth else None
         checker = None if args.check == "none" else _checker(args, sorted({c for t in tools for c, _ in t.entries}))
     except (ResultsCsvError, FileNotFoundError) as e:

@@ -105,15 +105,18 @@ def _float(s: str) -> float:
     return v
 
 
-def read_rows(path: str, strict: bool = True) -> List[Row]:
+def read_rows(path: str, strict: bool = True, notes: Optional[List[str]] = None) -> List[Row]:
     """Rows of a results CSV. A torn last line (no newline, or not parseable) is ignored.
-    strict=False also skips (rather than rejects) bad lines in the middle."""
+    strict=False also skips (rather than rejects) bad lines in the middle; `notes` collects what
+    was skipped."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise ResultsCsvError(f"{path}: cannot read results CSV: {e.strerror}") from None
     good, _, bad = _split(data, path, strict)
+    if notes is not None:
+        notes.extend(bad)
     return good
 
 

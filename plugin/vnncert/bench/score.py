@@ -83,7 +83,7 @@ def load_tool(arg: str, name: Optional[str] = None) -> ToolResults:
     if not csvs:
         raise ResultsCsvError(f"{arg}: no results CSV in this folder")
     for c in csvs:
-        for r in read_rows(c, strict=False):
+        for r in read_rows(c, strict=False, notes=notes):
             entries.append((c, r))
     return ToolResults(name or tool_name_of(arg, [r for _, r in entries]), entries, notes)
 
