@@ -202,6 +202,10 @@ def capability_lines(capability: str) -> Tuple[List[str], str]:
 
 
 def cmd_supports(args: Sequence[str]) -> int:
+    if list(args) in (["-h"], ["--help"]):
+        _out(f"usage: {NAME} supports CAPABILITY\n\nPrint what vnncert supports (VNN-LIB 2.0 standard, chapter 5). "
+             f"CAPABILITY is one of:\n" + "".join(f"  {c}\n" for c in CAPABILITIES))
+        return EXIT_OK
     if len(args) != 1:
         return _fail(f"supports takes exactly one capability: {', '.join(CAPABILITIES)}")
     cap = _CAPABILITY_ALIASES.get(args[0], args[0])
