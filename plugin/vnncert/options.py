@@ -28,7 +28,23 @@ class Options:
 
 
 def apply_threads(threads: int) -> None:
-    """Pin torch's thread pools (ONNX Runtime and HiGHS get the count through their own options)."""
+    """Pin torch's thread pools (ONNX Runtime and HiGHS get the count through their own options).
+
+    torch is not imported here (it costs ~1.5 s of start-up): before its import the count goes
+    through OMP_NUM_THREADS / MKL_NUM_THREADS, which torch reads when it starts; engines that
+    import torch call `apply_torch_threads` afterwards.
+    """
+    if threads and threads > 0:
+        import os
+        import sys
+
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+        if "torch" in sys.modules:
+            apply_torch_threads(threads)
+
+
+def apply_torch_threads(threads: int) -> None:
     if threads and threads > 0:
         import torch
 

@@ -232,7 +232,10 @@ class Network:
     def torch_module(self):
         """A torch.nn.Module computing the network on (B, *input_shape) float32 tensors (cached)."""
         if self._torch is None:
+            from ..options import apply_torch_threads
             from .torch_convert import to_torch
+
+            apply_torch_threads(self.threads)
 
             self._torch = to_torch(self)
         return self._torch
