@@ -228,3 +228,10 @@ def test_run_instance_rejects_wrong_version(tmp_path):
     p = subprocess.run(["bash", str(ROOT / "vnncomp_scripts" / "run_instance.sh"), "v2", "c", "a", "b", "r", "5"],
                        capture_output=True, text=True)
     assert p.returncode != 0 and "v1" in p.stderr
+
+
+def test_empty_unsafe_set_is_unsat(tmp_path, linear_net):
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 1)"]], 2) + "(assert (<= 1.0 0.0))\n")
+    p = run("verify", linear_net, prop, "--mode", "falsify", "--timeout", 30)
+    assert p.returncode == 0 and p.stdout.splitlines()[0] == "unsat"

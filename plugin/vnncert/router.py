@@ -45,6 +45,9 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
     if options.mode not in MODES:
         raise ValueError(f"unknown mode {options.mode!r}")
     t0 = time.monotonic()
+    if not spec.cases:
+        return Outcome(Verdict.UNSAT, engine="spec", seconds=0.0,
+                       detail="the property's unsafe set is empty: every disjunct contradicts itself")
     details = []
     stats = {}
     last = Outcome(Verdict.UNKNOWN, engine="router", detail="no engine ran")
