@@ -421,3 +421,26 @@ def test_smooth_cli_certify_predict_report(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((3, 5)), y=np.zeros(3, int))
     assert main(["smooth", "certify", model, "--data", str(bad), "--sigma", "0.25", "--out", str(tmp_path / "x.tsv")]) == 2
+
+
+def test_float64_model_gets_float64_noise(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = np.array([[1.0, -1.0], [0.5, 2.0], [0.0, 0.0]])
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "lin64",
+                          [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])],
+                          [numpy_helper.from_array(W, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "lin64.onnx"))
+    net = load_network(str(tmp_path / "lin64.onnx"), threads=1)
+    for noise in P.NOISES:
+        sc = P.SmoothedClassifier(net, noise=noise, scale=0.3, batch=500, seed=0, threads=1)
+        assert sc.path == "in-graph noise" and sc.dtype == np.float64
+        x = np.array([0.2, -0.1])
+        xs = sc.noisy_inputs(x, 1500, sc.stream((1,)))
+        assert xs.dtype == np.float64 and np.all(np.abs(xs - x) <= 0.3 * (40 if noise != "uniform" else 1))
+        ref = np.bincount((xs @ W.T).argmax(axis=1), minlength=3)
+        assert np.array_equal(sc.counts(x, 1500, sc.stream((1,))), ref)

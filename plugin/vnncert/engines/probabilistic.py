@@ -34,7 +34,9 @@ ENGINE = "probabilistic"
 ABSTAIN = -1
 NOISES = {"gaussian": "l2", "laplace": "l1", "uniform": "l1"}
 PARTS = 8  # fixed number of generator streams per draw: results do not depend on the thread count
-_HALF_ULP = 2.0 ** -24  # float32 uniforms are k * 2^-24; shifting by half a step makes them symmetric
+MAX_BATCH_VALUES = 1 << 25  # noisy input values per batch at most (128 MiB of float32): caps the batch of big inputs
+# numpy's uniforms are k * 2^-24 (float32) or k * 2^-53 (float64); 2u - 1 + step makes them symmetric
+_HALF_STEP = {np.dtype(np.float32): 2.0 ** -24, np.dtype(np.float64): 2.0 ** -53}
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -78,16 +80,16 @@ def binomial_pvalue(k: int, n: int) -> float:
 def _standard_fill(gen: np.random.Generator, noise: str, out: np.ndarray, tmp: np.ndarray) -> None:
     """Fill `out` with standard noise: N(0, 1), Laplace(0, 1) or U(-1, 1), in out's dtype.
 
-    Laplace and uniform come from one uniform draw u = k 2^-24 on the symmetric grid
-    v = 2u - 1 + 2^-24 in (-1, 1) (exact in float32), so the noise is symmetric and finite:
-    uniform = v, Laplace = -sign(v) ln(1 - |v|) (inverse CDF).
+    Laplace and uniform come from one uniform draw u = k 2^-24 (float32; 2^-53 for float64) on the
+    symmetric grid v = 2u - 1 + 2^-24 in (-1, 1) (exact in float32), so the noise is symmetric and
+    finite: uniform = v, Laplace = -sign(v) ln(1 - |v|) (inverse CDF).
     """
     if noise == "gaussian":
         gen.standard_normal(out=out, dtype=out.dtype)
         return
     gen.random(out=out, dtype=out.dtype)
     np.multiply(out, out.dtype.type(2.0), out=out)
-    np.subtract(out, out.dtype.type(1.0 - _HALF_ULP), out=out)
+    np.subtract(out, out.dtype.type(1.0 - _HALF_STEP[out.dtype]), out=out)
     if noise == "uniform":
         return
     np.abs(out, out=tmp)
@@ -284,6 +286,8 @@ class SmoothedClassifier:
     """g for one network and noise; `certify` and `predict` follow Cohen et al. (2019) exactly.
 
     scale: sigma (gaussian) or lambda (laplace, uniform). threads: noise threads (0 = all cores).
+    batch: noisy inputs per ONNX Runtime call, capped so that one batch holds at most
+    MAX_BATCH_VALUES input values.
     bank_rows > 0 draws a NoiseBank of that many rows up front, which must be at least the samples
     of one certification (n0 + n, or n for predict). in_graph: add the noise inside the ONNX graph
     (one ORT call per batch, no numpy pass over the noisy inputs); falls back to numpy + the
@@ -302,7 +306,7 @@ class SmoothedClassifier:
         self.network = network
         self.noise = noise
         self.scale = scale
-        self.batch = int(batch)
+        self.batch = max(1, min(int(batch), MAX_BATCH_VALUES // max(1, int(network.n_inputs))))
         self.seed = int(seed)
         self.n_classes = int(network.n_outputs)
         self.dim = int(network.n_inputs)
