@@ -1,11 +1,25 @@
 """VNN-LIB 1.0 (the VNN-COMP dialect) -> `Spec`.
 
-One pass of a single compiled tokenizer over the whole text, an explicit-stack S-expression
-builder, then a semantic pass that turns every assert into disjunctive normal form over linear
-atoms. Conjunctions that share an input region are grouped into one `Case`.
+Two front ends feed one vectorised back end:
 
-Errors carry file, line and column; positions are only computed on the error path, so the fast
-path does not pay for them.
+* **Bulk front end** (`_bulk_parse`): the whole text is classified character by character with
+  numpy (parentheses, whitespace, token boundaries), parentheses are matched by depth, and the
+  VNN-COMP shapes -- `(declare-const X_i Real)`, relations `(op A B)` between a variable or a
+  number and a variable or a number, nested `assert`/`and`/`or` -- are decoded without a Python
+  step per token: variable indices are read from their digits in bulk, numbers are converted by
+  one call (CPython's own correctly rounded decimal conversion, after a vectorised check that
+  every number token has Python's decimal float syntax). It gives up (returns None) on anything
+  else: terms such as `(+ Y_0 Y_1)`, `true`, special float spellings (`inf`, `1_000`), non-ASCII
+  text, anything malformed.
+* **Tree front end** (`_tree_parse`): one pass of a compiled tokenizer, an explicit-stack
+  S-expression builder and a recursive walk with the full term language. It handles every input
+  the bulk front end gave up on and produces every error message, with file:line:col.
+
+Both produce the same intermediate form -- an atom table (`_Atoms`, each row `sum c_i v_i <= rhs`
+or `<` when strict, over inputs only, outputs only, or no variable) and the disjunctive normal
+form of all asserts as conjunctions of atom index ranges (`_Dnf`) -- and `_assemble` turns that
+into the normal form in bulk: input boxes per distinct input part, output halfspace rows per
+disjunct, grouping of disjuncts that share an input region into one `Case`.
 """
 from __future__ import annotations
 
@@ -18,14 +32,17 @@ from ..errors import SpecError
 from .model import Case, Halfspaces, InputRegion, Spec
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
+_COMMENT = re.compile(r";[^\n]*")
 _VAR = re.compile(r"([XY])_(\d+)\Z")
 _IGNORED_COMMANDS = {"check-sat", "get-model", "exit", "set-logic", "set-info", "set-option"}
 _RELATIONS = {"<=", ">=", "<", ">", "="}
 MAX_CONJUNCTIONS = 2_000_000
 
-# A linear atom: (kind, ((index, coef), ...), rhs, strict) meaning sum coef*v <= rhs (or <).
-# kind is "X" (inputs only), "Y" (outputs only) or "" (no variables: constant comparison).
-Atom = Tuple[str, Tuple[Tuple[int, float], ...], float, bool]
+# atom kinds
+_CONST, _IN, _OUT = 0, 1, 2
+_KIND_OF = {"": _CONST, "X": _IN, "Y": _OUT}
+# relation codes (bulk front end)
+_LE, _LT, _GE, _GT, _EQ = 0, 1, 2, 3, 4
 
 
 class _Located(Exception):
@@ -38,6 +55,106 @@ class _Located(Exception):
         self.atom = atom
 
 
+class _GiveUp(Exception):
+    """Internal: the bulk front end does not handle this text; the tree front end will."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Intermediate form shared by both front ends
+# ---------------------------------------------------------------------------------------------
+class _Atoms:
+    """Atom table: row a is `sum_{p in cptr[a]:cptr[a+1]} cval[p] * v[cidx[p]]  <=  rhs[a]` (`<` if strict).
+
+    `kind` says which variables the row is over (_IN, _OUT, or _CONST for none).
+    """
+
+    __slots__ = ("kind", "rhs", "strict", "cptr", "cidx", "cval")
+
+    def __init__(self, kind, rhs, strict, cptr, cidx, cval):
+        self.kind = np.asarray(kind, dtype=np.int8)
+        self.rhs = np.asarray(rhs, dtype=np.float64)
+        self.strict = np.asarray(strict, dtype=bool)
+        self.cptr = np.asarray(cptr, dtype=np.int64)
+        self.cidx = np.asarray(cidx, dtype=np.int64)
+        self.cval = np.asarray(cval, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return int(self.kind.size)
+
+
+class _Dnf:
+    """A disjunction of conjunctions; conjunction k is the atoms of ranges rptr[k]:rptr[k+1],
+    range r being atoms rs[r]:re[r], in this order."""
+
+    __slots__ = ("rptr", "rs", "re")
+
+    def __init__(self, rptr, rs, re_):
+        self.rptr = np.asarray(rptr, dtype=np.int64)
+        self.rs = np.asarray(rs, dtype=np.int64)
+        self.re = np.asarray(re_, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.rptr.size - 1)
+
+    @staticmethod
+    def single(start: int, stop: int) -> "_Dnf":
+        """One conjunction of one range."""
+        return _Dnf(np.array([0, 1]), np.array([start]), np.array([stop]))
+
+    @staticmethod
+    def each(starts: np.ndarray, stops: np.ndarray) -> "_Dnf":
+        """One conjunction per range."""
+        return _Dnf(np.arange(starts.size + 1), starts, stops)
+
+    @staticmethod
+    def any_of(parts: Sequence["_Dnf"]) -> "_Dnf":
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return _Dnf(np.array([0]), np.zeros(0), np.zeros(0))
+        offsets = np.cumsum([0] + [p.rs.size for p in parts[:-1]])
+        rptr = np.concatenate([[0]] + [p.rptr[1:] + o for p, o in zip(parts, offsets)])
+        return _Dnf(rptr, np.concatenate([p.rs for p in parts]), np.concatenate([p.re for p in parts]))
+
+    def times(self, other: "_Dnf") -> "_Dnf":
+        """Conjunction of two DNFs: (self_i and other_j) for i, then j -- the i-major order."""
+        k1, k2 = len(self), len(other)
+        l1, l2 = np.diff(self.rptr), np.diff(other.rptr)
+        i = np.repeat(np.arange(k1), k2)
+        j = np.tile(np.arange(k2), k1)
+        n1, n2 = l1[i], l2[j]
+        rptr = np.zeros(k1 * k2 + 1, dtype=np.int64)
+        np.cumsum(n1 + n2, out=rptr[1:])
+        rs = np.empty(int(rptr[-1]), dtype=np.int64)
+        re_ = np.empty_like(rs)
+        pos1, src1 = _ragged(rptr[:-1], n1), _ragged(self.rptr[i], n1)
+        pos2, src2 = _ragged(rptr[:-1] + n1, n2), _ragged(other.rptr[j], n2)
+        rs[pos1], re_[pos1] = self.rs[src1], self.re[src1]
+        rs[pos2], re_[pos2] = other.rs[src2], other.re[src2]
+        return _Dnf(rptr, rs, re_)
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """concatenate([arange(s, s + n) for s, n in zip(starts, lengths)]) without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    nz = lengths > 0
+    starts = np.asarray(starts, dtype=np.int64)[nz]
+    lengths = lengths[nz]
+    step = np.ones(total, dtype=np.int64)
+    heads = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=heads[1:])
+    step[0] = starts[0]
+    if lengths.size > 1:
+        step[heads[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    return np.cumsum(step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tree front end (general, and the source of every positioned error message)
+# ---------------------------------------------------------------------------------------------
 def _position(text: str, token_index: int, atom: Optional[str]) -> Tuple[int, int]:
     """1-based (line, column) of the token with this index (of the atom inside it, if given)."""
     offset = len(text)
@@ -49,9 +166,22 @@ def _position(text: str, token_index: int, atom: Optional[str]) -> Tuple[int, in
         found = text.find(atom, offset)
         if found >= 0:
             offset = found
+    return _line_col(text, offset)
+
+
+def _line_col(text: str, offset: int) -> Tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, col
+
+
+def _atom_position(text: str, atom: str) -> Tuple[int, int]:
+    offset = 0
+    for m in _TOKEN.finditer(text):
+        if m.group(0) == atom:
+            offset = m.start()
+            break
+    return _line_col(text, offset)
 
 
 def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
@@ -81,12 +211,11 @@ def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
     return root
 
 
-class _Parser:
-    def __init__(self, n_inputs: Optional[int], n_outputs: Optional[int]):
-        self.n_inputs = n_inputs
-        self.n_outputs = n_outputs
+class _TreeParser:
+    def __init__(self):
         self.declared: Dict[str, Tuple[str, int]] = {}
-        self.var_cache: Dict[str, Tuple[str, int]] = {}
+        # atom table under construction: (kind, items, rhs, strict)
+        self.table: List[Tuple[str, Tuple[Tuple[int, float], ...], float, bool]] = []
 
     # ---- terms -------------------------------------------------------------------------
     def term(self, node, ctx: int) -> Tuple[Dict[Tuple[str, int], float], float]:
@@ -130,36 +259,20 @@ class _Parser:
         raise _Located(f"unsupported term operator {op!r} (expected +, -, * or a number)", node[0])
 
     # ---- atoms and boolean structure -------------------------------------------------------
-    def atoms(self, node) -> List[Atom]:
-        """A relation -> one or two atoms (`=` gives two)."""
+    def atoms(self, node) -> List[int]:
+        """A relation -> indices of one or two new atoms (`=` gives two)."""
         op = node[1]
         if len(node) != 4:
             raise _Located(f"relation {op} takes exactly two arguments, found {len(node) - 2}", node[0])
-        a, b = node[2], node[3]
-        # fast path: variable vs number / variable vs variable
-        if isinstance(a, str) and isinstance(b, str):
-            va = self.declared.get(a)
-            vb = self.declared.get(b)
-            if va is not None and vb is None:
-                try:
-                    c = float(b)
-                except ValueError:
-                    self.term(b, node[0])  # raises the precise error
-                    raise
-                return self._rel(op, {va: 1.0}, c, node[0])
-            if va is not None and vb is not None:
-                coefs = {va: 1.0}
-                coefs[vb] = coefs.get(vb, 0.0) - 1.0
-                return self._rel(op, coefs, 0.0, node[0])
-        la, ca = self.term(a, node[0])
-        lb, cb = self.term(b, node[0])
+        la, ca = self.term(node[2], node[0])
+        lb, cb = self.term(node[3], node[0])
         coefs = dict(la)
         for k, v in lb.items():
             coefs[k] = coefs.get(k, 0.0) - v
         return self._rel(op, coefs, cb - ca, node[0])
 
-    def _rel(self, op: str, coefs: Dict[Tuple[str, int], float], rhs: float, ctx: int) -> List[Atom]:
-        """`coefs . v  op  rhs` -> atoms of the form `sum <= rhs`."""
+    def _rel(self, op: str, coefs: Dict[Tuple[str, int], float], rhs: float, ctx: int) -> List[int]:
+        """`coefs . v  op  rhs` -> atoms of the form `sum <= rhs` (or `<`)."""
         coefs = {k: v for k, v in coefs.items() if v != 0.0}
         kinds = {k[0] for k in coefs}
         if len(kinds) > 1:
@@ -168,16 +281,20 @@ class _Parser:
         items = tuple(sorted((k[1], v) for k, v in coefs.items()))
         neg = tuple((i, -v) for i, v in items)
         if op == "<=":
-            return [(kind, items, rhs, False)]
-        if op == "<":
-            return [(kind, items, rhs, True)]
-        if op == ">=":
-            return [(kind, neg, -rhs, False)]
-        if op == ">":
-            return [(kind, neg, -rhs, True)]
-        return [(kind, items, rhs, False), (kind, neg, -rhs, False)]  # "="
+            new = [(kind, items, rhs, False)]
+        elif op == "<":
+            new = [(kind, items, rhs, True)]
+        elif op == ">=":
+            new = [(kind, neg, -rhs, False)]
+        elif op == ">":
+            new = [(kind, neg, -rhs, True)]
+        else:  # "="
+            new = [(kind, items, rhs, False), (kind, neg, -rhs, False)]
+        first = len(self.table)
+        self.table.extend(new)
+        return list(range(first, len(self.table)))
 
-    def dnf(self, node) -> List[List[Atom]]:
+    def dnf(self, node) -> List[List[int]]:
         if isinstance(node, str):
             if node == "true":
                 return [[]]
@@ -190,7 +307,7 @@ class _Parser:
         if op in _RELATIONS:
             return [self.atoms(node)]
         if op == "and":
-            result: List[List[Atom]] = [[]]
+            result: List[List[int]] = [[]]
             for child in node[2:]:
                 sub = self.dnf(child)
                 if len(sub) == 1:
@@ -222,67 +339,42 @@ class _Parser:
             raise _Located(f"variable {name} declared twice", node[0], name)
         self.declared[name] = (m.group(1), int(m.group(2)))
 
-
-def _count(declared: Dict[str, Tuple[str, int]], kind: str) -> int:
-    idx = sorted(i for k, i in declared.values() if k == kind)
-    if not idx:
-        return 0
-    if idx != list(range(len(idx))):
-        missing = sorted(set(range(idx[-1] + 1)) - set(idx))
-        raise SpecError(f"{kind}_ variables are not numbered 0..{idx[-1]} without gaps (missing {kind}_{missing[0]})")
-    return len(idx)
-
-
-def _case_parts(conj: List[Atom], n_in: int, n_out: int, k: int):
-    lower = np.full(n_in, -np.inf)
-    upper = np.full(n_in, np.inf)
-    lo_strict = np.zeros(n_in, dtype=bool)
-    hi_strict = np.zeros(n_in, dtype=bool)
-    g_rows: List[Tuple[tuple, float, bool]] = []
-    y_rows: List[Tuple[tuple, float, bool]] = []
-    const_false = False
-    for kind, items, rhs, strict in conj:
-        if kind == "X":
-            if len(items) == 1:
-                i, c = items[0]
-                bound = rhs / c
-                if c > 0:
-                    if bound < upper[i] or (bound == upper[i] and strict):
-                        upper[i] = bound
-                        hi_strict[i] = strict
-                else:
-                    if bound > lower[i] or (bound == lower[i] and strict):
-                        lower[i] = bound
-                        lo_strict[i] = strict
-            else:
-                g_rows.append((items, rhs, strict))
-        elif kind == "Y":
-            y_rows.append((items, rhs, strict))
-        else:  # constant comparison 0 <= rhs
-            if not (0.0 < rhs if strict else 0.0 <= rhs):
-                const_false = True
-    return lower, upper, lo_strict, hi_strict, g_rows, y_rows, const_false
+    def atom_table(self) -> _Atoms:
+        kinds = [_KIND_OF[a[0]] for a in self.table]
+        nnz = [len(a[1]) for a in self.table]
+        cptr = np.zeros(len(self.table) + 1, dtype=np.int64)
+        np.cumsum(np.asarray(nnz, dtype=np.int64), out=cptr[1:])
+        cidx = [i for a in self.table for i, _ in a[1]]
+        cval = [c for a in self.table for _, c in a[1]]
+        return _Atoms(kinds, [a[2] for a in self.table], [a[3] for a in self.table], cptr, cidx, cval)
 
 
-def _rows_to_matrix(rows, n: int):
-    A = np.zeros((len(rows), n))
-    b = np.empty(len(rows))
-    s = np.empty(len(rows), dtype=bool)
-    for r, (items, rhs, strict) in enumerate(rows):
-        for i, c in items:
-            A[r, i] = c
-        b[r] = rhs
-        s[r] = strict
-    return A, b, s
+def _runs(conjs: List[List[int]]) -> _Dnf:
+    """Conjunctions given as atom index lists -> ranges of consecutive indices."""
+    rptr, rs, re_ = [0], [], []
+    for conj in conjs:
+        start = prev = -2
+        for a in conj:
+            if a == prev + 1:
+                prev = a
+                continue
+            if start >= 0:
+                rs.append(start)
+                re_.append(prev + 1)
+            start = prev = a
+        if start >= 0:
+            rs.append(start)
+            re_.append(prev + 1)
+        rptr.append(len(rs))
+    return _Dnf(rptr, rs, re_)
 
 
-def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
-                  where: str = "<text>") -> Spec:
-    """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
+def _tree_parse(text: str, where: str):
+    """-> (n_in, n_out, atoms, dnf, number of asserts); every error is a SpecError."""
     tokens = _TOKEN.findall(text)
     tree = _build_tree(tokens, where, text)
-    p = _Parser(n_inputs, n_outputs)
-    conjs: List[List[Atom]] = [[]]
+    p = _TreeParser()
+    conjs: List[List[int]] = [[]]
     n_asserts = 0
     try:
         for item in tree[1:]:
@@ -315,56 +407,677 @@ def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional
         else:
             line, col = _position(text, e.token, e.atom)
         raise SpecError(f"{where}:{line}:{col}: {e.message}") from None
-
     if not tokens or not p.declared:
         raise SpecError(f"{where}: empty property: no declare-const found")
     if n_asserts == 0:
         raise SpecError(f"{where}: property has no assert")
-    n_in = _count(p.declared, "X")
-    n_out = _count(p.declared, "Y")
+    n_in = _count(p.declared, "X", where)
+    n_out = _count(p.declared, "Y", where)
+    return n_in, n_out, p.atom_table(), _runs(conjs), n_asserts
+
+
+def _count(declared: Dict[str, Tuple[str, int]], kind: str, where: str) -> int:
+    idx = sorted(i for k, i in declared.values() if k == kind)
+    if not idx:
+        return 0
+    if idx != list(range(len(idx))):
+        missing = sorted(set(range(idx[-1] + 1)) - set(idx))
+        if missing:
+            raise SpecError(f"{where}: {kind}_ variables are not numbered 0..{idx[-1]} without gaps (missing {kind}_{missing[0]})")
+        dup = next(i for a, i in zip(idx, idx[1:]) if a == i)
+        raise SpecError(f"{where}: {kind}_{dup} is declared twice under different spellings")
+    return len(idx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk front end (the VNN-COMP shapes, no Python step per token)
+# ---------------------------------------------------------------------------------------------
+# character classes: 0 token character, 1 whitespace (as str.split / re's \s see it), 2 '(', 3 ')'
+_CLASS = np.zeros(256, dtype=np.int8)
+_CLASS[[c for c in range(128) if chr(c).isspace()]] = 1
+_CLASS[ord("(")] = 2
+_CLASS[ord(")")] = 3
+_MAX_DIGITS = 9  # variable indices below 10**9
+
+
+def _chars(b: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """(m, width) uint8: the first `width` characters from each start (padded with 0 past the end)."""
+    pos = starts[:, None] + np.arange(width)
+    out = b[np.minimum(pos, b.size - 1)]
+    out[pos >= b.size] = 0
+    return out
+
+
+def _is_word(b: np.ndarray, ts: np.ndarray, te: np.ndarray, word: bytes) -> np.ndarray:
+    n = len(word)
+    ok = (te - ts) == n
+    if ok.any():
+        ok[ok] = (_chars(b, ts[ok], n) == np.frombuffer(word, np.uint8)).all(axis=1)
+    return ok
+
+
+_WIDE = 40  # longer number tokens take the float() path one by one
+
+
+def _variables(b: np.ndarray, ts: np.ndarray, te: np.ndarray):
+    """Decode tokens of the canonical form [XY]_<digits> (no leading zero). `b` ends in _PAD zeros.
+
+    -> (kind: 1 X / 2 Y / 0 other first letter, index, ok). `ok` is False for tokens that start
+    with X or Y but are not canonical variable names.
+    """
+    c0 = b[ts]
+    kind = np.where(c0 == ord("X"), _IN, np.where(c0 == ord("Y"), _OUT, _CONST)).astype(np.int8)
+    idx = np.zeros(ts.size, dtype=np.int64)
+    ok = np.ones(ts.size, dtype=bool)
+    sel = np.flatnonzero(kind != _CONST)
+    if sel.size == 0:
+        return kind, idx, ok
+    start = ts[sel]
+    ndig = te[sel] - start - 2
+    shortest, longest = int(ndig.min()), int(ndig.max())
+    if shortest < 1 or longest > _MAX_DIGITS:
+        ok[sel] = False  # the caller gives up on any False
+        return kind, idx, ok
+    good = b[start + 1] == ord("_")
+    good &= (ndig == 1) | (b[start + 2] != ord("0"))  # no leading zero: X_01 is not X_1
+    value = np.zeros(sel.size, dtype=np.int64)
+    pos = start + 2
+    for j in range(longest):
+        d = b[pos] - np.uint8(ord("0"))  # wraps around below '0'
+        pos += 1
+        if j < shortest:
+            good &= d < 10
+            value = value * 10 + d
+        else:
+            inside = ndig > j
+            good &= (d < 10) | ~inside
+            value = np.where(inside, value * 10 + d, value)
+    ok[sel] = good
+    idx[sel] = value
+    return kind, idx, ok
+
+
+# Number syntax as a finite automaton run over all tokens at once, one character column at a time.
+# character classes: 0 digit, 1 '.', 2 'e'/'E', 3 '+'/'-', 4 anything else, 5 past the token's end
+_NUMCLASS = np.full(256, 4, dtype=np.intp)
+_NUMCLASS[ord("0"):ord("9") + 1] = 0
+_NUMCLASS[ord(".")] = 1
+_NUMCLASS[[ord("e"), ord("E")]] = 2
+_NUMCLASS[[ord("+"), ord("-")]] = 3
+# states: 0 start, 1 sign, 2 integer digits, 3 '.' after digits, 4 '.' first, 5 fraction digits,
+# 6 'e', 7 exponent sign, 8 exponent digits, 9 accepted (past the end), 10 rejected
+_NUM_DFA = np.full((11, 6), 10, dtype=np.intp)
+_NUM_DFA[0, [0, 1, 3]] = [2, 4, 1]
+_NUM_DFA[1, [0, 1]] = [2, 4]
+_NUM_DFA[2, [0, 1, 2, 5]] = [2, 3, 6, 9]
+_NUM_DFA[3, [0, 2, 5]] = [5, 6, 9]
+_NUM_DFA[4, 0] = 5
+_NUM_DFA[5, [0, 2, 5]] = [5, 6, 9]
+_NUM_DFA[6, [0, 3]] = [8, 7]
+_NUM_DFA[7, 0] = 8
+_NUM_DFA[8, [0, 5]] = [8, 9]
+_NUM_DFA[9, 5] = 9
+_NUM_DFA = _NUM_DFA.reshape(-1)
+_MANT_STATE = np.zeros(11, dtype=bool)
+_MANT_STATE[[2, 5]] = True
+_POW10_EXACT = np.array([float(f"1e{k}") for k in range(23)])  # all exactly representable
+_TWO_53 = 2 ** 53
+_PAD = 64  # zero bytes appended to the text so that column reads never run off its end
+
+
+def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> np.ndarray:
+    """float() of each token, in bulk; _GiveUp unless every token has Python's decimal float syntax
+    ([+-] digits [. digits] [(e|E) [+-] digits], at least one mantissa digit). `b` ends in _PAD zeros.
+
+    A token whose value is m * 10**e with m <= 2**53 and |e| <= 22 is converted with one IEEE
+    multiplication or division of exactly representable operands, which is correctly rounded and
+    so identical to float() (Clinger's fast path, the one CPython's dtoa takes first); any other
+    token goes through float() itself.
+    """
+    vals = np.zeros(ts.size)
+    L = te - ts
+    lo = 0
+    for hi in (4, 8, 12, 20, 28, _WIDE):  # tokens of similar length share one pass
+        sel = np.flatnonzero((L > lo) & (L <= hi))
+        if sel.size == ts.size:
+            vals = _numbers_columns(b, ts, L, int(L.max()))
+        elif sel.size:
+            vals[sel] = _numbers_columns(b, ts[sel], L[sel], int(L[sel].max()))
+        lo = hi
+    slow = np.flatnonzero(np.isnan(vals) | (L > _WIDE))
+    if slow.size:
+        try:
+            vals[slow] = [float(text[s:e]) for s, e in zip(ts[slow].tolist(), te[slow].tolist())]
+        except ValueError:
+            raise _GiveUp from None
+    return vals
+
+
+def _numbers_columns(b: np.ndarray, ts: np.ndarray, L: np.ndarray, width: int) -> np.ndarray:
+    """_numbers for tokens of at most `width` characters; NaN where float() has to decide."""
+    m = ts.size
+    state = np.zeros(m, dtype=np.intp)
+    m_val = np.zeros(m, dtype=np.int64)
+    m_cnt = np.zeros(m, dtype=np.int64)
+    frac = np.zeros(m, dtype=np.int64)
+    x_val = x_cnt = x_neg = None
+    pos = ts.copy()
+    shortest = int(L.min())
+    for j in range(width + 1):
+        c = b[pos]
+        pos += 1
+        cls = _NUMCLASS[c]
+        if j >= shortest:
+            cls[L <= j] = 5
+        state = _NUM_DFA[state * 6 + cls]
+        d = c.astype(np.int64) - ord("0")
+        mant = _MANT_STATE[state]
+        m_val = np.where(mant, m_val * 10 + d, m_val)
+        m_cnt += mant
+        frac += state == 5
+        if x_val is None:
+            if not (cls == 2).any():
+                continue
+            x_val = np.zeros(m, dtype=np.int64)
+            x_cnt = np.zeros(m, dtype=np.int64)
+            x_neg = np.zeros(m, dtype=bool)
+        expo = state == 8
+        x_val = np.where(expo & (x_cnt < 7), x_val * 10 + d, x_val)
+        x_cnt += expo
+        x_neg |= (state == 7) & (c == ord("-"))
+    if (state != 9).any():
+        raise _GiveUp
+    if x_val is None:
+        e10 = -frac
+        fast = m_cnt <= 18
+    else:
+        e10 = np.where(x_neg, -x_val, x_val) - frac
+        fast = (m_cnt <= 18) & (x_cnt <= 6)
+    fast &= (m_val == 0) | ((m_val <= _TWO_53) & (e10 >= -22) & (e10 <= 22))
+    mf = m_val.astype(np.float64)
+    if x_val is None and fast.all():
+        vals = mf / _POW10_EXACT[frac]
+    else:
+        vals = np.where(e10 >= 0, mf * _POW10_EXACT[np.clip(e10, 0, 22)], mf / _POW10_EXACT[np.clip(-e10, 0, 22)])
+    vals[b[ts] == ord("-")] *= -1.0
+    vals[~fast] = np.nan
+    return vals
+
+
+def _bulk_parse(text: str):
+    """-> (n_in, n_out, atoms, dnf, n_asserts) for the VNN-COMP shapes, or None."""
+    try:
+        return _bulk(text)
+    except _GiveUp:
+        return None
+
+
+def _bulk(text: str):
+    if ";" in text:
+        text = _COMMENT.sub("", text)
+    if not text.isascii():
+        raise _GiveUp
+    raw = text.encode("ascii")
+    if not raw:
+        raise _GiveUp
+    b = np.frombuffer(raw, dtype=np.uint8)
+    bp = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)  # for column reads past a token's end
+    cls = _CLASS[b]
+
+    # ---- parentheses ---------------------------------------------------------------------------
+    ev = np.flatnonzero(cls >= 2)
+    if ev.size == 0:
+        raise _GiveUp
+    ev_open = cls[ev] == 2
+    depth = np.cumsum(np.where(ev_open, 1, -1))  # depth after each event
+    if depth[-1] != 0 or depth.min() < 0:
+        raise _GiveUp
+    oe = np.flatnonzero(ev_open)  # event index of every list's '('
+    level = depth[oe]  # 1 for top-level lists
+    inner = ~ev_open[oe + 1]  # the next parenthesis closes it: no sub-lists
+    open_at = ev[oe]
+    next_paren = ev[oe + 1]
+
+    # ---- tokens ----------------------------------------------------------------------------------
+    tc = cls == 0
+    st = tc.copy()
+    st[1:] &= ~tc[:-1]
+    en = tc.copy()
+    en[:-1] &= ~tc[1:]
+    ts = np.flatnonzero(st)
+    te = np.flatnonzero(en) + 1
+    ntok = ts.size
+    first = np.searchsorted(ts, open_at)  # first token after each '('
+    has_head = first < ntok
+    has_head[has_head] = ts[first[has_head]] < next_paren[has_head]
+    if not has_head.all():
+        raise _GiveUp  # `()` or `((...` : the tree front end explains
+    inner_ntok = np.searchsorted(ts, next_paren[inner]) - first[inner]
+    n_branch = int((~inner).sum())
+    if int(inner_ntok.sum()) + n_branch != ntok:
+        raise _GiveUp  # tokens outside lists, or bare tokens beside sub-lists
+
+    # ---- branch lists (assert / and / or), their closing parenthesis and their parents ------------
+    bi = np.flatnonzero(~inner)  # list ids of branch lists
+    b_head_tok = first[bi]
+    heads = [text[s:e] for s, e in zip(ts[b_head_tok].tolist(), te[b_head_tok].tolist())]
+    b_level = level[bi]
+    # a branch list's ')' is the next ')' at its level; closes of branch lists follow a ')'
+    ce = np.flatnonzero(~ev_open)
+    ce = ce[~ev_open[ce - 1]] if ce.size else ce
+    c_level = depth[ce] + 1
+    big = np.int64(ev.size + 1)
+    ckey = c_level.astype(np.int64) * big + ce
+    ckey.sort()
+    b_close_ev = ckey[np.searchsorted(ckey, b_level.astype(np.int64) * big + oe[bi])] % big
+    b_close_at = ev[b_close_ev]
+    # parent of every list: the last branch list one level up opened before it
+    bkey = b_level.astype(np.int64) * big + oe[bi]  # sorted by (level, position)
+    border = np.argsort(bkey, kind="stable")
+    bkey_sorted = bkey[border]
+    parent = np.full(oe.size, -1, dtype=np.int64)  # branch index, -1 for the top level
+    deep = np.flatnonzero(level > 1)
+    if deep.size:
+        k = np.searchsorted(bkey_sorted, (level[deep] - 1).astype(np.int64) * big + oe[deep]) - 1
+        parent[deep] = border[k]
+
+    # ---- innermost lists: declarations, relations, ignored commands -----------------------------
+    ii = np.flatnonzero(inner)
+    three = inner_ntok == 3
+    top = level[ii] == 1
+    if not three.all():
+        for j in np.flatnonzero(~three).tolist():
+            t = int(first[ii[j]])
+            if not top[j] or text[ts[t]:te[t]] not in _IGNORED_COMMANDS:
+                raise _GiveUp
+    i3 = ii[three]
+    h = first[i3]  # head token of each 3-token innermost list
+    hs, hl = ts[h], te[h] - ts[h]
+    c0, c1 = b[hs], b[np.minimum(hs + 1, b.size - 1)]
+    op = np.full(i3.size, -1, dtype=np.int8)
+    op[(hl == 2) & (c0 == ord("<")) & (c1 == ord("="))] = _LE
+    op[(hl == 2) & (c0 == ord(">")) & (c1 == ord("="))] = _GE
+    op[(hl == 1) & (c0 == ord("<"))] = _LT
+    op[(hl == 1) & (c0 == ord(">"))] = _GT
+    op[(hl == 1) & (c0 == ord("="))] = _EQ
+    is_rel = op >= 0
+    is_decl = ~is_rel
+    if is_decl.any():
+        is_decl[is_decl] = _is_word(b, hs[is_decl], te[h[is_decl]], b"declare-const")
+    other = ~is_rel & ~is_decl
+    if other.any():
+        for j in np.flatnonzero(other).tolist():
+            t = int(h[j])
+            if level[i3[j]] != 1 or text[ts[t]:te[t]] not in _IGNORED_COMMANDS:
+                raise _GiveUp
+
+    # declarations: top level, canonical X_i / Y_j, sort Real, every index once, before any assert
+    d = np.flatnonzero(is_decl)
+    if d.size == 0 or (level[i3[d]] != 1).any():
+        raise _GiveUp
+    if not _is_word(b, ts[h[d] + 2], te[h[d] + 2], b"Real").all():
+        raise _GiveUp
+    dkind, didx, dok = _variables(bp, ts[h[d] + 1], te[h[d] + 1])
+    if not dok.all() or (dkind == _CONST).any():
+        raise _GiveUp
+    counts = []
+    for kind in (_IN, _OUT):
+        sel = didx[dkind == kind]
+        n = sel.size
+        if n and (sel.max() >= n or np.bincount(sel, minlength=n).max() != 1):
+            raise _GiveUp  # gaps or duplicates: the tree front end words the error
+        counts.append(n)
+    n_in, n_out = counts
+
+    # branch lists: assert at the top level with one child, and/or below
+    heads_arr = np.array(heads, dtype=object) if heads else np.zeros(0, dtype=object)
+    is_assert = heads_arr == "assert"
+    is_and = heads_arr == "and"
+    is_or = heads_arr == "or"
+    if not (is_assert | is_and | is_or).all():
+        raise _GiveUp
+    if ((b_level == 1) != is_assert).any() or not is_assert.any():
+        raise _GiveUp
+    children = np.bincount(parent[parent >= 0], minlength=bi.size)
+    if (children[is_assert] != 1).any():
+        raise _GiveUp
+    if bi.size and open_at[i3[d]].max() > open_at[bi[is_assert]].min():
+        raise _GiveUp  # a declaration after an assert: the tree front end decides
+    r = np.flatnonzero(is_rel)
+    rel_list = i3[r]
+    if (level[rel_list] == 1).any():
+        raise _GiveUp  # a relation as a top-level command
+
+    # ---- relations -> atoms -------------------------------------------------------------------------
+    ta, tb = h[r] + 1, h[r] + 2
+    ka, ia, oka = _variables(bp, ts[ta], te[ta])
+    kb, ib, okb = _variables(bp, ts[tb], te[tb])
+    if not (oka.all() and okb.all()):
+        raise _GiveUp
+    n_of = np.array([0, n_in, n_out])
+    if ((ka != _CONST) & (ia >= n_of[ka])).any() or ((kb != _CONST) & (ib >= n_of[kb])).any():
+        raise _GiveUp  # unknown variable
+    va, vb = ka != _CONST, kb != _CONST
+    if (va & vb & (ka != kb)).any():
+        raise _GiveUp  # mixes X and Y
+    num_tok = np.sort(np.concatenate([ta[~va], tb[~vb]]))
+    tok_val = np.zeros(ntok)
+    tok_val[num_tok] = _numbers(text, bp, ts[num_tok], te[num_tok])
+    a_val, b_val = tok_val[ta], tok_val[tb]
+    rop = op[r]
+    nr = r.size
+    # `A op B`  ->  coefs . v  op  rhs  with coefs = [A] - [B], rhs = const(B) - const(A)
+    rhs = np.where(va, np.where(vb, 0.0, b_val), np.where(vb, 0.0 - a_val, b_val - a_val))
+    same = va & vb & (ia == ib)
+    two = va & vb & ~same
+    nnz = np.where(same, 0, va.astype(np.int64) + vb.astype(np.int64))
+    kind = np.where(va, ka, kb).astype(np.int8)
+    kind[nnz == 0] = _CONST
+    lo_idx = np.where(va & (~vb | (ia < ib)), ia, ib)  # first (lower-index) entry
+    lo_coef = np.where(va & (~vb | (ia < ib)), 1.0, -1.0)
+    hi_idx = np.where(ia < ib, ib, ia)  # second entry when two
+    hi_coef = np.where(ia < ib, -1.0, 1.0)
+    # each relation gives one atom, `=` two; `>=`/`>` and the second of `=` are negated
+    mult = np.where(rop == _EQ, 2, 1)
+    rel_of = np.repeat(np.arange(nr), mult)
+    second = np.zeros(rel_of.size, dtype=bool)
+    second[1:] = rel_of[1:] == rel_of[:-1]
+    aop = rop[rel_of]
+    sign = np.where((aop == _GE) | (aop == _GT) | second, -1.0, 1.0)
+    a_nnz = nnz[rel_of]
+    cptr = np.zeros(rel_of.size + 1, dtype=np.int64)
+    np.cumsum(a_nnz, out=cptr[1:])
+    cidx = np.empty(int(cptr[-1]), dtype=np.int64)
+    cval = np.empty(int(cptr[-1]))
+    has1 = a_nnz >= 1
+    cidx[cptr[:-1][has1]] = lo_idx[rel_of[has1]]
+    cval[cptr[:-1][has1]] = (lo_coef[rel_of] * sign)[has1]
+    has2 = a_nnz == 2
+    cidx[cptr[:-1][has2] + 1] = hi_idx[rel_of[has2]]
+    cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
+    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval)
+    atom_off = np.zeros(nr + 1, dtype=np.int64)
+    np.cumsum(mult, out=atom_off[1:])
+
+    # ---- boolean structure -> DNF over atom ranges ------------------------------------------------
+    rel_at = open_at[rel_list]
+    rel_parent = parent[rel_list]
+    b_r0 = np.searchsorted(rel_at, open_at[bi])  # relations inside each branch list
+    b_r1 = np.searchsorted(rel_at, b_close_at)
+    if (b_r1 == b_r0).any():
+        raise _GiveUp  # a branch list without a relation (the tree front end handles odd shapes)
+    b_parent = parent[bi]
+    n_sub = np.bincount(b_parent[b_parent >= 0], minlength=bi.size)
+    flat = n_sub == 0
+    sub_order = np.argsort(b_parent, kind="stable")
+    sub_start = np.searchsorted(b_parent[sub_order], np.arange(bi.size))
+    # relations whose parent has sub-lists, grouped by parent
+    loose = np.flatnonzero(~flat[rel_parent])
+    loose_order = loose[np.argsort(rel_parent[loose], kind="stable")]
+    loose_par = rel_parent[loose_order]
+
+    def dnf(j: int) -> _Dnf:
+        if flat[j]:
+            if is_or[j]:
+                rr = np.arange(b_r0[j], b_r1[j])
+                return _Dnf.each(atom_off[rr], atom_off[rr + 1])
+            return _Dnf.single(int(atom_off[b_r0[j]]), int(atom_off[b_r1[j]]))  # and, assert
+        subs = sub_order[sub_start[j]:sub_start[j] + n_sub[j]]
+        lo, hi = np.searchsorted(loose_par, [j, j + 1])
+        rels = loose_order[lo:hi]
+        if is_assert[j]:
+            return dnf(int(subs[0]))
+        if is_or[j] and flat[subs].all():
+            # the usual shape, (or (and ...) (and ...) ...), in bulk: every child relation, flat
+            # and, and relation of a flat or is one disjunct of one range; text order
+            sub_or = subs[is_or[subs]]
+            sub_and = subs[~is_or[subs]]
+            or_rel = _ragged(b_r0[sub_or], b_r1[sub_or] - b_r0[sub_or])
+            singles = np.concatenate([rels, or_rel])
+            pos = np.concatenate([rel_at[singles], open_at[bi[sub_and]]])
+            start = np.concatenate([atom_off[singles], atom_off[b_r0[sub_and]]])
+            stop = np.concatenate([atom_off[singles + 1], atom_off[b_r1[sub_and]]])
+            order = np.argsort(pos, kind="stable")
+            return _Dnf.each(start[order], stop[order])
+        # children in text order: sub-lists and runs of relations
+        items = [(int(open_at[bi[s]]), 1, int(s), 0) for s in subs.tolist()]
+        if rels.size:
+            cut = np.flatnonzero(np.diff(rels) != 1) + 1
+            for run in np.split(rels, cut):
+                items.append((int(rel_at[run[0]]), 0, int(run[0]), int(run[-1]) + 1))
+        items.sort()
+        if is_or[j]:
+            parts = []
+            for _, is_sub, x, y in items:
+                if is_sub:
+                    parts.append(dnf(x))
+                else:
+                    rr = np.arange(x, y)
+                    parts.append(_Dnf.each(atom_off[rr], atom_off[rr + 1]))
+            return _Dnf.any_of(parts)
+        result = None
+        for _, is_sub, x, y in items:
+            sub = dnf(x) if is_sub else _Dnf.single(int(atom_off[x]), int(atom_off[y]))
+            result = _conjoin(result, sub)
+        return result
+
+    conjs = None
+    asserts = np.flatnonzero(is_assert)
+    for j in asserts[np.argsort(open_at[bi[asserts]])].tolist():
+        conjs = _conjoin(conjs, dnf(j))
+    return n_in, n_out, atoms, conjs, int(asserts.size)
+
+
+def _conjoin(acc: Optional[_Dnf], sub: _Dnf) -> _Dnf:
+    """acc and sub (acc None: nothing yet), with the tree front end's size limit."""
+    size = 1 if acc is None else len(acc)
+    if len(sub) != 1 and size * len(sub) > MAX_CONJUNCTIONS:
+        raise _GiveUp  # the tree front end raises the positioned error
+    return sub if acc is None else acc.times(sub)
+
+
+# ---------------------------------------------------------------------------------------------
+# Back end: atoms + DNF -> Spec, in bulk
+# ---------------------------------------------------------------------------------------------
+def _segment_sum(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    c = np.zeros(values.size + 1, dtype=np.int64)
+    np.cumsum(values, out=c[1:])
+    return c[ptr[1:]] - c[ptr[:-1]]
+
+
+def _rows_as_bytes(rows: np.ndarray) -> np.ndarray:
+    """A 2-D array as a 1-D array of opaque byte strings, one per row (np.unique then compares rows
+    with memcmp instead of field by field)."""
+    rows = np.ascontiguousarray(rows)
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+
+
+def _expand(dnf: _Dnf, ranges: np.ndarray, owner: np.ndarray):
+    """Atoms of the given ranges, in order, and the owner label of each."""
+    n = dnf.re[ranges] - dnf.rs[ranges]
+    return _ragged(dnf.rs[ranges], n), np.repeat(owner, n)
+
+
+def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> List[Case]:
+    K = len(dnf)
+    if K == 0:
+        return []
+    nnz = np.diff(atoms.cptr)
+    is_x = atoms.kind == _IN
+    is_y = atoms.kind == _OUT
+    c_false = (atoms.kind == _CONST) & ~np.where(atoms.strict, atoms.rhs > 0.0, atoms.rhs >= 0.0)
+    is_g = is_x & (nnz > 1)
+    is_box = is_x & (nnz == 1)
+
+    def per_range(mask):
+        c = np.zeros(mask.size + 1, dtype=np.int64)
+        np.cumsum(mask, out=c[1:])
+        return c[dnf.re] - c[dnf.rs]
+
+    nx_r, ny_r = per_range(is_x), per_range(is_y)
+    n_ranges = np.diff(dnf.rptr)
+    range_conj = np.repeat(np.arange(K), n_ranges)
+    conj_false = _segment_sum(per_range(c_false), dnf.rptr) > 0
+
+    # ---- input parts: one per distinct list of X-carrying ranges ---------------------------------
+    slot = np.arange(dnf.rs.size) - dnf.rptr[range_conj]
+    width = int(n_ranges.max())
+    sig = np.full((K, 2 * max(width, 1)), -1, dtype=np.int64)
+    xr = np.flatnonzero(nx_r > 0)
+    sig[range_conj[xr], 2 * slot[xr]] = dnf.rs[xr]
+    sig[range_conj[xr], 2 * slot[xr] + 1] = dnf.re[xr]
+    _, rep, sig_of = np.unique(_rows_as_bytes(sig), return_index=True, return_inverse=True)
+    sig_of = sig_of.reshape(-1)
+    U = rep.size
+    sel_r = xr[np.isin(range_conj[xr], rep)]
+    u_of_conj = np.full(K, -1, dtype=np.int64)
+    u_of_conj[rep] = np.arange(U)
+    a_idx, a_u = _expand(dnf, sel_r, u_of_conj[range_conj[sel_r]])
+    # box atoms: coefficient c on variable i, bound rhs / c (upper if c > 0)
+    bx = is_box[a_idx]
+    b_atom, b_u = a_idx[bx], a_u[bx]
+    var = atoms.cidx[atoms.cptr[b_atom]]
+    coef = atoms.cval[atoms.cptr[b_atom]]
+    bound = atoms.rhs[b_atom] / coef
+    strict = atoms.strict[b_atom]
+    lower = np.full((U, n_in), -np.inf)
+    upper = np.full((U, n_in), np.inf)
+    lo_s = np.zeros((U, n_in), dtype=bool)
+    hi_s = np.zeros((U, n_in), dtype=bool)
+    up = coef > 0
+    # tightest bound per (part, variable); a strict relation wins a tie; NaN bounds are ignored
+    for flag, target, target_s, key_sign in ((up, upper, hi_s, 1.0), (~up, lower, lo_s, -1.0)):
+        key = b_u[flag] * n_in + var[flag]
+        val, st = bound[flag], strict[flag]
+        ok = ~np.isnan(val)
+        key, val, st = key[ok], val[ok], st[ok]
+        if key.size == 0:
+            continue
+        if np.bincount(key, minlength=1).max() > 1:
+            order = np.lexsort((~st, key_sign * val, key))
+            key, val, st = key[order], val[order], st[order]
+            firsts = np.ones(key.size, dtype=bool)
+            firsts[1:] = key[1:] != key[:-1]
+            key, val, st = key[firsts], val[firsts], st[firsts]
+        target.reshape(-1)[key] = val
+        target_s.reshape(-1)[key] = st
+    lower += 0.0  # -0.0 -> 0.0, so equal boxes compare equal byte for byte
+    upper += 0.0
+
+    # errors, in disjunct order, exactly one message
+    no_lo = ~np.isfinite(lower)
+    no_hi = ~np.isfinite(upper)
+    empty = (lower > upper) | ((lower == upper) & (lo_s | hi_s))
+    bad_u = no_lo.any(axis=1) | no_hi.any(axis=1) | empty.any(axis=1)
+    bad_conj = np.flatnonzero(bad_u[sig_of] & ~conj_false)
+    if bad_conj.size:
+        k = int(bad_conj[0])
+        u = int(sig_of[k])
+        tail = f" in disjunct {k + 1}" if K > 1 else ""
+        if no_lo[u].any():
+            raise SpecError(f"{where}: input X_{int(np.argmax(no_lo[u]))} has no lower bound{tail}")
+        if no_hi[u].any():
+            raise SpecError(f"{where}: input X_{int(np.argmax(no_hi[u]))} has no upper bound{tail}")
+        i = int(np.argmax(empty[u]))
+        lo, hi = float(lower[u, i]), float(upper[u, i])
+        if lo > hi:
+            raise SpecError(f"{where}: empty input box: X_{i} has lower bound {lo!r} above upper bound {hi!r}{tail}")
+        raise SpecError(f"{where}: empty input box: X_{i} is bounded by {lo!r} from both sides with a strict relation{tail}")
+
+    # general linear input constraints G x <= h (rare in VNN-LIB 1.0): per part, in atom order
+    g_parts: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    gm = is_g[a_idx]
+    if gm.any():
+        for u in np.unique(a_u[gm]).tolist():
+            rows = a_idx[gm & (a_u == u)]
+            G = np.zeros((rows.size, n_in))
+            for r, a in enumerate(rows.tolist()):
+                p0, p1 = atoms.cptr[a], atoms.cptr[a + 1]
+                G[r, atoms.cidx[p0:p1]] = atoms.cval[p0:p1]
+            g_parts[u] = (G, atoms.rhs[rows] + 0.0, atoms.strict[rows].copy())
+
+    # ---- group parts with equal regions ------------------------------------------------------------
+    rows_bytes = np.concatenate([lower.view(np.uint8).reshape(U, 8 * n_in), upper.view(np.uint8).reshape(U, 8 * n_in),
+                                 lo_s.view(np.uint8), hi_s.view(np.uint8)], axis=1)
+    if not g_parts and n_in == 0:
+        region_of = np.zeros(U, dtype=np.int64)
+    elif not g_parts:
+        _, region_of = np.unique(_rows_as_bytes(rows_bytes), return_inverse=True)
+        region_of = region_of.reshape(-1)
+    else:
+        seen: Dict[bytes, int] = {}
+        region_of = np.empty(U, dtype=np.int64)
+        for u in range(U):
+            key = rows_bytes[u].tobytes()
+            if u in g_parts:
+                key += b"".join(x.tobytes() for x in g_parts[u]) + repr(g_parts[u][0].shape).encode()
+            region_of[u] = seen.setdefault(key, len(seen))
+
+    # ---- output rows per disjunct ---------------------------------------------------------------------
+    live = ~conj_false
+    yr = np.flatnonzero((ny_r > 0) & live[range_conj])
+    y_idx, y_conj = _expand(dnf, yr, range_conj[yr])
+    keep = is_y[y_idx]
+    y_idx, y_conj = y_idx[keep], y_conj[keep]
+    n_rows = y_idx.size
+    A = np.zeros((n_rows, n_out))
+    cnt = nnz[y_idx]
+    entries = _ragged(atoms.cptr[y_idx], cnt)
+    A[np.repeat(np.arange(n_rows), cnt), atoms.cidx[entries]] = atoms.cval[entries]
+    bvec = atoms.rhs[y_idx] + 0.0
+    svec = atoms.strict[y_idx].copy()
+    row_ptr = np.zeros(K + 1, dtype=np.int64)
+    np.cumsum(np.bincount(y_conj, minlength=K), out=row_ptr[1:])
+
+    # ---- cases, in order of first appearance ------------------------------------------------------------
+    live_k = np.flatnonzero(live)
+    if live_k.size == 0:
+        return []
+    counts = row_ptr[live_k + 1] - row_ptr[live_k]  # rows of live disjuncts are contiguous, in order
+    if (counts == counts[0]).all():
+        r = int(counts[0])
+        hss = list(map(Halfspaces, A.reshape(live_k.size, r, n_out), bvec.reshape(live_k.size, r),
+                       svec.reshape(live_k.size, r)))
+    else:
+        hss = [Halfspaces(A[i:j], bvec[i:j], svec[i:j])
+               for i, j in zip(row_ptr[live_k].tolist(), row_ptr[live_k + 1].tolist())]
+    u_live = sig_of[live_k]
+    reg_live = region_of[u_live]
+    regs, first = np.unique(reg_live, return_index=True)
+    appearance = np.argsort(first, kind="stable")
+    rank = np.empty(int(regs.max()) + 1, dtype=np.int64)
+    rank[regs[appearance]] = np.arange(regs.size)
+    group = rank[reg_live]
+    if (np.diff(group) >= 0).all():
+        in_order = hss
+        cuts = np.searchsorted(group, np.arange(regs.size + 1)).tolist()
+    else:
+        perm = np.argsort(group, kind="stable")
+        in_order = [hss[i] for i in perm.tolist()]
+        cuts = np.searchsorted(group[perm], np.arange(regs.size + 1)).tolist()
+    reps = u_live[first[appearance]]
+    lo_any = lo_s.any(axis=1)
+    hi_any = hi_s.any(axis=1)
+    cases = []
+    for g, (u, low, high, los, his) in enumerate(zip(reps.tolist(), lower[reps], upper[reps], lo_s[reps], hi_s[reps])):
+        G, h, G_s = g_parts.get(u, (None, None, None))
+        region = InputRegion(low, high, G, h, los if lo_any[u] else None, his if hi_any[u] else None, G_s)
+        cases.append(Case(region, in_order[cuts[g]:cuts[g + 1]]))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
+                  where: str = "<text>") -> Spec:
+    """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
+    parsed = _bulk_parse(text)
+    if parsed is None:
+        parsed = _tree_parse(text, where)
+    n_in, n_out, atoms, dnf, _ = parsed
     if n_inputs is not None and n_in != n_inputs:
         raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}")
     if n_outputs is not None and n_out != n_outputs:
         raise SpecError(f"{where}: property declares {n_out} outputs (Y_0..Y_{n_out - 1}) but the network has {n_outputs}")
-
-    groups: Dict[bytes, Tuple[InputRegion, List[Halfspaces]]] = {}
-    order: List[bytes] = []
-    for k, conj in enumerate(conjs):
-        lower, upper, lo_s, hi_s, g_rows, y_rows, const_false = _case_parts(conj, n_in, n_out, k)
-        if const_false:
-            continue
-        bad = np.flatnonzero(~np.isfinite(lower))
-        if bad.size:
-            raise SpecError(f"{where}: input X_{bad[0]} has no lower bound" + (f" in disjunct {k + 1}" if len(conjs) > 1 else ""))
-        bad = np.flatnonzero(~np.isfinite(upper))
-        if bad.size:
-            raise SpecError(f"{where}: input X_{bad[0]} has no upper bound" + (f" in disjunct {k + 1}" if len(conjs) > 1 else ""))
-        empty = np.flatnonzero((lower > upper) | ((lower == upper) & (lo_s | hi_s)))
-        if empty.size:
-            i = empty[0]
-            raise SpecError(f"{where}: empty input box: X_{i} has lower bound {lower[i]!r} above upper bound {upper[i]!r}"
-                            + (f" in disjunct {k + 1}" if len(conjs) > 1 else ""))
-        G = h = G_s = None
-        if g_rows:
-            G, h, G_s = _rows_to_matrix(g_rows, n_in)
-        key = b"".join(a.tobytes() for a in (lower, upper, lo_s, hi_s)) + (b"" if G is None else G.tobytes() + h.tobytes() + G_s.tobytes())
-        A, b, s = _rows_to_matrix(y_rows, n_out)
-        hs = Halfspaces(A, b, s)
-        if key not in groups:
-            region = InputRegion(lower, upper, G, h, lo_s if lo_s.any() else None, hi_s if hi_s.any() else None, G_s)
-            groups[key] = (region, [])
-            order.append(key)
-        groups[key][1].append(hs)
-    cases = [Case(groups[k][0], groups[k][1]) for k in order]
+    with np.errstate(over="ignore", invalid="ignore"):  # +-inf bounds are reported, not warned about
+        cases = _assemble(atoms, dnf, n_in, n_out, where)
     return Spec(n_inputs=n_in, n_outputs=n_out, cases=cases, source=where, version="1.0")
-
-
-def _atom_position(text: str, atom: str) -> Tuple[int, int]:
-    offset = 0
-    for m in _TOKEN.finditer(text):
-        if m.group(0) == atom:
-            offset = m.start()
-            break
-    line = text.count("\n", 0, offset) + 1
-    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    return line, col
