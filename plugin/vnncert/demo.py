@@ -61,11 +61,11 @@ def _smoothing_table(out_dir: Path) -> None:
             continue
         tsv = out_dir / f"smooth_sigma{tag}.tsv"
         subprocess.run([sys.executable, "-m", "vnncert.cli", "smooth", "certify", str(model), "--data", str(data),
-                        "--sigma", str(sigma), "--n", "10000", "--skip", "4", "--out", str(tsv)], check=False)
+                        "--sigma", str(sigma), "--n", "10000", "--skip", "4", "--no-progress", "--out", str(tsv)], check=False)
         if tsv.exists():
             tsvs.append(str(tsv))
     if tsvs:
-        subprocess.run([sys.executable, "-m", "vnncert.cli", "smooth", "report", *tsvs,
+        subprocess.run([sys.executable, "-m", "vnncert.cli", "smooth", "report", *tsvs, "--radii", "0", "0.25", "0.5", "0.75", "1.0",
                         "--plot", str(out_dir / "certified_accuracy.png")], check=False)
 
 
