@@ -17,19 +17,24 @@ from .results import Outcome, Verdict
 # engine name -> (module, one-line description)
 ENGINES: Dict[str, Tuple[str, str]] = {
     "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
+    "relaxed": ("vnncert.engines.relaxed", "auto_LiRPA bounds (ibp / crown / alpha-crown, float64) then input-split branch and bound; unsat, or sat only with a replayed witness"),
     "probabilistic": ("vnncert.engines.probabilistic", "randomized smoothing on ONNX Runtime: a claim about the smoothed classifier g (confidence 1-alpha), sat only for a replayed witness of f"),
 }
 
 # mode -> engines tried in order
 MODES: Dict[str, List[str]] = {
-    "auto": ["attack"],
+    "auto": ["attack", "relaxed"],
     "falsify": ["attack"],
     "probabilistic": ["probabilistic"],
+    "relaxed": ["relaxed"],
 }
 
 MODE_HELP: Dict[str, str] = {
-    "auto": "what a competition run uses; today: the falsifier alone (sat with a replayed witness, else unknown)",
+    "auto": "what a competition run uses: the falsifier, then relaxed bounds with input-split branch and bound, under one deadline",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
+    "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64) and, for inputs with few "
+               "free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "
+               "replayed in ONNX Runtime, else unknown",
     "probabilistic": "randomized smoothing (--sigma, --noise gaussian|laplace|uniform, --n0, --n, --alpha) on a local-robustness "
                      "property: certifies the smoothed classifier g at the box centre (a claim about g with confidence 1-alpha, "
                      "in the result file's comments and JSON); the verdict is sat only for a replayed witness of f, else unknown",

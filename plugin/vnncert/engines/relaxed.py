@@ -1,0 +1,469 @@
+"""Relaxed engine: auto_LiRPA bounds (IBP, CROWN, alpha-CROWN) with an input-split branch and bound.
+
+For every case, the rows of all its output disjuncts `A y <= b` become one spec matrix C, and
+auto_LiRPA bounds C f(x) from below over the input box. A disjunct is refuted on a box when
+one of its rows has `lower(A_i y) - b_i > margin_i`; a case is refuted when every disjunct is
+refuted on every box that covers its region. All bounds are computed in float64 on a float64
+copy of the network (docs/relaxed.md: why, and the margin).
+
+When the first bounds do not refute everything and the input has few free dimensions, the
+engine splits input boxes (batched CROWN over many sub-boxes at once), evaluates cheap
+candidates from every open box in ONNX Runtime (box centres and the corners that minimise the
+linear lower bounds) and, from time to time, runs the falsifier's PGD on the most promising
+boxes. It stops at the first witness (replayed through `results.sat_outcome`), when every box
+is refuted, or at the deadline.
+
+Verdicts: `unsat` (every box refuted), `sat` (only with a replayed witness), else `unknown` /
+`timeout`. The region's extra linear constraints `G x <= h`, when present, are over-approximated
+by the box, which is sound for `unsat`.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..deadline import expired, remaining
+from ..options import Options
+from ..results import Outcome, Verdict, sat_outcome
+
+METHODS = {"ibp": "IBP", "crown": "CROWN", "alpha-crown": "alpha-CROWN"}
+
+# a row refutes a disjunct when lower(A_i y) - b_i > MARGIN_ABS + MARGIN_REL * (|b_i| + |lower(A_i y)|)
+MARGIN_ABS = 1e-7
+MARGIN_REL = 1e-6
+
+SPLIT_MAX_DIMS = 16          # input-split BaB only for at most this many free input dims
+MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unknown)
+MIN_WIDTH = 1e-9             # a box narrower than this in every dim is not split further
+
+
+# ---- the spec as rows --------------------------------------------------------------------------
+@dataclass
+class CaseRows:
+    """All rows of a case's disjuncts: C (R, n_out), b (R,), owner (R,) = disjunct index."""
+
+    C: np.ndarray
+    b: np.ndarray
+    owner: np.ndarray
+    n_disjuncts: int
+    empty_disjunct: bool  # a disjunct with no rows (every output unsafe): never refutable
+
+    @staticmethod
+    def of(case, n_outputs: int) -> "CaseRows":
+        Cs, bs, own = [], [], []
+        empty = False
+        for k, hs in enumerate(case.output):
+            if hs.rows == 0:
+                empty = True
+            Cs.append(np.asarray(hs.A, dtype=np.float64).reshape(-1, n_outputs))
+            bs.append(np.asarray(hs.b, dtype=np.float64).reshape(-1))
+            own.append(np.full(hs.rows, k))
+        C = np.concatenate(Cs, axis=0) if Cs else np.zeros((0, n_outputs))
+        b = np.concatenate(bs) if bs else np.zeros(0)
+        owner = np.concatenate(own).astype(np.int64) if own else np.zeros(0, np.int64)
+        return CaseRows(C, b, owner, len(case.output), empty)
+
+
+def margin(lower: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return MARGIN_ABS + MARGIN_REL * (np.abs(b) + np.abs(lower))
+
+
+def refuted_rows(lower: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows whose lower bound proves `A_i y <= b_i` (and so `<`) impossible, with the margin."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(lower) & ((lower - b) > margin(lower, b))
+
+
+def refuted_disjuncts(rows: CaseRows, row_ok: np.ndarray) -> np.ndarray:
+    """(K, n_disjuncts) bool from (K, R) row refutations."""
+    K = row_ok.shape[0]
+    out = np.zeros((K, rows.n_disjuncts), dtype=bool)
+    for k in range(rows.n_disjuncts):
+        sel = rows.owner == k
+        if sel.any():
+            out[:, k] = row_ok[:, sel].any(axis=1)
+    return out
+
+
+# ---- auto_LiRPA in float64 -----------------------------------------------------------------------
+@contextlib.contextmanager
+def float64_default():
+    """auto_LiRPA 0.3 makes identity matrices in the default dtype: make that float64 while bounding."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+BOUND_OPTS = {
+    # alpha-CROWN in auto_LiRPA 0.3 crashes with the sparse variants on these graphs
+    "sparse_intermediate_bounds": False,
+    "sparse_features_alpha": False,
+    "sparse_spec_alpha": False,
+    "optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1, "early_stop_patience": 5},
+}
+
+
+class Bounder:
+    """A float64 BoundedModule of the network; `lower(lo, hi, C)` bounds C f(x) over boxes."""
+
+    def __init__(self, network):
+        import copy
+
+        import torch
+
+        from ..network.ops.torch_layers import Conv
+
+        base = network.torch_module()
+        self.module = copy.deepcopy(base).double().eval()
+        self.rest = tuple(self.module.input_rest)
+        self.n_in = network.n_inputs
+        has_conv2d = any(isinstance(s, Conv) and not s.as_1d for s in self.module.steps)
+        # patches mode is the fast one for Conv2d; it needs the image-shaped input (no reshape in front)
+        self.modes = ["patches", "matrix"] if has_conv2d else ["matrix"]
+        self._torch = torch
+        self.bm = None
+        self.mode = None
+        self._build(self.modes[0])
+
+    def _build(self, mode: str) -> None:
+        from auto_LiRPA import BoundedModule
+
+        torch = self._torch
+        opts = dict(BOUND_OPTS, conv_mode=mode)
+        with float64_default():
+            self.bm = BoundedModule(self.module, torch.zeros((1,) + self.rest, dtype=torch.float64),
+                                    bound_opts=opts, device="cpu", verbose=False)
+        self.mode = mode
+
+    def lower(self, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, method: str = "crown",
+              want_A: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Lower bounds (K, R) of C[k] f(x) over lo[k] <= x <= hi[k]; with want_A also the
+        linear coefficients (K, R, n_in) of the lower bound in x (CROWN-type methods only)."""
+        try:
+            return self._lower(lo, hi, C, method, want_A)
+        except Exception:
+            if self.mode == self.modes[-1]:
+                raise
+            self._build(self.modes[-1])  # patches mode failed on this graph: matrix mode
+            return self._lower(lo, hi, C, method, want_A)
+
+    def _lower(self, lo, hi, C, method, want_A):
+        from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+
+        torch = self._torch
+        K = lo.shape[0]
+        with float64_default():
+            xl = torch.as_tensor(np.ascontiguousarray(lo), dtype=torch.float64).reshape((K,) + self.rest)
+            xu = torch.as_tensor(np.ascontiguousarray(hi), dtype=torch.float64).reshape((K,) + self.rest)
+            x = BoundedTensor((xl + xu) / 2, PerturbationLpNorm(x_L=xl, x_U=xu))
+            Ct = torch.as_tensor(C, dtype=torch.float64)
+            name = METHODS[method]
+            get_A = want_A and method != "ibp"
+            ctx = torch.no_grad() if name != "alpha-CROWN" else contextlib.nullcontext()
+            with ctx:
+                if get_A:
+                    out_node, in_node = self.bm.output_name[0], self.bm.input_name[0]
+                    lb, _, A = self.bm.compute_bounds(x=(x,), C=Ct, method=name, bound_upper=False,
+                                                      return_A=True, needed_A_dict={out_node: [in_node]})
+                    lA = A[out_node][in_node]["lA"]
+                    lA = lA.detach().reshape(K, C.shape[1], -1).numpy() if lA is not None else None
+                else:
+                    lb, _ = self.bm.compute_bounds(x=(x,), C=Ct, method=name, bound_upper=False)
+                    lA = None
+        lb = lb.detach().numpy().astype(np.float64)
+        lb = np.where(np.isnan(lb), -np.inf, lb)
+        return lb, lA
+
+
+# ---- the engine --------------------------------------------------------------------------------
+def _batch_C(rows: CaseRows, K: int) -> np.ndarray:
+    return np.broadcast_to(rows.C[None], (K,) + rows.C.shape).copy()
+
+
+def _pad_rows(rows: CaseRows) -> CaseRows:
+    """auto_LiRPA needs at least one row: a zero row with b = +inf never refutes."""
+    if rows.C.shape[0]:
+        return rows
+    return CaseRows(np.zeros((1, rows.C.shape[1])), np.array([np.inf]), np.array([-1]), rows.n_disjuncts,
+                    rows.empty_disjunct)
+
+
+class _Search:
+    """Input-split branch and bound for one case."""
+
+    def __init__(self, network, spec, case_index: int, rows: CaseRows, bounder: Bounder, options: Options,
+                 deadline: float, stats: dict):
+        self.network = network
+        self.spec = spec
+        self.ci = case_index
+        self.case = spec.cases[case_index]
+        self.rows = rows
+        self.bounder = bounder
+        self.options = options
+        self.deadline = deadline
+        self.stats = stats
+        self.rng = np.random.default_rng(options.seed + case_index)
+        reg = self.case.region
+        self.lo0, self.hi0 = reg.lower.astype(np.float64), reg.upper.astype(np.float64)
+        self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
+        self.heuristic = getattr(options, "split_heuristic", "smear")
+
+    # candidates -> witness
+    def try_points(self, xs: np.ndarray) -> Optional[Outcome]:
+        from .attack import snap_into_box
+
+        if not xs.shape[0]:
+            return None
+        xs = snap_into_box(xs, self.lo0, self.hi0, self.network.input_dtype)
+        ys = self.network.evaluate(xs).astype(np.float64)
+        self.stats["candidates"] = self.stats.get("candidates", 0) + xs.shape[0]
+        hits = np.flatnonzero(self.case.unsafe(ys))
+        for i in hits[:8]:
+            out = sat_outcome(self.network, self.spec, xs[i], engine="relaxed",
+                              detail="witness found during input splitting, replayed with ONNX Runtime on the original model")
+            if out is not None:
+                return out
+        return None
+
+    def _scores(self, xs: np.ndarray) -> np.ndarray:
+        ys = self.network.evaluate(xs).astype(np.float64)
+        return np.stack([hs.violation(ys) for hs in self.case.output], axis=1).min(axis=1)
+
+    def run(self, lo: np.ndarray, hi: np.ndarray, alive: np.ndarray) -> Tuple[Optional[Outcome], str]:
+        """BaB from the given open boxes. Returns (sat outcome or None, 'refuted'|'unknown'|'timeout')."""
+        rows = self.rows
+        R = rows.C.shape[0]
+        stack_lo, stack_hi, stack_alive = [lo], [hi], [alive]
+        n_open = lo.shape[0]
+        batch = 256
+        unresolved = 0
+        last_pgd = time.monotonic()
+        while n_open:
+            if expired(self.deadline):
+                return None, "timeout"
+            if n_open > MAX_OPEN_BOXES:
+                self.stats["gave_up_open_boxes"] = n_open
+                return None, "unknown"
+            # pop up to `batch` boxes from the top of the stack (depth first: bounded memory)
+            blo, bhi, bal = stack_lo.pop(), stack_hi.pop(), stack_alive.pop()
+            while blo.shape[0] < batch and stack_lo:
+                blo = np.concatenate([blo, stack_lo.pop()])
+                bhi = np.concatenate([bhi, stack_hi.pop()])
+                bal = np.concatenate([bal, stack_alive.pop()])
+            if blo.shape[0] > batch:
+                stack_lo.append(blo[batch:]), stack_hi.append(bhi[batch:]), stack_alive.append(bal[batch:])
+                blo, bhi, bal = blo[:batch], bhi[:batch], bal[:batch]
+            n_open -= blo.shape[0]
+            K = blo.shape[0]
+            t0 = time.monotonic()
+            lb, lA = self.bounder.lower(blo, bhi, _batch_C(rows, K), self.options.relaxed_method, want_A=True)
+            dt = time.monotonic() - t0
+            self.stats["bounded_boxes"] = self.stats.get("bounded_boxes", 0) + K
+            self.stats["bound_seconds"] = self.stats.get("bound_seconds", 0.0) + dt
+            # grow the batch while one call stays short (deadline checks happen between calls)
+            if dt < 0.25 and batch < 4096:
+                batch *= 2
+            elif dt > 1.0 and batch > 16:
+                batch //= 2
+            ok = refuted_rows(lb, rows.b[None, :])
+            dis = refuted_disjuncts(rows, ok) | ~bal
+            open_mask = ~dis.all(axis=1) if not rows.empty_disjunct else np.ones(K, bool)
+            if not open_mask.any():
+                continue
+            idx = np.flatnonzero(open_mask)
+            olo, ohi, oal, olb = blo[idx], bhi[idx], ~dis[idx], lb[idx]
+            oA = lA[idx] if lA is not None else None
+            # cheap candidates: centres and the corners minimising the open rows' linear lower bounds
+            cands = [(olo + ohi) / 2]
+            if oA is not None:
+                best_row = self._best_open_rows(olb, oal)
+                a = oA[np.arange(idx.size), best_row]  # (k, n_in)
+                cands.append(np.where(a > 0, olo, ohi))
+            out = self.try_points(np.concatenate(cands))
+            if out is not None:
+                return out, "sat"
+            if time.monotonic() - last_pgd > 2.0 and remaining(self.deadline) > 1.0:
+                out = self._pgd(olo, ohi, oal)
+                last_pgd = time.monotonic()
+                if out is not None:
+                    return out, "sat"
+            # split
+            w = ohi - olo
+            splittable = (w > MIN_WIDTH).any(axis=1)
+            if not splittable.all():
+                unresolved += int((~splittable).sum())
+                olo, ohi, oal, olb, w = olo[splittable], ohi[splittable], oal[splittable], olb[splittable], w[splittable]
+                oA = oA[splittable] if oA is not None else None
+                if not olo.shape[0]:
+                    continue
+            dim = self._split_dims(olo, ohi, oal, olb, oA)
+            k = olo.shape[0]
+            mid = (olo[np.arange(k), dim] + ohi[np.arange(k), dim]) / 2
+            left_hi = ohi.copy()
+            left_hi[np.arange(k), dim] = mid
+            right_lo = olo.copy()
+            right_lo[np.arange(k), dim] = mid
+            stack_lo.append(np.concatenate([olo, right_lo]))
+            stack_hi.append(np.concatenate([left_hi, ohi]))
+            stack_alive.append(np.concatenate([oal, oal]))
+            n_open += 2 * k
+            self.stats["splits"] = self.stats.get("splits", 0) + k
+        if unresolved:
+            self.stats["unresolved_tiny_boxes"] = unresolved
+            return None, "unknown"
+        return None, "refuted"
+
+    def _best_open_rows(self, lb: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Per box, the row of an open disjunct whose bound is closest to refuting it."""
+        rows = self.rows
+        gap = lb - rows.b[None, :]
+        row_alive = alive[:, np.clip(rows.owner, 0, None)] & (rows.owner[None, :] >= 0)
+        gap = np.where(row_alive, gap, -np.inf)
+        return gap.argmax(axis=1)
+
+    def _split_dims(self, lo, hi, alive, lb, lA) -> np.ndarray:
+        w = hi - lo
+        if self.heuristic == "width" or lA is None:
+            score = w / self.width0
+        else:
+            # smear: how much of each open disjunct's best row's looseness comes from each input dim
+            rows = self.rows
+            gap = lb - rows.b[None, :]
+            row_alive = alive[:, np.clip(rows.owner, 0, None)] & (rows.owner[None, :] >= 0)
+            score = np.zeros_like(w)
+            for d in range(rows.n_disjuncts):
+                sel = np.flatnonzero(rows.owner == d)
+                if not sel.size:
+                    continue
+                g = np.where(row_alive[:, sel], gap[:, sel], -np.inf)
+                best = sel[g.argmax(axis=1)]
+                a = lA[np.arange(lo.shape[0]), best]
+                contrib = np.abs(a) * w
+                score += np.where(alive[:, d:d + 1], contrib, 0.0)
+            score = np.where(w > MIN_WIDTH, score, -1.0)
+            # a box where no dim scores (all coefficients zero) falls back to the widest dim
+            flat = score.max(axis=1) <= 0
+            if flat.any():
+                score[flat] = (w / self.width0)[flat]
+        score = np.where(w > MIN_WIDTH, score, -np.inf)
+        return score.argmax(axis=1)
+
+    def _pgd(self, lo, hi, alive) -> Optional[Outcome]:
+        """PGD from the attack engine on the few most promising open boxes."""
+        try:
+            from . import attack
+        except ImportError:
+            return None
+        from ..spec.model import Case, InputRegion, Spec
+
+        if not hasattr(attack, "pgd_search"):
+            return None
+        k = min(4, lo.shape[0])
+        scores = self._scores((lo + hi) / 2)
+        pick = np.argsort(scores)[:k]
+        m = max(1, max(hs.rows for hs in self.case.output))
+        cases = []
+        for i in pick:
+            outs = [hs for d, hs in enumerate(self.case.output) if alive[i, d]] or list(self.case.output)
+            cases.append(Case(InputRegion(lo[i].copy(), hi[i].copy()), outs))
+        sub = attack._padded_spec(Spec(self.spec.n_inputs, self.spec.n_outputs, cases), m)
+        opts = self.options.with_(pgd_restarts=8, pgd_steps=20)
+        self.stats["pgd_calls"] = self.stats.get("pgd_calls", 0) + 1
+        out = attack.pgd_search(self.network, sub, self.deadline, opts, self.rng, list(range(len(cases))), {})
+        if out is None:
+            return None
+        return sat_outcome(self.network, self.spec, out.counterexample[0], engine="relaxed",
+                           detail="PGD witness in a sub-box during input splitting, replayed with ONNX Runtime")
+
+
+def check(network, spec, deadline: float, options: Options) -> Outcome:
+    t0 = time.monotonic()
+    stats: dict = {}
+    method = (options.relaxed_method or "crown").lower()
+    if method not in METHODS:
+        return Outcome(Verdict.ERROR, engine="relaxed", detail=f"unknown relaxed method {method!r} (ibp, crown, alpha-crown)")
+
+    def done(verdict, detail, out=None):
+        o = out or Outcome(verdict, engine="relaxed", detail=detail)
+        o.seconds = time.monotonic() - t0
+        o.stats = {**stats, **(o.stats or {})}
+        return o
+
+    try:
+        bounder = Bounder(network)
+    except Exception as e:  # unsupported op or an auto_LiRPA limitation: no proof, no answer
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return done(Verdict.UNKNOWN, f"cannot bound this network: {msg}")
+    stats["conv_mode"] = bounder.mode
+    if expired(deadline):
+        return done(Verdict.TIMEOUT, "deadline reached while building the bounded module")
+
+    # 1) one bound per case (batched over cases with the same row count)
+    all_rows = [_pad_rows(CaseRows.of(c, spec.n_outputs)) for c in spec.cases]
+    open_cases: List[int] = []
+    for R, members in _group_by_rows(all_rows).items():
+        for chunk in _chunks(members, max(1, 4096 // max(1, R))):
+            if expired(deadline):
+                return done(Verdict.TIMEOUT, f"deadline reached after bounding {len(stats.get('first_pass', []))} cases")
+            lo = np.stack([spec.cases[i].region.lower for i in chunk]).astype(np.float64)
+            hi = np.stack([spec.cases[i].region.upper for i in chunk]).astype(np.float64)
+            empty = (lo > hi).any(axis=1)
+            C = np.stack([all_rows[i].C for i in chunk])
+            try:
+                lb, _ = bounder.lower(np.minimum(lo, hi), np.maximum(lo, hi), C, method)
+            except Exception as e:
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                return done(Verdict.UNKNOWN, f"bounding failed ({method}): {msg}")
+            for j, i in enumerate(chunk):
+                rows = all_rows[i]
+                dis = refuted_disjuncts(rows, refuted_rows(lb[j:j + 1], rows.b[None, :]))[0]
+                if not (empty[j] or (dis.all() and not rows.empty_disjunct)):
+                    open_cases.append(i)
+    stats["cases"] = len(spec.cases)
+    stats["cases_open_after_first_bound"] = len(open_cases)
+    if not open_cases:
+        return done(Verdict.UNSAT, f"{method} bounds refute every disjunct of all {len(spec.cases)} case(s) (float64)")
+
+    # 2) input-split BaB on the cases left open, when the input has few free dims
+    free = max(int((spec.cases[i].region.upper > spec.cases[i].region.lower).sum()) for i in open_cases)
+    if free > getattr(options, "split_max_dims", SPLIT_MAX_DIMS):
+        return done(Verdict.UNKNOWN, f"{len(open_cases)} of {len(spec.cases)} case(s) not refuted by {method}; "
+                                     f"{free} free input dims is too many for input splitting")
+    bab_method = "crown" if method == "ibp" else method
+    verdicts = []
+    for i in sorted(open_cases, key=lambda i: -np.prod(np.maximum(spec.cases[i].region.upper - spec.cases[i].region.lower, 0) + 1e-12)):
+        rows = all_rows[i]
+        reg = spec.cases[i].region
+        search = _Search(network, spec, i, rows, bounder, options.with_(relaxed_method=bab_method), deadline, stats)
+        out, status = search.run(reg.lower[None, :].astype(np.float64), reg.upper[None, :].astype(np.float64),
+                                 np.ones((1, rows.n_disjuncts), dtype=bool))
+        if out is not None:
+            return done(Verdict.SAT, "", out)
+        if status == "timeout":
+            return done(Verdict.TIMEOUT, f"deadline reached during input splitting ({stats.get('bounded_boxes', 0)} boxes bounded)")
+        verdicts.append(status)
+    if all(v == "refuted" for v in verdicts):
+        return done(Verdict.UNSAT, f"input splitting refuted every box ({stats.get('bounded_boxes', 0)} boxes bounded, "
+                                   f"{bab_method}, float64)")
+    return done(Verdict.UNKNOWN, "input splitting left boxes it could not refute or split further")
+
+
+def _group_by_rows(all_rows: List[CaseRows]) -> dict:
+    groups: dict = {}
+    for i, r in enumerate(all_rows):
+        groups.setdefault(r.C.shape[0], []).append(i)
+    return groups
+
+
+def _chunks(xs: list, n: int):
+    for i in range(0, len(xs), n):
+        yield xs[i:i + n]

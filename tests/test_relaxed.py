@@ -1,0 +1,219 @@
+"""Relaxed engine: bound soundness against sampling, input-split BaB answers, modes, ACAS Xu."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+pytest.importorskip("auto_LiRPA")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from vnncert.engines import relaxed  # noqa: E402
+from vnncert.network import Network, load_network  # noqa: E402
+from vnncert.options import Options  # noqa: E402
+from vnncert.results import Verdict  # noqa: E402
+from vnncert.spec.model import Case, Halfspaces, InputRegion, Spec  # noqa: E402
+
+OPTS = Options(threads=1, seed=0)
+
+
+def _model(nodes, inits, in_shape, out_shape):
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)
+    g = helper.make_graph(nodes, "g", [inp], [out], [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return Network("synthetic.onnx", m.SerializeToString(), threads=1)
+
+
+def mlp(seed, sizes, scale=1.0):
+    rng = np.random.default_rng(seed)
+    nodes, inits, cur = [], {}, "x"
+    for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        inits[f"W{k}"] = (rng.standard_normal((o, i)) * scale / np.sqrt(i)).astype(np.float32)
+        inits[f"b{k}"] = (rng.standard_normal(o) * 0.1).astype(np.float32)
+        last = k == len(sizes) - 2
+        z = "y" if last else f"z{k}"
+        nodes.append(helper.make_node("Gemm", [cur, f"W{k}", f"b{k}"], [z], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [z], [f"h{k}"]))
+            cur = f"h{k}"
+    return _model(nodes, inits, ["N", sizes[0]], ["N", sizes[-1]])
+
+
+def small_cnn(seed):
+    rng = np.random.default_rng(seed)
+    inits = {"m": np.float32(0.5), "s": np.float32(2.0), "W": (rng.standard_normal((3, 1, 3, 3)) * 0.5).astype(np.float32),
+             "B": (rng.standard_normal(3) * 0.1).astype(np.float32),
+             "W2": (rng.standard_normal((4, 3 * 3 * 3)) * 0.3).astype(np.float32), "b2": np.zeros(4, np.float32)}
+    nodes = [helper.make_node("Sub", ["x", "m"], ["a"]), helper.make_node("Div", ["a", "s"], ["n"]),
+             helper.make_node("Conv", ["n", "W", "B"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "W2", "b2"], ["y"], transB=1)]
+    return _model(nodes, inits, [1, 1, 5, 5], [1, 4])
+
+
+def _sampled_min(net, C, lo, hi, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = lo + rng.random((n, lo.size)) * (hi - lo)
+    corners = np.where(rng.random((256, lo.size)) < 0.5, lo, hi)
+    ys = net.evaluate(np.concatenate([xs, corners])).astype(np.float64)
+    return (ys @ C.T).min(axis=0)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_bounds_hold_on_samples(method, which):
+    net = mlp(1, [4, 16, 16, 3]) if which == "mlp" else small_cnn(2)
+    b = relaxed.Bounder(net)
+    rng = np.random.default_rng(3)
+    C = rng.standard_normal((5, net.n_outputs))
+    for trial in range(3):
+        c = rng.uniform(-1, 1, net.n_inputs)
+        w = rng.uniform(0.05, 0.5)
+        lo, hi = c - w, c + w
+        lb, _ = b.lower(lo[None], hi[None], C[None], method)
+        smin = _sampled_min(net, C, lo, hi, seed=trial)
+        # float32 ORT outputs against a float64 bound: allow float32 rounding of the outputs only
+        assert np.all(lb[0] <= smin + 1e-5 * (1 + np.abs(smin))), (lb[0], smin)
+
+
+def test_bounds_are_float64_and_leave_the_float32_module_alone():
+    net = mlp(4, [3, 8, 2])
+    m32 = net.torch_module()
+    b = relaxed.Bounder(net)
+    assert next(b.module.parameters()).dtype == torch.float64
+    assert next(m32.parameters()).dtype == torch.float32
+    assert torch.get_default_dtype() == torch.float32
+
+
+def test_crown_tighter_than_ibp_and_lA_shape():
+    net = mlp(5, [2, 20, 20, 2])
+    b = relaxed.Bounder(net)
+    C = np.array([[1.0, -1.0]])
+    lo, hi = np.array([[-0.5, -0.5]]), np.array([[0.5, 0.5]])
+    l_ibp, _ = b.lower(lo, hi, C[None], "ibp")
+    l_crown, lA = b.lower(lo, hi, C[None], "crown", want_A=True)
+    assert l_crown[0, 0] >= l_ibp[0, 0] - 1e-9
+    assert lA.shape == (1, 1, 2)
+
+
+def test_margin_needs_a_strictly_positive_gap():
+    b = np.array([1.0, 1.0, 1.0])
+    lower = np.array([1.0, 1.0 + 1e-12, 1.1])
+    assert relaxed.refuted_rows(lower, b).tolist() == [False, False, True]
+    assert not relaxed.refuted_rows(np.array([-np.inf]), np.array([0.0]))[0]
+
+
+def _spec_max_at_least(n_in, lo, hi, A, b):
+    region = InputRegion(np.asarray(lo, float), np.asarray(hi, float))
+    hs = Halfspaces(np.atleast_2d(np.asarray(A, float)), np.atleast_1d(np.asarray(b, float)), np.zeros(len(np.atleast_1d(b)), bool))
+    return Spec(n_in, hs.A.shape[1], [Case(region, [hs])])
+
+
+def _true_max(net, lo, hi, n=401):
+    g = np.stack(np.meshgrid(*[np.linspace(l, h, n) for l, h in zip(lo, hi)]), -1).reshape(-1, len(lo))
+    return float(net.evaluate(g)[:, 0].astype(np.float64).max())
+
+
+def _lipschitz(net):
+    """Upper bound of the Lipschitz constant (inf-norm in, output 0) from the weight matrices."""
+    L = 1.0
+    for p in net.torch_module().parameters():
+        if p.dim() == 2:
+            L *= float(p.detach().abs().sum(dim=1).max())
+    return L
+
+
+def test_bab_proves_unsat_with_known_answer():
+    net = mlp(7, [2, 12, 12, 1], scale=1.5)
+    lo, hi = [-1.0, -1.0], [1.0, 1.0]
+    m = _true_max(net, lo, hi)
+    h = 2.0 / 400
+    threshold = m + _lipschitz(net) * h / 2 + 0.02  # above the true maximum, by construction
+    spec = _spec_max_at_least(2, lo, hi, [[-1.0]], [-threshold])  # unsafe: y >= threshold
+    out = relaxed.check(net, spec, time.monotonic() + 120, OPTS)
+    assert out.verdict == Verdict.UNSAT, out.detail
+    assert out.counterexample is None
+
+
+def test_bab_finds_witness_when_sat():
+    net = mlp(7, [2, 12, 12, 1], scale=1.5)
+    lo, hi = [-1.0, -1.0], [1.0, 1.0]
+    m = _true_max(net, lo, hi)
+    spec = _spec_max_at_least(2, lo, hi, [[-1.0]], [-(m - 0.01)])
+    out = relaxed.check(net, spec, time.monotonic() + 120, OPTS)
+    assert out.verdict == Verdict.SAT
+    assert out.witness_checked
+    x, y = out.counterexample
+    assert np.all(x >= -1) and np.all(x <= 1) and float(y[0]) >= m - 0.01
+
+
+def test_split_heuristics_agree_on_the_answer():
+    net = mlp(8, [3, 10, 10, 2], scale=1.5)
+    lo, hi = [-1.0] * 3, [1.0] * 3
+    ys = net.evaluate(np.random.default_rng(0).uniform(-1, 1, (20000, 3))).astype(np.float64)
+    d = ys[:, 0] - ys[:, 1]
+    spec = _spec_max_at_least(3, lo, hi, [[-1.0, 1.0]], [-(d.max() + 0.5)])  # y0 - y1 >= max + 0.5: unsat
+    for h in ("smear", "width"):
+        out = relaxed.check(net, spec, time.monotonic() + 120, OPTS.with_(split_heuristic=h))
+        assert out.verdict in (Verdict.UNSAT, Verdict.UNKNOWN) and out.counterexample is None
+        assert out.verdict == Verdict.UNSAT, (h, out.detail)
+
+
+def test_timeout_is_reported_not_guessed():
+    net = mlp(9, [2, 12, 12, 1], scale=1.5)
+    spec = _spec_max_at_least(2, [-1, -1], [1, 1], [[-1.0]], [-100.0])
+    out = relaxed.check(net, spec, time.monotonic() - 1, OPTS)
+    assert out.verdict == Verdict.TIMEOUT
+
+
+def test_mode_relaxed_registered():
+    from vnncert import router
+
+    assert router.MODES["relaxed"] == ["relaxed"]
+    assert router.MODES["auto"][:2] == ["attack", "relaxed"]
+    assert "relaxed" in router.ENGINES and "relaxed" in router.MODE_HELP
+
+
+def _acas(net_id, prop):
+    base = SHARED / "acasxu"
+    if not base.is_dir():
+        pytest.skip("needs ../shared/benchmarks/acasxu (not present beside this clone)")
+    from vnncert.spec import load_spec
+
+    net = load_network(str(base / "onnx" / f"ACASXU_run2a_{net_id}_batch_2000.onnx"), threads=1)
+    return net, load_spec(str(base / "vnnlib" / f"prop_{prop}.vnnlib"), net)
+
+
+def _truth(net_id, prop):
+    import csv
+
+    with open(SHARED / "ground_truth.csv") as f:
+        for row in csv.DictReader(f):
+            if row["benchmark"] == "acasxu" and row["onnx"].endswith(f"_{net_id}_batch_2000.onnx") \
+                    and row["vnnlib"].endswith(f"prop_{prop}.vnnlib"):
+                return row["consensus"]
+    return None
+
+
+@pytest.mark.parametrize("net_id,prop", [("1_1", 3), ("1_1", 4), ("2_3", 4)])
+def test_acasxu_unsat_instances(net_id, prop):
+    net, spec = _acas(net_id, prop)
+    out = relaxed.check(net, spec, time.monotonic() + 60, OPTS)
+    assert out.verdict.value in ("unsat", "unknown", "timeout")
+    assert out.verdict.value == _truth(net_id, prop) == "unsat", out.detail
+
+
+@pytest.mark.parametrize("net_id,prop", [("4_2", 2)])
+def test_acasxu_answers_never_contradict_ground_truth(net_id, prop):
+    net, spec = _acas(net_id, prop)
+    out = relaxed.check(net, spec, time.monotonic() + 20, OPTS)
+    truth = _truth(net_id, prop)
+    if out.verdict in (Verdict.SAT, Verdict.UNSAT):
+        assert out.verdict.value == truth
