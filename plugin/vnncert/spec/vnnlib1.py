@@ -432,12 +432,9 @@ def _count(declared: Dict[str, Tuple[str, int]], kind: str, where: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Bulk front end (the VNN-COMP shapes, no Python step per token)
 # ---------------------------------------------------------------------------------------------
-# character classes: 0 token character, 1 whitespace (as str.split / re's \s see it), 2 '(', 3 ')'
-_CLASS = np.zeros(256, dtype=np.int8)
-_CLASS[[c for c in range(128) if chr(c).isspace()]] = 1
-_CLASS[ord("(")] = 2
-_CLASS[ord(")")] = 3
 _MAX_DIGITS = 9  # variable indices below 10**9
+# ASCII control characters that str.split() and the tokenizer's \s do not treat as whitespace
+_CONTROL = bytes(range(0, 9)) + bytes(range(14, 28))
 
 
 def _chars(b: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
@@ -459,28 +456,36 @@ def _is_word(b: np.ndarray, ts: np.ndarray, te: np.ndarray, word: bytes) -> np.n
 _WIDE = 40  # longer number tokens take the float() path one by one
 
 
+_VARKIND = np.zeros(256, dtype=np.int8)
+_VARKIND[ord("X")] = _IN
+_VARKIND[ord("Y")] = _OUT
+
+
 def _variables(b: np.ndarray, ts: np.ndarray, te: np.ndarray):
     """Decode tokens of the canonical form [XY]_<digits> (no leading zero). `b` ends in _PAD zeros.
 
     -> (kind: 1 X / 2 Y / 0 other first letter, index, ok). `ok` is False for tokens that start
     with X or Y but are not canonical variable names.
     """
-    c0 = b[ts]
-    kind = np.where(c0 == ord("X"), _IN, np.where(c0 == ord("Y"), _OUT, _CONST)).astype(np.int8)
+    kind = _VARKIND[b[ts]]
     idx = np.zeros(ts.size, dtype=np.int64)
     ok = np.ones(ts.size, dtype=bool)
-    sel = np.flatnonzero(kind != _CONST)
-    if sel.size == 0:
-        return kind, idx, ok
-    start = ts[sel]
-    ndig = te[sel] - start - 2
+    if kind.all():
+        sel = slice(None)
+        start, ndig = ts, te - ts - 2
+    else:
+        sel = np.flatnonzero(kind)
+        if sel.size == 0:
+            return kind, idx, ok
+        start = ts[sel]
+        ndig = te[sel] - start - 2
     shortest, longest = int(ndig.min()), int(ndig.max())
     if shortest < 1 or longest > _MAX_DIGITS:
         ok[sel] = False  # the caller gives up on any False
         return kind, idx, ok
     good = b[start + 1] == ord("_")
     good &= (ndig == 1) | (b[start + 2] != ord("0"))  # no leading zero: X_01 is not X_1
-    value = np.zeros(sel.size, dtype=np.int64)
+    value = np.zeros(start.size, dtype=np.int64)
     pos = start + 2
     for j in range(longest):
         d = b[pos] - np.uint8(ord("0"))  # wraps around below '0'
@@ -498,28 +503,41 @@ def _variables(b: np.ndarray, ts: np.ndarray, te: np.ndarray):
 
 
 # Number syntax as a finite automaton run over all tokens at once, one character column at a time.
-# character classes: 0 digit, 1 '.', 2 'e'/'E', 3 '+'/'-', 4 anything else, 5 past the token's end
+# character classes: 0 digit, 1 '.', 2 'e'/'E', 3 '+'/'-', 4 any other token character,
+# 5 a character that ends a token (whitespace, parentheses, the zero padding)
 _NUMCLASS = np.full(256, 4, dtype=np.intp)
+_NUMCLASS[:33] = 5
+_NUMCLASS[[ord("("), ord(")")]] = 5
 _NUMCLASS[ord("0"):ord("9") + 1] = 0
 _NUMCLASS[ord(".")] = 1
 _NUMCLASS[[ord("e"), ord("E")]] = 2
 _NUMCLASS[[ord("+"), ord("-")]] = 3
 # states: 0 start, 1 sign, 2 integer digits, 3 '.' after digits, 4 '.' first, 5 fraction digits,
-# 6 'e', 7 exponent sign, 8 exponent digits, 9 accepted (past the end), 10 rejected
-_NUM_DFA = np.full((11, 6), 10, dtype=np.intp)
-_NUM_DFA[0, [0, 1, 3]] = [2, 4, 1]
-_NUM_DFA[1, [0, 1]] = [2, 4]
-_NUM_DFA[2, [0, 1, 2, 5]] = [2, 3, 6, 9]
-_NUM_DFA[3, [0, 2, 5]] = [5, 6, 9]
-_NUM_DFA[4, 0] = 5
-_NUM_DFA[5, [0, 2, 5]] = [5, 6, 9]
-_NUM_DFA[6, [0, 3]] = [8, 7]
-_NUM_DFA[7, 0] = 8
-_NUM_DFA[8, [0, 5]] = [8, 9]
-_NUM_DFA[9, 5] = 9
-_NUM_DFA = _NUM_DFA.reshape(-1)
-_MANT_STATE = np.zeros(11, dtype=bool)
-_MANT_STATE[[2, 5]] = True
+# 6 'e', 7 exponent sign, 8 exponent digits, 9 accepted, 10 rejected, 11 mantissa done, exponent
+# follows (first pass only), 12 accepted with an exponent (first pass only)
+_NUM_DFA_FULL = np.full((13, 6), 10, dtype=np.intp)
+_NUM_DFA_FULL[0, [0, 1, 3]] = [2, 4, 1]
+_NUM_DFA_FULL[1, [0, 1]] = [2, 4]
+_NUM_DFA_FULL[2, [0, 1, 2, 5]] = [2, 3, 6, 9]
+_NUM_DFA_FULL[3, [0, 2, 5]] = [5, 6, 9]
+_NUM_DFA_FULL[4, 0] = 5
+_NUM_DFA_FULL[5, [0, 2, 5]] = [5, 6, 9]
+_NUM_DFA_FULL[6, [0, 3]] = [8, 7]
+_NUM_DFA_FULL[7, 0] = 8
+_NUM_DFA_FULL[8, [0, 5]] = [8, 9]
+_NUM_DFA_FULL[9, :] = 9
+# first pass: the mantissa only; a token with an exponent is set aside (state 12) for a second pass
+_NUM_DFA_MANT = _NUM_DFA_FULL.copy()
+_NUM_DFA_MANT[[2, 3, 5], 2] = 11
+_NUM_DFA_MANT[11, :] = 11
+_NUM_DFA_MANT[11, 5] = 12
+_NUM_DFA_MANT[12, :] = 12
+_NUM_DFA_FULL = (_NUM_DFA_FULL * 6).reshape(-1)  # entries are next_state * 6: one add per step
+_NUM_DFA_MANT = (_NUM_DFA_MANT * 6).reshape(-1)
+_MANT_STATE = np.zeros(13 * 6, dtype=bool)
+_MANT_STATE[[2 * 6, 5 * 6]] = True
+_FRAC_STATE = np.zeros(13 * 6, dtype=np.int8)
+_FRAC_STATE[5 * 6] = 1
 _POW10_EXACT = np.array([float(f"1e{k}") for k in range(23)])  # all exactly representable
 _TWO_53 = 2 ** 53
 _PAD = 64  # zero bytes appended to the text so that column reads never run off its end
@@ -534,16 +552,25 @@ def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> np.nda
     so identical to float() (Clinger's fast path, the one CPython's dtoa takes first); any other
     token goes through float() itself.
     """
-    vals = np.zeros(ts.size)
+    m = ts.size
+    vals = np.empty(m)
+    if m == 0:
+        return vals
     L = te - ts
-    lo = 0
-    for hi in (4, 8, 12, 20, 28, _WIDE):  # tokens of similar length share one pass
-        sel = np.flatnonzero((L > lo) & (L <= hi))
-        if sel.size == ts.size:
-            vals = _numbers_columns(b, ts, L, int(L.max()))
-        elif sel.size:
-            vals[sel] = _numbers_columns(b, ts[sel], L[sel], int(L[sel].max()))
-        lo = hi
+    if int(L.max()) <= 8:
+        groups = [(None, int(L.max()))]
+    else:  # tokens of similar length share a pass over their columns
+        order = np.argsort(np.minimum(L, 255).astype(np.uint8), kind="stable")
+        cuts = np.searchsorted(L[order], [0, 4, 8, 12, 20, 28, _WIDE], side="right").tolist()
+        groups = [(order[i:j], int(L[order[j - 1]])) for i, j in zip(cuts, cuts[1:]) if j > i]
+    for sel, width in groups:
+        if sel is None:
+            vals[:] = _numbers_columns(b, ts, width, _NUM_DFA_MANT)
+        else:
+            vals[sel] = _numbers_columns(b, ts[sel], width, _NUM_DFA_MANT)
+    deferred = np.flatnonzero(np.isinf(vals) & (vals > 0) & (L <= _WIDE))
+    if deferred.size:  # tokens with an exponent
+        vals[deferred] = _numbers_columns(b, ts[deferred], int(L[deferred].max()), _NUM_DFA_FULL)
     slow = np.flatnonzero(np.isnan(vals) | (L > _WIDE))
     if slow.size:
         try:
@@ -553,54 +580,58 @@ def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> np.nda
     return vals
 
 
-def _numbers_columns(b: np.ndarray, ts: np.ndarray, L: np.ndarray, width: int) -> np.ndarray:
-    """_numbers for tokens of at most `width` characters; NaN where float() has to decide."""
+def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray) -> np.ndarray:
+    """_numbers for tokens of at most `width` characters: NaN where float() has to decide,
+    +inf for tokens with an exponent in the first pass (`_NUM_DFA_MANT`)."""
     m = ts.size
-    state = np.zeros(m, dtype=np.intp)
+    state = np.zeros(m, dtype=np.intp)  # state * 6
     m_val = np.zeros(m, dtype=np.int64)
-    m_cnt = np.zeros(m, dtype=np.int64)
+    m_cnt = np.zeros(m, dtype=np.int64) if width > 18 else None
     frac = np.zeros(m, dtype=np.int64)
-    x_val = x_cnt = x_neg = None
+    full = dfa is _NUM_DFA_FULL
+    if full:
+        x_val = np.zeros(m, dtype=np.int64)
+        x_cnt = np.zeros(m, dtype=np.int64)
+        x_neg = np.zeros(m, dtype=bool)
     pos = ts.copy()
-    shortest = int(L.min())
-    for j in range(width + 1):
+    for _ in range(width + 1):
         c = b[pos]
         pos += 1
-        cls = _NUMCLASS[c]
-        if j >= shortest:
-            cls[L <= j] = 5
-        state = _NUM_DFA[state * 6 + cls]
-        d = c.astype(np.int64) - ord("0")
+        state = dfa[state + _NUMCLASS[c]]
+        d = c - np.uint8(ord("0"))
         mant = _MANT_STATE[state]
         m_val = np.where(mant, m_val * 10 + d, m_val)
-        m_cnt += mant
-        frac += state == 5
-        if x_val is None:
-            if not (cls == 2).any():
-                continue
-            x_val = np.zeros(m, dtype=np.int64)
-            x_cnt = np.zeros(m, dtype=np.int64)
-            x_neg = np.zeros(m, dtype=bool)
-        expo = state == 8
-        x_val = np.where(expo & (x_cnt < 7), x_val * 10 + d, x_val)
-        x_cnt += expo
-        x_neg |= (state == 7) & (c == ord("-"))
-    if (state != 9).any():
+        frac += _FRAC_STATE[state]
+        if m_cnt is not None:
+            m_cnt += mant
+        if full:
+            expo = state == 8 * 6
+            x_val = np.where(expo & (x_cnt < 7), x_val * 10 + d, x_val)
+            x_cnt += expo
+            x_neg |= (state == 7 * 6) & (c == ord("-"))
+    accepted = state == 9 * 6
+    if not full:
+        later = state == 12 * 6
+        if not (accepted | later).all():
+            raise _GiveUp
+    elif not accepted.all():
         raise _GiveUp
-    if x_val is None:
-        e10 = -frac
-        fast = m_cnt <= 18
-    else:
-        e10 = np.where(x_neg, -x_val, x_val) - frac
-        fast = (m_cnt <= 18) & (x_cnt <= 6)
-    fast &= (m_val == 0) | ((m_val <= _TWO_53) & (e10 >= -22) & (e10 <= 22))
+    e10 = -frac if not full else np.where(x_neg, -x_val, x_val) - frac
+    fast = (m_val == 0) | ((m_val <= _TWO_53) & (e10 >= -22))
+    if full:
+        fast &= (e10 <= 22) & (x_cnt <= 6)
+    if m_cnt is not None:
+        fast &= m_cnt <= 18
     mf = m_val.astype(np.float64)
-    if x_val is None and fast.all():
-        vals = mf / _POW10_EXACT[frac]
+    if not full:
+        vals = mf / _POW10_EXACT[np.minimum(frac, 22)]
     else:
         vals = np.where(e10 >= 0, mf * _POW10_EXACT[np.clip(e10, 0, 22)], mf / _POW10_EXACT[np.clip(-e10, 0, 22)])
-    vals[b[ts] == ord("-")] *= -1.0
-    vals[~fast] = np.nan
+    np.negative(vals, out=vals, where=b[ts] == ord("-"))
+    if not fast.all():
+        vals[~fast] = np.nan
+    if not full and later.any():
+        vals[later] = np.inf
     return vals
 
 
@@ -618,18 +649,21 @@ def _bulk(text: str):
     if not text.isascii():
         raise _GiveUp
     raw = text.encode("ascii")
+    if len(raw.translate(None, _CONTROL)) != len(raw):
+        raise _GiveUp  # control characters that are token characters for the tokenizer
     if not raw:
         raise _GiveUp
     b = np.frombuffer(raw, dtype=np.uint8)
     bp = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)  # for column reads past a token's end
-    cls = _CLASS[b]
 
     # ---- parentheses ---------------------------------------------------------------------------
-    ev = np.flatnonzero(cls >= 2)
+    is_open = b == ord("(")
+    paren = is_open | (b == ord(")"))
+    ev = np.flatnonzero(paren)
     if ev.size == 0:
         raise _GiveUp
-    ev_open = cls[ev] == 2
-    depth = np.cumsum(np.where(ev_open, 1, -1))  # depth after each event
+    ev_open = is_open[ev]
+    depth = np.cumsum(ev_open.view(np.int8) * np.int8(2) - np.int8(1), dtype=np.int64)  # depth after each event
     if depth[-1] != 0 or depth.min() < 0:
         raise _GiveUp
     oe = np.flatnonzero(ev_open)  # event index of every list's '('
@@ -639,13 +673,12 @@ def _bulk(text: str):
     next_paren = ev[oe + 1]
 
     # ---- tokens ----------------------------------------------------------------------------------
-    tc = cls == 0
-    st = tc.copy()
-    st[1:] &= ~tc[:-1]
-    en = tc.copy()
-    en[:-1] &= ~tc[1:]
-    ts = np.flatnonzero(st)
-    te = np.flatnonzero(en) + 1
+    edge = np.zeros(b.size + 2, dtype=np.int8)
+    np.greater(b, 32, out=edge[1:-1].view(bool))  # every other ASCII character <= 32 is whitespace here
+    edge[1:-1][paren] = 0
+    edge = np.diff(edge)
+    ts = np.flatnonzero(edge == 1)
+    te = np.flatnonzero(edge == -1)
     ntok = ts.size
     first = np.searchsorted(ts, open_at)  # first token after each '('
     has_head = first < ntok
@@ -758,46 +791,17 @@ def _bulk(text: str):
     if ((ka != _CONST) & (ia >= n_of[ka])).any() or ((kb != _CONST) & (ib >= n_of[kb])).any():
         raise _GiveUp  # unknown variable
     va, vb = ka != _CONST, kb != _CONST
-    if (va & vb & (ka != kb)).any():
-        raise _GiveUp  # mixes X and Y
-    num_tok = np.sort(np.concatenate([ta[~va], tb[~vb]]))
-    tok_val = np.zeros(ntok)
-    tok_val[num_tok] = _numbers(text, bp, ts[num_tok], te[num_tok])
-    a_val, b_val = tok_val[ta], tok_val[tb]
     rop = op[r]
     nr = r.size
-    # `A op B`  ->  coefs . v  op  rhs  with coefs = [A] - [B], rhs = const(B) - const(A)
-    rhs = np.where(va, np.where(vb, 0.0, b_val), np.where(vb, 0.0 - a_val, b_val - a_val))
-    same = va & vb & (ia == ib)
-    two = va & vb & ~same
-    nnz = np.where(same, 0, va.astype(np.int64) + vb.astype(np.int64))
-    kind = np.where(va, ka, kb).astype(np.int8)
-    kind[nnz == 0] = _CONST
-    lo_idx = np.where(va & (~vb | (ia < ib)), ia, ib)  # first (lower-index) entry
-    lo_coef = np.where(va & (~vb | (ia < ib)), 1.0, -1.0)
-    hi_idx = np.where(ia < ib, ib, ia)  # second entry when two
-    hi_coef = np.where(ia < ib, -1.0, 1.0)
-    # each relation gives one atom, `=` two; `>=`/`>` and the second of `=` are negated
-    mult = np.where(rop == _EQ, 2, 1)
-    rel_of = np.repeat(np.arange(nr), mult)
-    second = np.zeros(rel_of.size, dtype=bool)
-    second[1:] = rel_of[1:] == rel_of[:-1]
-    aop = rop[rel_of]
-    sign = np.where((aop == _GE) | (aop == _GT) | second, -1.0, 1.0)
-    a_nnz = nnz[rel_of]
-    cptr = np.zeros(rel_of.size + 1, dtype=np.int64)
-    np.cumsum(a_nnz, out=cptr[1:])
-    cidx = np.empty(int(cptr[-1]), dtype=np.int64)
-    cval = np.empty(int(cptr[-1]))
-    has1 = a_nnz >= 1
-    cidx[cptr[:-1][has1]] = lo_idx[rel_of[has1]]
-    cval[cptr[:-1][has1]] = (lo_coef[rel_of] * sign)[has1]
-    has2 = a_nnz == 2
-    cidx[cptr[:-1][has2] + 1] = hi_idx[rel_of[has2]]
-    cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
-    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval)
-    atom_off = np.zeros(nr + 1, dtype=np.int64)
-    np.cumsum(mult, out=atom_off[1:])
+    if va.all() and not vb.any() and not (rop == _EQ).any():
+        # the usual shape, (op VARIABLE NUMBER), in few steps; same atoms as the general case below
+        b_val = _numbers(text, bp, ts[tb], te[tb])
+        neg = (rop == _GE) | (rop == _GT)
+        atoms = _Atoms(ka, np.where(neg, -b_val, b_val), (rop == _LT) | (rop == _GT),
+                       np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0))
+        atom_off = np.arange(nr + 1)
+    else:
+        atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop)
 
     # ---- boolean structure -> DNF over atom ranges ------------------------------------------------
     rel_at = open_at[rel_list]
@@ -866,6 +870,50 @@ def _bulk(text: str):
     for j in asserts[np.argsort(open_at[bi[asserts]])].tolist():
         conjs = _conjoin(conjs, dnf(j))
     return n_in, n_out, atoms, conjs, int(asserts.size)
+
+
+def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop):
+    """Atoms of relations `(op A B)` with A, B each a declared variable or a number (token indices ta, tb)."""
+    va, vb = ka != _CONST, kb != _CONST
+    nr = rop.size
+    if (va & vb & (ka != kb)).any():
+        raise _GiveUp  # mixes X and Y
+    num_tok = np.sort(np.concatenate([ta[~va], tb[~vb]]))
+    tok_val = np.zeros(ts.size)
+    tok_val[num_tok] = _numbers(text, bp, ts[num_tok], te[num_tok])
+    a_val, b_val = tok_val[ta], tok_val[tb]
+    # `A op B`  ->  coefs . v  op  rhs  with coefs = [A] - [B], rhs = const(B) - const(A)
+    rhs = np.where(va, np.where(vb, 0.0, b_val), np.where(vb, 0.0 - a_val, b_val - a_val))
+    same = va & vb & (ia == ib)
+    nnz = np.where(same, 0, va.astype(np.int64) + vb.astype(np.int64))
+    kind = np.where(va, ka, kb).astype(np.int8)
+    kind[nnz == 0] = _CONST
+    lo_idx = np.where(va & (~vb | (ia < ib)), ia, ib)  # first (lower-index) entry
+    lo_coef = np.where(va & (~vb | (ia < ib)), 1.0, -1.0)
+    hi_idx = np.where(ia < ib, ib, ia)  # second entry when two
+    hi_coef = np.where(ia < ib, -1.0, 1.0)
+    # each relation gives one atom, `=` two; `>=`/`>` and the second of `=` are negated
+    mult = np.where(rop == _EQ, 2, 1)
+    rel_of = np.repeat(np.arange(nr), mult)
+    second = np.zeros(rel_of.size, dtype=bool)
+    second[1:] = rel_of[1:] == rel_of[:-1]
+    aop = rop[rel_of]
+    sign = np.where((aop == _GE) | (aop == _GT) | second, -1.0, 1.0)
+    a_nnz = nnz[rel_of]
+    cptr = np.zeros(rel_of.size + 1, dtype=np.int64)
+    np.cumsum(a_nnz, out=cptr[1:])
+    cidx = np.empty(int(cptr[-1]), dtype=np.int64)
+    cval = np.empty(int(cptr[-1]))
+    has1 = a_nnz >= 1
+    cidx[cptr[:-1][has1]] = lo_idx[rel_of[has1]]
+    cval[cptr[:-1][has1]] = (lo_coef[rel_of] * sign)[has1]
+    has2 = a_nnz == 2
+    cidx[cptr[:-1][has2] + 1] = hi_idx[rel_of[has2]]
+    cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
+    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval)
+    atom_off = np.zeros(nr + 1, dtype=np.int64)
+    np.cumsum(mult, out=atom_off[1:])
+    return atoms, atom_off
 
 
 def _conjoin(acc: Optional[_Dnf], sub: _Dnf) -> _Dnf:
