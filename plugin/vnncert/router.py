@@ -18,20 +18,25 @@ from .results import Outcome, Verdict
 ENGINES: Dict[str, Tuple[str, str]] = {
     "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
     "relaxed": ("vnncert.engines.relaxed", "auto_LiRPA bounds (ibp / crown / alpha-crown, float64) then input-split branch and bound; unsat, or sat only with a replayed witness"),
+    "exact": ("vnncert.engines.exact", "MILP in Pyomo solved by HiGHS over sound LP/CROWN bounds: sat with a replayed witness or unsat, complete given time"),
     "probabilistic": ("vnncert.engines.probabilistic", "randomized smoothing on ONNX Runtime: a claim about the smoothed classifier g (confidence 1-alpha), sat only for a replayed witness of f"),
 }
 
 # mode -> engines tried in order
 MODES: Dict[str, List[str]] = {
-    "auto": ["attack", "relaxed"],
+    "auto": ["attack", "relaxed", "exact"],
+    "exact": ["exact"],
     "falsify": ["attack"],
     "probabilistic": ["probabilistic"],
     "relaxed": ["relaxed"],
 }
 
 MODE_HELP: Dict[str, str] = {
-    "auto": "what a competition run uses: the falsifier, then relaxed bounds with input-split branch and bound, under one deadline",
+    "auto": "what a competition run uses: the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
+    "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN/LP bounds, one binary per unstable ReLU, one MILP per "
+             "output disjunct; sat with a witness replayed in ONNX Runtime, unsat from HiGHS's dual bound above a "
+             "tolerance margin (docs/exact.md), else timeout",
     "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64) and, for inputs with few "
                "free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "
                "replayed in ONNX Runtime, else unknown",

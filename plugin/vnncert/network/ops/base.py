@@ -1,14 +1,14 @@
 """The op-handler registry: one class per ONNX op type, one instance registered per op.
 
 A handler is a class with one method per converter. Today that is `to_torch(node, ctx)`
-(see `vnncert.network.torch_convert`); the MILP encoder adds its own method (e.g.
-`to_milp(node, ctx)`) to the same classes. `supported_ops(method)` lists the op types whose
+(see `vnncert.network.torch_convert`) and `to_affine(node, ctx)`, the lowering to the MILP's
+layer graph (see `vnncert.network.layers`). `supported_ops(method)` lists the op types whose
 handler implements that method, so `vnncert supports --onnx-operators` is read off the
 registry, never kept by hand.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Type
+from typing import Dict, FrozenSet, List, Type
 
 from ...errors import UnsupportedOperator
 
@@ -19,13 +19,19 @@ class OpHandler:
     """Base class: override the converter methods the op supports."""
 
     op_type: str = ""
+    # converter method -> the op types (of a class registered for several) that it handles;
+    # a method missing here handles all of them
+    partial: Dict[str, FrozenSet[str]] = {}
 
     def to_torch(self, node, ctx) -> None:  # pragma: no cover - overridden
         raise UnsupportedOperator(node.op_type, where="the torch converter", node_name=node.name)
 
     def supports(self, method: str) -> bool:
         impl = getattr(type(self), method, None)
-        return impl is not None and impl is not getattr(OpHandler, method, None)
+        if impl is None or impl is getattr(OpHandler, method, None):
+            return False
+        only = self.partial.get(method)
+        return only is None or self.op_type in only
 
 
 def register(*op_types: str):

@@ -53,3 +53,15 @@ class ConvOp(OpHandler):
         pads = explicit_pads(node, v.shape[2:], W.shape[2:], strides, dilations)
         bias = np.asarray(ctx.const(b)) if b is not None else None
         ctx.emit(Conv(W, bias, strides, pads, dilations, int(node.attr("group", 1))), [x], [node.outputs[0]], True)
+
+    def to_affine(self, node, ctx):
+        from ..layers import conv
+
+        W = np.asarray(ctx.const(node.inputs[1])) if ctx.is_const(node.inputs[1]) else None
+        if W is None:
+            raise NetworkError(f"Conv node {node.name!r}: only constant weights and bias are supported")
+        nd = W.ndim - 2
+        strides = list(node.attr("strides", [1] * nd))
+        dilations = list(node.attr("dilations", [1] * nd))
+        pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], W.shape[2:], strides, dilations)
+        ctx.set(node.outputs[0], conv(ctx, node, pads))

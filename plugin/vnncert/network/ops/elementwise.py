@@ -50,6 +50,11 @@ class ArithmeticOp(OpHandler):
         pa, pb = ctx.prepended(a, rank), ctx.prepended(b, rank)
         ctx.emit(Binary(node.op_type), [pa, pb], [out], False)
 
+    def to_affine(self, node, ctx):
+        from ..layers import elementwise
+
+        ctx.set(node.outputs[0], elementwise(ctx, node, node.op_type))
+
 
 @register("Pow")
 class PowOp(OpHandler):

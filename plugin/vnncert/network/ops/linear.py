@@ -85,6 +85,11 @@ class GemmOp(OpHandler):
         y, cc, merged = broadcast_const(ctx, tmp, extra)
         ctx.emit(ConstOp("Add", cc, False), [y], [node.outputs[0]], merged)
 
+    def to_affine(self, node, ctx):
+        from ..layers import gemm
+
+        ctx.set(node.outputs[0], gemm(ctx, node))
+
 
 @register("MatMul")
 class MatMulOp(OpHandler):
@@ -124,3 +129,14 @@ class MatMulOp(OpHandler):
             return
         rank = max(va.rank, vb.rank)
         ctx.emit(Binary("MatMul"), [ctx.prepended(a, rank), ctx.prepended(b, rank)], [node.outputs[0]], False)
+
+    def to_affine(self, node, ctx):
+        from ..layers import matmul_const_left, matmul_const_right
+
+        a, b = node.inputs
+        if ctx.is_const(b) and not ctx.is_const(a):
+            ctx.set(node.outputs[0], matmul_const_right(ctx.sym(a), ctx.const(b)))
+        elif ctx.is_const(a) and not ctx.is_const(b):
+            ctx.set(node.outputs[0], matmul_const_left(ctx.const(a), ctx.sym(b)))
+        else:
+            raise ctx.unsupported(node, "product of two variable tensors")

@@ -52,3 +52,8 @@ class BatchNormalizationOp(OpHandler):
         _, sh, _ = broadcast_const(ctx, x, shift.reshape(c_shape))
         ctx.emit(Affine(sc, sh), [xx], [node.outputs[0]], merged)
 
+    def to_affine(self, node, ctx):
+        from ..layers import batchnorm
+
+        ctx.set(node.outputs[0], batchnorm(ctx, node))
+

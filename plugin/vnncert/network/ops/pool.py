@@ -30,6 +30,18 @@ class MaxPoolOp(OpHandler):
             raise NetworkError(f"MaxPool node {node.name!r}: storage_order 1 is not supported")
         ctx.emit(MaxPool(nd, kernel, strides, pads, dilations, node.attr("ceil_mode", 0)), [x], [node.outputs[0]], True)
 
+    def to_affine(self, node, ctx):
+        from ..layers import maxpool
+
+        if len(node.outputs) > 1 and node.outputs[1]:
+            raise NetworkError(f"MaxPool node {node.name!r}: the Indices output is not supported")
+        kernel = list(node.attr("kernel_shape"))
+        nd = len(kernel)
+        strides = list(node.attr("strides", [1] * nd))
+        dilations = list(node.attr("dilations", [1] * nd))
+        pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], kernel, strides, dilations)
+        ctx.set(node.outputs[0], maxpool(ctx, node, kernel, strides, dilations, pads))
+
 
 @register("AveragePool")
 class AveragePoolOp(OpHandler):
@@ -43,6 +55,18 @@ class AveragePoolOp(OpHandler):
         ctx.emit(AvgPool(nd, kernel, strides, pads, node.attr("ceil_mode", 0), node.attr("count_include_pad", 0)),
                  [x], [node.outputs[0]], True)
 
+    def to_affine(self, node, ctx):
+        from ..layers import avgpool
+
+        kernel = list(node.attr("kernel_shape"))
+        nd = len(kernel)
+        strides = list(node.attr("strides", [1] * nd))
+        dilations = list(node.attr("dilations", [1] * nd))
+        if any(int(d) != 1 for d in dilations):
+            raise NetworkError(f"AveragePool node {node.name!r}: dilations are not supported")
+        pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], kernel, strides, dilations)
+        ctx.set(node.outputs[0], avgpool(ctx, node, kernel, strides, pads))
+
 
 @register("GlobalAveragePool")
 class GlobalAveragePoolOp(OpHandler):
@@ -51,3 +75,8 @@ class GlobalAveragePoolOp(OpHandler):
 
         x = ctx.require_merged(node.inputs[0], node)
         ctx.emit(GlobalAvgPool(ctx.view(x).rank - 2), [x], [node.outputs[0]], True)
+
+    def to_affine(self, node, ctx):
+        from ..layers import global_avgpool
+
+        ctx.set(node.outputs[0], global_avgpool(ctx, node))

@@ -32,3 +32,24 @@ class ReduceOp(OpHandler):
         v = ctx.view(x)
         merged = v.merged and (keep or 0 not in axes)
         ctx.emit(Reduce(node.op_type, [v.axis(a) for a in axes], keep), [x], [node.outputs[0]], merged)
+
+    def to_affine(self, node, ctx):
+        from ..layers import reduce
+
+        s = ctx.sym(node.inputs[0])
+        rank = len(s.shape)
+        axes = None
+        if len(node.inputs) > 1 and node.inputs[1]:
+            if not ctx.is_const(node.inputs[1]):
+                raise NetworkError(f"{node.op_type} node {node.name!r}: axes must be constant")
+            axes = np.asarray(ctx.const(node.inputs[1])).reshape(-1).tolist()
+        elif node.attr("axes") is not None:
+            axes = list(node.attr("axes"))
+        keep = bool(node.attr("keepdims", 1))
+        if not axes:
+            if int(node.attr("noop_with_empty_axes", 0)):
+                ctx.set(node.outputs[0], s)
+                return
+            axes = list(range(rank))
+        axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in axes})
+        ctx.set(node.outputs[0], reduce(ctx, node, axes, keep, node.op_type == "ReduceMean"))

@@ -34,6 +34,16 @@ class ReshapeOp(OpHandler):
         shape = resolve_reshape(ctx.view(x).shape, target.reshape(-1).tolist(), bool(node.attr("allowzero", 0)))
         ctx.reshape(x, shape, out=node.outputs[0])
 
+    def to_affine(self, node, ctx):
+        from ..torch_convert import resolve_reshape
+
+        s = ctx.sym(node.inputs[0])
+        target = _opt_const(node, ctx, 1)
+        if target is None:
+            target = np.asarray(node.attr("shape"))
+        shape = resolve_reshape(s.shape, target.reshape(-1).tolist(), bool(node.attr("allowzero", 0)))
+        ctx.set(node.outputs[0], s.reshaped(shape))
+
 
 @register("Flatten")
 class FlattenOp(OpHandler):
@@ -44,6 +54,12 @@ class FlattenOp(OpHandler):
         if a < 0:
             a += len(s)
         ctx.reshape(x, (_prod(s[:a]), _prod(s[a:])), out=node.outputs[0])
+
+    def to_affine(self, node, ctx):
+        s = ctx.sym(node.inputs[0])
+        a = int(node.attr("axis", 1))
+        a = a + len(s.shape) if a < 0 else a
+        ctx.set(node.outputs[0], s.reshaped((_prod(s.shape[:a]), _prod(s.shape[a:]))))
 
 
 @register("Squeeze")
@@ -60,6 +76,17 @@ class SqueezeOp(OpHandler):
             raise NetworkError(f"Squeeze node {node.name!r}: axis of size other than 1")
         ctx.reshape(x, tuple(d for i, d in enumerate(s) if i not in axes), out=node.outputs[0])
 
+    def to_affine(self, node, ctx):
+        s = ctx.sym(node.inputs[0])
+        axes = _opt_const(node, ctx, 1)
+        axes = node.attr("axes") if axes is None else axes.reshape(-1).tolist()
+        if axes is None:
+            axes = [i for i, d in enumerate(s.shape) if d == 1]
+        axes = {int(a) + len(s.shape) if int(a) < 0 else int(a) for a in axes}
+        if any(s.shape[a] != 1 for a in axes):
+            raise NetworkError(f"Squeeze node {node.name!r}: axis of size other than 1")
+        ctx.set(node.outputs[0], s.reshaped(tuple(d for i, d in enumerate(s.shape) if i not in axes)))
+
 
 @register("Unsqueeze")
 class UnsqueezeOp(OpHandler):
@@ -73,6 +100,16 @@ class UnsqueezeOp(OpHandler):
         for a in axes:
             s.insert(a, 1)
         ctx.reshape(x, tuple(s), out=node.outputs[0])
+
+    def to_affine(self, node, ctx):
+        s = ctx.sym(node.inputs[0])
+        axes = _opt_const(node, ctx, 1)
+        axes = node.attr("axes") if axes is None else axes.reshape(-1).tolist()
+        shape = list(s.shape)
+        rank = len(shape) + len(axes)
+        for a in sorted(int(a) + rank if int(a) < 0 else int(a) for a in axes):
+            shape.insert(a, 1)
+        ctx.set(node.outputs[0], s.reshaped(tuple(shape)))
 
 
 @register("Transpose")
@@ -89,6 +126,14 @@ class TransposeOp(OpHandler):
             return
         x = ctx.prepended(x)
         ctx.emit(Transpose([0] + [p + 1 for p in perm]), [x], [node.outputs[0]], False)
+
+    def to_affine(self, node, ctx):
+        from ..layers import index_grid
+
+        s = ctx.sym(node.inputs[0])
+        perm = node.attr("perm")
+        perm = list(reversed(range(len(s.shape)))) if perm is None else [int(p) for p in perm]
+        ctx.set(node.outputs[0], s.take(np.ascontiguousarray(np.transpose(index_grid(s.shape), perm))))
 
 
 @register("Concat")
@@ -108,6 +153,11 @@ class ConcatOp(OpHandler):
             return
         xs = [ctx.prepended(x) for x in xs]
         ctx.emit(Concat(axis + 1), xs, [node.outputs[0]], False)
+
+    def to_affine(self, node, ctx):
+        from ..layers import concat
+
+        ctx.set(node.outputs[0], concat([ctx.sym(x) for x in node.inputs if x], int(node.attr("axis"))))
 
 
 def _slices_along(view, t_axis: int, pieces: List[slice]):
@@ -143,6 +193,28 @@ class SplitOp(OpHandler):
         starts = np.cumsum([0] + list(split))
         pieces = [slice(int(starts[i]), int(starts[i + 1])) for i in range(n)]
         ctx.emit(SplitSlices(_slices_along(v, v.axis(a), pieces)), [x], list(node.outputs), v.merged)
+
+    def to_affine(self, node, ctx):
+        from ..layers import index_grid
+
+        s = ctx.sym(node.inputs[0])
+        axis = int(node.attr("axis", 0))
+        axis = axis + len(s.shape) if axis < 0 else axis
+        dim = s.shape[axis]
+        split = _opt_const(node, ctx, 1)
+        split = node.attr("split") if split is None else split.reshape(-1).tolist()
+        n = len(node.outputs)
+        if split is None:
+            size = -(-dim // n)
+            split = [min(size, dim - i * size) for i in range(n)]
+        if sum(split) != dim or len(split) != n:
+            raise NetworkError(f"Split node {node.name!r}: sizes {split} do not fit dim {dim}")
+        starts = np.cumsum([0] + list(split))
+        grid = index_grid(s.shape)
+        for i, out in enumerate(node.outputs):
+            if out:
+                part = np.take(grid, np.arange(starts[i], starts[i + 1]), axis=axis)
+                ctx.set(out, s.take(np.ascontiguousarray(part)))
 
 
 @register("Slice")
@@ -181,6 +253,17 @@ class SliceOp(OpHandler):
         for t, sl in t_axes.items():
             idx[t] = sl
         ctx.emit(Slice(tuple(idx)), [x], [node.outputs[0]], v.merged)
+
+    def to_affine(self, node, ctx):
+        from ..layers import slice_indices
+
+        s = ctx.sym(node.inputs[0])
+        if ctx.graph.opset < 10 and "starts" in node.attrs:
+            starts, ends, axes, steps = node.attr("starts"), node.attr("ends"), node.attr("axes"), None
+        else:
+            starts, ends = _opt_const(node, ctx, 1), _opt_const(node, ctx, 2)
+            axes, steps = _opt_const(node, ctx, 3), _opt_const(node, ctx, 4)
+        ctx.set(node.outputs[0], s.take(slice_indices(s.shape, starts, ends, axes, steps)))
 
 
 @register("Gather")
@@ -232,3 +315,19 @@ class GatherOp(OpHandler):
             cat = ctx.fresh(out)
             ctx.emit(Concat(t), pieces, [cat], v.merged)
         ctx.reshape(cat, out_shape, out=out)
+
+    def to_affine(self, node, ctx):
+        from ..layers import index_grid
+
+        x, ind = node.inputs
+        if not ctx.is_const(ind):
+            raise NetworkError(f"Gather node {node.name!r}: only constant indices are supported")
+        s = ctx.sym(x)
+        axis = int(node.attr("axis", 0))
+        axis = axis + len(s.shape) if axis < 0 else axis
+        dim = s.shape[axis]
+        idx = np.asarray(ctx.const(ind)).astype(np.int64)
+        idx = np.where(idx < 0, idx + dim, idx)
+        if np.any((idx < 0) | (idx >= dim)):
+            raise NetworkError(f"Gather node {node.name!r}: index out of range")
+        ctx.set(node.outputs[0], s.take(np.ascontiguousarray(np.take(index_grid(s.shape), idx, axis=axis))))

@@ -1,0 +1,504 @@
+"""The exact engine: a mixed-integer program per input region, modelled in Pyomo, solved by HiGHS.
+
+Pipeline for one case (input region + output disjunction), see docs/exact.md:
+
+1. bounds (`milp_bounds.compute_bounds`): IBP, CROWN, then LP tightening of unstable ReLUs;
+   every bound is sound (LP values are turned into weak-duality bounds, never taken on trust);
+2. each disjunct's rows get sound lower bounds (CROWN and the LP); a disjunct whose bound is
+   positive is impossible (this alone is the `--relaxed-method lp` answer: `lp_check`);
+3. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
+   (`build_model`): min t s.t. t >= a_i . y - b_i for the disjunct's rows, over the network's
+   encoding (`milp_encoding`) with one binary per unstable ReLU. `solve` runs HiGHS
+   (persistent, through pyomo.contrib.appsi) with the time limit of the shared deadline and a
+   cutoff, and stops at the first incumbent below zero;
+4. an incumbent below zero gives x; `results.sat_outcome` replays it with ONNX Runtime (zero
+   tolerance). A candidate that does not replay is never reported: the disjunct is re-solved
+   asking for a deeper violation, then given up as unknown;
+5. `unsat` only when every disjunct of every case is proven: by a sound bound (step 2) or by
+   HiGHS's dual bound (or its cutoff-infeasibility) above `unsat_margin`, which covers the
+   solver's tolerances (derivation in docs/exact.md).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..deadline import expired
+from ..errors import UnsupportedOperator, VnncertError
+from ..options import Options
+from ..results import Outcome, Verdict, sat_outcome
+from .milp_encoding import Encoding
+
+ENGINE = "exact"
+
+# HiGHS tolerances set explicitly (the margin below depends on them)
+PRIMAL_FEAS_TOL = 1e-7
+DUAL_FEAS_TOL = 1e-9
+MIP_FEAS_TOL = 1e-6
+# sub-MIP heuristics (RINS, RENS, root reduced cost) spend most of the time on these models
+# without helping either answer; branching and cheap heuristics stay on
+HIGHS_SEARCH_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+                        "mip_heuristic_run_root_reduced_cost": False}
+# share of the remaining time spent on LP bound tightening before the MILP
+LP_TIGHTEN_SHARE = 0.35
+# spurious incumbents: re-solve at most this many times asking for a deeper violation
+SPURIOUS_RETRIES = 3
+
+
+def _pyomo():
+    import pyomo.environ as pyo
+
+    return pyo
+
+
+# ---- model building ------------------------------------------------------------------------------
+@dataclass
+class MilpModel:
+    """A Pyomo model of an `Encoding`: one Pyomo variable per encoding column."""
+
+    model: object
+    cols: List[object]  # Pyomo VarData per column
+    enc: Encoding
+    build_seconds: float
+    objective_block: Optional[object] = None
+    stats: Dict[str, float] = field(default_factory=dict)
+
+    def input_vars(self):
+        return [self.cols[c] for c in self.enc.input_cols()]
+
+    def output_vars(self):
+        return [self.cols[c] for c in self.enc.output_cols()]
+
+
+_KIND_NAMES = {"x": "x", "v": "pre", "z": "relu", "y": "out", "m": "max", "d": "active", "dm": "argmax"}
+
+
+def build_model(enc: Encoding) -> MilpModel:
+    """The Pyomo model of enc: variables (continuous per neuron, binary per unstable ReLU / max
+    candidate), rows as constraints. No objective (see `set_disjunct`)."""
+    pyo = _pyomo()
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    t0 = time.monotonic()
+    m = pyo.ConcreteModel(name="vnncert")
+    n = enc.n_cols
+    lb = np.asarray(enc.col_lb, np.float64)
+    ub = np.asarray(enc.col_ub, np.float64)
+    integer = np.asarray(enc.col_int, bool)
+    # one indexed Var per (kind, layer): x, pre<k>, relu<k>, active<k>, max<k>, out
+    groups: Dict[Tuple[str, int], List[int]] = {}
+    for c, (kind, layer, _) in enumerate(enc.col_label):
+        groups.setdefault((kind, layer), []).append(c)
+    cols: List[object] = [None] * n
+    for (kind, layer), members in groups.items():
+        name = _KIND_NAMES.get(kind, kind) + ("" if kind in ("x", "y") else str(layer))
+        is_int = bool(integer[members[0]])
+
+        var = pyo.Var(range(len(members)), domain=pyo.Binary if is_int else pyo.Reals)
+        m.add_component(name, var)
+        for j, c in enumerate(members):
+            v = var[j]
+            v.setlb(float(lb[c]) if np.isfinite(lb[c]) else None)
+            v.setub(float(ub[c]) if np.isfinite(ub[c]) else None)
+            cols[c] = v
+    A, lo, hi = enc.matrix(0)
+    A = A.tocsr()
+    m.rows = pyo.ConstraintList()
+    indptr, indices, data = A.indptr, A.indices, A.data
+    for r in range(A.shape[0]):
+        s, e = indptr[r], indptr[r + 1]
+        expr = LinearExpression(constant=0.0, linear_coefs=data[s:e].tolist(), linear_vars=[cols[c] for c in indices[s:e]])
+        lo_r = float(lo[r]) if np.isfinite(lo[r]) else None
+        hi_r = float(hi[r]) if np.isfinite(hi[r]) else None
+        if lo_r is not None and hi_r is not None and lo_r == hi_r:
+            m.rows.add(expr == lo_r)
+        else:
+            m.rows.add((lo_r, expr, hi_r))
+    mm = MilpModel(m, cols, enc, time.monotonic() - t0)
+    mm.stats.update(cols=n, rows=int(A.shape[0]), nnz=int(A.nnz), binaries=int(integer.sum()))
+    return mm
+
+
+def set_disjunct(mm: MilpModel, A: np.ndarray, b: np.ndarray, t_lower: float = -np.inf) -> object:
+    """Objective of one output disjunct: min t s.t. t >= A_i . y - b_i (replaces the previous one)."""
+    pyo = _pyomo()
+    from pyomo.core.expr.numeric_expr import LinearExpression
+
+    m = mm.model
+    if mm.objective_block is not None:
+        m.del_component(mm.objective_block)
+    blk = pyo.Block()
+    m.add_component("disjunct", blk)
+    blk.t = pyo.Var(bounds=(float(t_lower) if np.isfinite(t_lower) else None, None))
+    ys = mm.output_vars()
+    blk.rows = pyo.ConstraintList()
+    for a_i, b_i in zip(np.atleast_2d(A), np.atleast_1d(b)):
+        nz = np.flatnonzero(a_i)
+        expr = LinearExpression(constant=0.0, linear_coefs=[-float(a_i[j]) for j in nz] + [1.0],
+                                linear_vars=[ys[j] for j in nz] + [blk.t])
+        blk.rows.add(expr >= -float(b_i))
+    blk.obj = pyo.Objective(expr=blk.t, sense=pyo.minimize)
+    mm.objective_block = blk
+    return blk
+
+
+def unsat_margin(enc: Encoding, A: np.ndarray) -> float:
+    """How far above zero HiGHS's dual bound must be before we call a disjunct impossible.
+
+    dual feasibility tolerance x sum of column ranges (an LP basis accepted with reduced costs
+    off by tau_d can overstate the LP value by at most tau_d * sum_j (u_j - l_j)), times 10,
+    plus a relative floor 1e-6 (1 + |A| * max|y|) for factorisation residuals and big-M rows.
+    """
+    lb = np.asarray(enc.col_lb, np.float64)
+    ub = np.asarray(enc.col_ub, np.float64)
+    rng = np.where(np.isfinite(ub - lb), ub - lb, 0.0).sum()
+    ycols = enc.output_cols()
+    ymax = float(np.max(np.maximum(np.abs(lb[ycols]), np.abs(ub[ycols])))) if ycols.size else 1.0
+    scale = float(np.abs(np.atleast_2d(A)).sum(axis=1).max()) * ymax
+    return 10.0 * DUAL_FEAS_TOL * rng + 1e-6 * (1.0 + scale)
+
+
+# ---- solving -------------------------------------------------------------------------------------
+@dataclass
+class SolveResult:
+    status: str  # "negative" (incumbent below stop_below), "proven" (bound >= cutoff), "optimal", "timeout", "error"
+    incumbent: Optional[float] = None
+    bound: Optional[float] = None
+    x: Optional[np.ndarray] = None
+    seconds: float = 0.0
+    nodes: int = 0
+    message: str = ""
+
+
+class Solver:
+    """A persistent HiGHS (pyomo.contrib.appsi) instance for one MilpModel."""
+
+    def __init__(self, mm: MilpModel, threads: int = 1):
+        import logging
+
+        from pyomo.contrib.appsi.solvers.highs import Highs
+
+        # an interrupted run (our callback) is not a status the interface maps; we read HiGHS's own
+        logging.getLogger("pyomo.contrib.appsi.solvers.highs").setLevel(logging.ERROR)
+
+        self.mm = mm
+        self.opt = Highs()
+        self.opt.config.load_solution = False
+        self.opt.config.stream_solver = False
+        self.threads = max(1, int(threads))
+        self._instance = False
+        self.set_instance_seconds = 0.0
+
+    def _ensure_instance(self):
+        t0 = time.monotonic()
+        if not self._instance:
+            self.opt.set_instance(self.mm.model)
+            self._instance = True
+            uc = self.opt.update_config
+            # the caller tells the solver about changes (the disjunct block) explicitly
+            uc.check_for_new_or_removed_constraints = False
+            uc.check_for_new_or_removed_vars = False
+            uc.check_for_new_or_removed_params = False
+            uc.update_constraints = False
+            uc.update_vars = False
+            uc.update_params = False
+            uc.update_named_expressions = False
+        self.set_instance_seconds += time.monotonic() - t0
+
+    def set_disjunct(self, A, b, t_lower=-np.inf):
+        """Swap in the objective block of a disjunct (model and solver)."""
+        old = self.mm.objective_block
+        if self._instance and old is not None:
+            self.opt.remove_block(old)
+        blk = set_disjunct(self.mm, A, b, t_lower)
+        if self._instance:
+            t0 = time.monotonic()
+            self.opt.add_block(blk)
+            self.opt.set_objective(blk.obj)
+            self.set_instance_seconds += time.monotonic() - t0
+
+    def solve(self, deadline: float, cutoff: float, stop_below: float, gap: float = 1e-4) -> SolveResult:
+        """Minimise the current objective until: an incumbent < stop_below (-> "negative"),
+        everything below `cutoff` is pruned (-> "proven"), optimality, or the deadline."""
+        import highspy
+
+        self._ensure_instance()
+        h = self.opt._solver_model  # the highspy object behind the Pyomo interface (for the callback)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            return SolveResult("timeout", message="no time left")
+        self.opt.config.time_limit = max(0.05, remaining)
+        self.opt.config.mip_gap = gap
+        self.opt.highs_options = {
+            "threads": self.threads, "objective_bound": float(cutoff),
+            "primal_feasibility_tolerance": PRIMAL_FEAS_TOL, "dual_feasibility_tolerance": DUAL_FEAS_TOL,
+            "mip_feasibility_tolerance": MIP_FEAS_TOL, "mip_abs_gap": 0.0, "random_seed": 0,
+        }
+        self.opt.highs_options.update(HIGHS_SEARCH_OPTIONS)
+        state = {"incumbent": np.inf, "bound": -np.inf}
+
+        def on_interrupt(e):
+            out = e.data_out
+            inc = float(out.objective_function_value)
+            state["incumbent"] = inc
+            state["bound"] = float(out.mip_dual_bound)
+            # always write the flag: HiGHS keeps it between runs of a persistent instance
+            e.interrupt(bool(inc < stop_below or time.monotonic() >= deadline))
+
+        h.cbMipInterrupt.subscribe(on_interrupt)
+        t0 = time.monotonic()
+        try:
+            self.opt.solve(self.mm.model)
+        except Exception as exc:  # HiGHS or Pyomo failure: never an answer
+            return SolveResult("error", seconds=time.monotonic() - t0, message=f"{type(exc).__name__}: {exc}")
+        finally:
+            h.cbMipInterrupt.unsubscribe(on_interrupt)
+        seconds = time.monotonic() - t0
+        status = h.getModelStatus()
+        info = h.getInfo()
+        sol = h.getSolution()
+        nodes = int(max(0, info.mip_node_count))
+        has_sol = bool(sol.value_valid) and np.isfinite(info.objective_function_value) and info.primal_solution_status == 2
+        inc = float(info.objective_function_value) if has_sol else None
+        bound = float(info.mip_dual_bound) if info.mip_node_count >= 0 else (inc if status == highspy.HighsModelStatus.kOptimal else None)
+        x = None
+        if has_sol:
+            vmap = self.opt._pyomo_var_to_solver_var_map
+            cols = [vmap[id(v)] for v in self.mm.input_vars()]
+            x = np.asarray(sol.col_value, np.float64)[cols]
+        if status == highspy.HighsModelStatus.kInfeasible:
+            # with objective_bound = cutoff: nothing below the cutoff exists (up to tolerances)
+            return SolveResult("proven", inc, cutoff, None, seconds, nodes, "infeasible below the cutoff")
+        if inc is not None and inc < stop_below:
+            return SolveResult("negative", inc, bound, x, seconds, nodes)
+        if status == highspy.HighsModelStatus.kOptimal:
+            return SolveResult("optimal", inc, bound, x, seconds, nodes)
+        if status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt) or time.monotonic() >= deadline:
+            return SolveResult("timeout", inc, bound, x, seconds, nodes)
+        return SolveResult("error", inc, bound, x, seconds, nodes, f"HiGHS status {status}")
+
+
+# ---- the engine ------------------------------------------------------------------------------
+@dataclass
+class CaseResult:
+    verdict: Verdict
+    outcome: Optional[Outcome] = None
+    detail: str = ""
+
+
+def _row_proven(lb: np.ndarray, strict: np.ndarray) -> np.ndarray:
+    """Rows a.y - b whose sound lower bound rules them out (> 0, or >= 0 for strict rows)."""
+    return (lb > 0) | (strict & (lb >= 0))
+
+
+def _region_empty(region) -> bool:
+    return bool(np.any(region.lower > region.upper))
+
+
+def _try_points(network, spec, case, xs: np.ndarray, ci: int) -> Optional[Outcome]:
+    from .attack import snap_into_box
+
+    xs = np.stack([snap_into_box(x, case.region.lower, case.region.upper, network.input_dtype) for x in xs])
+    ys = network.evaluate(xs).astype(np.float64)
+    for i in np.flatnonzero(case.unsafe(ys)):
+        out = sat_outcome(network, spec, xs[i], ENGINE,
+                          detail=f"witness at an LP-relaxation optimum (case {ci}), replayed with ONNX Runtime on the original model")
+        if out is not None:
+            return out
+    return None
+
+
+def disjunct_bounds(lg, case, bounds, deadline) -> Tuple[List[float], List[bool]]:
+    """Per disjunct: sound lower bound of max_i (a_i . y - b_i) and whether it is ruled out."""
+    from .milp_bounds import output_lower_bounds
+
+    lbs, proven = [], []
+    for hs in case.output:
+        if hs.rows == 0:
+            lbs.append(-np.inf)
+            proven.append(False)
+            continue
+        lb = output_lower_bounds(lg, hs.A, bounds, use_lp=True, deadline=deadline) - hs.b
+        lbs.append(float(lb.max()))
+        proven.append(bool(_row_proven(lb, np.asarray(hs.strict, bool)).any()))
+    return lbs, proven
+
+
+def check_case(network, spec, ci: int, lg, deadline: float, options: Options, stats: dict, milp: bool = True) -> CaseResult:
+    from .attack import snap_into_box
+    from .milp_bounds import compute_bounds
+
+    case = spec.cases[ci]
+    region = case.region
+    cs = stats.setdefault("cases", {}).setdefault(ci, {})
+    if _region_empty(region):
+        return CaseResult(Verdict.UNSAT, detail="empty input box")
+    now = time.monotonic()
+    lp_deadline = now + LP_TIGHTEN_SHARE * max(0.0, deadline - now) if milp else deadline
+    t0 = time.monotonic()
+    bounds = compute_bounds(lg, region, deadline, method="lp", lp_deadline=lp_deadline, threads=options.threads or 1)
+    if bounds.empty:
+        cs["bounds_s"] = time.monotonic() - t0
+        return CaseResult(Verdict.UNSAT, detail="input region proven empty")
+    lbs, proven = disjunct_bounds(lg, case, bounds, deadline)
+    cs["bounds_s"] = time.monotonic() - t0
+    # the LP optima over the output rows are cheap candidate counterexamples
+    if bounds.lp is not None and bounds.lp.points:
+        out = _try_points(network, spec, case, np.stack(bounds.lp.points), ci)
+        if out is not None:
+            cs["witness_from"] = "lp"
+            return CaseResult(Verdict.SAT, outcome=out)
+    cs["unstable_relus"] = bounds.unstable
+    cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
+    cs["disjuncts"] = len(case.output)
+    cs["disjuncts_by_bounds"] = int(sum(proven))
+    open_d = [i for i in range(len(case.output)) if not proven[i]]
+    if not open_d:
+        return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out by sound LP/CROWN bounds")
+    if not milp:
+        return CaseResult(Verdict.UNKNOWN, detail=f"{len(open_d)} of {len(case.output)} disjuncts not ruled out by the LP relaxation")
+    if expired(deadline):
+        return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
+    # ---- the MILP ----
+    enc = bounds.enc
+    enc.add_binaries(relax=False)
+    mm = build_model(enc)
+    cs["build_s"] = mm.build_seconds
+    cs["binaries"] = enc.n_binaries
+    cs.update({f"model_{k}": v for k, v in mm.stats.items()})
+    solver = Solver(mm, threads=options.threads or 1)
+    open_d.sort(key=lambda i: lbs[i])
+    pending = list(open_d)
+    unresolved: List[str] = []
+    solve_s = 0.0
+    for pass_no in (1, 2):
+        still = []
+        for pos, di in enumerate(pending):
+            if expired(deadline):
+                still.append(di)
+                continue
+            hs = case.output[di]
+            left = len(pending) - pos
+            share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
+            d_deadline = min(deadline, time.monotonic() + max(1.0, share))
+            solver.set_disjunct(hs.A, hs.b, t_lower=lbs[di])
+            margin = unsat_margin(enc, hs.A)
+            cutoff = 2.0 * margin
+            stop_below = -margin
+            outcome, verdict, note = None, None, ""
+            for attempt in range(SPURIOUS_RETRIES + 1):
+                r = solver.solve(d_deadline, cutoff=cutoff, stop_below=stop_below)
+                solve_s += r.seconds
+                cs.setdefault("milp", []).append({"disjunct": di, "status": r.status, "incumbent": r.incumbent,
+                                                  "bound": r.bound, "nodes": r.nodes, "seconds": round(r.seconds, 3)})
+                if r.status == "proven" or (r.bound is not None and r.bound >= cutoff):
+                    verdict = Verdict.UNSAT
+                    break
+                if r.x is not None and r.incumbent is not None and r.incumbent < 0:
+                    x = snap_into_box(r.x, region.lower, region.upper, network.input_dtype)
+                    outcome = sat_outcome(network, spec, x, ENGINE,
+                                          detail=f"MILP witness (disjunct {di} of case {ci}), replayed with ONNX Runtime on the original model")
+                    if outcome is not None:
+                        verdict = Verdict.SAT
+                        break
+                    # not a real witness: ask for a deeper violation and solve again
+                    cs["spurious"] = cs.get("spurious", 0) + 1
+                    stop_below = min(stop_below, 4.0 * r.incumbent - margin)
+                    cutoff = stop_below / 2.0
+                    note = "MILP incumbents did not replay"
+                    continue
+                if r.status == "optimal" and r.bound is not None and r.bound > -margin:
+                    note = f"optimum {r.bound:.3g} within the solver margin {margin:.2g} of zero"
+                elif r.status == "timeout":
+                    note = "MILP time limit"
+                elif r.status == "error":
+                    note = r.message
+                break
+            if verdict == Verdict.SAT:
+                cs["solve_s"] = solve_s
+                cs["set_instance_s"] = solver.set_instance_seconds
+                return CaseResult(Verdict.SAT, outcome=outcome)
+            if verdict != Verdict.UNSAT:
+                still.append(di)
+                if pass_no == 2 or expired(deadline):
+                    unresolved.append(f"disjunct {di}: {note or 'unresolved'}")
+        pending = still
+        if not pending:
+            break
+    cs["solve_s"] = solve_s
+    cs["set_instance_s"] = solver.set_instance_seconds
+    if not pending:
+        return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out (bounds or MILP dual bound above the margin)")
+    if expired(deadline):
+        return CaseResult(Verdict.TIMEOUT, detail="; ".join(unresolved) or "deadline reached")
+    return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved) or f"{len(pending)} disjuncts unresolved")
+
+
+def _run(network, spec, deadline: float, options: Options, milp: bool, engine: str) -> Outcome:
+    from ..network.layers import layer_graph
+
+    t0 = time.monotonic()
+    stats: dict = {}
+    try:
+        lg = layer_graph(network)
+    except UnsupportedOperator as e:
+        if options.mode == engine:
+            raise
+        return Outcome(Verdict.UNKNOWN, engine=engine, seconds=time.monotonic() - t0, detail=str(e))
+    stats["relus"] = lg.n_relus
+    verdicts = []
+    details = []
+    order = list(range(len(spec.cases)))
+    for ci in order:
+        if expired(deadline):
+            verdicts.append(Verdict.TIMEOUT)
+            break
+        r = check_case(network, spec, ci, lg, deadline, options, stats, milp=milp)
+        if r.verdict == Verdict.SAT:
+            out = r.outcome
+            out.engine = engine
+            out.seconds = time.monotonic() - t0
+            out.stats = _summary(stats)
+            return out
+        verdicts.append(r.verdict)
+        if r.verdict != Verdict.UNSAT:
+            details.append(f"case {ci}: {r.detail}")
+    seconds = time.monotonic() - t0
+    summary = _summary(stats)
+    if len(verdicts) == len(spec.cases) and all(v == Verdict.UNSAT for v in verdicts):
+        how = "MILP" if milp else "LP relaxation"
+        return Outcome(Verdict.UNSAT, engine=engine, seconds=seconds, stats=summary,
+                       detail=f"all {len(spec.cases)} case(s) proven by sound bounds / {how}")
+    verdict = Verdict.TIMEOUT if (expired(deadline) or Verdict.TIMEOUT in verdicts) else Verdict.UNKNOWN
+    return Outcome(verdict, engine=engine, seconds=seconds, stats=summary, detail="; ".join(details)[:2000])
+
+
+def _summary(stats: dict) -> dict:
+    cases = stats.get("cases", {})
+    out = {k: v for k, v in stats.items() if k != "cases"}
+    for key in ("bounds_s", "build_s", "set_instance_s", "solve_s", "lp_solved", "binaries", "spurious"):
+        vals = [c[key] for c in cases.values() if key in c]
+        if vals:
+            out[key] = round(float(sum(vals)), 4) if isinstance(vals[0], float) else int(sum(vals))
+    unstable = [c.get("unstable_relus") for c in cases.values() if c.get("unstable_relus") is not None]
+    if unstable:
+        out["unstable_relus"] = unstable[0] if len(unstable) == 1 else unstable
+    out["cases"] = len(cases)
+    milp = [m for c in cases.values() for m in c.get("milp", [])]
+    if milp:
+        out["milp_solves"] = len(milp)
+        out["milp_nodes"] = int(sum(m["nodes"] for m in milp))
+    return out
+
+
+def check(network, spec, deadline: float, options: Options) -> Outcome:
+    """Complete: sat (replayed witness) or unsat (every disjunct proven), else timeout/unknown."""
+    return _run(network, spec, deadline, options, milp=True, engine=ENGINE)
+
+
+def lp_check(network, spec, deadline: float, options: Options) -> Outcome:
+    """The LP relaxation alone (binaries relaxed, i.e. the triangle relaxation): unsat or unknown."""
+    return _run(network, spec, deadline, options, milp=False, engine="lp")
