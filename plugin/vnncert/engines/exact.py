@@ -281,6 +281,22 @@ class Solver:
         return SolveResult("error", inc, bound, x, seconds, nodes, f"HiGHS status {status}")
 
 
+def minimize(lg, region, A: np.ndarray, b: np.ndarray, deadline: float, threads: int = 1,
+             binaries: bool = True) -> SolveResult:
+    """min over the region of max_i (A_i . f(x) - b_i), solved to optimality (no cutoff): the
+    MILP's optimum (binaries=True) or the LP relaxation's (binaries=False). For tests and
+    callers that need the value rather than a verdict; `bound` is HiGHS's dual bound."""
+    from .milp_bounds import compute_bounds
+
+    bounds = compute_bounds(lg, region, deadline, method="lp", threads=threads)
+    enc = bounds.enc
+    enc.add_binaries(relax=not binaries)
+    mm = build_model(enc)
+    solver = Solver(mm, threads=threads)
+    solver.set_disjunct(np.atleast_2d(A), np.atleast_1d(b))
+    return solver.solve(deadline, cutoff=np.inf, stop_below=-np.inf, gap=0.0)
+
+
 # ---- the engine ------------------------------------------------------------------------------
 @dataclass
 class CaseResult:
@@ -345,16 +361,16 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
         return CaseResult(Verdict.UNSAT, detail="input region proven empty")
     lbs, proven = disjunct_bounds(lg, case, bounds, deadline)
     cs["bounds_s"] = time.monotonic() - t0
+    cs["unstable_relus"] = bounds.unstable
+    cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
+    cs["disjuncts"] = len(case.output)
+    cs["disjuncts_by_bounds"] = int(sum(proven))
     # the LP optima over the output rows are cheap candidate counterexamples
     if bounds.lp is not None and bounds.lp.points:
         out = _try_points(network, spec, case, np.stack(bounds.lp.points), ci)
         if out is not None:
             cs["witness_from"] = "lp"
             return CaseResult(Verdict.SAT, outcome=out)
-    cs["unstable_relus"] = bounds.unstable
-    cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
-    cs["disjuncts"] = len(case.output)
-    cs["disjuncts_by_bounds"] = int(sum(proven))
     open_d = [i for i in range(len(case.output)) if not proven[i]]
     if not open_d:
         return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out by sound LP/CROWN bounds")
@@ -373,7 +389,6 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     open_d.sort(key=lambda i: lbs[i])
     pending = list(open_d)
     unresolved: List[str] = []
-    solve_s = 0.0
     for pass_no in (1, 2):
         still = []
         for pos, di in enumerate(pending):
@@ -385,56 +400,73 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
             share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
             d_deadline = min(deadline, time.monotonic() + max(1.0, share))
             solver.set_disjunct(hs.A, hs.b, t_lower=lbs[di])
-            margin = unsat_margin(enc, hs.A)
-            cutoff = 2.0 * margin
-            stop_below = -margin
-            outcome, verdict, note = None, None, ""
-            for attempt in range(SPURIOUS_RETRIES + 1):
-                r = solver.solve(d_deadline, cutoff=cutoff, stop_below=stop_below)
-                solve_s += r.seconds
-                cs.setdefault("milp", []).append({"disjunct": di, "status": r.status, "incumbent": r.incumbent,
-                                                  "bound": r.bound, "nodes": r.nodes, "seconds": round(r.seconds, 3)})
-                if r.status == "proven" or (r.bound is not None and r.bound >= cutoff):
-                    verdict = Verdict.UNSAT
-                    break
-                if r.x is not None and r.incumbent is not None and r.incumbent < 0:
-                    x = snap_into_box(r.x, region.lower, region.upper, network.input_dtype)
-                    outcome = sat_outcome(network, spec, x, ENGINE,
-                                          detail=f"MILP witness (disjunct {di} of case {ci}), replayed with ONNX Runtime on the original model")
-                    if outcome is not None:
-                        verdict = Verdict.SAT
-                        break
-                    # not a real witness: ask for a deeper violation and solve again
-                    cs["spurious"] = cs.get("spurious", 0) + 1
-                    stop_below = min(stop_below, 4.0 * r.incumbent - margin)
-                    cutoff = stop_below / 2.0
-                    note = "MILP incumbents did not replay"
-                    continue
-                if r.status == "optimal" and r.bound is not None and r.bound > -margin:
-                    note = f"optimum {r.bound:.3g} within the solver margin {margin:.2g} of zero"
-                elif r.status == "timeout":
-                    note = "MILP time limit"
-                elif r.status == "error":
-                    note = r.message
-                break
+            verdict, outcome, note = _solve_disjunct(network, spec, case, ci, di, solver, enc, d_deadline, cs)
             if verdict == Verdict.SAT:
-                cs["solve_s"] = solve_s
                 cs["set_instance_s"] = solver.set_instance_seconds
                 return CaseResult(Verdict.SAT, outcome=outcome)
-            if verdict != Verdict.UNSAT:
-                still.append(di)
+            if verdict == Verdict.TIMEOUT:
+                still.append(di)  # a second pass gives it the time the others left
                 if pass_no == 2 or expired(deadline):
-                    unresolved.append(f"disjunct {di}: {note or 'unresolved'}")
+                    unresolved.append(f"disjunct {di}: {note or 'MILP time limit'}")
+            elif verdict == Verdict.UNKNOWN:
+                unresolved.append(f"disjunct {di}: {note or 'unresolved'}")
         pending = still
         if not pending:
             break
-    cs["solve_s"] = solve_s
     cs["set_instance_s"] = solver.set_instance_seconds
-    if not pending:
+    if not pending and not unresolved:
         return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out (bounds or MILP dual bound above the margin)")
-    if expired(deadline):
+    if pending:
         return CaseResult(Verdict.TIMEOUT, detail="; ".join(unresolved) or "deadline reached")
-    return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved) or f"{len(pending)} disjuncts unresolved")
+    return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved))
+
+
+def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc: Encoding, deadline: float, cs: dict):
+    """(verdict, outcome, note) for one disjunct whose objective is in the solver.
+
+    UNSAT only when nothing lies below `proof_cutoff` = 2 * margin (HiGHS's dual bound or its
+    cutoff-infeasibility); SAT only for an incumbent that replays. An incumbent that does not
+    replay makes the next solve ask for a deeper violation (the cutoff moves below zero, so
+    that solve can no longer prove anything)."""
+    from .attack import snap_into_box
+
+    hs = case.output[di]
+    region = case.region
+    margin = unsat_margin(enc, hs.A)
+    proof_cutoff = 2.0 * margin
+    cutoff, stop_below = proof_cutoff, -margin
+    note = ""
+    for attempt in range(SPURIOUS_RETRIES + 1):
+        r = solver.solve(deadline, cutoff=cutoff, stop_below=stop_below)
+        cs["solve_s"] = cs.get("solve_s", 0.0) + r.seconds
+        cs.setdefault("milp", []).append({"disjunct": di, "status": r.status, "incumbent": r.incumbent, "bound": r.bound,
+                                          "cutoff": cutoff, "nodes": r.nodes, "seconds": round(r.seconds, 3)})
+        if r.status == "proven" or (r.bound is not None and r.bound >= cutoff):
+            if cutoff >= proof_cutoff:
+                return Verdict.UNSAT, None, ""
+            return Verdict.UNKNOWN, None, (f"incumbents did not replay and nothing lies below {cutoff:.3g}: "
+                                           f"the optimum is within the solver's tolerance of zero")
+        if r.x is not None and r.incumbent is not None and r.incumbent <= margin:
+            x = snap_into_box(r.x, region.lower, region.upper, network.input_dtype)
+            out = sat_outcome(network, spec, x, ENGINE,
+                              detail=f"MILP witness (disjunct {di} of case {ci}), replayed with ONNX Runtime on the original model")
+            if out is not None:
+                return Verdict.SAT, out, ""
+            # not a real witness (solver tolerance or float32 rounding): ask for a deeper violation
+            cs["spurious"] = cs.get("spurious", 0) + 1
+            stop_below = min(stop_below, 4.0 * min(r.incumbent, 0.0) - margin)
+            cutoff = stop_below
+            note = "MILP incumbents did not replay with ONNX Runtime"
+            if r.status != "timeout":
+                continue
+        if r.status == "optimal" and not note:
+            note = f"optimum within the solver margin ({margin:.2g}) of zero"
+        elif r.status == "timeout":
+            return Verdict.TIMEOUT, None, note or "MILP time limit"
+        elif r.status == "error":
+            note = r.message
+        return Verdict.UNKNOWN, None, note
+    return Verdict.UNKNOWN, None, note
 
 
 def _run(network, spec, deadline: float, options: Options, milp: bool, engine: str) -> Outcome:

@@ -213,7 +213,7 @@ class TriangleLP:
         status = h.getModelStatus()
         try:
             if status == highspy.HighsModelStatus.kInfeasible:
-                return np.inf  # the region is empty: any bound holds (callers treat it explicitly)
+                return np.inf if self.infeasibility_proven() else -np.inf
             sol = h.getSolution()
             if keep_point and sol.value_valid:
                 self.points.append(np.asarray(sol.col_value, np.float64)[self.enc.input_cols()])
@@ -225,6 +225,19 @@ class TriangleLP:
             return self.safe_bound(c, y) + const
         finally:
             self.seconds += time.monotonic() - t0
+
+    def infeasibility_proven(self) -> bool:
+        """A Farkas certificate from HiGHS's dual ray, checked by weak duality: min 0 >= bound > 0
+        is impossible, so the relaxation (hence the input region) is empty."""
+        try:
+            _, has_ray, ray = self.h.getDualRay()
+        except Exception:
+            return False
+        if not has_ray:
+            return False
+        ray = np.asarray(ray, np.float64)
+        zero = np.zeros(self.enc.n_cols)
+        return max(self.safe_bound(zero, ray), self.safe_bound(zero, -ray)) > 0
 
     def safe_bound(self, c: np.ndarray, y: np.ndarray) -> float:
         """Weak-duality lower bound of min c.w for any row multipliers y (see module docstring)."""
@@ -321,6 +334,8 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
                 st["lp_s"] += time.monotonic() - tl
                 if empty:
                     res.empty = True
+                    st["bounds_s"] = time.monotonic() - t0
+                    return res
         bounds[k] = (lo, hi)
         if enc is not None:
             enc.add_layer(k, bounds)
