@@ -988,29 +988,30 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> Li
     coef = atoms.cval[atoms.cptr[b_atom]]
     bound = atoms.rhs[b_atom] / coef
     strict = atoms.strict[b_atom]
-    lower = np.full((U, n_in), -np.inf)
-    upper = np.full((U, n_in), np.inf)
-    lo_s = np.zeros((U, n_in), dtype=bool)
-    hi_s = np.zeros((U, n_in), dtype=bool)
-    up = coef > 0
-    # tightest bound per (part, variable); a strict relation wins a tie; NaN bounds are ignored
-    for flag, target, target_s, key_sign in ((up, upper, hi_s, 1.0), (~up, lower, lo_s, -1.0)):
-        key = b_u[flag] * n_in + var[flag]
-        val, st = bound[flag], strict[flag]
-        ok = ~np.isnan(val)
-        key, val, st = key[ok], val[ok], st[ok]
-        if key.size == 0:
-            continue
-        if np.bincount(key, minlength=1).max() > 1:
-            order = np.lexsort((~st, key_sign * val, key))
-            key, val, st = key[order], val[order], st[order]
-            firsts = np.ones(key.size, dtype=bool)
-            firsts[1:] = key[1:] != key[:-1]
-            key, val, st = key[firsts], val[firsts], st[firsts]
-        target.reshape(-1)[key] = val
-        target_s.reshape(-1)[key] = st
-    lower += 0.0  # -0.0 -> 0.0, so equal boxes compare equal byte for byte
-    upper += 0.0
+
+    # tightest bound per (part, variable, side); a strict relation wins a tie; NaN bounds are ignored
+    side = coef < 0  # 0 upper, 1 lower
+    key = (b_u * n_in + var) * 2 + side
+    bounds = np.empty((U, n_in, 2))
+    bounds[:, :, 0] = np.inf
+    bounds[:, :, 1] = -np.inf
+    stricts = np.zeros((U, n_in, 2), dtype=bool)
+    if key.size and np.bincount(key).max() > 1:  # some variable bounded twice on one side
+        keep = ~np.isnan(bound)
+        key, bound, strict, side = key[keep], bound[keep], strict[keep], side[keep]
+        order = np.lexsort((~strict, np.where(side, -bound, bound), key))
+        key, bound, strict = key[order], bound[order], strict[order]
+        firsts = np.ones(key.size, dtype=bool)
+        firsts[1:] = key[1:] != key[:-1]
+        key, bound, strict = key[firsts], bound[firsts], strict[firsts]
+    bounds.reshape(-1)[key] = bound  # a lone NaN bound reads as no bound, as if ignored
+    stricts.reshape(-1)[key] = strict
+    upper, lower = bounds[:, :, 0], bounds[:, :, 1]
+    hi_s, lo_s = stricts[:, :, 0], stricts[:, :, 1]
+    lower = lower + 0.0  # contiguous copies; -0.0 -> 0.0, so equal boxes compare equal byte for byte
+    upper = upper + 0.0
+    lo_s = np.ascontiguousarray(lo_s)
+    hi_s = np.ascontiguousarray(hi_s)
 
     # errors, in disjunct order, exactly one message
     no_lo = ~np.isfinite(lower)
@@ -1104,13 +1105,15 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> Li
         in_order = [hss[i] for i in perm.tolist()]
         cuts = np.searchsorted(group[perm], np.arange(regs.size + 1)).tolist()
     reps = u_live[first[appearance]]
-    lo_any = lo_s.any(axis=1)
-    hi_any = hi_s.any(axis=1)
+    outs = [in_order[i:j] for i, j in zip(cuts, cuts[1:])]
+    lo_any, hi_any = lo_s.any(axis=1)[reps].tolist(), hi_s.any(axis=1)[reps].tolist()
+    if not (g_parts or any(lo_any) or any(hi_any)):  # the usual: closed boxes only
+        return list(map(Case, map(InputRegion, lower[reps], upper[reps]), outs))
     cases = []
-    for g, (u, low, high, los, his) in enumerate(zip(reps.tolist(), lower[reps], upper[reps], lo_s[reps], hi_s[reps])):
+    for u, low, high, los, his, lo_a, hi_a, out in zip(reps.tolist(), lower[reps], upper[reps], lo_s[reps],
+                                                       hi_s[reps], lo_any, hi_any, outs):
         G, h, G_s = g_parts.get(u, (None, None, None))
-        region = InputRegion(low, high, G, h, los if lo_any[u] else None, his if hi_any[u] else None, G_s)
-        cases.append(Case(region, in_order[cuts[g]:cuts[g + 1]]))
+        cases.append(Case(InputRegion(low, high, G, h, los if lo_a else None, his if hi_a else None, G_s), out))
     return cases
 
 
