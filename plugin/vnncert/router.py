@@ -37,7 +37,8 @@ MODE_HELP: Dict[str, str] = {
     "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN/LP bounds, one binary per unstable ReLU, one MILP per "
              "output disjunct; sat with a witness replayed in ONNX Runtime, unsat from HiGHS's dual bound above a "
              "tolerance margin (docs/exact.md), else timeout",
-    "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64) and, for inputs with few "
+    "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64; or lp: the exact "
+               "engine's triangle LP relaxation) and, for inputs with few "
                "free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "
                "replayed in ONNX Runtime, else unknown",
     "probabilistic": "randomized smoothing (--sigma, --noise gaussian|laplace|uniform, --n0, --n, --alpha) on a local-robustness "

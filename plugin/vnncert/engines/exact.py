@@ -477,7 +477,7 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
     try:
         lg = layer_graph(network)
     except UnsupportedOperator as e:
-        if options.mode == engine:
+        if options.mode == "exact" and milp:
             raise
         return Outcome(Verdict.UNKNOWN, engine=engine, seconds=time.monotonic() - t0, detail=str(e))
     stats["relus"] = lg.n_relus
@@ -532,5 +532,8 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
 
 
 def lp_check(network, spec, deadline: float, options: Options) -> Outcome:
-    """The LP relaxation alone (binaries relaxed, i.e. the triangle relaxation): unsat or unknown."""
-    return _run(network, spec, deadline, options, milp=False, engine="lp")
+    """`--relaxed-method lp`: the LP relaxation alone (binaries relaxed: the triangle relaxation,
+    with LP-tightened intermediate bounds): unsat, sat only for a replayed LP optimum, else unknown."""
+    out = _run(network, spec, deadline, options, milp=False, engine="relaxed")
+    out.detail = "lp: " + out.detail
+    return out

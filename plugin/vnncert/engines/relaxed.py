@@ -332,7 +332,9 @@ class _Search:
 
     def _split_dims(self, lo, hi, alive, lb, lA) -> np.ndarray:
         w = hi - lo
-        if self.heuristic == "width" or lA is None:
+        if self.heuristic == "abswidth":
+            score = w.copy()
+        elif self.heuristic == "width" or lA is None:
             score = w / self.width0
         else:
             # smear: how much of each open disjunct's best row's looseness comes from each input dim
@@ -389,8 +391,12 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     t0 = time.monotonic()
     stats: dict = {}
     method = (options.relaxed_method or "crown").lower()
+    if method == "lp":  # the triangle LP relaxation of the exact engine's encoding (engines/exact.py, docs/exact.md)
+        from .exact import lp_check
+
+        return lp_check(network, spec, deadline, options)
     if method not in METHODS:
-        return Outcome(Verdict.ERROR, engine="relaxed", detail=f"unknown relaxed method {method!r} (ibp, crown, alpha-crown)")
+        return Outcome(Verdict.ERROR, engine="relaxed", detail=f"unknown relaxed method {method!r} (ibp, crown, alpha-crown, lp)")
 
     def done(verdict, detail, out=None):
         o = out or Outcome(verdict, engine="relaxed", detail=detail)
