@@ -65,18 +65,21 @@ class _GiveUp(Exception):
 class _Atoms:
     """Atom table: row a is `sum_{p in cptr[a]:cptr[a+1]} cval[p] * v[cidx[p]]  <=  rhs[a]` (`<` if strict).
 
-    `kind` says which variables the row is over (_IN, _OUT, or _CONST for none).
+    `kind` says which variables the row is over (_IN, _OUT, or _CONST for none); `src` where the
+    relation it came from starts (a character offset or a token index: the front end's `locate`
+    turns it into line and column).
     """
 
-    __slots__ = ("kind", "rhs", "strict", "cptr", "cidx", "cval")
+    __slots__ = ("kind", "rhs", "strict", "cptr", "cidx", "cval", "src")
 
-    def __init__(self, kind, rhs, strict, cptr, cidx, cval):
+    def __init__(self, kind, rhs, strict, cptr, cidx, cval, src):
         self.kind = np.asarray(kind, dtype=np.int8)
         self.rhs = np.asarray(rhs, dtype=np.float64)
         self.strict = np.asarray(strict, dtype=bool)
         self.cptr = np.asarray(cptr, dtype=np.int64)
         self.cidx = np.asarray(cidx, dtype=np.int64)
         self.cval = np.asarray(cval, dtype=np.float64)
+        self.src = np.asarray(src, dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.kind.size)
@@ -214,8 +217,9 @@ def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
 class _TreeParser:
     def __init__(self):
         self.declared: Dict[str, Tuple[str, int]] = {}
-        # atom table under construction: (kind, items, rhs, strict)
+        # atom table under construction: (kind, items, rhs, strict); token index of each relation
         self.table: List[Tuple[str, Tuple[Tuple[int, float], ...], float, bool]] = []
+        self.src: List[int] = []
 
     # ---- terms -------------------------------------------------------------------------
     def term(self, node, ctx: int) -> Tuple[Dict[Tuple[str, int], float], float]:
@@ -292,6 +296,7 @@ class _TreeParser:
             new = [(kind, items, rhs, False), (kind, neg, -rhs, False)]
         first = len(self.table)
         self.table.extend(new)
+        self.src.extend([ctx] * len(new))
         return list(range(first, len(self.table)))
 
     def dnf(self, node) -> List[List[int]]:
@@ -346,7 +351,7 @@ class _TreeParser:
         np.cumsum(np.asarray(nnz, dtype=np.int64), out=cptr[1:])
         cidx = [i for a in self.table for i, _ in a[1]]
         cval = [c for a in self.table for _, c in a[1]]
-        return _Atoms(kinds, [a[2] for a in self.table], [a[3] for a in self.table], cptr, cidx, cval)
+        return _Atoms(kinds, [a[2] for a in self.table], [a[3] for a in self.table], cptr, cidx, cval, self.src)
 
 
 def _runs(conjs: List[List[int]]) -> _Dnf:
@@ -635,6 +640,10 @@ def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray)
     return vals
 
 
+def _blank(m: "re.Match") -> str:
+    return " " * len(m.group(0))
+
+
 def _bulk_parse(text: str):
     """-> (n_in, n_out, atoms, dnf, n_asserts) for the VNN-COMP shapes, or None."""
     try:
@@ -645,7 +654,7 @@ def _bulk_parse(text: str):
 
 def _bulk(text: str):
     if ";" in text:
-        text = _COMMENT.sub("", text)
+        text = _COMMENT.sub(_blank, text)  # same length: offsets stay those of the original text
     if not text.isascii():
         raise _GiveUp
     raw = text.encode("ascii")
@@ -798,10 +807,10 @@ def _bulk(text: str):
         b_val = _numbers(text, bp, ts[tb], te[tb])
         neg = (rop == _GE) | (rop == _GT)
         atoms = _Atoms(ka, np.where(neg, -b_val, b_val), (rop == _LT) | (rop == _GT),
-                       np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0))
+                       np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0), open_at[rel_list])
         atom_off = np.arange(nr + 1)
     else:
-        atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop)
+        atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, open_at[rel_list])
 
     # ---- boolean structure -> DNF over atom ranges ------------------------------------------------
     rel_at = open_at[rel_list]
@@ -872,7 +881,7 @@ def _bulk(text: str):
     return n_in, n_out, atoms, conjs, int(asserts.size)
 
 
-def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop):
+def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     """Atoms of relations `(op A B)` with A, B each a declared variable or a number (token indices ta, tb)."""
     va, vb = ka != _CONST, kb != _CONST
     nr = rop.size
@@ -910,7 +919,7 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop):
     has2 = a_nnz == 2
     cidx[cptr[:-1][has2] + 1] = hi_idx[rel_of[has2]]
     cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
-    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval)
+    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval, rel_src[rel_of])
     atom_off = np.zeros(nr + 1, dtype=np.int64)
     np.cumsum(mult, out=atom_off[1:])
     return atoms, atom_off
@@ -946,7 +955,8 @@ def _expand(dnf: _Dnf, ranges: np.ndarray, owner: np.ndarray):
     return _ragged(dnf.rs[ranges], n), np.repeat(owner, n)
 
 
-def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> List[Case]:
+def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locate) -> List[Case]:
+    """The normal form; `locate(atom.src)` -> (line, column) for error messages."""
     K = len(dnf)
     if K == 0:
         return []
@@ -996,16 +1006,15 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> Li
     bounds[:, :, 0] = np.inf
     bounds[:, :, 1] = -np.inf
     stricts = np.zeros((U, n_in, 2), dtype=bool)
+    take = slice(None)
     if key.size and np.bincount(key).max() > 1:  # some variable bounded twice on one side
-        keep = ~np.isnan(bound)
-        key, bound, strict, side = key[keep], bound[keep], strict[keep], side[keep]
-        order = np.lexsort((~strict, np.where(side, -bound, bound), key))
-        key, bound, strict = key[order], bound[order], strict[order]
-        firsts = np.ones(key.size, dtype=bool)
-        firsts[1:] = key[1:] != key[:-1]
-        key, bound, strict = key[firsts], bound[firsts], strict[firsts]
-    bounds.reshape(-1)[key] = bound  # a lone NaN bound reads as no bound, as if ignored
-    stricts.reshape(-1)[key] = strict
+        keep = np.flatnonzero(~np.isnan(bound))
+        order = keep[np.lexsort((~strict[keep], np.where(side, -bound, bound)[keep], key[keep]))]
+        firsts = np.ones(order.size, dtype=bool)
+        firsts[1:] = key[order[1:]] != key[order[:-1]]
+        take = order[firsts]
+    bounds.reshape(-1)[key[take]] = bound[take]  # a lone NaN bound reads as no bound, as if ignored
+    stricts.reshape(-1)[key[take]] = strict[take]
     upper, lower = bounds[:, :, 0], bounds[:, :, 1]
     hi_s, lo_s = stricts[:, :, 0], stricts[:, :, 1]
     lower = lower + 0.0  # contiguous copies; -0.0 -> 0.0, so equal boxes compare equal byte for byte
@@ -1022,16 +1031,33 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str) -> Li
     if bad_conj.size:
         k = int(bad_conj[0])
         u = int(sig_of[k])
-        tail = f" in disjunct {k + 1}" if K > 1 else ""
-        if no_lo[u].any():
-            raise SpecError(f"{where}: input X_{int(np.argmax(no_lo[u]))} has no lower bound{tail}")
-        if no_hi[u].any():
-            raise SpecError(f"{where}: input X_{int(np.argmax(no_hi[u]))} has no upper bound{tail}")
+        for which, missing, rel in (("lower", no_lo, ">="), ("upper", no_hi, "<=")):
+            if missing[u].any():
+                i = int(np.argmax(missing[u]))
+                what = f"input X_{i} has no {which} bound"
+                at = where
+                if K > 1:  # point at the disjunct: its first relation
+                    what += f" in disjunct {k + 1}"
+                    r = dnf.rptr[k]
+                    if dnf.rptr[k + 1] > r:
+                        line, col = locate(int(atoms.src[dnf.rs[r]]))
+                        at, what = f"{where}:{line}:{col}", what + " (the one starting here)"
+                raise SpecError(f"{at}: {what}; expected a constraint such as ({rel} X_{i} <number>)")
         i = int(np.argmax(empty[u]))
         lo, hi = float(lower[u, i]), float(upper[u, i])
+        # the relations that set the two bounds; the error points at the later one
+        mine = (b_u == u) & (var == i)
+        src_lo = atoms.src[b_atom[np.flatnonzero(mine & side & (bound == lo))[0]]]
+        src_hi = atoms.src[b_atom[np.flatnonzero(mine & ~side & (bound == hi))[0]]]
+        at, other = (src_lo, src_hi) if src_lo > src_hi else (src_hi, src_lo)
+        (line, col), (oline, ocol) = locate(int(at)), locate(int(other))
         if lo > hi:
-            raise SpecError(f"{where}: empty input box: X_{i} has lower bound {lo!r} above upper bound {hi!r}{tail}")
-        raise SpecError(f"{where}: empty input box: X_{i} is bounded by {lo!r} from both sides with a strict relation{tail}")
+            what = f"lower bound {lo!r} above upper bound {hi!r}"
+        else:
+            what = f"lower and upper bound {lo!r} and one of them strict"
+        tail = f" in disjunct {k + 1}" if K > 1 else ""
+        raise SpecError(f"{where}:{line}:{col}: empty input box{tail}: X_{i} has {what} "
+                        f"(the other bound is at line {oline}, column {ocol}); expected lower <= upper")
 
     # general linear input constraints G x <= h (rare in VNN-LIB 1.0): per part, in atom order
     g_parts: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -1122,13 +1148,19 @@ def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional
                   where: str = "<text>") -> Spec:
     """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
     parsed = _bulk_parse(text)
-    if parsed is None:
+    if parsed is not None:
+        def locate(offset: int) -> Tuple[int, int]:
+            return _line_col(text, offset)
+    else:
         parsed = _tree_parse(text, where)
+
+        def locate(token: int) -> Tuple[int, int]:
+            return _position(text, token, None)
     n_in, n_out, atoms, dnf, _ = parsed
     if n_inputs is not None and n_in != n_inputs:
         raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}")
     if n_outputs is not None and n_out != n_outputs:
         raise SpecError(f"{where}: property declares {n_out} outputs (Y_0..Y_{n_out - 1}) but the network has {n_outputs}")
     with np.errstate(over="ignore", invalid="ignore"):  # +-inf bounds are reported, not warned about
-        cases = _assemble(atoms, dnf, n_in, n_out, where)
+        cases = _assemble(atoms, dnf, n_in, n_out, where, locate)
     return Spec(n_inputs=n_in, n_outputs=n_out, cases=cases, source=where, version="1.0")
