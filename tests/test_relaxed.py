@@ -160,7 +160,7 @@ def test_split_heuristics_agree_on_the_answer():
     ys = net.evaluate(np.random.default_rng(0).uniform(-1, 1, (20000, 3))).astype(np.float64)
     d = ys[:, 0] - ys[:, 1]
     spec = _spec_max_at_least(3, lo, hi, [[-1.0, 1.0]], [-(d.max() + 0.5)])  # y0 - y1 >= max + 0.5: unsat
-    for h in ("smear", "width"):
+    for h in ("slack", "smear", "width", "abswidth"):
         out = relaxed.check(net, spec, time.monotonic() + 120, OPTS.with_(split_heuristic=h))
         assert out.verdict in (Verdict.UNSAT, Verdict.UNKNOWN) and out.counterexample is None
         assert out.verdict == Verdict.UNSAT, (h, out.detail)
@@ -217,3 +217,58 @@ def test_acasxu_answers_never_contradict_ground_truth(net_id, prop):
     truth = _truth(net_id, prop)
     if out.verdict in (Verdict.SAT, Verdict.UNSAT):
         assert out.verdict.value == truth
+
+
+# ---- the relu-chain CROWN used inside input splitting ----------------------------------------------
+def _chain(net):
+    import copy
+
+    from vnncert.engines.relu_chain import AffineReluChain
+
+    return AffineReluChain.from_module(copy.deepcopy(net.torch_module()).double(), net.n_inputs)
+
+
+def test_relu_chain_matches_auto_lirpa_crown():
+    net = mlp(11, [3, 16, 16, 16, 4], scale=1.5)
+    chain = _chain(net)
+    assert chain is not None and chain.widths == [16, 16, 16]
+    b = relaxed.Bounder(net)
+    rng = np.random.default_rng(0)
+    C = rng.standard_normal((6, 3, 4))
+    c = rng.uniform(-1, 1, (6, 3))
+    w = rng.uniform(0.01, 0.5, (6, 1))
+    lo, hi = c - w, c + w
+    ref, _ = b.lower(lo, hi, C, "crown")
+    got, A, _, _ = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C))
+    assert np.allclose(got.numpy(), ref, rtol=1e-9, atol=1e-9)
+    assert A.shape == (6, 3, 3)
+
+
+def test_relu_chain_child_bounds_hold_on_samples():
+    """Children reuse the parent's intermediate bounds: still sound, checked by sampling."""
+    net = mlp(12, [2, 20, 20, 20, 2], scale=2.0)
+    chain = _chain(net)
+    rng = np.random.default_rng(1)
+    C = np.array([[[1.0, -1.0], [0.0, 1.0]]])
+    lo, hi = np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]])
+    _, _, state, _ = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C))
+    for _ in range(4):  # descend into random halves, carrying the state
+        d = int(rng.integers(2))
+        mid = (lo[0, d] + hi[0, d]) / 2
+        if rng.random() < 0.5:
+            hi = hi.copy(); hi[0, d] = mid
+        else:
+            lo = lo.copy(); lo[0, d] = mid
+        lb, _, state, scores = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C),
+                                           parent=state, want_scores=True)
+        smin = _sampled_min(net, C[0], lo[0], hi[0], n=3000)
+        assert np.all(lb.numpy()[0] <= smin + 1e-5 * (1 + np.abs(smin)))
+        assert np.all(scores.numpy() >= 0)
+
+
+def test_relu_chain_refuses_other_graphs():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["g"], transB=1), helper.make_node("Sigmoid", ["g"], ["y"])]
+    net = _model(nodes, {"W": W}, ["N", 3], ["N", 4])
+    assert _chain(net) is None

@@ -15,7 +15,7 @@ class Options:
     pgd_steps: int = 50
     # relaxed engine
     relaxed_method: str = "crown"  # ibp | crown | alpha-crown
-    split_heuristic: str = "smear"  # input-split dimension choice: smear (bound coefficients x width) | width
+    split_heuristic: str = "slack"  # input-split dimension: slack | smear | width | abswidth (docs/relaxed.md)
     split_max_dims: int = 16  # input-split BaB only when a case has at most this many free input dims
     # probabilistic engine
     sigma: float = 0.25

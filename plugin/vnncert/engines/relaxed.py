@@ -38,6 +38,7 @@ MARGIN_REL = 1e-6
 
 SPLIT_MAX_DIMS = 16          # input-split BaB only for at most this many free input dims
 MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unknown)
+MAX_STATE_BYTES = 1 << 30    # and at most this much memory for the open boxes' intermediate bounds
 MIN_WIDTH = 1e-9             # a box narrower than this in every dim is not split further
 
 
@@ -197,11 +198,47 @@ def _pad_rows(rows: CaseRows) -> CaseRows:
                     rows.empty_disjunct)
 
 
+def _take_state(state, idx):
+    if state is None:
+        return None
+    import torch
+
+    t = torch.as_tensor(idx, dtype=torch.long)
+    return [x[t] for x in state[0]], [x[t] for x in state[1]]
+
+
+class _Boxes:
+    """Open boxes: lo/hi (K, n) float64, alive (K, n_disjuncts), optional per-box bounder state."""
+
+    def __init__(self, lo, hi, alive, state):
+        self.lo, self.hi, self.alive, self.state = lo, hi, alive, state
+
+    def __len__(self) -> int:
+        return self.lo.shape[0]
+
+    def take(self, idx) -> "_Boxes":
+        return _Boxes(self.lo[idx], self.hi[idx], self.alive[idx], _take_state(self.state, idx))
+
+    @staticmethod
+    def cat(parts: List["_Boxes"]) -> "_Boxes":
+        if len(parts) == 1:
+            return parts[0]
+        state = None
+        if parts[0].state is not None:
+            import torch
+
+            n = len(parts[0].state[0])
+            state = ([torch.cat([p.state[0][j] for p in parts]) for j in range(n)],
+                     [torch.cat([p.state[1][j] for p in parts]) for j in range(n)])
+        return _Boxes(np.concatenate([p.lo for p in parts]), np.concatenate([p.hi for p in parts]),
+                      np.concatenate([p.alive for p in parts]), state)
+
+
 class _Search:
     """Input-split branch and bound for one case."""
 
     def __init__(self, network, spec, case_index: int, rows: CaseRows, bounder: Bounder, options: Options,
-                 deadline: float, stats: dict):
+                 deadline: float, stats: dict, chain=None):
         self.network = network
         self.spec = spec
         self.ci = case_index
@@ -215,7 +252,10 @@ class _Search:
         reg = self.case.region
         self.lo0, self.hi0 = reg.lower.astype(np.float64), reg.upper.astype(np.float64)
         self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
-        self.heuristic = getattr(options, "split_heuristic", "smear")
+        self.heuristic = getattr(options, "split_heuristic", "slack")
+        self.chain = chain if options.relaxed_method == "crown" else None
+        per_box = 2 * 8 * sum(chain.widths) if self.chain is not None else 0
+        self.max_open = int(min(MAX_OPEN_BOXES, MAX_STATE_BYTES // max(1, per_box)))
 
     # candidates -> witness
     def try_points(self, xs: np.ndarray) -> Optional[Outcome]:
@@ -238,11 +278,27 @@ class _Search:
         ys = self.network.evaluate(xs).astype(np.float64)
         return np.stack([hs.violation(ys) for hs in self.case.output], axis=1).min(axis=1)
 
+    def _bound(self, boxes: "_Boxes"):
+        """(lb (K, R), lA (K, R, n_in) or None, per-box state for the children)."""
+        K = len(boxes)
+        C = _batch_C(self.rows, K)
+        if self.chain is not None:
+            import torch
+
+            want = self.heuristic == "slack"  # the scores cost about a third more per box
+            lb, A, state, scores = self.chain.lower(torch.as_tensor(boxes.lo), torch.as_tensor(boxes.hi),
+                                                    torch.as_tensor(C), parent=boxes.state, want_scores=want)
+            lb = lb.numpy()
+            self._scores_now = scores.numpy() if scores is not None else None
+            return np.where(np.isnan(lb), -np.inf, lb), A.numpy(), state
+        self._scores_now = None
+        lb, lA = self.bounder.lower(boxes.lo, boxes.hi, C, self.options.relaxed_method, want_A=True)
+        return lb, lA, None
+
     def run(self, lo: np.ndarray, hi: np.ndarray, alive: np.ndarray) -> Tuple[Optional[Outcome], str]:
         """BaB from the given open boxes. Returns (sat outcome or None, 'refuted'|'unknown'|'timeout')."""
         rows = self.rows
-        R = rows.C.shape[0]
-        stack_lo, stack_hi, stack_alive = [lo], [hi], [alive]
+        stack: List[_Boxes] = [_Boxes(lo, hi, alive, None)]
         n_open = lo.shape[0]
         batch = 256
         unresolved = 0
@@ -250,38 +306,41 @@ class _Search:
         while n_open:
             if expired(self.deadline):
                 return None, "timeout"
-            if n_open > MAX_OPEN_BOXES:
+            if n_open > self.max_open:
                 self.stats["gave_up_open_boxes"] = n_open
                 return None, "unknown"
             # pop up to `batch` boxes from the top of the stack (depth first: bounded memory)
-            blo, bhi, bal = stack_lo.pop(), stack_hi.pop(), stack_alive.pop()
-            while blo.shape[0] < batch and stack_lo:
-                blo = np.concatenate([blo, stack_lo.pop()])
-                bhi = np.concatenate([bhi, stack_hi.pop()])
-                bal = np.concatenate([bal, stack_alive.pop()])
-            if blo.shape[0] > batch:
-                stack_lo.append(blo[batch:]), stack_hi.append(bhi[batch:]), stack_alive.append(bal[batch:])
-                blo, bhi, bal = blo[:batch], bhi[:batch], bal[:batch]
-            n_open -= blo.shape[0]
-            K = blo.shape[0]
+            parts = [stack.pop()]
+            have = len(parts[0])
+            while have < batch and stack:
+                parts.append(stack.pop())
+                have += len(parts[-1])
+            boxes = _Boxes.cat(parts)
+            if len(boxes) > batch:
+                stack.append(boxes.take(np.arange(batch, len(boxes))))
+                boxes = boxes.take(np.arange(batch))
+            K = len(boxes)
+            n_open -= K
             t0 = time.monotonic()
-            lb, lA = self.bounder.lower(blo, bhi, _batch_C(rows, K), self.options.relaxed_method, want_A=True)
+            lb, lA, state = self._bound(boxes)
             dt = time.monotonic() - t0
             self.stats["bounded_boxes"] = self.stats.get("bounded_boxes", 0) + K
             self.stats["bound_seconds"] = self.stats.get("bound_seconds", 0.0) + dt
             # grow the batch while one call stays short (deadline checks happen between calls)
-            if dt < 0.25 and batch < 4096:
+            if dt < 0.2 and batch < 4096:
                 batch *= 2
-            elif dt > 1.0 and batch > 16:
+            elif dt > 0.8 and batch > 16:
                 batch //= 2
             ok = refuted_rows(lb, rows.b[None, :])
-            dis = refuted_disjuncts(rows, ok) | ~bal
+            dis = refuted_disjuncts(rows, ok) | ~boxes.alive
             open_mask = ~dis.all(axis=1) if not rows.empty_disjunct else np.ones(K, bool)
             if not open_mask.any():
                 continue
             idx = np.flatnonzero(open_mask)
-            olo, ohi, oal, olb = blo[idx], bhi[idx], ~dis[idx], lb[idx]
+            olo, ohi, oal, olb = boxes.lo[idx], boxes.hi[idx], ~dis[idx], lb[idx]
             oA = lA[idx] if lA is not None else None
+            oS = self._scores_now[idx] if self._scores_now is not None else None
+            ostate = _take_state(state, idx)
             # cheap candidates: centres and the corners minimising the open rows' linear lower bounds
             cands = [(olo + ohi) / 2]
             if oA is not None:
@@ -301,20 +360,23 @@ class _Search:
             splittable = (w > MIN_WIDTH).any(axis=1)
             if not splittable.all():
                 unresolved += int((~splittable).sum())
-                olo, ohi, oal, olb, w = olo[splittable], ohi[splittable], oal[splittable], olb[splittable], w[splittable]
-                oA = oA[splittable] if oA is not None else None
+                keep = np.flatnonzero(splittable)
+                olo, ohi, oal, olb, w = olo[keep], ohi[keep], oal[keep], olb[keep], w[keep]
+                oA = oA[keep] if oA is not None else None
+                oS = oS[keep] if oS is not None else None
+                ostate = _take_state(ostate, keep)
                 if not olo.shape[0]:
                     continue
-            dim = self._split_dims(olo, ohi, oal, olb, oA)
+            dim = self._split_dims(olo, ohi, oal, olb, oA, oS)
             k = olo.shape[0]
             mid = (olo[np.arange(k), dim] + ohi[np.arange(k), dim]) / 2
             left_hi = ohi.copy()
             left_hi[np.arange(k), dim] = mid
             right_lo = olo.copy()
             right_lo[np.arange(k), dim] = mid
-            stack_lo.append(np.concatenate([olo, right_lo]))
-            stack_hi.append(np.concatenate([left_hi, ohi]))
-            stack_alive.append(np.concatenate([oal, oal]))
+            both = np.concatenate([np.arange(k), np.arange(k)])
+            stack.append(_Boxes(np.concatenate([olo, right_lo]), np.concatenate([left_hi, ohi]),
+                                np.concatenate([oal, oal]), _take_state(ostate, both)))
             n_open += 2 * k
             self.stats["splits"] = self.stats.get("splits", 0) + k
         if unresolved:
@@ -330,32 +392,42 @@ class _Search:
         gap = np.where(row_alive, gap, -np.inf)
         return gap.argmax(axis=1)
 
-    def _split_dims(self, lo, hi, alive, lb, lA) -> np.ndarray:
+    def _split_dims(self, lo, hi, alive, lb, lA, slack=None) -> np.ndarray:
+        """The input dim to halve, per open box (docs/relaxed.md compares the heuristics).
+
+        slack: where the relaxation's looseness comes from (relu-chain bounder only; the triangle
+               gap of every unstable neuron, weighted by the row's back-substituted coefficients and
+               shared out over the input dims the neuron depends on);
+        smear: |coefficient of the linear lower bound| x width;
+        width: width relative to the case's box; abswidth: absolute width."""
         w = hi - lo
-        if self.heuristic == "abswidth":
-            score = w.copy()
-        elif self.heuristic == "width" or lA is None:
-            score = w / self.width0
-        else:
-            # smear: how much of each open disjunct's best row's looseness comes from each input dim
+        per_row = None
+        if self.heuristic == "slack" and slack is not None:
+            per_row = slack
+        elif self.heuristic == "smear" and lA is not None:
+            per_row = np.abs(lA) * w[:, None, :]
+        if per_row is not None:
+            # sum over the open disjuncts of their best row's scores
             rows = self.rows
             gap = lb - rows.b[None, :]
             row_alive = alive[:, np.clip(rows.owner, 0, None)] & (rows.owner[None, :] >= 0)
             score = np.zeros_like(w)
+            k = np.arange(lo.shape[0])
             for d in range(rows.n_disjuncts):
                 sel = np.flatnonzero(rows.owner == d)
                 if not sel.size:
                     continue
                 g = np.where(row_alive[:, sel], gap[:, sel], -np.inf)
                 best = sel[g.argmax(axis=1)]
-                a = lA[np.arange(lo.shape[0]), best]
-                contrib = np.abs(a) * w
-                score += np.where(alive[:, d:d + 1], contrib, 0.0)
-            score = np.where(w > MIN_WIDTH, score, -1.0)
-            # a box where no dim scores (all coefficients zero) falls back to the widest dim
-            flat = score.max(axis=1) <= 0
-            if flat.any():
+                score += np.where(alive[:, d:d + 1], per_row[k, best], 0.0)
+            score = np.where(w > MIN_WIDTH, score, 0.0)
+            flat = ~(score.max(axis=1) > 0)
+            if flat.any():  # nothing to go on (no unstable neuron, zero coefficients): widest dim
                 score[flat] = (w / self.width0)[flat]
+        elif self.heuristic == "abswidth":
+            score = w.copy()
+        else:
+            score = w / self.width0
         score = np.where(w > MIN_WIDTH, score, -np.inf)
         return score.argmax(axis=1)
 
@@ -445,11 +517,18 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         return done(Verdict.UNKNOWN, f"{len(open_cases)} of {len(spec.cases)} case(s) not refuted by {method}; "
                                      f"{free} free input dims is too many for input splitting")
     bab_method = "crown" if method == "ibp" else method
+    chain = None
+    if bab_method == "crown":
+        from .relu_chain import AffineReluChain
+
+        chain = AffineReluChain.from_module(bounder.module, network.n_inputs)
+        stats["bab_bounder"] = "relu-chain CROWN" if chain is not None else "auto_LiRPA"
     verdicts = []
     for i in sorted(open_cases, key=lambda i: -np.prod(np.maximum(spec.cases[i].region.upper - spec.cases[i].region.lower, 0) + 1e-12)):
         rows = all_rows[i]
         reg = spec.cases[i].region
-        search = _Search(network, spec, i, rows, bounder, options.with_(relaxed_method=bab_method), deadline, stats)
+        search = _Search(network, spec, i, rows, bounder, options.with_(relaxed_method=bab_method), deadline, stats,
+                         chain=chain)
         out, status = search.run(reg.lower[None, :].astype(np.float64), reg.upper[None, :].astype(np.float64),
                                  np.ones((1, rows.n_disjuncts), dtype=bool))
         if out is not None:
