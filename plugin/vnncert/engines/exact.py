@@ -266,9 +266,9 @@ class Solver:
         bound = float(info.mip_dual_bound) if info.mip_node_count >= 0 else (inc if status == highspy.HighsModelStatus.kOptimal else None)
         x = None
         if has_sol:
-            vmap = self.opt._pyomo_var_to_solver_var_map
-            cols = [vmap[id(v)] for v in self.mm.input_vars()]
-            x = np.asarray(sol.col_value, np.float64)[cols]
+            xs = self.mm.input_vars()
+            vals = self.opt.get_primals(vars_to_load=xs)
+            x = np.array([vals[v] for v in xs], dtype=np.float64)
         if status == highspy.HighsModelStatus.kInfeasible:
             # with objective_bound = cutoff: nothing below the cutoff exists (up to tolerances)
             return SolveResult("proven", inc, cutoff, None, seconds, nodes, "infeasible below the cutoff")
@@ -467,6 +467,32 @@ def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc
             note = r.message
         return Verdict.UNKNOWN, None, note
     return Verdict.UNKNOWN, None, note
+
+
+def check_box(network, spec, ci: int, lower: np.ndarray, upper: np.ndarray, deadline: float, options: Options,
+              stats: Optional[dict] = None) -> Outcome:
+    """Decide case `ci` of `spec` restricted to the sub-box [lower, upper] of its region (for a
+    branch and bound that hands hard leaves to the MILP). `unsat` is about that box only; `sat`
+    carries a witness replayed against the whole spec."""
+    from ..network.layers import layer_graph
+    from ..spec.model import Case, InputRegion
+
+    t0 = time.monotonic()
+    case = spec.cases[ci]
+    reg = case.region
+    sub = InputRegion(np.maximum(np.asarray(lower, np.float64), reg.lower), np.minimum(np.asarray(upper, np.float64), reg.upper),
+                      reg.G, reg.h, reg.lower_strict, reg.upper_strict, reg.G_strict)
+    box_spec = type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, case.output)], spec.source, spec.version)
+    st = stats if stats is not None else {}
+    r = check_case(network, box_spec, 0, layer_graph(network), deadline, options, st, milp=True)
+    if r.verdict == Verdict.SAT:
+        x = r.outcome.counterexample[0]
+        out = sat_outcome(network, spec, x, ENGINE, detail=r.outcome.detail)
+        if out is not None:
+            out.seconds = time.monotonic() - t0
+            return out
+        return Outcome(Verdict.UNKNOWN, engine=ENGINE, seconds=time.monotonic() - t0, detail="sub-box witness did not replay")
+    return Outcome(r.verdict, engine=ENGINE, seconds=time.monotonic() - t0, detail=r.detail, stats=_summary(st))
 
 
 def _run(network, spec, deadline: float, options: Options, milp: bool, engine: str) -> Outcome:
