@@ -110,6 +110,21 @@ class _Dnf:
         return _Dnf(np.arange(starts.size + 1), starts, stops)
 
     @staticmethod
+    def join_single(parts: Sequence["_Dnf"]) -> "_Dnf":
+        """One conjunction: all ranges of single-conjunction DNFs, in order, adjacent ones merged."""
+        if len(parts) == 1:
+            return parts[0]
+        rs = np.concatenate([p.rs for p in parts])
+        re_ = np.concatenate([p.re for p in parts])
+        if rs.size == 0:
+            return _Dnf(np.array([0, 0]), rs, re_)
+        new = np.ones(rs.size, dtype=bool)
+        new[1:] = rs[1:] != re_[:-1]
+        last = np.ones(rs.size, dtype=bool)
+        last[:-1] = new[1:]
+        return _Dnf(np.array([0, int(new.sum())]), rs[new], re_[last])
+
+    @staticmethod
     def any_of(parts: Sequence["_Dnf"]) -> "_Dnf":
         if len(parts) == 1:
             return parts[0]
@@ -159,16 +174,28 @@ def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 # Tree front end (general, and the source of every positioned error message)
 # ---------------------------------------------------------------------------------------------
 def _position(text: str, token_index: int, atom: Optional[str]) -> Tuple[int, int]:
-    """1-based (line, column) of the token with this index (of the atom inside it, if given)."""
+    """1-based (line, column) of the token with this index; with `atom`, of the first element of
+    the list opened there (token_index -1: the top level) that is that atom."""
     offset = len(text)
+    depth = 0
     for i, m in enumerate(_TOKEN.finditer(text)):
-        if i == token_index:
+        if i < token_index:
+            continue
+        if atom is None:
+            if i == token_index:
+                offset = m.start()
+                break
+            continue
+        tok = m.group(0)
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+            if depth < 0 if token_index < 0 else depth <= 0:
+                break
+        elif tok == atom and depth == (0 if token_index < 0 else 1):
             offset = m.start()
             break
-    if atom is not None:
-        found = text.find(atom, offset)
-        if found >= 0:
-            offset = found
     return _line_col(text, offset)
 
 
@@ -176,15 +203,6 @@ def _line_col(text: str, offset: int) -> Tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, col
-
-
-def _atom_position(text: str, atom: str) -> Tuple[int, int]:
-    offset = 0
-    for m in _TOKEN.finditer(text):
-        if m.group(0) == atom:
-            offset = m.start()
-            break
-    return _line_col(text, offset)
 
 
 def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
@@ -299,13 +317,14 @@ class _TreeParser:
         self.src.extend([ctx] * len(new))
         return list(range(first, len(self.table)))
 
-    def dnf(self, node) -> List[List[int]]:
+    def dnf(self, node, ctx: int) -> List[List[int]]:
+        """`node` is an element of the list whose '(' is token `ctx`."""
         if isinstance(node, str):
             if node == "true":
                 return [[]]
             if node == "false":
                 return []
-            raise _Located(f"expected a constraint such as (<= X_0 1), found {node!r}", -2, node)
+            raise _Located(f"expected a constraint such as (<= X_0 1), found {node!r}", ctx, node)
         if len(node) < 2 or not isinstance(node[1], str):
             raise _Located("expected a constraint: (and ...), (or ...) or a relation", node[0])
         op = node[1]
@@ -314,7 +333,7 @@ class _TreeParser:
         if op == "and":
             result: List[List[int]] = [[]]
             for child in node[2:]:
-                sub = self.dnf(child)
+                sub = self.dnf(child, node[0])
                 if len(sub) == 1:
                     for conj in result:
                         conj.extend(sub[0])
@@ -326,7 +345,7 @@ class _TreeParser:
         if op == "or":
             result = []
             for child in node[2:]:
-                result.extend(self.dnf(child))
+                result.extend(self.dnf(child, node[0]))
             return result
         raise _Located(f"unsupported operator {op!r} (expected and, or, <=, >=, <, >, =)", node[0])
 
@@ -384,7 +403,7 @@ def _tree_parse(text: str, where: str):
     try:
         for item in tree[1:]:
             if isinstance(item, str):
-                raise _Located(f"expected '(' to start a command, found {item!r}", -2, item)
+                raise _Located(f"expected '(' to start a command, found {item!r}", -1, item)
             if len(item) < 2 or not isinstance(item[1], str):
                 raise _Located("expected a command: (declare-const ...) or (assert ...)", item[0])
             cmd = item[1]
@@ -394,7 +413,7 @@ def _tree_parse(text: str, where: str):
                 if len(item) != 3:
                     raise _Located("assert takes exactly one constraint", item[0])
                 n_asserts += 1
-                sub = p.dnf(item[2])
+                sub = p.dnf(item[2], item[0])
                 if len(sub) == 1:
                     for c in conjs:
                         c.extend(sub[0])
@@ -407,10 +426,7 @@ def _tree_parse(text: str, where: str):
             else:
                 raise _Located(f"unknown command {cmd!r} (expected declare-const or assert)", item[0], cmd)
     except _Located as e:
-        if e.token == -2:  # bare atom at top level or in boolean position: find it by text
-            line, col = _position(text, len(tokens), None) if e.atom is None else _atom_position(text, e.atom)
-        else:
-            line, col = _position(text, e.token, e.atom)
+        line, col = _position(text, e.token, e.atom)
         raise SpecError(f"{where}:{line}:{col}: {e.message}") from None
     if not tokens or not p.declared:
         raise SpecError(f"{where}: empty property: no declare-const found")
@@ -868,17 +884,11 @@ def _bulk(text: str):
                     rr = np.arange(x, y)
                     parts.append(_Dnf.each(atom_off[rr], atom_off[rr + 1]))
             return _Dnf.any_of(parts)
-        result = None
-        for _, is_sub, x, y in items:
-            sub = dnf(x) if is_sub else _Dnf.single(int(atom_off[x]), int(atom_off[y]))
-            result = _conjoin(result, sub)
-        return result
+        return _conjoin_all([dnf(x) if is_sub else _Dnf.single(int(atom_off[x]), int(atom_off[y]))
+                             for _, is_sub, x, y in items])
 
-    conjs = None
-    asserts = np.flatnonzero(is_assert)
-    for j in asserts[np.argsort(open_at[bi[asserts]])].tolist():
-        conjs = _conjoin(conjs, dnf(j))
-    return n_in, n_out, atoms, conjs, int(asserts.size)
+    asserts = np.flatnonzero(is_assert)  # in text order
+    return n_in, n_out, atoms, _conjoin_all([dnf(j) for j in asserts.tolist()]), int(asserts.size)
 
 
 def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
@@ -925,12 +935,27 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     return atoms, atom_off
 
 
-def _conjoin(acc: Optional[_Dnf], sub: _Dnf) -> _Dnf:
-    """acc and sub (acc None: nothing yet), with the tree front end's size limit."""
-    size = 1 if acc is None else len(acc)
-    if len(sub) != 1 and size * len(sub) > MAX_CONJUNCTIONS:
-        raise _GiveUp  # the tree front end raises the positioned error
-    return sub if acc is None else acc.times(sub)
+def _conjoin_all(parts: List[_Dnf]) -> _Dnf:
+    """The conjunction of DNFs, in order, with the tree front end's size limit. Runs of
+    single-conjunction parts (plain asserts) are joined first, so thousands of them stay linear."""
+    result: Optional[_Dnf] = None
+    size = 1
+    i = 0
+    while i < len(parts):
+        if len(parts[i]) == 1:
+            j = i
+            while j < len(parts) and len(parts[j]) == 1:
+                j += 1
+            sub = _Dnf.join_single(parts[i:j])
+            i = j
+        else:
+            sub = parts[i]
+            if size * len(sub) > MAX_CONJUNCTIONS:
+                raise _GiveUp  # the tree front end raises the positioned error
+            size *= len(sub)
+            i += 1
+        result = sub if result is None else result.times(sub)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
