@@ -41,8 +41,10 @@ MAX_CONJUNCTIONS = 2_000_000
 # atom kinds
 _CONST, _IN, _OUT = 0, 1, 2
 _KIND_OF = {"": _CONST, "X": _IN, "Y": _OUT}
-# relation codes (bulk front end)
+# relation codes (bulk front end), looked up by first character * 2 + (two characters, second '=')
 _LE, _LT, _GE, _GT, _EQ = 0, 1, 2, 3, 4
+_OPCODE = np.full(512, -1, dtype=np.int8)
+_OPCODE[[ord("<") * 2 + 1, ord("<") * 2, ord(">") * 2 + 1, ord(">") * 2, ord("=") * 2]] = [_LE, _LT, _GE, _GT, _EQ]
 
 
 class _Located(Exception):
@@ -112,7 +114,7 @@ class _Dnf:
     @staticmethod
     def join_single(parts: Sequence["_Dnf"]) -> "_Dnf":
         """One conjunction: all ranges of single-conjunction DNFs, in order, adjacent ones merged."""
-        if len(parts) == 1:
+        if len(parts) == 1 and parts[0].rs.size <= 1:
             return parts[0]
         rs = np.concatenate([p.rs for p in parts])
         re_ = np.concatenate([p.re for p in parts])
@@ -699,21 +701,26 @@ def _bulk(text: str):
 
     # ---- tokens ----------------------------------------------------------------------------------
     edge = np.zeros(b.size + 2, dtype=np.int8)
-    np.greater(b, 32, out=edge[1:-1].view(bool))  # every other ASCII character <= 32 is whitespace here
-    edge[1:-1][paren] = 0
-    edge = np.diff(edge)
-    ts = np.flatnonzero(edge == 1)
-    te = np.flatnonzero(edge == -1)
-    ntok = ts.size
-    first = np.searchsorted(ts, open_at)  # first token after each '('
-    has_head = first < ntok
-    has_head[has_head] = ts[first[has_head]] < next_paren[has_head]
-    if not has_head.all():
+    tc = edge[1:-1].view(bool)
+    np.greater(b, 32, out=tc)  # every other ASCII character <= 32 is whitespace here
+    tc[ev] = False
+    step = np.diff(edge)  # +1 where a token starts, -1 just past its end
+    bounds = np.flatnonzero(step)
+    ts, te = bounds[0::2], bounds[1::2]
+    if ts.size and ts[0] < ev[0]:
+        raise _GiveUp  # a token before the first '('
+    # gap[k]: number of tokens between parenthesis k and the next one
+    gap = np.add.reduceat((step[:b.size] == 1).view(np.int8), ev, dtype=np.int64)
+    if gap[~ev_open].any():
+        raise _GiveUp  # a token after a ')': bare tokens beside sub-lists, or at the top level
+    first_after = np.cumsum(gap) - gap  # index of the first token after each parenthesis
+    first = first_after[oe]  # the head token of each list
+    own = gap[oe]  # tokens of a list before its first sub-list (all of them if innermost)
+    if not own.all():
         raise _GiveUp  # `()` or `((...` : the tree front end explains
-    inner_ntok = np.searchsorted(ts, next_paren[inner]) - first[inner]
-    n_branch = int((~inner).sum())
-    if int(inner_ntok.sum()) + n_branch != ntok:
-        raise _GiveUp  # tokens outside lists, or bare tokens beside sub-lists
+    if (own[~inner] != 1).any():
+        raise _GiveUp  # a branch list with more than its head before its first sub-list
+    inner_ntok = own[inner]
 
     # ---- branch lists (assert / and / or), their closing parenthesis and their parents ------------
     bi = np.flatnonzero(~inner)  # list ids of branch lists
@@ -729,15 +736,15 @@ def _bulk(text: str):
     ckey.sort()
     b_close_ev = ckey[np.searchsorted(ckey, b_level.astype(np.int64) * big + oe[bi])] % big
     b_close_at = ev[b_close_ev]
-    # parent of every list: the last branch list one level up opened before it
-    bkey = b_level.astype(np.int64) * big + oe[bi]  # sorted by (level, position)
-    border = np.argsort(bkey, kind="stable")
+    # parent of every branch list: the last branch list one level up opened before it
+    bkey = b_level.astype(np.int64) * big + oe[bi]
+    border = np.argsort(bkey, kind="stable")  # by (level, position)
     bkey_sorted = bkey[border]
-    parent = np.full(oe.size, -1, dtype=np.int64)  # branch index, -1 for the top level
-    deep = np.flatnonzero(level > 1)
+    b_parent = np.full(bi.size, -1, dtype=np.int64)  # branch index, -1 for the top level
+    deep = np.flatnonzero(b_level > 1)
     if deep.size:
-        k = np.searchsorted(bkey_sorted, (level[deep] - 1).astype(np.int64) * big + oe[deep]) - 1
-        parent[deep] = border[k]
+        k = np.searchsorted(bkey_sorted, (b_level[deep] - 1).astype(np.int64) * big + oe[bi[deep]]) - 1
+        b_parent[deep] = border[k]
 
     # ---- innermost lists: declarations, relations, ignored commands -----------------------------
     ii = np.flatnonzero(inner)
@@ -751,13 +758,10 @@ def _bulk(text: str):
     i3 = ii[three]
     h = first[i3]  # head token of each 3-token innermost list
     hs, hl = ts[h], te[h] - ts[h]
-    c0, c1 = b[hs], b[np.minimum(hs + 1, b.size - 1)]
-    op = np.full(i3.size, -1, dtype=np.int8)
-    op[(hl == 2) & (c0 == ord("<")) & (c1 == ord("="))] = _LE
-    op[(hl == 2) & (c0 == ord(">")) & (c1 == ord("="))] = _GE
-    op[(hl == 1) & (c0 == ord("<"))] = _LT
-    op[(hl == 1) & (c0 == ord(">"))] = _GT
-    op[(hl == 1) & (c0 == ord("="))] = _EQ
+    # relation symbol from (first character, length, second character is '=')
+    two_eq = (hl == 2) & (bp[hs + 1] == ord("="))
+    op = _OPCODE[b[hs].astype(np.intp) * 2 + two_eq]
+    op[(hl > 2) | ((hl == 2) & ~two_eq)] = -1
     is_rel = op >= 0
     is_decl = ~is_rel
     if is_decl.any():
@@ -796,15 +800,32 @@ def _bulk(text: str):
         raise _GiveUp
     if ((b_level == 1) != is_assert).any() or not is_assert.any():
         raise _GiveUp
-    children = np.bincount(parent[parent >= 0], minlength=bi.size)
-    if (children[is_assert] != 1).any():
-        raise _GiveUp
-    if bi.size and open_at[i3[d]].max() > open_at[bi[is_assert]].min():
+    if open_at[i3[d]].max() > open_at[bi[is_assert]].min():
         raise _GiveUp  # a declaration after an assert: the tree front end decides
     r = np.flatnonzero(is_rel)
     rel_list = i3[r]
     if (level[rel_list] == 1).any():
         raise _GiveUp  # a relation as a top-level command
+    # every list below the top level is a relation or a branch list now; relations inside each
+    # branch list: rel_at[b_r0:b_r1]
+    rel_at = open_at[rel_list]
+    b_r0 = np.searchsorted(rel_at, open_at[bi])
+    b_r1 = np.searchsorted(rel_at, b_close_at)
+    if (b_r1 == b_r0).any():
+        raise _GiveUp  # a branch list without a relation (the tree front end handles odd shapes)
+    n_sub = np.bincount(b_parent[b_parent >= 0], minlength=bi.size)
+    flat = n_sub == 0  # no branch sub-lists: all relations inside are its children
+    sub_order = np.argsort(b_parent, kind="stable")
+    sub_start = np.searchsorted(b_parent[sub_order], np.arange(bi.size))
+    # an assert has one child: one relation, or one sub-list holding all its relations
+    a_idx = np.flatnonzero(is_assert)
+    a_flat = flat[a_idx]
+    if (b_r1[a_idx[a_flat]] - b_r0[a_idx[a_flat]] != 1).any():
+        raise _GiveUp
+    a_deep = a_idx[~a_flat]
+    child = sub_order[sub_start[a_deep]]
+    if ((n_sub[a_deep] != 1) | (b_r0[child] != b_r0[a_deep]) | (b_r1[child] != b_r1[a_deep])).any():
+        raise _GiveUp
 
     # ---- relations -> atoms -------------------------------------------------------------------------
     ta, tb = h[r] + 1, h[r] + 2
@@ -829,21 +850,11 @@ def _bulk(text: str):
         atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, open_at[rel_list])
 
     # ---- boolean structure -> DNF over atom ranges ------------------------------------------------
-    rel_at = open_at[rel_list]
-    rel_parent = parent[rel_list]
-    b_r0 = np.searchsorted(rel_at, open_at[bi])  # relations inside each branch list
-    b_r1 = np.searchsorted(rel_at, b_close_at)
-    if (b_r1 == b_r0).any():
-        raise _GiveUp  # a branch list without a relation (the tree front end handles odd shapes)
-    b_parent = parent[bi]
-    n_sub = np.bincount(b_parent[b_parent >= 0], minlength=bi.size)
-    flat = n_sub == 0
-    sub_order = np.argsort(b_parent, kind="stable")
-    sub_start = np.searchsorted(b_parent[sub_order], np.arange(bi.size))
-    # relations whose parent has sub-lists, grouped by parent
-    loose = np.flatnonzero(~flat[rel_parent])
-    loose_order = loose[np.argsort(rel_parent[loose], kind="stable")]
-    loose_par = rel_parent[loose_order]
+    def own_relations(j: int, subs: np.ndarray) -> np.ndarray:
+        """Relations that are children of branch list j itself (not inside its sub-lists)."""
+        r0, r1 = int(b_r0[j]), int(b_r1[j])
+        cover = np.bincount(b_r0[subs] - r0, minlength=r1 - r0 + 1) - np.bincount(b_r1[subs] - r0, minlength=r1 - r0 + 1)
+        return np.flatnonzero(np.cumsum(cover)[:-1] == 0) + r0
 
     def dnf(j: int) -> _Dnf:
         if flat[j]:
@@ -852,10 +863,9 @@ def _bulk(text: str):
                 return _Dnf.each(atom_off[rr], atom_off[rr + 1])
             return _Dnf.single(int(atom_off[b_r0[j]]), int(atom_off[b_r1[j]]))  # and, assert
         subs = sub_order[sub_start[j]:sub_start[j] + n_sub[j]]
-        lo, hi = np.searchsorted(loose_par, [j, j + 1])
-        rels = loose_order[lo:hi]
         if is_assert[j]:
             return dnf(int(subs[0]))
+        rels = own_relations(j, subs)
         if is_or[j] and flat[subs].all():
             # the usual shape, (or (and ...) (and ...) ...), in bulk: every child relation, flat
             # and, and relation of a flat or is one disjunct of one range; text order
@@ -888,7 +898,16 @@ def _bulk(text: str):
                              for _, is_sub, x, y in items])
 
     asserts = np.flatnonzero(is_assert)  # in text order
-    return n_in, n_out, atoms, _conjoin_all([dnf(j) for j in asserts.tolist()]), int(asserts.size)
+    # plain asserts (one relation each) in bulk: each run of them is one conjunction of ranges
+    plain = flat[asserts]
+    cut = np.flatnonzero(np.diff(plain.view(np.int8))) + 1
+    parts = []
+    for run in np.split(asserts, cut):
+        if flat[run[0]]:
+            parts.append(_Dnf.join_single([_Dnf(np.array([0, run.size]), atom_off[b_r0[run]], atom_off[b_r1[run]])]))
+        else:
+            parts.extend(dnf(j) for j in run.tolist())
+    return n_in, n_out, atoms, _conjoin_all(parts), int(asserts.size)
 
 
 def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
