@@ -511,3 +511,11 @@ def test_nn4sys_large_files():
     spec = load_spec(str(bench / "vnnlib" / "cardinality_1_240_128_dual.vnnlib"))
     assert len(spec.cases) == 240 and spec.n_inputs == 308
     assert all(c.output[0].b.tolist() == [-1e-5] for c in spec.cases)
+
+
+def test_deep_nesting_is_a_clean_error_or_parses():
+    head = decl(1, 1) + box([0], [1])
+    s = both(head + "(assert " + "(and " * 200 + "(<= Y_0 1)" + ")" * 200 + ")")
+    assert s.cases[0].output[0].b.tolist() == [1]
+    assert err(head + "(assert " + "(and " * 5000 + "(<= Y_0 1)" + ")" * 5000 + ")") == \
+        f"{WHERE}: expressions nested too deeply to parse"

@@ -3,14 +3,14 @@
 Two front ends feed one vectorised back end:
 
 * **Bulk front end** (`_bulk_parse`): the whole text is classified character by character with
-  numpy (parentheses, whitespace, token boundaries), parentheses are matched by depth, and the
-  VNN-COMP shapes -- `(declare-const X_i Real)`, relations `(op A B)` between a variable or a
-  number and a variable or a number, nested `assert`/`and`/`or` -- are decoded without a Python
-  step per token: variable indices are read from their digits in bulk, numbers are converted by
-  one call (CPython's own correctly rounded decimal conversion, after a vectorised check that
-  every number token has Python's decimal float syntax). It gives up (returns None) on anything
-  else: terms such as `(+ Y_0 Y_1)`, `true`, special float spellings (`inf`, `1_000`), non-ASCII
-  text, anything malformed.
+  numpy (parentheses, whitespace, token boundaries), lists are found from the parenthesis depth,
+  and the VNN-COMP shapes -- `(declare-const X_i Real)`, relations `(op A B)` between a variable
+  or a number and a variable or a number, nested `assert`/`and`/`or` -- are decoded without a
+  Python step per token or per relation: variable indices are read from their digits one
+  character column at a time over all tokens, numbers by a finite automaton run the same way
+  (exact: the same bits as float(), see `_numbers`). It gives up (returns None) on anything else:
+  terms such as `(+ Y_0 Y_1)`, `true`, special float spellings (`inf`, `1_000`), non-ASCII text,
+  anything malformed -- and the tree front end takes over.
 * **Tree front end** (`_tree_parse`): one pass of a compiled tokenizer, an explicit-stack
   S-expression builder and a recursive walk with the full term language. It handles every input
   the bulk front end gave up on and produces every error message, with file:line:col.
@@ -1191,15 +1191,18 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
 def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
                   where: str = "<text>") -> Spec:
     """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
-    parsed = _bulk_parse(text)
-    if parsed is not None:
-        def locate(offset: int) -> Tuple[int, int]:
-            return _line_col(text, offset)
-    else:
-        parsed = _tree_parse(text, where)
+    try:
+        parsed = _bulk_parse(text)
+        if parsed is not None:
+            def locate(offset: int) -> Tuple[int, int]:
+                return _line_col(text, offset)
+        else:
+            parsed = _tree_parse(text, where)
 
-        def locate(token: int) -> Tuple[int, int]:
-            return _position(text, token, None)
+            def locate(token: int) -> Tuple[int, int]:
+                return _position(text, token, None)
+    except RecursionError:
+        raise SpecError(f"{where}: expressions nested too deeply to parse") from None
     n_in, n_out, atoms, dnf, _ = parsed
     if n_inputs is not None and n_in != n_inputs:
         raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}")
