@@ -209,8 +209,13 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
     assert lp.bound <= r.incumbent + 1e-6
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["split", "one-milp"])
 @pytest.mark.parametrize("seed", range(6))
-def test_verdicts_agree_with_enumeration(tmp_path, seed):
+def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
+    from vnncert.engines import exact
+
+    if not split:  # one MILP over the whole box instead of input splitting with MILP leaves
+        monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
     sizes = [2, 10, 10, 2]
     net = load_network(mlp_onnx(tmp_path / f"v{seed}.onnx", random_mlp(100 + seed, sizes)), threads=1)
     lg = layer_graph(net)
@@ -284,7 +289,9 @@ def test_candidates_that_do_not_replay_are_never_reported(tmp_path, monkeypatch)
     net = load_network(mlp_onnx(tmp_path / "r.onnx", random_mlp(5, [2, 8, 2])), threads=1)
     lg = layer_graph(net)
     m, _, _ = _grid_min(lg, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0, -1.0]))
-    out = exact.check(net, spec_of([-1, -1], [1, 1], [([[1.0, -1.0]], [m + 0.5])], 2), deadline(30), OPTS)
+    # (mode auto: the engine's own falsification pass of --mode exact would find the witness first)
+    out = exact.check(net, spec_of([-1, -1], [1, 1], [([[1.0, -1.0]], [m + 0.5])], 2), deadline(8),
+                      Options(mode="auto", threads=1))
     assert out.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT)
     assert out.stats.get("spurious", 0) >= 1
 

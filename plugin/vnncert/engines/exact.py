@@ -44,6 +44,14 @@ HIGHS_SEARCH_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens
                         "mip_heuristic_run_root_reduced_cost": False}
 # share of the remaining time spent on LP bound tightening before the MILP
 LP_TIGHTEN_SHARE = 0.35
+# inputs with at most this many free dims are split (CROWN on every box) before the MILP; a box
+# goes to the MILP when CROWN leaves at most LEAF_UNSTABLE unstable ReLUs in it
+SPLIT_MAX_FREE_DIMS = 8
+LEAF_UNSTABLE = 30
+MIN_LEAF_SECONDS = 5.0
+# --mode exact alone runs the falsifier first for at most this long (share of the time)
+FALSIFY_SECONDS = 10.0
+FALSIFY_SHARE = 0.1
 # spurious incumbents: re-solve at most this many times asking for a deeper violation
 SPURIOUS_RETRIES = 3
 
@@ -469,20 +477,109 @@ def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc
     return Verdict.UNKNOWN, None, note
 
 
+def _sub_spec(spec, case, lower, upper, disjuncts=None):
+    from ..spec.model import Case, InputRegion
+
+    reg = case.region
+    sub = InputRegion(np.maximum(np.asarray(lower, np.float64), reg.lower), np.minimum(np.asarray(upper, np.float64), reg.upper),
+                      reg.G, reg.h, reg.lower_strict, reg.upper_strict, reg.G_strict)
+    out = case.output if disjuncts is None else [case.output[i] for i in disjuncts]
+    return type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, out)], spec.source, spec.version)
+
+
+def _split_case(network, spec, ci: int, lg, deadline: float, options: Options, stats: dict) -> CaseResult:
+    """Input splitting in front of the MILP, for inputs with few free dims (ACAS Xu-like).
+
+    Best-first over boxes (smallest CROWN lower bound of an open disjunct first): a box's
+    centre is replayed when it looks unsafe; disjuncts CROWN rules out on a box are dropped
+    for its sub-boxes; a box with at most LEAF_UNSTABLE unstable ReLUs (or too thin to split)
+    goes to the MILP (`check_case`: LP tightening, then HiGHS) with a share of the remaining
+    time; otherwise, or when that MILP runs out of time, it is bisected along the input with
+    the largest smear (|coefficient of the CROWN bound| x width)."""
+    import heapq
+
+    from ..spec.model import InputRegion
+    from .attack import snap_into_box
+    from .milp_bounds import REL_SLACK, compute_bounds, crown_lower
+
+    case = spec.cases[ci]
+    reg = case.region
+    ss = stats.setdefault("split", {"boxes": 0, "leaves": 0, "leaf_unsat": 0, "max_depth": 0})
+    C = np.concatenate([hs.A for hs in case.output]) if case.output else np.zeros((0, spec.n_outputs))
+    b = np.concatenate([hs.b for hs in case.output]) if case.output else np.zeros(0)
+    strict = np.concatenate([np.asarray(hs.strict, bool) for hs in case.output]) if case.output else np.zeros(0, bool)
+    owner = np.concatenate([np.full(hs.rows, i) for i, hs in enumerate(case.output)]) if case.output else np.zeros(0, int)
+    n_dis = len(case.output)
+    if any(hs.rows == 0 for hs in case.output):  # a disjunct that every output meets: only a witness decides
+        return check_case(network, spec, ci, lg, deadline, options, stats)
+    width0 = np.maximum(reg.upper - reg.lower, 1e-300)
+    heap = [(-np.inf, 0, reg.lower.copy(), reg.upper.copy(), np.ones(n_dis, bool), 0)]
+    counter, given_up = 1, 0
+    while heap:
+        if expired(deadline):
+            return CaseResult(Verdict.TIMEOUT, detail=f"deadline reached during input splitting ({ss['boxes']} boxes, "
+                                                      f"{len(heap)} open)")
+        _, _, lo, hi, open_d, depth = heapq.heappop(heap)
+        ss["boxes"] += 1
+        ss["max_depth"] = max(ss["max_depth"], depth)
+        centre = (lo + hi) / 2.0
+        if case.unsafe(lg.evaluate(centre[None, :]))[0] and reg.contains(centre[None, :])[0]:
+            x = snap_into_box(centre, lo, hi, network.input_dtype)
+            out = sat_outcome(network, spec, x, ENGINE, detail=f"box centre during input splitting (case {ci}), "
+                                                                "replayed with ONNX Runtime on the original model")
+            if out is not None:
+                return CaseResult(Verdict.SAT, outcome=out)
+        region = InputRegion(lo, hi, reg.G, reg.h)
+        bnd = compute_bounds(lg, region, deadline, method="crown", encode=False)
+        rows = np.flatnonzero(open_d[owner])
+        lb, A = crown_lower(lg, lg.output, C[rows], bnd.layers, want_A=True)
+        lb = lb - REL_SLACK * (1.0 + np.abs(lb)) - b[rows]
+        out_rows = _row_proven(lb, strict[rows])
+        still = open_d.copy()
+        still[np.unique(owner[rows][out_rows])] = False
+        if not still.any():
+            continue
+        keep = still[owner[rows]]
+        key = float(np.min([lb[keep & (owner[rows] == d)].max() for d in np.flatnonzero(still)]))
+        thin = bool(np.all(hi - lo <= 1e-7 * width0))
+        if sum(bnd.unstable) <= LEAF_UNSTABLE or thin:
+            ss["leaves"] += 1
+            budget = max(MIN_LEAF_SECONDS, (deadline - time.monotonic()) / (len(heap) + 1))
+            sub = _sub_spec(spec, case, lo, hi, np.flatnonzero(still))
+            leaf_stats: dict = {}
+            r = check_case(network, sub, 0, lg, min(deadline, time.monotonic() + budget), options, leaf_stats)
+            stats.setdefault("cases", {})[f"{ci}.{ss['leaves']}"] = leaf_stats.get("cases", {}).get(0, {})
+            if r.verdict == Verdict.SAT:
+                out = sat_outcome(network, spec, r.outcome.counterexample[0], ENGINE, detail=r.outcome.detail)
+                if out is not None:
+                    return CaseResult(Verdict.SAT, outcome=out)
+            elif r.verdict == Verdict.UNSAT:
+                ss["leaf_unsat"] += 1
+                continue
+            if thin:
+                given_up += 1
+                continue
+        smear = (np.abs(A[keep]) * (hi - lo)).sum(axis=0)
+        d = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax((hi - lo) / width0))
+        mid = (lo[d] + hi[d]) / 2.0
+        for a, z in ((lo, np.where(np.arange(lo.size) == d, mid, hi)), (np.where(np.arange(lo.size) == d, mid, lo), hi)):
+            heapq.heappush(heap, (key, counter, a.copy(), z.copy(), still.copy(), depth + 1))
+            counter += 1
+    if given_up:
+        return CaseResult(Verdict.UNKNOWN, detail=f"{given_up} boxes too thin to split that the MILP did not decide")
+    return CaseResult(Verdict.UNSAT, detail=f"input splitting and MILP leaves ruled out every box ({ss['boxes']} boxes, "
+                                            f"{ss['leaves']} MILP leaves)")
+
+
 def check_box(network, spec, ci: int, lower: np.ndarray, upper: np.ndarray, deadline: float, options: Options,
               stats: Optional[dict] = None) -> Outcome:
     """Decide case `ci` of `spec` restricted to the sub-box [lower, upper] of its region (for a
     branch and bound that hands hard leaves to the MILP). `unsat` is about that box only; `sat`
     carries a witness replayed against the whole spec."""
     from ..network.layers import layer_graph
-    from ..spec.model import Case, InputRegion
 
     t0 = time.monotonic()
-    case = spec.cases[ci]
-    reg = case.region
-    sub = InputRegion(np.maximum(np.asarray(lower, np.float64), reg.lower), np.minimum(np.asarray(upper, np.float64), reg.upper),
-                      reg.G, reg.h, reg.lower_strict, reg.upper_strict, reg.G_strict)
-    box_spec = type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, case.output)], spec.source, spec.version)
+    box_spec = _sub_spec(spec, spec.cases[ci], lower, upper)
     st = stats if stats is not None else {}
     r = check_case(network, box_spec, 0, layer_graph(network), deadline, options, st, milp=True)
     if r.verdict == Verdict.SAT:
@@ -507,6 +604,20 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
             raise
         return Outcome(Verdict.UNKNOWN, engine=engine, seconds=time.monotonic() - t0, detail=str(e))
     stats["relus"] = lg.n_relus
+    if milp and options.mode == "exact":
+        # alone (not behind the falsifier, as in --mode auto), a short falsification pass first:
+        # the MILP's own primal heuristics are slow to find witnesses on the larger nets
+        from . import attack
+
+        budget = min(FALSIFY_SECONDS, FALSIFY_SHARE * max(0.0, deadline - time.monotonic()))
+        out = attack.check(network, spec, min(deadline, time.monotonic() + budget), options)
+        stats["falsify_s"] = round(time.monotonic() - t0, 3)
+        if out.verdict == Verdict.SAT and out.witness_checked:
+            out.engine = engine
+            out.detail = "falsifier witness (run by the exact engine before the MILP): " + out.detail
+            out.seconds = time.monotonic() - t0
+            out.stats = stats
+            return out
     verdicts = []
     details = []
     order = list(range(len(spec.cases)))
@@ -514,7 +625,12 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
         if expired(deadline):
             verdicts.append(Verdict.TIMEOUT)
             break
-        r = check_case(network, spec, ci, lg, deadline, options, stats, milp=milp)
+        reg = spec.cases[ci].region
+        free = int(np.sum(reg.upper > reg.lower))
+        if milp and 0 < free <= SPLIT_MAX_FREE_DIMS and not _region_empty(reg):
+            r = _split_case(network, spec, ci, lg, deadline, options, stats)
+        else:
+            r = check_case(network, spec, ci, lg, deadline, options, stats, milp=milp)
         if r.verdict == Verdict.SAT:
             out = r.outcome
             out.engine = engine

@@ -61,10 +61,11 @@ def relu_relaxation(l: np.ndarray, u: np.ndarray):
     return lo_s, up_s, up_b
 
 
-def crown_lower(lg: LayerGraph, k: int, C: np.ndarray, bounds) -> np.ndarray:
+def crown_lower(lg: LayerGraph, k: int, C: np.ndarray, bounds, want_A: bool = False):
     """Lower bounds of C @ value(layer k) over the input box, given bounds of every earlier layer.
 
     `bounds[i]` must hold (l, u) of affine layer i for every nonlinear layer's source below k.
+    With want_A, also the linear coefficients in x of the lower bounds (rows of C, n_inputs).
     """
     C = np.asarray(C, dtype=np.float64)
     lam: Dict[int, np.ndarray] = {k: C}
@@ -111,6 +112,8 @@ def crown_lower(lg: LayerGraph, k: int, C: np.ndarray, bounds) -> np.ndarray:
     if A is not None:
         l0, u0 = bounds[0]
         acc += np.maximum(A, 0.0) @ l0 + np.minimum(A, 0.0) @ u0
+    if want_A:
+        return acc, (A if A is not None else np.zeros((C.shape[0], lg.n_inputs)))
     return acc
 
 
