@@ -264,6 +264,19 @@ def test_infeasible_input_region_is_unsat(tmp_path):
     assert out.verdict == Verdict.SAT and out.counterexample[0].sum() <= -1.5
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["split", "one-milp"])
+def test_disjunct_without_rows_is_met_by_any_input(tmp_path, split, monkeypatch):
+    from vnncert.engines import exact
+
+    if not split:
+        monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
+    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(6, [2, 6, 2])), threads=1)
+    region = InputRegion(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    spec = Spec(2, 2, [Case(region, [Halfspaces(np.zeros((0, 2)), np.zeros(0), np.zeros(0, bool))])])
+    out = exact.check(net, spec, deadline(), Options(mode="auto", threads=1))
+    assert out.verdict == Verdict.SAT and out.witness_checked
+
+
 def test_no_unstable_relu(tmp_path):
     """A box so small every ReLU is stable: no binaries, the MILP is an LP, answers still exact."""
     net = load_network(mlp_onnx(tmp_path / "s.onnx", random_mlp(4, [2, 6, 6, 2])), threads=1)

@@ -136,6 +136,9 @@ def set_disjunct(mm: MilpModel, A: np.ndarray, b: np.ndarray, t_lower: float = -
     from pyomo.core.expr.numeric_expr import LinearExpression
 
     m = mm.model
+    A, b = np.atleast_2d(np.asarray(A, np.float64)), np.atleast_1d(np.asarray(b, np.float64))
+    if A.shape[0] == 0 or A.size == 0:  # no rows: every output is unsafe, any feasible point is a witness
+        A, b = np.zeros((1, len(mm.enc.output_cols()))), np.ones(1)
     if mm.objective_block is not None:
         m.del_component(mm.objective_block)
     blk = pyo.Block()
@@ -165,7 +168,8 @@ def unsat_margin(enc: Encoding, A: np.ndarray) -> float:
     rng = np.where(np.isfinite(ub - lb), ub - lb, 0.0).sum()
     ycols = enc.output_cols()
     ymax = float(np.max(np.maximum(np.abs(lb[ycols]), np.abs(ub[ycols])))) if ycols.size else 1.0
-    scale = float(np.abs(np.atleast_2d(A)).sum(axis=1).max()) * ymax
+    A = np.atleast_2d(np.asarray(A, np.float64))
+    scale = (float(np.abs(A).sum(axis=1).max()) if A.size else 0.0) * ymax
     return 10.0 * DUAL_FEAS_TOL * rng + 1e-6 * (1.0 + scale)
 
 
