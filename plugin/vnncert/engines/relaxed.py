@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -140,7 +141,8 @@ class Bounder:
 
         torch = self._torch
         opts = dict(BOUND_OPTS, conv_mode=mode)
-        with float64_default():
+        with float64_default(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about the module's shape check
             self.bm = BoundedModule(self.module, torch.zeros((1,) + self.rest, dtype=torch.float64),
                                     bound_opts=opts, device="cpu", verbose=False)
         self.mode = mode
@@ -476,31 +478,53 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         o.stats = {**stats, **(o.stats or {})}
         return o
 
+    # CROWN on a plain chain of affine maps and ReLUs runs without auto_LiRPA (same bounds,
+    # tests/test_relaxed.py), which also saves importing it; anything else goes through auto_LiRPA
+    chain = _relu_chain(network) if method == "crown" else None
+    bounders: list = []
+
+    def bounder() -> Bounder:
+        if not bounders:
+            bounders.append(Bounder(network))
+            stats["conv_mode"] = bounders[0].mode
+        return bounders[0]
+
+    def first_lower(lo, hi, C):
+        if chain is not None:
+            import torch
+
+            lb = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C))[0].numpy()
+            return np.where(np.isnan(lb), -np.inf, lb)
+        return bounder().lower(lo, hi, C, method)[0]
+
+    stats["first_bounder"] = "relu-chain CROWN" if chain is not None else "auto_LiRPA"
     try:
-        bounder = Bounder(network)
+        if chain is None:
+            bounder()
     except Exception as e:  # unsupported op or an auto_LiRPA limitation: no proof, no answer
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return done(Verdict.UNKNOWN, f"cannot bound this network: {msg}")
-    stats["conv_mode"] = bounder.mode
     if expired(deadline):
         return done(Verdict.TIMEOUT, "deadline reached while building the bounded module")
 
     # 1) one bound per case (batched over cases with the same row count)
     all_rows = [_pad_rows(CaseRows.of(c, spec.n_outputs)) for c in spec.cases]
     open_cases: List[int] = []
+    bounded = 0
     for R, members in _group_by_rows(all_rows).items():
         for chunk in _chunks(members, max(1, 4096 // max(1, R))):
             if expired(deadline):
-                return done(Verdict.TIMEOUT, f"deadline reached after bounding {len(stats.get('first_pass', []))} cases")
+                return done(Verdict.TIMEOUT, f"deadline reached after bounding {bounded} of {len(spec.cases)} cases")
             lo = np.stack([spec.cases[i].region.lower for i in chunk]).astype(np.float64)
             hi = np.stack([spec.cases[i].region.upper for i in chunk]).astype(np.float64)
             empty = (lo > hi).any(axis=1)
             C = np.stack([all_rows[i].C for i in chunk])
             try:
-                lb, _ = bounder.lower(np.minimum(lo, hi), np.maximum(lo, hi), C, method)
+                lb = first_lower(np.minimum(lo, hi), np.maximum(lo, hi), C)
             except Exception as e:
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 return done(Verdict.UNKNOWN, f"bounding failed ({method}): {msg}")
+            bounded += len(chunk)
             for j, i in enumerate(chunk):
                 rows = all_rows[i]
                 dis = refuted_disjuncts(rows, refuted_rows(lb[j:j + 1], rows.b[None, :]))[0]
@@ -516,18 +540,41 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     if free > getattr(options, "split_max_dims", SPLIT_MAX_DIMS):
         return done(Verdict.UNKNOWN, f"{len(open_cases)} of {len(spec.cases)} case(s) not refuted by {method}; "
                                      f"{free} free input dims is too many for input splitting")
-    bab_method = "crown" if method == "ibp" else method
-    chain = None
-    if bab_method == "crown":
-        from .relu_chain import AffineReluChain
+    with _torch_threads(1):  # small batched matmuls: extra threads only add synchronisation
+        return _split_cases(network, spec, deadline, options, bounder, chain, all_rows, open_cases, method, stats, done)
 
-        chain = AffineReluChain.from_module(bounder.module, network.n_inputs)
-        stats["bab_bounder"] = "relu-chain CROWN" if chain is not None else "auto_LiRPA"
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    old = torch.get_num_threads()
+    if old != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+def _split_cases(network, spec, deadline, options, bounder, chain, all_rows, open_cases, method, stats, done):
+    bab_method = "crown" if method == "ibp" else method
+    if bab_method == "crown" and chain is None:
+        chain = _relu_chain(network)
+    if bab_method != "crown":
+        chain = None
+    stats["bab_bounder"] = "relu-chain CROWN" if chain is not None else "auto_LiRPA"
+    try:
+        bab_bounder = bounder() if chain is None else None
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return done(Verdict.UNKNOWN, f"cannot bound this network: {msg}")
     verdicts = []
     for i in sorted(open_cases, key=lambda i: -np.prod(np.maximum(spec.cases[i].region.upper - spec.cases[i].region.lower, 0) + 1e-12)):
         rows = all_rows[i]
         reg = spec.cases[i].region
-        search = _Search(network, spec, i, rows, bounder, options.with_(relaxed_method=bab_method), deadline, stats,
+        search = _Search(network, spec, i, rows, bab_bounder, options.with_(relaxed_method=bab_method), deadline, stats,
                          chain=chain)
         out, status = search.run(reg.lower[None, :].astype(np.float64), reg.upper[None, :].astype(np.float64),
                                  np.ones((1, rows.n_disjuncts), dtype=bool))
@@ -540,6 +587,19 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         return done(Verdict.UNSAT, f"input splitting refuted every box ({stats.get('bounded_boxes', 0)} boxes bounded, "
                                    f"{bab_method}, float64)")
     return done(Verdict.UNKNOWN, "input splitting left boxes it could not refute or split further")
+
+
+def _relu_chain(network):
+    """The network as an AffineReluChain (float64), or None when it is not one."""
+    import copy
+
+    from .relu_chain import AffineReluChain
+
+    try:
+        module = copy.deepcopy(network.torch_module()).double().eval()
+        return AffineReluChain.from_module(module, network.n_inputs)
+    except Exception:
+        return None
 
 
 def _group_by_rows(all_rows: List[CaseRows]) -> dict:
