@@ -725,7 +725,7 @@ def _bulk(text: str):
     # ---- branch lists (assert / and / or), their closing parenthesis and their parents ------------
     bi = np.flatnonzero(~inner)  # list ids of branch lists
     b_head_tok = first[bi]
-    heads = [text[s:e] for s, e in zip(ts[b_head_tok].tolist(), te[b_head_tok].tolist())]
+    b_hs, b_he = ts[b_head_tok], te[b_head_tok]
     b_level = level[bi]
     # a branch list's ')' is the next ')' at its level; closes of branch lists follow a ')'
     ce = np.flatnonzero(~ev_open)
@@ -792,10 +792,9 @@ def _bulk(text: str):
     n_in, n_out = counts
 
     # branch lists: assert at the top level with one child, and/or below
-    heads_arr = np.array(heads, dtype=object) if heads else np.zeros(0, dtype=object)
-    is_assert = heads_arr == "assert"
-    is_and = heads_arr == "and"
-    is_or = heads_arr == "or"
+    is_assert = _is_word(b, b_hs, b_he, b"assert")
+    is_and = _is_word(b, b_hs, b_he, b"and")
+    is_or = _is_word(b, b_hs, b_he, b"or")
     if not (is_assert | is_and | is_or).all():
         raise _GiveUp
     if ((b_level == 1) != is_assert).any() or not is_assert.any():
