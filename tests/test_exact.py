@@ -277,8 +277,13 @@ def test_disjunct_without_rows_is_met_by_any_input(tmp_path, split, monkeypatch)
     assert out.verdict == Verdict.SAT and out.witness_checked
 
 
-def test_no_unstable_relu(tmp_path):
-    """A box so small every ReLU is stable: no binaries, the MILP is an LP, answers still exact."""
+def test_no_unstable_relu(tmp_path, monkeypatch):
+    """A box so small every ReLU is stable: no binaries, the MILP is an LP, answers still exact
+    (the disjunct bounds are disabled so that HiGHS has to decide)."""
+    from vnncert.engines import exact
+
+    monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
+    monkeypatch.setattr(exact, "disjunct_bounds", lambda lg, case, bounds, dl: ([-np.inf] * len(case.output), [False] * len(case.output)))
     net = load_network(mlp_onnx(tmp_path / "s.onnx", random_mlp(4, [2, 6, 6, 2])), threads=1)
     c = np.array([0.3, -0.2])
     lo, hi = c - 1e-4, c + 1e-4
@@ -287,11 +292,12 @@ def test_no_unstable_relu(tmp_path):
     b = compute_bounds(layer_graph(net), InputRegion(lo, hi), deadline())
     assert sum(b.unstable) == 0
     y = net.evaluate(c[None, :])[0].astype(np.float64)
-    out = exact_check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] + 0.01])], 2))
+    auto = Options(mode="auto", threads=1)  # no falsification pass: the MILP answers
+    out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] + 0.01])], 2), deadline(), auto)
     assert out.verdict == Verdict.SAT
-    out = exact_check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] - 0.01])], 2))
+    out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] - 0.01])], 2), deadline(), auto)
     assert out.verdict == Verdict.UNSAT
-    assert out.stats.get("binaries", 0) == 0
+    assert out.stats.get("binaries", 0) == 0 and out.stats.get("milp_solves", 0) >= 1
 
 
 def test_candidates_that_do_not_replay_are_never_reported(tmp_path, monkeypatch):

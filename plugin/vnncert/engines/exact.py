@@ -284,6 +284,10 @@ class Solver:
         if status == highspy.HighsModelStatus.kInfeasible:
             # with objective_bound = cutoff: nothing below the cutoff exists (up to tolerances)
             return SolveResult("proven", inc, cutoff, None, seconds, nodes, "infeasible below the cutoff")
+        if status == highspy.HighsModelStatus.kObjectiveBound:
+            # a model without binaries is an LP: dual simplex stopped once its (dual feasible,
+            # so lower-bounding) objective passed the cutoff
+            return SolveResult("proven", inc, cutoff, None, seconds, nodes, "LP objective above the cutoff")
         if inc is not None and inc < stop_below:
             return SolveResult("negative", inc, bound, x, seconds, nodes)
         if status == highspy.HighsModelStatus.kOptimal:
