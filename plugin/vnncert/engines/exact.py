@@ -200,7 +200,7 @@ class Solver:
         self.opt = Highs()
         self.opt.config.load_solution = False
         self.opt.config.stream_solver = False
-        self.threads = max(1, int(threads))
+        self.threads = max(0, int(threads))  # 0: HiGHS chooses (--threads 0 = all cores)
         self._instance = False
         self.set_instance_seconds = 0.0
 
@@ -401,7 +401,7 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     cs["build_s"] = mm.build_seconds
     cs["binaries"] = enc.n_binaries
     cs.update({f"model_{k}": v for k, v in mm.stats.items()})
-    solver = Solver(mm, threads=options.threads or 1)
+    solver = Solver(mm, threads=options.threads)
     open_d.sort(key=lambda i: lbs[i])
     pending = list(open_d)
     unresolved: List[str] = []
