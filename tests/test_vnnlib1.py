@@ -519,3 +519,17 @@ def test_deep_nesting_is_a_clean_error_or_parses():
     assert s.cases[0].output[0].b.tolist() == [1]
     assert err(head + "(assert " + "(and " * 5000 + "(<= Y_0 1)" + ")" * 5000 + ")") == \
         f"{WHERE}: expressions nested too deeply to parse"
+
+
+def test_scaled_single_variable_bound_is_kept_exactly_and_the_box_widened():
+    """(<= (* 3 X_0) 1): rhs / c rounds, so the box is widened outward and the exact row kept in G."""
+    import numpy as np
+
+    from vnncert.spec.vnnlib1 import parse_vnnlib1
+
+    text = ("(declare-const X_0 Real)(declare-const Y_0 Real)"
+            "(assert (<= (* 3 X_0) 1))(assert (>= X_0 0))(assert (>= Y_0 0))")
+    (case,) = parse_vnnlib1(text).cases
+    assert case.region.upper[0] >= 1 / 3  # never narrower than the property
+    assert case.region.G.tolist() == [[3.0]] and case.region.h.tolist() == [1.0]
+    assert not case.region.contains(np.array([[0.34]]))[0]

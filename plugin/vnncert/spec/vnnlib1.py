@@ -1007,8 +1007,14 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     is_x = atoms.kind == _IN
     is_y = atoms.kind == _OUT
     c_false = (atoms.kind == _CONST) & ~np.where(atoms.strict, atoms.rhs > 0.0, atoms.rhs >= 0.0)
-    is_g = is_x & (nnz > 1)
     is_box = is_x & (nnz == 1)
+    first_coef = np.zeros(nnz.size)
+    if atoms.cval.size:
+        first_coef = np.where(nnz > 0, atoms.cval[np.minimum(atoms.cptr[:-1], atoms.cval.size - 1)], 0.0)
+    # a single-variable bound with a coefficient other than +-1 (rhs / c rounds) is kept exactly as a
+    # G row too, and its box bound is widened outward by one ulp (a superset: sound for unsat)
+    inexact = is_box & (np.abs(first_coef) != 1.0)
+    is_g = is_x & ((nnz > 1) | inexact)
 
     def per_range(mask):
         c = np.zeros(mask.size + 1, dtype=np.int64)
@@ -1040,6 +1046,9 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     var = atoms.cidx[atoms.cptr[b_atom]]
     coef = atoms.cval[atoms.cptr[b_atom]]
     bound = atoms.rhs[b_atom] / coef
+    widen = np.abs(coef) != 1.0
+    if widen.any():
+        bound = np.where(widen, np.nextafter(bound, np.where(coef > 0, np.inf, -np.inf)), bound)
     strict = atoms.strict[b_atom]
 
     # tightest bound per (part, variable, side); a strict relation wins a tie; NaN bounds are ignored
