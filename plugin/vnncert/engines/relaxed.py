@@ -41,6 +41,7 @@ SPLIT_MAX_DIMS = 16          # input-split BaB only for at most this many free i
 MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unknown)
 MAX_STATE_BYTES = 1 << 30    # and at most this much memory for the open boxes' intermediate bounds
 MIN_WIDTH = 1e-9             # a box narrower than this in every dim is not split further
+LEAF_MAX_UNSTABLE = 3        # boxes with at most this many unstable neurons are decided by LPs (relu chains)
 
 
 # ---- the spec as rows --------------------------------------------------------------------------
@@ -256,6 +257,7 @@ class _Search:
         self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
         self.heuristic = getattr(options, "split_heuristic", "slack")
         self.chain = chain if options.relaxed_method == "crown" else None
+        self.leaf_max_unstable = int(getattr(options, "leaf_max_unstable", LEAF_MAX_UNSTABLE))
         per_box = 2 * 8 * sum(chain.widths) if self.chain is not None else 0
         self.max_open = int(min(MAX_OPEN_BOXES, MAX_STATE_BYTES // max(1, per_box)))
 
@@ -343,11 +345,24 @@ class _Search:
             oA = lA[idx] if lA is not None else None
             oS = self._scores_now[idx] if self._scores_now is not None else None
             ostate = _take_state(state, idx)
+            # boxes with only a few unstable neurons left: decide them exactly (LP per activation pattern)
+            if self.chain is not None and self.leaf_max_unstable > 0 and ostate is not None:
+                keep, out = self._exact_leaves(olo, ohi, oal, ostate)
+                if out is not None:
+                    return out, "sat"
+                if not keep.all():
+                    k_idx = np.flatnonzero(keep)
+                    olo, ohi, oal, olb = olo[k_idx], ohi[k_idx], oal[k_idx], olb[k_idx]
+                    oA = oA[k_idx] if oA is not None else None
+                    oS = oS[k_idx] if oS is not None else None
+                    ostate = _take_state(ostate, k_idx)
+                    if not olo.shape[0]:
+                        continue
             # cheap candidates: centres and the corners minimising the open rows' linear lower bounds
             cands = [(olo + ohi) / 2]
             if oA is not None:
                 best_row = self._best_open_rows(olb, oal)
-                a = oA[np.arange(idx.size), best_row]  # (k, n_in)
+                a = oA[np.arange(olo.shape[0]), best_row]  # (k, n_in)
                 cands.append(np.where(a > 0, olo, ohi))
             out = self.try_points(np.concatenate(cands))
             if out is not None:
@@ -385,6 +400,34 @@ class _Search:
             self.stats["unresolved_tiny_boxes"] = unresolved
             return None, "unknown"
         return None, "refuted"
+
+    def _exact_leaves(self, lo, hi, alive, state):
+        """(keep mask, sat outcome or None): boxes refuted exactly are dropped."""
+        from .relu_chain import exact_leaf
+
+        lows, ups = state
+        n_unst = sum(((l < 0) & (u > 0)).sum(dim=1).numpy() for l, u in zip(lows, ups))
+        keep = np.ones(lo.shape[0], dtype=bool)
+        cand = np.flatnonzero(n_unst <= self.leaf_max_unstable)
+        points = []
+        for i in cand:
+            if expired(self.deadline):
+                break
+            groups = [np.flatnonzero(self.rows.owner == d) for d in range(self.rows.n_disjuncts) if alive[i, d]]
+            groups = [g for g in groups if g.size]
+            status, x = exact_leaf(self.chain, lo[i], hi[i], [l[i].numpy() for l in lows], [u[i].numpy() for u in ups],
+                                   self.rows.C, self.rows.b, groups, self.leaf_max_unstable)
+            self.stats["exact_leaves"] = self.stats.get("exact_leaves", 0) + 1
+            if status == "refuted":
+                keep[i] = False
+                self.stats["exact_leaves_refuted"] = self.stats.get("exact_leaves_refuted", 0) + 1
+            elif status == "point":
+                points.append(np.clip(x, lo[i], hi[i]))
+        if points:
+            out = self.try_points(np.stack(points))
+            if out is not None:
+                return keep, out
+        return keep, None
 
     def _best_open_rows(self, lb: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """Per box, the row of an open disjunct whose bound is closest to refuting it."""
