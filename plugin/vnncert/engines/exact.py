@@ -49,6 +49,7 @@ LP_TIGHTEN_SHARE = 0.35
 SPLIT_MAX_FREE_DIMS = 8
 LEAF_UNSTABLE = 30
 MIN_LEAF_SECONDS = 5.0
+SPLIT_BATCH = 64
 # --mode exact alone runs the falsifier first for at most this long (share of the time)
 FALSIFY_SECONDS = 10.0
 FALSIFY_SHARE = 0.1
@@ -495,84 +496,165 @@ def _sub_spec(spec, case, lower, upper, disjuncts=None):
     return type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, out)], spec.source, spec.version)
 
 
+def _chain_of(lg):
+    """The layer graph as `relu_chain.AffineReluChain` (batched CROWN over boxes, torch float64)
+    when it is a plain chain input -> affine -> relu -> ... -> affine, else None."""
+    Ws, bs = [], []
+    prev = 0
+    layers = lg.layers[1:]
+    for i, L in enumerate(layers):
+        want = "affine" if i % 2 == 0 else "relu"
+        if L.kind != want:
+            return None
+        if L.kind == "affine":
+            if len(L.terms) != 1 or L.terms[0][0] != prev:
+                return None
+            from ..network.layers import as_dense
+
+            Ws.append(as_dense(L.terms[0][1]))
+            bs.append(np.asarray(L.bias, np.float64))
+        else:
+            if L.source != L.index - 1:
+                return None
+            prev = L.index
+    if not layers or layers[-1].index != lg.output or layers[-1].kind != "affine":
+        return None
+    from .relu_chain import AffineReluChain
+
+    return AffineReluChain(Ws, bs)
+
+
+class _BoxBounder:
+    """CROWN lower bounds of C y on many boxes at once: (lb (B, R), A (B, R, n_in), unstable (B,),
+    state per box for its children). Batched through the ReLU chain when the graph is one."""
+
+    def __init__(self, lg, C: np.ndarray):
+        self.lg = lg
+        self.C = C
+        self.chain = None
+        try:
+            self.chain = _chain_of(lg)
+        except Exception:
+            self.chain = None
+
+    def bound(self, los, his, parents, region):
+        from ..spec.model import InputRegion
+        from .milp_bounds import compute_bounds, crown_lower
+
+        if self.chain is not None:
+            import torch
+
+            lo, hi = torch.as_tensor(np.stack(los)), torch.as_tensor(np.stack(his))
+            par = None
+            if any(p is not None for p in parents):
+                n_layers = self.chain.n_relu
+                lows, ups = [], []
+                for k in range(n_layers):
+                    w = self.chain.widths[k]
+                    lows.append(torch.as_tensor(np.stack([p[0][k] if p is not None else np.full(w, -np.inf) for p in parents])))
+                    ups.append(torch.as_tensor(np.stack([p[1][k] if p is not None else np.full(w, np.inf) for p in parents])))
+                par = (lows, ups)
+            C = torch.as_tensor(np.broadcast_to(self.C, (len(los),) + self.C.shape).copy())
+            with torch.no_grad():
+                lb, A, (lows, ups), _ = self.chain.lower(lo, hi, C, par)
+            lows = [t.numpy() for t in lows]
+            ups = [t.numpy() for t in ups]
+            unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in zip(lows, ups))
+            states = [([l[i] for l in lows], [u[i] for u in ups]) for i in range(len(los))]
+            return lb.numpy(), A.numpy(), np.asarray(unstable), states
+        lbs, As, unst = [], [], []
+        for lo, hi in zip(los, his):
+            bnd = compute_bounds(self.lg, InputRegion(lo, hi, region.G, region.h), np.inf, method="crown", encode=False)
+            lb, A = crown_lower(self.lg, self.lg.output, self.C, bnd.layers, want_A=True)
+            lbs.append(lb)
+            As.append(A)
+            unst.append(sum(bnd.unstable))
+        return np.stack(lbs), np.stack(As), np.asarray(unst), [None] * len(los)
+
+
 def _split_case(network, spec, ci: int, lg, deadline: float, options: Options, stats: dict) -> CaseResult:
     """Input splitting in front of the MILP, for inputs with few free dims (ACAS Xu-like).
 
-    Best-first over boxes (smallest CROWN lower bound of an open disjunct first): a box's
-    centre is replayed when it looks unsafe; disjuncts CROWN rules out on a box are dropped
-    for its sub-boxes; a box with at most LEAF_UNSTABLE unstable ReLUs (or too thin to split)
-    goes to the MILP (`check_case`: LP tightening, then HiGHS) with a share of the remaining
-    time; otherwise, or when that MILP runs out of time, it is bisected along the input with
-    the largest smear (|coefficient of the CROWN bound| x width)."""
+    Best-first over boxes (smallest CROWN lower bound of an open disjunct first), bounded in
+    batches of SPLIT_BATCH: a box's centre is replayed when the float64 model says it is unsafe;
+    disjuncts CROWN rules out on a box are dropped for its sub-boxes; a box with at most
+    LEAF_UNSTABLE unstable ReLUs (or too thin to split) goes to the MILP (`check_case`: LP
+    tightening, then HiGHS) with a share of the remaining time; otherwise, or when that MILP
+    runs out of time, it is bisected along the input with the largest smear
+    (|coefficient of the CROWN bound| x width)."""
     import heapq
 
-    from ..spec.model import InputRegion
     from .attack import snap_into_box
-    from .milp_bounds import REL_SLACK, compute_bounds, crown_lower
+    from .milp_bounds import REL_SLACK
 
     case = spec.cases[ci]
     reg = case.region
     ss = stats.setdefault("split", {"boxes": 0, "leaves": 0, "leaf_unsat": 0, "max_depth": 0})
-    C = np.concatenate([hs.A for hs in case.output]) if case.output else np.zeros((0, spec.n_outputs))
-    b = np.concatenate([hs.b for hs in case.output]) if case.output else np.zeros(0)
-    strict = np.concatenate([np.asarray(hs.strict, bool) for hs in case.output]) if case.output else np.zeros(0, bool)
-    owner = np.concatenate([np.full(hs.rows, i) for i, hs in enumerate(case.output)]) if case.output else np.zeros(0, int)
-    n_dis = len(case.output)
-    if any(hs.rows == 0 for hs in case.output):  # a disjunct that every output meets: only a witness decides
+    if not case.output or any(hs.rows == 0 for hs in case.output):  # only a witness decides those
         return check_case(network, spec, ci, lg, deadline, options, stats)
+    C = np.concatenate([hs.A for hs in case.output])
+    b = np.concatenate([hs.b for hs in case.output])
+    strict = np.concatenate([np.asarray(hs.strict, bool) for hs in case.output])
+    owner = np.concatenate([np.full(hs.rows, i) for i, hs in enumerate(case.output)])
+    n_dis = len(case.output)
+    bounder = _BoxBounder(lg, C)
+    ss["batched"] = bounder.chain is not None
     width0 = np.maximum(reg.upper - reg.lower, 1e-300)
-    heap = [(-np.inf, 0, reg.lower.copy(), reg.upper.copy(), np.ones(n_dis, bool), 0)]
+    heap = [(-np.inf, 0, reg.lower.copy(), reg.upper.copy(), np.ones(n_dis, bool), 0, None)]
     counter, given_up = 1, 0
     while heap:
         if expired(deadline):
             return CaseResult(Verdict.TIMEOUT, detail=f"deadline reached during input splitting ({ss['boxes']} boxes, "
                                                       f"{len(heap)} open)")
-        _, _, lo, hi, open_d, depth = heapq.heappop(heap)
-        ss["boxes"] += 1
-        ss["max_depth"] = max(ss["max_depth"], depth)
-        centre = (lo + hi) / 2.0
-        if case.unsafe(lg.evaluate(centre[None, :]))[0] and reg.contains(centre[None, :])[0]:
-            x = snap_into_box(centre, lo, hi, network.input_dtype)
+        batch = [heapq.heappop(heap) for _ in range(min(SPLIT_BATCH, len(heap)))]
+        ss["boxes"] += len(batch)
+        los = [e[2] for e in batch]
+        his = [e[3] for e in batch]
+        centres = (np.stack(los) + np.stack(his)) / 2.0
+        bad = np.flatnonzero(case.unsafe(lg.evaluate(centres)) & reg.contains(centres))
+        for i in bad:
+            x = snap_into_box(centres[i], los[i], his[i], network.input_dtype)
             out = sat_outcome(network, spec, x, ENGINE, detail=f"box centre during input splitting (case {ci}), "
                                                                 "replayed with ONNX Runtime on the original model")
             if out is not None:
                 return CaseResult(Verdict.SAT, outcome=out)
-        region = InputRegion(lo, hi, reg.G, reg.h)
-        bnd = compute_bounds(lg, region, deadline, method="crown", encode=False)
-        rows = np.flatnonzero(open_d[owner])
-        lb, A = crown_lower(lg, lg.output, C[rows], bnd.layers, want_A=True)
-        lb = lb - REL_SLACK * (1.0 + np.abs(lb)) - b[rows]
-        out_rows = _row_proven(lb, strict[rows])
-        still = open_d.copy()
-        still[np.unique(owner[rows][out_rows])] = False
-        if not still.any():
-            continue
-        keep = still[owner[rows]]
-        key = float(np.min([lb[keep & (owner[rows] == d)].max() for d in np.flatnonzero(still)]))
-        thin = bool(np.all(hi - lo <= 1e-7 * width0))
-        if sum(bnd.unstable) <= LEAF_UNSTABLE or thin:
-            ss["leaves"] += 1
-            budget = max(MIN_LEAF_SECONDS, (deadline - time.monotonic()) / (len(heap) + 1))
-            sub = _sub_spec(spec, case, lo, hi, np.flatnonzero(still))
-            leaf_stats: dict = {}
-            r = check_case(network, sub, 0, lg, min(deadline, time.monotonic() + budget), options, leaf_stats)
-            stats.setdefault("cases", {})[f"{ci}.{ss['leaves']}"] = leaf_stats.get("cases", {}).get(0, {})
-            if r.verdict == Verdict.SAT:
-                out = sat_outcome(network, spec, r.outcome.counterexample[0], ENGINE, detail=r.outcome.detail)
-                if out is not None:
-                    return CaseResult(Verdict.SAT, outcome=out)
-            elif r.verdict == Verdict.UNSAT:
-                ss["leaf_unsat"] += 1
+        lbs, As, unstable, states = bounder.bound(los, his, [e[6] for e in batch], reg)
+        for j, (_, _, lo, hi, open_d, depth, _) in enumerate(batch):
+            ss["max_depth"] = max(ss["max_depth"], depth)
+            lb = lbs[j] - REL_SLACK * (1.0 + np.abs(lbs[j])) - b
+            still = open_d.copy()
+            still[np.unique(owner[_row_proven(lb, strict)])] = False
+            if not still.any():
                 continue
-            if thin:
-                given_up += 1
-                continue
-        smear = (np.abs(A[keep]) * (hi - lo)).sum(axis=0)
-        d = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax((hi - lo) / width0))
-        mid = (lo[d] + hi[d]) / 2.0
-        for a, z in ((lo, np.where(np.arange(lo.size) == d, mid, hi)), (np.where(np.arange(lo.size) == d, mid, lo), hi)):
-            heapq.heappush(heap, (key, counter, a.copy(), z.copy(), still.copy(), depth + 1))
-            counter += 1
+            keep = still[owner]
+            key = float(min(lb[keep & (owner == d)].max() for d in np.flatnonzero(still)))
+            thin = bool(np.all(hi - lo <= 1e-7 * width0))
+            if unstable[j] <= LEAF_UNSTABLE or thin:
+                ss["leaves"] += 1
+                budget = max(MIN_LEAF_SECONDS, (deadline - time.monotonic()) / (len(heap) + 1))
+                sub = _sub_spec(spec, case, lo, hi, np.flatnonzero(still))
+                leaf_stats: dict = {}
+                r = check_case(network, sub, 0, lg, min(deadline, time.monotonic() + budget), options, leaf_stats)
+                stats.setdefault("cases", {})[f"{ci}.{ss['leaves']}"] = leaf_stats.get("cases", {}).get(0, {})
+                if r.verdict == Verdict.SAT:
+                    out = sat_outcome(network, spec, r.outcome.counterexample[0], ENGINE, detail=r.outcome.detail)
+                    if out is not None:
+                        return CaseResult(Verdict.SAT, outcome=out)
+                elif r.verdict == Verdict.UNSAT:
+                    ss["leaf_unsat"] += 1
+                    continue
+                if thin:
+                    given_up += 1
+                    continue
+            smear = (np.abs(As[j][keep]) * (hi - lo)).sum(axis=0)
+            d = int(np.argmax(smear)) if smear.max() > 0 else int(np.argmax((hi - lo) / width0))
+            mid = (lo[d] + hi[d]) / 2.0
+            left_hi, right_lo = hi.copy(), lo.copy()
+            left_hi[d] = mid
+            right_lo[d] = mid
+            for a, z in ((lo, left_hi), (right_lo, hi)):
+                heapq.heappush(heap, (key, counter, a.copy(), z.copy(), still.copy(), depth + 1, states[j]))
+                counter += 1
     if given_up:
         return CaseResult(Verdict.UNKNOWN, detail=f"{given_up} boxes too thin to split that the MILP did not decide")
     return CaseResult(Verdict.UNSAT, detail=f"input splitting and MILP leaves ruled out every box ({ss['boxes']} boxes, "
