@@ -228,7 +228,7 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
     # a grid point violates a . y <= m + gap: sat, with a replayed witness
     out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m + gap])], 2))
     assert out.verdict == Verdict.SAT and out.witness_checked
-    x, y = out.counterexample
+    _, y = out.counterexample
     assert a @ y.astype(np.float64) <= m + gap
     # nothing goes below m - slack: unsat
     out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - gap])], 2))

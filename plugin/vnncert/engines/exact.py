@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..deadline import expired
-from ..errors import UnsupportedOperator, VnncertError
+from ..errors import UnsupportedOperator
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
 from .milp_encoding import Encoding
@@ -361,7 +361,6 @@ def disjunct_bounds(lg, case, bounds, deadline) -> Tuple[List[float], List[bool]
 
 
 def check_case(network, spec, ci: int, lg, deadline: float, options: Options, stats: dict, milp: bool = True) -> CaseResult:
-    from .attack import snap_into_box
     from .milp_bounds import compute_bounds
 
     case = spec.cases[ci]
@@ -453,7 +452,7 @@ def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc
     proof_cutoff = 2.0 * margin
     cutoff, stop_below = proof_cutoff, -margin
     note = ""
-    for attempt in range(SPURIOUS_RETRIES + 1):
+    for _ in range(SPURIOUS_RETRIES + 1):
         r = solver.solve(deadline, cutoff=cutoff, stop_below=stop_below)
         cs["solve_s"] = cs.get("solve_s", 0.0) + r.seconds
         cs.setdefault("milp", []).append({"disjunct": di, "status": r.status, "incumbent": r.incumbent, "bound": r.bound,

@@ -174,8 +174,6 @@ class TriangleLP:
         self.points: List[np.ndarray] = []
 
     def sync(self) -> None:
-        import scipy.sparse as sp
-
         enc = self.enc
         n_new = enc.n_cols - self.synced_cols
         if n_new:

@@ -21,7 +21,7 @@ All numbers are float64; bounds passed in must be sound (`milp_bounds` guarantee
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
