@@ -536,31 +536,38 @@ class _BoxBounder:
         except Exception:
             self.chain = None
 
+    def _bound_chain(self, los, his, parents):
+        import torch
+
+        lo, hi = torch.as_tensor(np.stack(los)), torch.as_tensor(np.stack(his))
+        par = None
+        if any(p is not None for p in parents):
+            n_layers = self.chain.n_relu
+            lows, ups = [], []
+            for k in range(n_layers):
+                w = self.chain.widths[k]
+                lows.append(torch.as_tensor(np.stack([p[0][k] if p is not None else np.full(w, -np.inf) for p in parents])))
+                ups.append(torch.as_tensor(np.stack([p[1][k] if p is not None else np.full(w, np.inf) for p in parents])))
+            par = (lows, ups)
+        C = torch.as_tensor(np.broadcast_to(self.C, (len(los),) + self.C.shape).copy())
+        with torch.no_grad():
+            lb, A, (lows, ups), _ = self.chain.lower(lo, hi, C, par)
+        lows = [t.numpy() for t in lows]
+        ups = [t.numpy() for t in ups]
+        unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in zip(lows, ups))
+        states = [([l[i] for l in lows], [u[i] for u in ups]) for i in range(len(los))]
+        return lb.numpy(), A.numpy(), np.asarray(unstable), states
+
     def bound(self, los, his, parents, region):
         from ..spec.model import InputRegion
         from .milp_bounds import compute_bounds, crown_lower
 
         if self.chain is not None:
-            import torch
-
-            lo, hi = torch.as_tensor(np.stack(los)), torch.as_tensor(np.stack(his))
-            par = None
-            if any(p is not None for p in parents):
-                n_layers = self.chain.n_relu
-                lows, ups = [], []
-                for k in range(n_layers):
-                    w = self.chain.widths[k]
-                    lows.append(torch.as_tensor(np.stack([p[0][k] if p is not None else np.full(w, -np.inf) for p in parents])))
-                    ups.append(torch.as_tensor(np.stack([p[1][k] if p is not None else np.full(w, np.inf) for p in parents])))
-                par = (lows, ups)
-            C = torch.as_tensor(np.broadcast_to(self.C, (len(los),) + self.C.shape).copy())
-            with torch.no_grad():
-                lb, A, (lows, ups), _ = self.chain.lower(lo, hi, C, par)
-            lows = [t.numpy() for t in lows]
-            ups = [t.numpy() for t in ups]
-            unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in zip(lows, ups))
-            states = [([l[i] for l in lows], [u[i] for u in ups]) for i in range(len(los))]
-            return lb.numpy(), A.numpy(), np.asarray(unstable), states
+            try:
+                return self._bound_chain(los, his, parents)
+            except Exception:  # the chain bounder's interface changed or failed: box by box instead
+                self.chain = None
+                parents = [None] * len(los)
         lbs, As, unst = [], [], []
         for lo, hi in zip(los, his):
             bnd = compute_bounds(self.lg, InputRegion(lo, hi, region.G, region.h), np.inf, method="crown", encode=False)
