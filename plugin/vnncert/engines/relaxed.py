@@ -41,7 +41,7 @@ SPLIT_MAX_DIMS = 16          # input-split BaB only for at most this many free i
 MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unknown)
 MAX_STATE_BYTES = 1 << 30    # and at most this much memory for the open boxes' intermediate bounds
 MIN_WIDTH = 1e-9             # a box narrower than this in every dim is not split further
-LEAF_MAX_UNSTABLE = 3        # boxes with at most this many unstable neurons are decided by LPs (relu chains)
+ALPHA_ITERS = 8              # relu chains: Adam steps on the final pass's lower slopes for boxes CROWN leaves open
 
 
 # ---- the spec as rows --------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class _Search:
         self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
         self.heuristic = getattr(options, "split_heuristic", "slack")
         self.chain = chain if options.relaxed_method == "crown" else None
-        self.leaf_max_unstable = int(getattr(options, "leaf_max_unstable", LEAF_MAX_UNSTABLE))
+        self.alpha_iters = ALPHA_ITERS
         per_box = 2 * 8 * sum(chain.widths) if self.chain is not None else 0
         self.max_open = int(min(MAX_OPEN_BOXES, MAX_STATE_BYTES // max(1, per_box)))
 
@@ -345,14 +345,23 @@ class _Search:
             oA = lA[idx] if lA is not None else None
             oS = self._scores_now[idx] if self._scores_now is not None else None
             ostate = _take_state(state, idx)
-            # boxes with only a few unstable neurons left: decide them exactly (LP per activation pattern)
-            if self.chain is not None and self.leaf_max_unstable > 0 and ostate is not None:
-                keep, out = self._exact_leaves(olo, ohi, oal, ostate)
-                if out is not None:
-                    return out, "sat"
-                if not keep.all():
-                    k_idx = np.flatnonzero(keep)
-                    olo, ohi, oal, olb = olo[k_idx], ohi[k_idx], oal[k_idx], olb[k_idx]
+            # alpha: optimise the final pass's lower slopes on the boxes CROWN left open
+            if self.chain is not None and self.alpha_iters > 0 and ostate is not None:
+                import torch
+
+                t1 = time.monotonic()
+                la = self.chain.optimize_final(torch.as_tensor(olo), torch.as_tensor(ohi),
+                                               torch.as_tensor(_batch_C(rows, olo.shape[0])), ostate[0], ostate[1],
+                                               iters=self.alpha_iters).numpy()
+                la = np.where(np.isnan(la), -np.inf, la)
+                self.stats["alpha_seconds"] = self.stats.get("alpha_seconds", 0.0) + time.monotonic() - t1
+                olb = np.maximum(olb, la)
+                dis2 = refuted_disjuncts(rows, refuted_rows(olb, rows.b[None, :])) | ~oal
+                still = ~dis2.all(axis=1) if not rows.empty_disjunct else np.ones(olo.shape[0], bool)
+                self.stats["alpha_refuted"] = self.stats.get("alpha_refuted", 0) + int((~still).sum())
+                if not still.all():
+                    k_idx = np.flatnonzero(still)
+                    olo, ohi, oal, olb = olo[k_idx], ohi[k_idx], ~dis2[k_idx], olb[k_idx]
                     oA = oA[k_idx] if oA is not None else None
                     oS = oS[k_idx] if oS is not None else None
                     ostate = _take_state(ostate, k_idx)
@@ -400,34 +409,6 @@ class _Search:
             self.stats["unresolved_tiny_boxes"] = unresolved
             return None, "unknown"
         return None, "refuted"
-
-    def _exact_leaves(self, lo, hi, alive, state):
-        """(keep mask, sat outcome or None): boxes refuted exactly are dropped."""
-        from .relu_chain import exact_leaf
-
-        lows, ups = state
-        n_unst = sum(((l < 0) & (u > 0)).sum(dim=1).numpy() for l, u in zip(lows, ups))
-        keep = np.ones(lo.shape[0], dtype=bool)
-        cand = np.flatnonzero(n_unst <= self.leaf_max_unstable)
-        points = []
-        for i in cand:
-            if expired(self.deadline):
-                break
-            groups = [np.flatnonzero(self.rows.owner == d) for d in range(self.rows.n_disjuncts) if alive[i, d]]
-            groups = [g for g in groups if g.size]
-            status, x = exact_leaf(self.chain, lo[i], hi[i], [l[i].numpy() for l in lows], [u[i].numpy() for u in ups],
-                                   self.rows.C, self.rows.b, groups, self.leaf_max_unstable)
-            self.stats["exact_leaves"] = self.stats.get("exact_leaves", 0) + 1
-            if status == "refuted":
-                keep[i] = False
-                self.stats["exact_leaves_refuted"] = self.stats.get("exact_leaves_refuted", 0) + 1
-            elif status == "point":
-                points.append(np.clip(x, lo[i], hi[i]))
-        if points:
-            out = self.try_points(np.stack(points))
-            if out is not None:
-                return keep, out
-        return keep, None
 
     def _best_open_rows(self, lb: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """Per box, the row of an open disjunct whose bound is closest to refuting it."""

@@ -235,3 +235,54 @@ class AffineReluChain:
             for j, sl in zip(range(self.n_relu - 1, -1, -1), slack):
                 scores = scores + sl @ shares[j]
         return lb, A, (lows, ups), scores
+
+    # ---- alpha: optimised lower slopes for the final rows -------------------------------------
+    def optimize_final(self, lo, hi, C, lows: list, ups: list, iters: int = 20, lr: float = 0.25):
+        """Lower bounds (B, R) of C y with the lower ReLU slopes of the final back-substitution
+        optimised per box, row and neuron (alpha-CROWN on the last pass only; the intermediate
+        bounds stay CROWN's). Any slope in [0, 1] gives a valid bound, so the best bound seen over
+        the iterations is returned, evaluated in float64."""
+        torch = self.torch
+        B, R = C.shape[0], C.shape[1]
+        alphas = []
+        for l, u in zip(lows, ups):
+            a0 = (u >= -l).to(torch.float64)[:, None, :].expand(B, R, l.shape[1]).clone()
+            alphas.append(a0.requires_grad_(True))
+        opt = torch.optim.Adam(alphas, lr=lr)
+        best = None
+        Lam0 = C @ self.W[-1]
+        bias0 = C @ self.b[-1]
+        for it in range(iters + 1):
+            lb = self._backward_alpha(Lam0, bias0, lows, ups, lo, hi, alphas)
+            cur = lb.detach()
+            best = cur if best is None else torch.maximum(best, cur)
+            if it == iters:
+                break
+            opt.zero_grad()
+            (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                for a in alphas:
+                    a.clamp_(0.0, 1.0)
+        return best
+
+    def _backward_alpha(self, Lam, bias, lows, ups, lo, hi, alphas):
+        torch = self.torch
+        for j in range(self.n_relu - 1, -1, -1):
+            l, u = lows[j], ups[j]
+            active = l >= 0
+            inactive = u <= 0
+            unstable = ~(active | inactive)
+            denom = torch.where(unstable, u - l, torch.ones_like(u))
+            s_up = torch.where(unstable, u / denom, active.to(u.dtype))
+            c_up = torch.where(unstable, -s_up * l, torch.zeros_like(u))
+            s_lo = torch.where(unstable[:, None, :], alphas[j], active.to(u.dtype)[:, None, :])
+            pos = Lam.clamp(min=0)
+            neg = Lam - pos
+            bias = bias + torch.einsum("brn,bn->br", neg, c_up)
+            Lam = pos * s_lo + neg * s_up[:, None, :]
+            bias = bias + Lam @ self.b[j]
+            Lam = Lam @ self.W[j]
+        c = (lo + hi) / 2
+        r = (hi - lo) / 2
+        return torch.einsum("brn,bn->br", Lam, c) - torch.einsum("brn,bn->br", Lam.abs(), r) + bias
