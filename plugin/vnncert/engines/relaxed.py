@@ -262,11 +262,12 @@ class _Search:
         self.max_open = int(min(MAX_OPEN_BOXES, MAX_STATE_BYTES // max(1, per_box)))
 
     # candidates -> witness
-    def try_points(self, xs: np.ndarray) -> Optional[Outcome]:
+    def try_points(self, xs: np.ndarray) -> Tuple[Optional[Outcome], np.ndarray]:
+        """(sat outcome or None, per-point violation: max row of A y - b, min over disjuncts; <= 0 is unsafe)."""
         from .attack import snap_into_box
 
         if not xs.shape[0]:
-            return None
+            return None, np.zeros(0)
         xs = snap_into_box(xs, self.lo0, self.hi0, self.network.input_dtype)
         ys = self.network.evaluate(xs).astype(np.float64)
         self.stats["candidates"] = self.stats.get("candidates", 0) + xs.shape[0]
@@ -275,8 +276,9 @@ class _Search:
             out = sat_outcome(self.network, self.spec, xs[i], engine="relaxed",
                               detail="witness found during input splitting, replayed with ONNX Runtime on the original model")
             if out is not None:
-                return out
-        return None
+                return out, np.zeros(0)
+        viol = np.stack([hs.violation(ys) for hs in self.case.output], axis=1).min(axis=1)
+        return None, viol
 
     def _scores(self, xs: np.ndarray) -> np.ndarray:
         ys = self.network.evaluate(xs).astype(np.float64)
@@ -373,7 +375,7 @@ class _Search:
                 best_row = self._best_open_rows(olb, oal)
                 a = oA[np.arange(olo.shape[0]), best_row]  # (k, n_in)
                 cands.append(np.where(a > 0, olo, ohi))
-            out = self.try_points(np.concatenate(cands))
+            out, _ = self.try_points(np.concatenate(cands))
             if out is not None:
                 return out, "sat"
             if time.monotonic() - last_pgd > 2.0 and remaining(self.deadline) > 1.0:
