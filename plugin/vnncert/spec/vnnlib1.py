@@ -207,6 +207,17 @@ def _line_col(text: str, offset: int) -> Tuple[int, int]:
     return line, col
 
 
+MAX_DEPTH = 400  # nesting deeper than this is refused (the semantic pass recurses once per level)
+
+
+def _may_nest_too_deeply(text: str) -> bool:
+    """Cheap over-estimate (parentheses in comments count too): True sends the text to the exact,
+    iterative tree builder, which refuses real nesting beyond MAX_DEPTH before anything recurses."""
+    b = np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8)
+    depth = np.cumsum((b == 40).astype(np.int32) - (b == 41).astype(np.int32))
+    return bool(depth.size) and int(depth.max()) > MAX_DEPTH
+
+
 def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
     """Nested lists; each list's element 0 is the index of its '(' token."""
     root: list = [-1]
@@ -218,6 +229,8 @@ def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
             top.append(node)
             stack.append(node)
             top = node
+            if len(stack) > MAX_DEPTH:  # independent of sys.getrecursionlimit(), which libraries raise
+                raise RecursionError
         elif tok == ")":
             if len(stack) == 1:
                 line, col = _position(text, i, None)
@@ -1200,7 +1213,7 @@ def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional
                   where: str = "<text>") -> Spec:
     """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
     try:
-        parsed = _bulk_parse(text)
+        parsed = None if _may_nest_too_deeply(text) else _bulk_parse(text)
         if parsed is not None:
             def locate(offset: int) -> Tuple[int, int]:
                 return _line_col(text, offset)
