@@ -6,30 +6,20 @@ than one real input or output is a clear error.
 """
 from __future__ import annotations
 
-import gzip
 import os
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import NetworkError
+from ..files import read_maybe_gzip
 
 _ONNX_TO_NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64}
 _ONNX_TYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 16: "bfloat16"}
 
 
 def read_model_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise NetworkError(f"{path}: cannot read ONNX file: {e.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise NetworkError(f"{path}: broken gzip file: {e}") from None
-    return data
+    return read_maybe_gzip(path, NetworkError, "ONNX file")
 
 
 def _dims(value_info) -> Tuple[Tuple[int, ...], List[bool]]:

@@ -1,11 +1,11 @@
 """VNN-LIB text -> `Spec` (the normal form in `model.py`)."""
 from __future__ import annotations
 
-import gzip
 import os
 from typing import Optional
 
 from ..errors import SpecError
+from ..files import read_maybe_gzip
 from .model import Case, Halfspaces, InputRegion, Spec
 from .vnnlib1 import parse_vnnlib1
 
@@ -14,16 +14,7 @@ __all__ = ["Spec", "Case", "Halfspaces", "InputRegion", "load_spec", "parse_spec
 
 def read_text(path: str) -> str:
     """Read a (possibly gzip-compressed) text file; binary garbage is a SpecError."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read property file: {e.strerror}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise SpecError(f"{path}: broken gzip file: {e}") from None
+    data = read_maybe_gzip(path, SpecError, "property file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
