@@ -7,6 +7,23 @@ from ...errors import NetworkError
 from .base import OpHandler, register
 
 
+def _axes(node, ctx, rank: int):
+    """(sorted non-negative axes, keepdims) of a Reduce node; axes None for a no-op (noop_with_empty_axes)."""
+    axes = None
+    if len(node.inputs) > 1 and node.inputs[1]:
+        if not ctx.is_const(node.inputs[1]):
+            raise NetworkError(f"{node.op_type} node {node.name!r}: axes must be constant")
+        axes = np.asarray(ctx.const(node.inputs[1])).reshape(-1).tolist()
+    elif node.attr("axes") is not None:
+        axes = list(node.attr("axes"))
+    keep = bool(node.attr("keepdims", 1))
+    if not axes:
+        if int(node.attr("noop_with_empty_axes", 0)):
+            return None, keep
+        axes = list(range(rank))
+    return sorted({int(a) + rank if int(a) < 0 else int(a) for a in axes}), keep
+
+
 @register("ReduceSum", "ReduceMean")
 class ReduceOp(OpHandler):
     def to_torch(self, node, ctx):
@@ -14,20 +31,10 @@ class ReduceOp(OpHandler):
 
         x = node.inputs[0]
         v = ctx.view(x)
-        axes = None
-        if len(node.inputs) > 1 and node.inputs[1]:
-            if not ctx.is_const(node.inputs[1]):
-                raise NetworkError(f"{node.op_type} node {node.name!r}: axes must be constant")
-            axes = np.asarray(ctx.const(node.inputs[1])).reshape(-1).tolist()
-        elif node.attr("axes") is not None:
-            axes = list(node.attr("axes"))
-        keep = bool(node.attr("keepdims", 1))
-        if not axes:
-            if int(node.attr("noop_with_empty_axes", 0)):
-                ctx.alias(node.outputs[0], x)
-                return
-            axes = list(range(v.rank))
-        axes = sorted({int(a) + v.rank if int(a) < 0 else int(a) for a in axes})
+        axes, keep = _axes(node, ctx, v.rank)
+        if axes is None:
+            ctx.alias(node.outputs[0], x)
+            return
         x = ctx.not_on_batch(x, axes)
         v = ctx.view(x)
         merged = v.merged and (keep or 0 not in axes)
@@ -37,19 +44,8 @@ class ReduceOp(OpHandler):
         from ..layers import reduce
 
         s = ctx.sym(node.inputs[0])
-        rank = len(s.shape)
-        axes = None
-        if len(node.inputs) > 1 and node.inputs[1]:
-            if not ctx.is_const(node.inputs[1]):
-                raise NetworkError(f"{node.op_type} node {node.name!r}: axes must be constant")
-            axes = np.asarray(ctx.const(node.inputs[1])).reshape(-1).tolist()
-        elif node.attr("axes") is not None:
-            axes = list(node.attr("axes"))
-        keep = bool(node.attr("keepdims", 1))
-        if not axes:
-            if int(node.attr("noop_with_empty_axes", 0)):
-                ctx.set(node.outputs[0], s)
-                return
-            axes = list(range(rank))
-        axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in axes})
+        axes, keep = _axes(node, ctx, len(s.shape))
+        if axes is None:
+            ctx.set(node.outputs[0], s)
+            return
         ctx.set(node.outputs[0], reduce(ctx, node, axes, keep, node.op_type == "ReduceMean"))
