@@ -1,17 +1,18 @@
-"""Relaxed engine: auto_LiRPA bounds (IBP, CROWN, alpha-CROWN) with an input-split branch and bound.
+"""Relaxed engine: linear bounds (IBP, CROWN, alpha-CROWN) with an input-split branch and bound.
 
 For every case, the rows of all its output disjuncts `A y <= b` become one spec matrix C, and
-auto_LiRPA bounds C f(x) from below over the input box. A disjunct is refuted on a box when
-one of its rows has `lower(A_i y) - b_i > margin_i`; a case is refuted when every disjunct is
-refuted on every box that covers its region. All bounds are computed in float64 on a float64
-copy of the network (docs/relaxed.md: why, and the margin).
+C f(x) is bounded from below over the input box (auto_LiRPA, or `relu_chain` for networks that
+are a chain of affine maps and ReLUs). A disjunct is refuted on a box when one of its rows has
+`lower(A_i y) - b_i > margin_i`; a case is refuted when every disjunct is refuted on every box
+that covers its region. All bounds are computed in float64 on a float64 copy of the network
+(docs/relaxed.md: why, and the margin).
 
 When the first bounds do not refute everything and the input has few free dimensions, the
-engine splits input boxes (batched CROWN over many sub-boxes at once), evaluates cheap
-candidates from every open box in ONNX Runtime (box centres and the corners that minimise the
-linear lower bounds) and, from time to time, runs the falsifier's PGD on the most promising
-boxes. It stops at the first witness (replayed through `results.sat_outcome`), when every box
-is refuted, or at the deadline.
+engine splits input boxes (batched CROWN over many sub-boxes at once, alpha on the boxes CROWN
+leaves open), evaluates cheap candidates from every open box in ONNX Runtime (box centres and
+the corners that minimise the linear lower bounds) and, from time to time, runs the falsifier's
+PGD on the most promising boxes. It stops at the first witness (replayed through
+`results.sat_outcome`), when every box is refuted, or at the deadline.
 
 Verdicts: `unsat` (every box refuted), `sat` (only with a replayed witness), else `unknown` /
 `timeout`. The region's extra linear constraints `G x <= h`, when present, are over-approximated
