@@ -171,6 +171,19 @@ def _slices_along(view, t_axis: int, pieces: List[slice]):
     return out
 
 
+
+def _split_starts(node, ctx, dim: int) -> np.ndarray:
+    """Offsets [0, s1, s1+s2, ..., dim] of a Split node's pieces along its axis of size dim."""
+    split = _opt_const(node, ctx, 1)
+    split = node.attr("split") if split is None else split.reshape(-1).tolist()
+    n = len(node.outputs)
+    if split is None:
+        size = -(-dim // n)
+        split = [min(size, dim - i * size) for i in range(n)]
+    if sum(split) != dim or len(split) != n:
+        raise NetworkError(f"Split node {node.name!r}: sizes {split} do not fit dim {dim}")
+    return np.cumsum([0] + list(split))
+
 @register("Split")
 class SplitOp(OpHandler):
     def to_torch(self, node, ctx):
@@ -182,15 +195,8 @@ class SplitOp(OpHandler):
         v = ctx.view(x)
         a = axis + v.rank if axis < 0 else axis
         dim = v.shape[a]
-        split = _opt_const(node, ctx, 1)
-        split = node.attr("split") if split is None else split.reshape(-1).tolist()
+        starts = _split_starts(node, ctx, dim)
         n = len(node.outputs)
-        if split is None:
-            size = -(-dim // n)
-            split = [min(size, dim - i * size) for i in range(n)]
-        if sum(split) != dim or len(split) != n:
-            raise NetworkError(f"Split node {node.name!r}: sizes {split} do not fit dim {dim}")
-        starts = np.cumsum([0] + list(split))
         pieces = [slice(int(starts[i]), int(starts[i + 1])) for i in range(n)]
         ctx.emit(SplitSlices(_slices_along(v, v.axis(a), pieces)), [x], list(node.outputs), v.merged)
 
@@ -201,15 +207,7 @@ class SplitOp(OpHandler):
         axis = int(node.attr("axis", 0))
         axis = axis + len(s.shape) if axis < 0 else axis
         dim = s.shape[axis]
-        split = _opt_const(node, ctx, 1)
-        split = node.attr("split") if split is None else split.reshape(-1).tolist()
-        n = len(node.outputs)
-        if split is None:
-            size = -(-dim // n)
-            split = [min(size, dim - i * size) for i in range(n)]
-        if sum(split) != dim or len(split) != n:
-            raise NetworkError(f"Split node {node.name!r}: sizes {split} do not fit dim {dim}")
-        starts = np.cumsum([0] + list(split))
+        starts = _split_starts(node, ctx, dim)
         grid = index_grid(s.shape)
         for i, out in enumerate(node.outputs):
             if out:
