@@ -20,24 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-
-
-def load_truth():
-    truth = {}
-    with open(SHARED / "ground_truth.csv") as f:
-        for row in csv.DictReader(f):
-            if row["benchmark"] == "acasxu":
-                truth[(row["onnx"], row["vnnlib"])] = row["consensus"]
-    return truth
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, ground_truth  # noqa: E402
+from common import instances as read_instances  # noqa: E402
 
 
 def instances(args):
-    with open(SHARED / "acasxu" / "instances.csv") as f:
-        rows = [line.strip().split(",") for line in f if line.strip()]
     out = []
-    for i, (onnx, vnnlib, timeout) in enumerate(rows):
+    for i, (onnx, vnnlib, timeout) in enumerate(read_instances(SHARED / "acasxu")):
         net_id = onnx.split("run2a_")[1].split("_batch")[0]
         prop = vnnlib.split("prop_")[1].split(".")[0]
         if args.nets and net_id not in args.nets:
@@ -46,7 +36,7 @@ def instances(args):
             continue
         if args.every > 1 and i % args.every:
             continue
-        out.append((onnx, vnnlib, float(timeout)))
+        out.append((onnx, vnnlib, timeout))
     return out
 
 
@@ -64,7 +54,7 @@ def main(argv=None) -> int:
     if not (SHARED / "acasxu").is_dir():
         print(f"needs {SHARED / 'acasxu'}", file=sys.stderr)
         return 2
-    truth = load_truth()
+    truth = ground_truth("acasxu")
     todo = instances(args)
     counts = {"sat": 0, "unsat": 0, "unknown": 0, "timeout": 0, "error": 0}
     wrong, times, rows = [], [], []
