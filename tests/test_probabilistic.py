@@ -58,11 +58,12 @@ def exact_bad_probability(p0: float, n0: int, n: int, alpha: float, too_large) -
 
 
 # ---- closed-form statistics ----------------------------------------------------------------------
-@pytest.mark.parametrize("noise", ["gaussian", "laplace", "uniform"])
-def test_certify_wrong_or_too_large_rate_is_at_most_alpha(tmp_path, noise):
+@pytest.mark.parametrize("noise,project", [("gaussian", True), ("gaussian", False), ("laplace", True), ("uniform", True)])
+def test_certify_wrong_or_too_large_rate_is_at_most_alpha(tmp_path, noise, project):
     """Linear f along one axis: f(x) = 0 iff x_0 <= t. g's exact radius is the distance m = t - x_0
     (L2 and L1 alike), and pA = F(m / scale) for the noise's CDF F, so a certificate is bad iff it
-    names class 1 or has radius > m."""
+    names class 1 or has radius > m. Gaussian noise runs both ways: drawn in the 5 input dims, and
+    projected through the (5 -> 2) layer."""
     d, scale, t = 5, 0.5, 0.3
     w = np.zeros((2, d))
     w[1, 0] = 1.0  # y0 = 0, y1 = x0 - t: class 1 iff x0 > t (tie -> class 0)
@@ -80,8 +81,9 @@ def test_certify_wrong_or_too_large_rate_is_at_most_alpha(tmp_path, noise):
     x[0] = t - m
     x[1:] = np.linspace(-1, 1, d - 1)  # coordinates f ignores
     n0, n, alpha, R = 10, 100, 0.1, 1500
-    g = P.SmoothedClassifier(net, noise=noise, scale=scale, batch=1000, seed=7, threads=1)
-    assert g.path == "in-graph noise"
+    g = P.SmoothedClassifier(net, noise=noise, scale=scale, batch=1000, seed=7, threads=1, project=project)
+    assert g.path == ("in-graph noise, projected through the first linear layer (5 -> 2)"
+                      if noise == "gaussian" and project else "in-graph noise")
     bad = 0
     radii = []
     for r in range(R):
@@ -116,6 +118,7 @@ def test_radii_never_exceed_exact_beyond_stated_probability_two_sided_linear(tmp
     p0 = stats.norm.cdf(0.8)
     n0, n, alpha, R = 20, 200, 0.05, 1000
     g = P.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=4096, seed=11, threads=1)
+    assert g.projection is not None and g.noise_dim == 2
     bad = sum(1 for r in range(R) for res in [g.certify(x, n0, n, alpha, key=(r,))]
               if res.prediction == 1 or (res.prediction == 0 and res.radius > exact_radius))
     p_bad = exact_bad_probability(p0, n0, n, alpha, lambda v: v > p0)
@@ -190,7 +193,9 @@ def test_ort_sampler_agrees_with_numpy_on_the_same_noise(tmp_path, noise, bank):
     net = linear_net(tmp_path, W, b, batch_symbolic=False)  # fixed batch dim 1: rewritten to a batch
     x = rng.standard_normal(d)
     g = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank)
-    assert g.path == "in-graph noise"
+    # gaussian: the noise is drawn projected through the (10 -> 4) layer; noisy_inputs gives the
+    # inputs x + zeta U^T it stands for
+    assert g.path.startswith("in-graph noise") and (g.projection is not None) == (noise == "gaussian")
     num = 2500
     counts = g.counts(x, num, g.stream((4,)))
     xs = g.noisy_inputs(x, num, g.stream((4,)))
@@ -201,14 +206,51 @@ def test_ort_sampler_agrees_with_numpy_on_the_same_noise(tmp_path, noise, bank):
     ref = np.bincount(logits.argmax(axis=1), minlength=k)
     assert counts.sum() == num
     assert np.abs(counts - ref).sum() <= 2 * ambiguous
-    # the numpy + batched-session path sees the same noisy inputs and gives the same counts
+    # the numpy + batched-session path sees the same noisy inputs as the in-graph one, same counts
+    raw = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, project=False)
+    assert raw.path == "in-graph noise"
     plain = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, in_graph=False)
     assert plain.path == "numpy noise + batched session"
-    assert np.array_equal(plain.counts(x, num, plain.stream((4,))), counts)
+    assert np.array_equal(plain.counts(x, num, plain.stream((4,))), raw.counts(x, num, raw.stream((4,))))
     # and the ONNX Runtime logits are those of numpy on those inputs
     seen = []
     g.counts(x, num, g.stream((4,)), watch=lambda lg, inputs_of: seen.append(lg.copy()))
     assert np.allclose(np.concatenate(seen), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_projected_noise_has_the_law_of_the_first_layer(tmp_path):
+    """Gaussian noise drawn through the first layer (Gemm 12 -> 3, then ReLU and a second
+    layer): the first layer's values t = W(x + e) + b must be N(Wx + b, sigma^2 W W^T). Checked on
+    the layer itself (a net that is only that layer) by mean, covariance and a KS test per
+    coordinate, and the full net's outputs against its replay on the inputs the samples stand for."""
+    rng = np.random.default_rng(5)
+    d, h, sigma = 12, 3, 0.4
+    W, b = rng.standard_normal((h, d)), rng.standard_normal(h)
+    x = rng.uniform(-1, 1, d)
+    net = linear_net(tmp_path, W, b, name="first.onnx")
+    g = P.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=5000, seed=3, threads=1)
+    assert g.projection is not None and g.noise_dim == h
+    seen = []
+    g.counts(x, 20000, g.stream((0,)), watch=lambda lg, inputs_of: seen.append(lg.astype(np.float64)))
+    t = np.concatenate(seen)
+    mean, cov = W @ x + b, sigma ** 2 * W @ W.T
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(t.mean(axis=0) - mean) <= 6 * sd / math.sqrt(t.shape[0]))
+    assert np.allclose(np.cov(t.T), cov, atol=6 * np.outer(sd, sd).max() * math.sqrt(2 / t.shape[0]))
+    for j in range(h):
+        assert stats.kstest((t[:, j] - mean[j]) / sd[j], stats.norm.cdf).pvalue > 1e-4
+    # a deeper net: ORT's outputs on the projected samples are the replays of x + zeta U^T
+    W2, b2 = rng.standard_normal((4, h)), rng.standard_normal(4)
+    deep = load_network(mlp_onnx(tmp_path / "deep.onnx", [(W, b), (W2, b2)], batch_symbolic=True), threads=1)
+    gd = P.SmoothedClassifier(deep, noise="gaussian", scale=sigma, batch=500, seed=3, threads=1)
+    assert gd.projection is not None
+    logits = []
+    gd.counts(x, 300, gd.stream((1,)), watch=lambda lg, inputs_of: logits.append((lg.copy(), inputs_of(np.arange(lg.shape[0])))))
+    lg = np.concatenate([a for a, _ in logits])
+    xs = np.concatenate([c for _, c in logits])
+    assert np.allclose(xs, gd.noisy_inputs(x, 300, gd.stream((1,))))
+    replay = np.stack([deep.replay(v) for v in xs[:50]]).reshape(50, -1)
+    assert np.allclose(lg[:50], replay, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("noise,cdf", [("gaussian", stats.norm.cdf), ("laplace", stats.laplace.cdf),
@@ -265,7 +307,7 @@ def test_fixed_batch_mnist_fc_is_rewritten_and_agrees_with_replay():
     net = load_network(str(bench / "onnx" / "mnist-net_256x2.onnx"), threads=1)
     assert net.input_shape[0] == 1 and net.batch_mode == "batched"
     g = P.SmoothedClassifier(net, scale=0.25, batch=500, seed=0, threads=1)
-    assert g.path == "in-graph noise"
+    assert g.path == "in-graph noise, projected through the first linear layer (784 -> 256)"
     x = np.full(784, 0.5)
     c = g.counts(x, 1200, g.stream((0,)))
     assert c.sum() == 1200
@@ -438,7 +480,7 @@ def test_float64_model_gets_float64_noise(tmp_path):
     net = load_network(str(tmp_path / "lin64.onnx"), threads=1)
     for noise in P.NOISES:
         sc = P.SmoothedClassifier(net, noise=noise, scale=0.3, batch=500, seed=0, threads=1)
-        assert sc.path == "in-graph noise" and sc.dtype == np.float64
+        assert sc.path == "in-graph noise" and sc.dtype == np.float64  # 2 -> 3: nothing to project
         x = np.array([0.2, -0.1])
         xs = sc.noisy_inputs(x, 1500, sc.stream((1,)))
         assert xs.dtype == np.float64 and np.all(np.abs(xs - x) <= 0.3 * (40 if noise != "uniform" else 1))

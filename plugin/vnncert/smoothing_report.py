@@ -71,24 +71,21 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def _smoother(network, sigma: float, noise: str, batch: int, seed: int, threads: int, bank: bool, bank_rows: int):
-    from .engines.probabilistic import SmoothedClassifier
+    from .engines.probabilistic import SmoothedClassifier, lower_confidence_bound
 
-    rows = 0
+    t0 = time.perf_counter()
+    lower_confidence_bound(1, 2, 0.5)  # import scipy now, not inside the first example's time
+    g = SmoothedClassifier(network, noise=noise, scale=sigma, batch=batch, seed=seed, threads=threads)
     note = "fresh noise for every certification"
     if bank:
-        dtype_size = 8 if network.input_dtype == np.float64 else 4
-        need = bank_rows * network.n_inputs * dtype_size
+        # rows of the noise the sampler draws: the input size, or the first layer's width when projected
+        need = bank_rows * g.noise_dim * g.dtype.itemsize
         if need <= BANK_LIMIT_BYTES:
-            rows = bank_rows
+            g.use_bank(bank_rows)
             note = f"noise bank of {bank_rows} rows ({need / 2**20:.1f} MiB), fresh signs and offset per certification"
         else:
             note = (f"fresh noise for every certification (a noise bank would need {need / 2**30:.2f} GiB, "
                     f"more than {BANK_LIMIT_BYTES / 2**30:.0f} GiB)")
-    from .engines.probabilistic import lower_confidence_bound
-
-    t0 = time.perf_counter()
-    lower_confidence_bound(1, 2, 0.5)  # import scipy now, not inside the first example's time
-    g = SmoothedClassifier(network, noise=noise, scale=sigma, batch=batch, seed=seed, threads=threads, bank_rows=rows)
     return g, note, time.perf_counter() - t0
 
 

@@ -251,6 +251,136 @@ def sampling_model(network) -> Optional[bytes]:
     return m.SerializeToString()
 
 
+@dataclass
+class Projection:
+    """Gaussian noise pushed through the network's first linear layer (see `projected_sampling_model`).
+
+    The first layer computes t = x M + c (M: n_in x h, h < n_in). With the SVD M = U S V^T
+    (U: n_in x r, r = h), e ~ N(0, s^2 I) gives e M = (e U) S V^T, and e U ~ N(0, s^2 I_r): so
+    t(x + e) has exactly the law of x M + c + zeta L with zeta ~ N(0, s^2 I_r), L = S V^T. The
+    sampling graph draws zeta (r numbers a sample instead of n_in) and starts at t. The input
+    x + zeta U^T has that very t, so it stands for the sample wherever an input is needed
+    (witness replays, tests).
+    """
+
+    model: bytes
+    M: np.ndarray  # n_in x h, float64
+    c: np.ndarray  # h
+    U: np.ndarray  # n_in x r
+    r: int
+    h: int
+
+    def shift(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) @ self.M + self.c
+
+    def inputs(self, x: np.ndarray, zeta: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) + np.asarray(zeta, np.float64) @ self.U.T
+
+
+def projected_sampling_model(network) -> Optional[Projection]:
+    """The batched model starting at its first linear layer, fed with projected Gaussian noise.
+
+    Applies when the input reaches a Gemm or MatMul with a constant weight through Flatten /
+    Reshape-to-(B, n_in) nodes only (nothing else reads the input or those tensors) and the layer
+    has fewer outputs h than inputs. Inputs: z (B, r) standard noise, mult (1, r), shift (1, h);
+    the graph computes (z * mult) @ L + shift in place of the layer's output. None otherwise.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    data = network.batched_model_bytes
+    if data is None:
+        return None
+    m = onnx.load_from_string(data)
+    g = m.graph
+    n_in = int(network.n_inputs)
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in g.output}
+
+    def only_consumer(name):
+        c = consumers.get(name, [])
+        return c[0] if len(c) == 1 and name not in outputs else None
+
+    chain = []
+    tensor = network.input_name
+    node = only_consumer(tensor)
+    while node is not None and node.op_type in ("Flatten", "Reshape"):
+        if node.op_type == "Flatten":
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if axis != 1:
+                return None
+        else:
+            shape = inits.get(node.input[1]) if len(node.input) > 1 else None
+            if shape is None:
+                return None
+            s = numpy_helper.to_array(shape).reshape(-1)
+            if s.size != 2 or int(s[1]) != n_in or int(s[0]) not in (-1, 0):
+                return None
+        chain.append(node)
+        tensor = node.output[0]
+        node = only_consumer(tensor)
+    if node is None or node.input[0] != tensor:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm":
+        if attrs.get("transA", 0) or node.input[1] not in inits:
+            return None
+        B = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        if attrs.get("transB", 0):
+            B = B.T
+        M = float(attrs.get("alpha", 1.0)) * B
+        c = np.zeros(M.shape[1] if M.ndim == 2 else 0)
+        if len(node.input) > 2 and node.input[2]:
+            if node.input[2] not in inits:
+                return None
+            C = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64).reshape(-1)
+            if C.size not in (1, c.size):
+                return None
+            c = c + float(attrs.get("beta", 1.0)) * C
+    elif node.op_type == "MatMul":
+        if node.input[1] not in inits:
+            return None
+        M = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        c = np.zeros(M.shape[1] if M.ndim == 2 else 0)
+    else:
+        return None
+    if M.ndim != 2 or M.shape[0] != n_in or M.shape[1] >= n_in or not np.all(np.isfinite(M)):
+        return None
+    h = int(M.shape[1])
+    U, S, Vt = np.linalg.svd(M, full_matrices=False)
+    L = S[:, None] * Vt  # r x h
+    r = int(S.size)
+    elem = network.input_info.type.tensor_type.elem_type
+    dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
+    removed = chain + [node]
+    used_by_removed = {name for n in removed for name in n.input[1:]}
+    still_used = {name for n in g.node if n not in removed for name in n.input}
+    graph_inputs = {i.name for i in g.input}
+    keep_inits = [t for t in g.initializer if not (t.name in used_by_removed and t.name not in still_used
+                                                   and t.name not in graph_inputs)]
+    del g.initializer[:]
+    g.initializer.extend(keep_inits + [numpy_helper.from_array(L.astype(dtype), "vnncert_L")])
+    keep = [i for i in g.input if i.name != network.input_name]
+    del g.input[:]
+    g.input.extend([helper.make_tensor_value_info("vnncert_z", elem, ["vnncert_batch", r]),
+                    helper.make_tensor_value_info("vnncert_mult", elem, [1, r]),
+                    helper.make_tensor_value_info("vnncert_shift", elem, [1, h])] + keep)
+    rest = [n for n in g.node if n not in removed]
+    del g.node[:]
+    g.node.extend([helper.make_node("Mul", ["vnncert_z", "vnncert_mult"], ["vnncert_scaled"], name="vnncert_noise_mul"),
+                   helper.make_node("MatMul", ["vnncert_scaled", "vnncert_L"], ["vnncert_proj"], name="vnncert_noise_proj"),
+                   helper.make_node("Add", ["vnncert_proj", "vnncert_shift"], [node.output[0]], name="vnncert_noise_add")]
+                  + rest)
+    g.node.extend([helper.make_node("Flatten", [network.output_name], ["vnncert_flat"], axis=1, name="vnncert_flatten"),
+                   helper.make_node("ArgMax", ["vnncert_flat"], ["vnncert_argmax"], axis=1, keepdims=0, name="vnncert_argmax")])
+    g.output.extend([helper.make_tensor_value_info("vnncert_argmax", TensorProto.INT64, ["vnncert_batch"])])
+    return Projection(m.SerializeToString(), M, c, U, r, h)
+
+
 # ---- the smoothed classifier ---------------------------------------------------------------------
 class DeadlineReached(Exception):
     def __init__(self, samples: int):
@@ -292,10 +422,12 @@ class SmoothedClassifier:
     of one certification (n0 + n, or n for predict). in_graph: add the noise inside the ONNX graph
     (one ORT call per batch, no numpy pass over the noisy inputs); falls back to numpy + the
     batched session, or to one-at-a-time evaluation, when the model does not allow it.
+    project: with Gaussian noise and a first linear layer narrower than the input, draw the
+    noise already pushed through that layer (`Projection`: same law, fewer numbers and flops).
     """
 
     def __init__(self, network, noise: str = "gaussian", scale: float = 0.25, batch: int = 10_000,
-                 seed: int = 0, threads: int = 0, bank_rows: int = 0, in_graph: bool = True):
+                 seed: int = 0, threads: int = 0, bank_rows: int = 0, in_graph: bool = True, project: bool = True):
         if noise not in NOISES:
             raise ValueError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}")
         scale = float(scale)
@@ -319,13 +451,26 @@ class SmoothedClassifier:
         self._zbuf: Optional[np.ndarray] = None
         self._xbuf: Optional[np.ndarray] = None
         self.graph_session = None
+        self.projection: Optional[Projection] = None
         if in_graph and self.session is not None and self.dtype == in_dtype:
-            self.graph_session = self._make_graph_session()
-        self.path = "in-graph noise" if self.graph_session is not None else (
-            "numpy noise + batched session" if self.session is not None else "numpy noise + one input at a time")
+            if project and noise == "gaussian":
+                self.graph_session, self.projection = self._make_projected_session()
+            if self.graph_session is None:
+                self.graph_session = self._make_graph_session()
+        # numbers of noise per sample: the input size, or the first layer's rank when projected
+        self.noise_dim = self.projection.r if self.projection is not None else self.dim
+        if self.projection is not None:
+            self.path = f"in-graph noise, projected through the first linear layer ({self.dim} -> {self.projection.h})"
+        else:
+            self.path = "in-graph noise" if self.graph_session is not None else (
+                "numpy noise + batched session" if self.session is not None else "numpy noise + one input at a time")
         self.bank: Optional[NoiseBank] = None
         if bank_rows:
-            self.bank = NoiseBank(noise, int(bank_rows), self.dim, self.dtype, self.seed, self._pool)
+            self.use_bank(bank_rows)
+
+    def use_bank(self, rows: int) -> None:
+        """Draw a NoiseBank of `rows` standard noise rows (of noise_dim values) for the certifications to come."""
+        self.bank = NoiseBank(self.noise, int(rows), self.noise_dim, self.dtype, self.seed, self._pool)
 
     @property
     def norm(self) -> str:
@@ -360,8 +505,42 @@ class SmoothedClassifier:
         except Exception:
             return None
 
+    def _make_projected_session(self):
+        import onnxruntime as ort
+
+        try:
+            proj = projected_sampling_model(self.network)
+            if proj is None:
+                return None, None
+            so = ort.SessionOptions()
+            if self.network.threads > 0:
+                so.intra_op_num_threads = self.network.threads
+                so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(proj.model, sess_options=so, providers=["CPUExecutionProvider"])
+            # it must compute what the model computes on the inputs the noise stands for (up to rounding)
+            rng = np.random.default_rng(12345)
+            x = rng.uniform(-1.0, 1.0, self.dim)
+            z = rng.standard_normal((4, proj.r)).astype(self.dtype)
+            mult = rng.uniform(0.1, 1.0, proj.r).astype(self.dtype)
+            feed = {"vnncert_z": z, "vnncert_mult": mult[None, :], "vnncert_shift": proj.shift(x).astype(self.dtype)[None, :]}
+            y = np.asarray(sess.run([self.network.output_name], feed)[0], np.float64).reshape(4, -1)
+            y_ref = self._run_plain(proj.inputs(x, z.astype(np.float64) * mult).astype(self.dtype)).astype(np.float64)
+            tol = 1e-4 * (1.0 + np.abs(y_ref).max())
+            if y.shape != y_ref.shape or not np.all(np.abs(y - y_ref) <= tol):
+                return None, None
+            return sess, proj
+        except Exception:
+            return None, None
+
     def _run_graph(self, sess, z, mult, shift, logits: bool):
         m = z.shape[0]
+        if self.projection is not None:
+            feed = {"vnncert_z": z, "vnncert_mult": mult.reshape(1, -1), "vnncert_shift": shift.reshape(1, -1)}
+            if logits:
+                am, y = sess.run(["vnncert_argmax", self.network.output_name], feed)
+                return am, np.asarray(y).reshape(m, -1)
+            return sess.run(["vnncert_argmax"], feed)[0], None
         feed = {"vnncert_z": z.reshape((m,) + self._feed_shape), "vnncert_mult": mult.reshape((1,) + self._feed_shape),
                 "vnncert_shift": shift.reshape((1,) + self._feed_shape)}
         if logits:
@@ -382,7 +561,7 @@ class SmoothedClassifier:
         """The noise source of one certification; `key` (e.g. the example index) makes it reproducible."""
         if self.bank is not None:
             return self.bank.stream(self.seed, key, self.scale)
-        return FreshNoise(self.noise, self.seed, key, self._pool, self.scale, self.dim, self.dtype)
+        return FreshNoise(self.noise, self.seed, key, self._pool, self.scale, self.noise_dim, self.dtype)
 
     def _pieces(self, num: int, stream):
         """(z, mult) pieces of at most `batch` rows, num rows in all."""
@@ -390,7 +569,7 @@ class SmoothedClassifier:
         while done < num:
             m = min(self.batch, num - done)
             if self._zbuf is None or self._zbuf.shape[0] < m:
-                self._zbuf = np.empty((m, self.dim), dtype=self.dtype)
+                self._zbuf = np.empty((m, self.noise_dim), dtype=self.dtype)
             for z, mult in stream.draw(m, self._zbuf):
                 yield z, mult
             done += m
@@ -404,7 +583,10 @@ class SmoothedClassifier:
     def noisy_inputs(self, x: np.ndarray, num: int, stream) -> np.ndarray:
         """The noisy inputs x + mult * z (numpy) that `counts` classifies with an identical stream."""
         xc = self._centre(x)
-        rows = [z * mult + xc for z, mult in self._pieces(num, stream)]
+        if self.projection is not None:
+            rows = [self.projection.inputs(xc, z * mult).astype(self.dtype) for z, mult in self._pieces(num, stream)]
+        else:
+            rows = [z * mult + xc for z, mult in self._pieces(num, stream)]
         return np.concatenate(rows, axis=0) if rows else np.zeros((0, self.dim), self.dtype)
 
     def counts(self, x: np.ndarray, num: int, stream, watch=None, deadline: Optional[float] = None) -> np.ndarray:
@@ -414,15 +596,20 @@ class SmoothedClassifier:
         rows' noisy inputs (computed as the graph computes them).
         """
         xc = self._centre(x)
+        shift = xc if self.projection is None else self.projection.shift(xc).astype(self.dtype)
         counts = np.zeros(self.n_classes, dtype=np.int64)
         done = 0
         for z, mult in self._pieces(num, stream):
             m = z.shape[0]
             if self.graph_session is not None:
-                am, logits = self._run_graph(self.graph_session, z, mult, xc, logits=watch is not None)
+                am, logits = self._run_graph(self.graph_session, z, mult, shift, logits=watch is not None)
 
-                def inputs_of(rows, z=z, mult=mult):
-                    return z[rows] * mult + xc
+                if self.projection is not None:
+                    def inputs_of(rows, z=z, mult=mult):
+                        return self.projection.inputs(xc, z[rows] * mult).astype(self.dtype)
+                else:
+                    def inputs_of(rows, z=z, mult=mult):
+                        return z[rows] * mult + xc
             else:
                 if self._xbuf is None or self._xbuf.shape[0] < m:
                     self._xbuf = np.empty((m, self.dim), dtype=self.dtype)
