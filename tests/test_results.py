@@ -64,3 +64,45 @@ def test_parse_assignment_ignores_comments():
     a = parse_assignment("((X_0 1.5) ; c\n (X_1 -2e-3)\n (Y_0 3))")
     assert a == {"X_0": 1.5, "X_1": -0.002, "Y_0": 3.0}
     assert format_witness(np.zeros(0, np.float32), np.zeros(0, np.float32)) == "()"
+
+
+def test_fixed_input_that_is_not_a_float32_is_reached_by_its_rounding(tmp_path):
+    """A box with X_0 fixed at 0.1 (no float32 equals it): the model's input there is fl32(0.1),
+    which is accepted as a witness; a float32 one step further out is not; strict bounds stay exact."""
+    from helpers import mlp_onnx
+
+    from vnncert import load_network
+    from vnncert.engines.attack import snap_into_box
+    from vnncert.results import check_witness
+    from vnncert.spec import parse_spec
+
+    net = load_network(mlp_onnx(tmp_path / "id.onnx", [(np.eye(2), np.zeros(2))]), threads=1)
+    text = ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+            "(assert (>= X_0 0.1))\n(assert (<= X_0 0.1))\n(assert (>= X_1 -1.0))\n(assert (<= X_1 1.0))\n"
+            "(assert (>= Y_0 0.05))\n")
+    spec = parse_spec(text, n_inputs=2, n_outputs=2)
+    f = np.float32(0.1)
+    assert float(f) != 0.1
+    x = snap_into_box(np.array([0.1, 0.25]), spec.cases[0].region.lower, spec.cases[0].region.upper, np.float32)
+    assert x[0] == f
+    assert check_witness(net, spec, x) is not None
+    for off in (np.nextafter(f, np.float32(1)), np.nextafter(f, np.float32(0))):
+        assert check_witness(net, spec, np.array([off, 0.25], np.float32)) is None
+    reg = spec.cases[0].region
+    assert not reg.contains(np.array([[float(f), 0.25]]))[0]  # the real box itself is unchanged
+    assert reg.contains_input(np.array([[float(f), 0.25]]), np.float32)[0]
+    assert not reg.contains_input(np.array([[float(f), 0.25]]), np.float64)[0]
+    # fl32(0.7) < 0.7: reached by rounding from X_0 >= 0.7, but a strict X_0 > 0.7 is checked exactly
+    g = np.float32(0.7)
+    assert float(g) < 0.7
+    wide = text.replace("(assert (<= X_0 0.1))", "(assert (<= X_0 0.8))")
+    closed = parse_spec(wide.replace("(assert (>= X_0 0.1))", "(assert (>= X_0 0.7))"), n_inputs=2, n_outputs=2)
+    strict = parse_spec(wide.replace("(assert (>= X_0 0.1))", "(assert (> X_0 0.7))"), n_inputs=2, n_outputs=2)
+    assert check_witness(net, closed, np.array([g, 0.25], np.float32)) is not None
+    assert check_witness(net, strict, np.array([g, 0.25], np.float32)) is None
+    # the falsifier answers sat on it (the centre is a witness of Y_0 >= 0.05)
+    from vnncert.engines import attack
+    from vnncert.options import Options
+
+    out = attack.check(net, spec, __import__("time").monotonic() + 20, Options(mode="falsify", threads=1))
+    assert out.verdict == Verdict.SAT and out.counterexample[0][0] == f

@@ -111,8 +111,10 @@ def _jsonable(v):
 def check_witness(network, spec, x: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray, int]]:
     """Replay x on the ORIGINAL model with ONNX Runtime; return (x, y, case index) if x is a real witness.
 
-    x is cast to the model's input dtype first, and that exact value must lie in the case's
-    region (no slack) and its output must satisfy the property's own relations (zero tolerance).
+    x is cast to the model's input dtype first; that exact value must be an input the model can
+    see from a point of the case's region (`InputRegion.contains_input`: in the box, or the
+    rounding of a box point, e.g. fl32(0.1) for a fixed input 0.1; no other slack) and its output
+    must satisfy the property's own relations (zero tolerance).
     """
     x_in = np.asarray(x).astype(network.input_dtype).reshape(-1)
     if x_in.size != network.n_inputs or not np.all(np.isfinite(x_in)):
@@ -120,7 +122,7 @@ def check_witness(network, spec, x: np.ndarray) -> Optional[Tuple[np.ndarray, np
     y = network.replay(x_in)
     if not np.all(np.isfinite(y)):
         return None
-    idx = spec.find_violation(x_in.astype(np.float64), y.astype(np.float64))
+    idx = spec.find_violation(x_in.astype(np.float64), y.astype(np.float64), network.input_dtype)
     if idx is None:
         return None
     return x_in, y, idx

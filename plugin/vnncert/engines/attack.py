@@ -21,13 +21,16 @@ REPLAYS_PER_ROUND = 8
 
 
 def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype) -> np.ndarray:
-    """Cast x to `dtype` and nudge values that rounding pushed outside [lower, upper] back inside."""
+    """Cast x to `dtype` and nudge values that rounding pushed outside [lower, upper] back inside.
+
+    Where no `dtype` value lies in [lower, upper] (a fixed input such as 0.1 in float32), the
+    rounding of the clipped value is kept: the input the model sees at that point of the box."""
     xd = np.clip(np.asarray(x, dtype=np.float64), lower, upper).astype(dtype)
     lo = lower.astype(dtype)
     lo = np.where(lo.astype(np.float64) < lower, np.nextafter(lo, np.array(np.inf, dtype=dtype)), lo)
     hi = upper.astype(dtype)
     hi = np.where(hi.astype(np.float64) > upper, np.nextafter(hi, np.array(-np.inf, dtype=dtype)), hi)
-    return np.minimum(np.maximum(xd, lo), hi)
+    return np.where(lo <= hi, np.minimum(np.maximum(xd, lo), hi), xd)
 
 
 def _corners(region: InputRegion, rng: np.random.Generator, budget: int) -> np.ndarray:

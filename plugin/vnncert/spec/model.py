@@ -80,6 +80,43 @@ class InputRegion:
             ok &= np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
         return ok
 
+    def contains_input(self, x: np.ndarray, dtype) -> np.ndarray:
+        """Membership of inputs the model runs on, values of `dtype` (float32 for most ONNX files).
+
+        The region is a set of real points; the model sees each as its nearest `dtype` value.
+        x is in the region when some real point of the region rounds to it. For a non-strict
+        bound pair that is fl(lower) <= x <= fl(upper) (rounding is monotone, and every value
+        between is itself in [lower, upper] or is one of the two). It matters when lower == upper
+        is not a float32 number (a fixed input such as 0.1): no float32 lies in the box, yet the
+        model's input at that point is fl(0.1). Strict bounds and the G rows are checked on x
+        exactly, and x must also lie within ROUNDED_INPUT_MAX_GAP of the box (so a witness stays
+        inside the scorers' 1e-4 input slack even for bounds of large magnitude).
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        dt = np.dtype(dtype)
+        if dt == np.dtype(np.float64) or dt.kind != "f":
+            return self.contains(x)
+        flo = self.lower.astype(dt).astype(np.float64)
+        fhi = self.upper.astype(dt).astype(np.float64)
+        lo_ok = x >= np.minimum(flo, self.lower)
+        if self.lower_strict is not None:
+            lo_ok &= ~self.lower_strict | (x > self.lower)
+        hi_ok = x <= np.maximum(fhi, self.upper)
+        if self.upper_strict is not None:
+            hi_ok &= ~self.upper_strict | (x < self.upper)
+        gap = np.maximum(np.maximum(self.lower - x, x - self.upper), 0.0)
+        ok = lo_ok.all(axis=1) & hi_ok.all(axis=1) & (gap <= ROUNDED_INPUT_MAX_GAP).all(axis=1)
+        ok &= ~np.any(self.lower > self.upper)
+        if self.G is not None and self.G.shape[0]:
+            lhs = x @ self.G.T
+            strict = self.G_strict if self.G_strict is not None else np.zeros(self.G.shape[0], bool)
+            ok &= np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
+        return ok
+
+
+# an input value that only rounding brings into the box must lie this close to it (absolute)
+ROUNDED_INPUT_MAX_GAP = 1e-5
+
 
 @dataclass(frozen=True)
 class Case:
@@ -107,9 +144,11 @@ class Spec:
     # VNN-LIB 2.0 declarations (names, shapes, dtypes) when known; used by the 2.0 CLI output.
     declarations: Optional[dict] = field(default=None, compare=False)
 
-    def find_violation(self, x: np.ndarray, y: np.ndarray) -> Optional[int]:
-        """Index of a case whose region contains x and whose output set contains y, or None."""
+    def find_violation(self, x: np.ndarray, y: np.ndarray, input_dtype=np.float64) -> Optional[int]:
+        """Index of a case whose region contains x and whose output set contains y, or None.
+
+        x is the input the model ran on, in `input_dtype` (see `InputRegion.contains_input`)."""
         for i, case in enumerate(self.cases):
-            if case.region.contains(x)[0] and case.unsafe(y)[0]:
+            if case.region.contains_input(x, input_dtype)[0] and case.unsafe(y)[0]:
                 return i
         return None
