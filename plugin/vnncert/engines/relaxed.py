@@ -38,6 +38,7 @@ METHODS = {"ibp": "IBP", "crown": "CROWN", "alpha-crown": "alpha-CROWN"}
 MARGIN_ABS = 1e-7
 MARGIN_REL = 1e-6
 
+CHAIN_CHUNK_VALUES = 1 << 22  # values (32 MiB of float64) of one back-substitution matrix per relu-chain CROWN call
 SPLIT_MAX_DIMS = 16          # input-split BaB only for at most this many free input dims
 MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unknown)
 MAX_STATE_BYTES = 1 << 30    # and at most this much memory for the open boxes' intermediate bounds
@@ -538,8 +539,12 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     all_rows = [_pad_rows(CaseRows.of(c, spec.n_outputs)) for c in spec.cases]
     open_cases: List[int] = []
     bounded = 0
+    # the relu-chain CROWN holds (boxes, 2 x width, width) float64 back-substitution matrices: boxes
+    # per call are capped so that one stays near CHAIN_CHUNK_VALUES values (memory; 3000 cases of a
+    # 128-wide net at once, as in nn4sys lindex_3000, would need 0.8 GB per matrix when all unstable)
+    per_box = 2 * max(chain.widths) ** 2 if chain is not None and chain.widths else 1
     for R, members in _group_by_rows(all_rows).items():
-        for chunk in _chunks(members, max(1, 4096 // max(1, R))):
+        for chunk in _chunks(members, max(1, min(4096 // max(1, R), CHAIN_CHUNK_VALUES // per_box))):
             if expired(deadline):
                 return done(Verdict.TIMEOUT, f"deadline reached after bounding {bounded} of {len(spec.cases)} cases")
             lo = np.stack([spec.cases[i].region.lower for i in chunk]).astype(np.float64)
