@@ -218,6 +218,15 @@ class BankStream:
 
 
 # ---- the sampling graph --------------------------------------------------------------------------
+def _add_argmax_output(g, network) -> None:
+    """Append `vnncert_argmax` (B,) int64, the first index of the maximum of the model's output."""
+    from onnx import TensorProto, helper
+
+    g.node.extend([helper.make_node("Flatten", [network.output_name], ["vnncert_flat"], axis=1, name="vnncert_flatten"),
+                   helper.make_node("ArgMax", ["vnncert_flat"], ["vnncert_argmax"], axis=1, keepdims=0, name="vnncert_argmax")])
+    g.output.extend([helper.make_tensor_value_info("vnncert_argmax", TensorProto.INT64, ["vnncert_batch"])])
+
+
 def sampling_model(network) -> Optional[bytes]:
     """The batched model with noise added inside the graph, or None when the model cannot batch.
 
@@ -226,7 +235,7 @@ def sampling_model(network) -> Optional[bytes]:
     Outputs: the model's output and `vnncert_argmax` (B,) int64, the first index of the maximum.
     """
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     data = network.batched_model_bytes
     if data is None:
@@ -245,9 +254,7 @@ def sampling_model(network) -> Optional[bytes]:
     old = list(g.node)
     del g.node[:]
     g.node.extend(nodes + old)
-    g.node.extend([helper.make_node("Flatten", [network.output_name], ["vnncert_flat"], axis=1, name="vnncert_flatten"),
-                   helper.make_node("ArgMax", ["vnncert_flat"], ["vnncert_argmax"], axis=1, keepdims=0, name="vnncert_argmax")])
-    g.output.extend([helper.make_tensor_value_info("vnncert_argmax", TensorProto.INT64, ["vnncert_batch"])])
+    _add_argmax_output(g, network)
     return m.SerializeToString()
 
 
@@ -375,9 +382,7 @@ def projected_sampling_model(network) -> Optional[Projection]:
                    helper.make_node("MatMul", ["vnncert_scaled", "vnncert_L"], ["vnncert_proj"], name="vnncert_noise_proj"),
                    helper.make_node("Add", ["vnncert_proj", "vnncert_shift"], [node.output[0]], name="vnncert_noise_add")]
                   + rest)
-    g.node.extend([helper.make_node("Flatten", [network.output_name], ["vnncert_flat"], axis=1, name="vnncert_flatten"),
-                   helper.make_node("ArgMax", ["vnncert_flat"], ["vnncert_argmax"], axis=1, keepdims=0, name="vnncert_argmax")])
-    g.output.extend([helper.make_tensor_value_info("vnncert_argmax", TensorProto.INT64, ["vnncert_batch"])])
+    _add_argmax_output(g, network)
     return Projection(m.SerializeToString(), M, c, U, r, h)
 
 
@@ -479,19 +484,22 @@ class SmoothedClassifier:
     def close(self) -> None:
         self._pool.close()
 
-    def _make_graph_session(self):
+    def _session(self, data: bytes):
         import onnxruntime as ort
 
+        so = ort.SessionOptions()
+        if self.network.threads > 0:
+            so.intra_op_num_threads = self.network.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+
+    def _make_graph_session(self):
         try:
             data = sampling_model(self.network)
             if data is None:
                 return None
-            so = ort.SessionOptions()
-            if self.network.threads > 0:
-                so.intra_op_num_threads = self.network.threads
-                so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            sess = ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])
+            sess = self._session(data)
             # it must compute exactly what the batched session computes on numpy's noisy inputs
             rng = np.random.default_rng(12345)
             z = rng.standard_normal((4, self.dim)).astype(self.dtype)
@@ -506,18 +514,11 @@ class SmoothedClassifier:
             return None
 
     def _make_projected_session(self):
-        import onnxruntime as ort
-
         try:
             proj = projected_sampling_model(self.network)
             if proj is None:
                 return None, None
-            so = ort.SessionOptions()
-            if self.network.threads > 0:
-                so.intra_op_num_threads = self.network.threads
-                so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            sess = ort.InferenceSession(proj.model, sess_options=so, providers=["CPUExecutionProvider"])
+            sess = self._session(proj.model)
             # it must compute what the model computes on the inputs the noise stands for (up to rounding)
             rng = np.random.default_rng(12345)
             x = rng.uniform(-1.0, 1.0, self.dim)
@@ -537,12 +538,9 @@ class SmoothedClassifier:
         m = z.shape[0]
         if self.projection is not None:
             feed = {"vnncert_z": z, "vnncert_mult": mult.reshape(1, -1), "vnncert_shift": shift.reshape(1, -1)}
-            if logits:
-                am, y = sess.run(["vnncert_argmax", self.network.output_name], feed)
-                return am, np.asarray(y).reshape(m, -1)
-            return sess.run(["vnncert_argmax"], feed)[0], None
-        feed = {"vnncert_z": z.reshape((m,) + self._feed_shape), "vnncert_mult": mult.reshape((1,) + self._feed_shape),
-                "vnncert_shift": shift.reshape((1,) + self._feed_shape)}
+        else:
+            feed = {"vnncert_z": z.reshape((m,) + self._feed_shape), "vnncert_mult": mult.reshape((1,) + self._feed_shape),
+                    "vnncert_shift": shift.reshape((1,) + self._feed_shape)}
         if logits:
             am, y = sess.run(["vnncert_argmax", self.network.output_name], feed)
             return am, np.asarray(y).reshape(m, -1)

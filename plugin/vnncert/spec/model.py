@@ -74,11 +74,15 @@ class InputRegion:
         if self.upper_strict is not None:
             hi_ok &= ~self.upper_strict | (x < self.upper)
         ok = lo_ok.all(axis=1) & hi_ok.all(axis=1)
-        if self.G is not None and self.G.shape[0]:
-            lhs = x @ self.G.T
-            strict = self.G_strict if self.G_strict is not None else np.zeros(self.G.shape[0], bool)
-            ok &= np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
-        return ok
+        return ok & self._rows_ok(x)
+
+    def _rows_ok(self, x: np.ndarray) -> np.ndarray:
+        """(B,) bool: the linear input constraints G x <= h hold exactly (strictness respected)."""
+        if self.G is None or not self.G.shape[0]:
+            return np.ones(x.shape[0], bool)
+        lhs = x @ self.G.T
+        strict = self.G_strict if self.G_strict is not None else np.zeros(self.G.shape[0], bool)
+        return np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
 
     def contains_input(self, x: np.ndarray, dtype) -> np.ndarray:
         """Membership of inputs the model runs on, values of `dtype` (float32 for most ONNX files).
@@ -107,11 +111,7 @@ class InputRegion:
         gap = np.maximum(np.maximum(self.lower - x, x - self.upper), 0.0)
         ok = lo_ok.all(axis=1) & hi_ok.all(axis=1) & (gap <= ROUNDED_INPUT_MAX_GAP).all(axis=1)
         ok &= ~np.any(self.lower > self.upper)
-        if self.G is not None and self.G.shape[0]:
-            lhs = x @ self.G.T
-            strict = self.G_strict if self.G_strict is not None else np.zeros(self.G.shape[0], bool)
-            ok &= np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
-        return ok
+        return ok & self._rows_ok(x)
 
 
 # an input value that only rounding brings into the box must lie this close to it (absolute)
