@@ -274,8 +274,14 @@ class Projection:
     M: np.ndarray  # n_in x h, float64
     c: np.ndarray  # h
     U: np.ndarray  # n_in x r
-    r: int
-    h: int
+
+    @property
+    def r(self) -> int:
+        return int(self.U.shape[1])
+
+    @property
+    def h(self) -> int:
+        return int(self.M.shape[1])
 
     def shift(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, np.float64) @ self.M + self.c
@@ -383,7 +389,7 @@ def projected_sampling_model(network) -> Optional[Projection]:
                    helper.make_node("Add", ["vnncert_proj", "vnncert_shift"], [node.output[0]], name="vnncert_noise_add")]
                   + rest)
     _add_argmax_output(g, network)
-    return Projection(m.SerializeToString(), M, c, U, r, h)
+    return Projection(m.SerializeToString(), M, c, U)
 
 
 # ---- the smoothed classifier ---------------------------------------------------------------------

@@ -158,8 +158,9 @@ class AffineReluChain:
         return lb, Lam
 
     def intermediate_bounds(self, lo, hi, parent: Optional[Tuple[list, list]] = None, shares: Optional[list] = None):
-        """Pre-activation bounds (lists of (B, n_k)) of every ReLU layer over the boxes; with the
-        parent's bounds, only the neurons unstable there are recomputed and the result is intersected.
+        """Pre-activation bounds (lists of (B, n_k)) of every ReLU layer over the boxes: interval
+        bounds (intersected with the parent's, when given), then back-substitution for the neurons
+        those leave unstable.
         With `shares` (a list), appends per layer (B, n_k, n_in): each recomputed neuron's linear
         range split over the input dims (rows sum to 1; zero rows for neurons not recomputed)."""
         torch = self.torch
@@ -169,27 +170,27 @@ class AffineReluChain:
         lows, ups = [], []
         for k in range(self.n_relu):
             W, b = self.W[k], self.b[k]
+            # interval bounds first (of the input box, or of relu of the layer below): neurons they
+            # already show stable need no back-substitution (their relaxation is exact whatever the
+            # bound values); on small boxes that is most of them (lindex_3000: 3000 boxes, 128 wide)
             if k == 0:
-                mid = c @ W.T + b
-                rad = r @ W.abs().T
-                l, u = mid - rad, mid + rad
-                if parent is not None:
-                    l, u = torch.maximum(l, parent[0][k]), torch.minimum(u, parent[1][k])
+                ic, ir = c, r
+            else:
+                hl, hu = lows[k - 1].clamp(min=0), ups[k - 1].clamp(min=0)
+                ic, ir = (hl + hu) / 2, (hu - hl) / 2
+            mid = ic @ W.T + b
+            rad = ir @ W.abs().T
+            pl, pu = mid - rad, mid + rad
+            if parent is not None:
+                pl, pu = torch.maximum(pl, parent[0][k]), torch.minimum(pu, parent[1][k])
+            if k == 0:
+                l, u = pl, pu
                 lows.append(l)
                 ups.append(u)
                 if shares is not None:
                     contrib = W.abs()[None] * r[:, None, :]
                     shares.append(contrib / contrib.sum(-1, keepdim=True).clamp(min=1e-300))
                 continue
-            # interval bounds from the layer below first: neurons they already show stable need no
-            # back-substitution (their relaxation is exact whatever the bound values); on small boxes
-            # that is most of them (lindex_3000: 3000 boxes of a 128-wide net)
-            hl, hu = lows[k - 1].clamp(min=0), ups[k - 1].clamp(min=0)
-            mid = ((hl + hu) / 2) @ W.T + b
-            rad = ((hu - hl) / 2) @ W.abs().T
-            pl, pu = mid - rad, mid + rad
-            if parent is not None:
-                pl, pu = torch.maximum(pl, parent[0][k]), torch.minimum(pu, parent[1][k])
             need = (pl < 0) & (pu > 0)
             counts = need.sum(dim=1)
             U = int(counts.max()) if B else 0
