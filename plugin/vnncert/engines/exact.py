@@ -57,6 +57,9 @@ FALSIFY_SHARE = 0.1
 SPURIOUS_RETRIES = 3
 # a MILP solve is told to stop this much (at most 5 % of its time) before its deadline
 MILP_EARLY_STOP = 1.0
+# affine/ReLU chains with at least this many unstable ReLUs after LP tightening go to the
+# ReLU-split branch and bound (relu_bab.py) before the MILP
+BAB_MIN_UNSTABLE = 60
 
 
 def _pyomo():
@@ -404,6 +407,16 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
         return CaseResult(Verdict.UNKNOWN, detail=f"{len(open_d)} of {len(case.output)} disjuncts not ruled out by the LP relaxation")
     if expired(deadline):
         return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
+    open_d.sort(key=lambda i: lbs[i])
+    # ---- branch and bound on ReLU splits, when the MILP would be large ----
+    if sum(bounds.unstable) >= BAB_MIN_UNSTABLE:
+        r = _bab_disjuncts(network, spec, case, ci, lg, bounds, open_d, deadline, cs)
+        if r is not None:
+            return r
+        if not open_d:
+            return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out (bounds or ReLU-split branch and bound)")
+        if expired(deadline):
+            return CaseResult(Verdict.TIMEOUT, detail=f"{len(open_d)} disjunct(s) open when the ReLU-split branch and bound ran out of time")
     # ---- the MILP ----
     enc = bounds.enc
     enc.add_binaries(relax=False)
@@ -412,7 +425,6 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     cs["binaries"] = enc.n_binaries
     cs.update({f"model_{k}": v for k, v in mm.stats.items()})
     solver = Solver(mm, threads=options.threads)
-    open_d.sort(key=lambda i: lbs[i])
     pending = list(open_d)
     unresolved: List[str] = []
     for pass_no in (1, 2):
@@ -445,6 +457,52 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     if pending:
         return CaseResult(Verdict.TIMEOUT, detail="; ".join(unresolved) or "deadline reached")
     return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved))
+
+
+def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
+    """Run `relu_bab.SplitBaB` on the open disjuncts (in place: proven ones leave `open_d`), in
+    two passes like the MILP: equal shares first, then the time left over. A SAT CaseResult when
+    a witness replays, else None (what is left open goes to the MILP with the time that is left)."""
+    from .relu_bab import SplitBaB
+
+    chain = _chain_of(lg)
+    if chain is None:
+        return None
+    relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
+    lows = [bounds.layers[k][0] for k in relu_inputs]
+    ups = [bounds.layers[k][1] for k in relu_inputs]
+    region = case.region
+    stats = cs.setdefault("bab", [])
+    t0 = time.monotonic()
+
+    def try_points(xs):
+        return _try_points(network, spec, case, xs, ci)
+
+    given_up: List[int] = []
+    for pass_no in (1, 2):
+        todo = [di for di in open_d if di not in given_up]
+        for pos, di in enumerate(todo):
+            if expired(deadline):
+                break
+            hs = case.output[di]
+            left = len(todo) - pos
+            share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
+            bab = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b)
+            r = bab.run(min(deadline, time.monotonic() + share), try_points, np.asarray(hs.strict, bool))
+            r.stats.update({"disjunct": di, "status": r.status, "pass": pass_no})
+            stats.append(r.stats)
+            if r.status == "sat":
+                cs["witness_from"] = "bab"
+                cs["bab_s"] = time.monotonic() - t0
+                return CaseResult(Verdict.SAT, outcome=r.outcome)
+            if r.status == "proven":
+                open_d.remove(di)
+            elif r.status == "unknown":
+                given_up.append(di)
+        if len(open_d) == len(given_up):
+            break
+    cs["bab_s"] = time.monotonic() - t0
+    return None
 
 
 def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc: Encoding, deadline: float, cs: dict):
@@ -767,6 +825,13 @@ def _summary(stats: dict) -> dict:
     if unstable:
         out["unstable_relus"] = unstable[0] if len(unstable) == 1 else unstable
     out["cases"] = len(cases)
+    bab = [r for c in cases.values() for r in c.get("bab", [])]
+    if bab:
+        out["bab_s"] = round(float(sum(c.get("bab_s", 0.0) for c in cases.values())), 4)
+        out["bab_domains"] = int(sum(r["domains"] for r in bab))
+        out["bab_proven"] = sum(r["status"] == "proven" for r in bab)
+        out["bab_runs"] = len(bab)
+        out["bab_max_depth"] = max(r["max_depth"] for r in bab)
     milp = [m for c in cases.values() for m in c.get("milp", [])]
     if milp:
         out["milp_solves"] = len(milp)

@@ -1,0 +1,251 @@
+"""Branch and bound on ReLU splits with optimised linear bounds (alpha and beta, as in beta-CROWN).
+
+The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
+§7). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
+of every ReLU layer (the LP-tightened ones of `milp_bounds`):
+
+* a *domain* fixes some of the ReLUs unstable at the root to active (z >= 0, relu(z) = z) or
+  inactive (z <= 0, relu(z) = 0); its bound is a lower bound of each row a_i.y - b_i over the
+  points of the box whose activations agree with the domain;
+* the bound is CROWN's back-substitution with, for each free unstable neuron, the chord as the
+  upper relaxation and a lower slope alpha in [0, 1]; each split constraint s.z >= 0 enters with
+  a Lagrange multiplier beta >= 0 (f - beta.s.z <= f on the domain). Any alpha in [0, 1] and
+  beta >= 0 give a valid bound, so both are optimised by projected gradient ascent (Adam) and the
+  best bound seen is kept; children start from their parent's alpha and beta;
+* a domain is closed when some row's bound is above zero by `relaxed.margin` (the same float64
+  margin as the relaxed engine); otherwise it is split on the free neuron with the largest
+  intercept score (the BaBSR idea: the chord's intercept times the weight the bound puts on it);
+* the input that minimises a domain's linear bound is run through the chain in float64; when it
+  lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
+  witness is reported;
+* `proven` when every domain is closed. A domain in which every unstable ReLU is split but whose
+  bound stays below zero is given up (`unknown`): the network is affine there, so only an LP could
+  decide it, and the engine never guesses.
+
+Everything runs batched in torch float64 on the CPU; the state kept per domain is indexed by the
+neurons unstable at the root only (alpha and beta stored in float32: they are parameters of the
+bound, not part of its soundness, which comes from the float64 evaluation).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+
+# children bounded per round (two per parent); a round of 2 x 256 domains of a 784-256x6-10 net
+# takes about 1 s on one core (benchmarks/mnistfc.py)
+BATCH_PARENTS = 256
+ROOT_ITERS = 40
+CHILD_ITERS = 12
+LR_ALPHA = 0.1
+LR_BETA = 0.05
+# at most this many unsafe-looking candidate points per round go to ONNX Runtime
+CHECK_POINTS = 8
+# set to a callable(dict) to follow the search round by round (benchmarks, debugging)
+TRACE: Optional[Callable[[dict], None]] = None
+
+
+@dataclass
+class BabResult:
+    status: str  # proven | sat | timeout | unknown
+    outcome: object = None
+    stats: dict = field(default_factory=dict)
+
+
+class SplitBaB:
+    """Branch and bound over the ReLUs of `chain` (relu_chain.AffineReluChain) for one disjunct."""
+
+    def __init__(self, chain, lo: np.ndarray, hi: np.ndarray, lows: List[np.ndarray], ups: List[np.ndarray],
+                 A: np.ndarray, b: np.ndarray):
+        import torch
+
+        self.torch = torch
+        f64 = torch.float64
+        self.chain = chain
+        self.lo = torch.as_tensor(np.asarray(lo, np.float64))
+        self.hi = torch.as_tensor(np.asarray(hi, np.float64))
+        self.A = torch.as_tensor(np.atleast_2d(np.asarray(A, np.float64)))
+        self.b = np.atleast_1d(np.asarray(b, np.float64))
+        self.R = self.A.shape[0]
+        self.layers = []  # per ReLU layer: (idx, stable slope (n,), chord slope (U,), intercept (U,), offset)
+        off = 0
+        for l, u in zip(lows, ups):
+            l = torch.as_tensor(np.asarray(l, np.float64))
+            u = torch.as_tensor(np.asarray(u, np.float64))
+            unst = (l < 0) & (u > 0)
+            idx = torch.nonzero(unst).flatten()
+            lu, uu = l[idx], u[idx]
+            su = uu / (uu - lu)
+            self.layers.append((idx, (l >= 0).to(f64), su, -su * lu, off))
+            off += idx.numel()
+        self.U = off
+        self.Lam0 = self.A @ chain.W[-1]  # (R, n_last)
+        self.bias0 = self.A @ chain.b[-1]  # (R,)
+
+    # ---- one bound evaluation --------------------------------------------------------------------
+    def _pass(self, split, alpha, beta, want_scores: bool = False):
+        """Lower bounds (N, R) of A y over each domain, the minimising inputs (N, R, n_in) and, with
+        want_scores, the branching scores (N, U)."""
+        torch = self.torch
+        N = split.shape[0]
+        Lam = self.Lam0.expand(N, -1, -1)
+        bias = self.bias0.expand(N, -1)
+        scores = [] if want_scores else None
+        for j in range(len(self.layers) - 1, -1, -1):
+            idx, stable, su, cu, off = self.layers[j]
+            Lz = Lam * stable
+            n_u = idx.numel()
+            if n_u:
+                s = split[:, None, off:off + n_u]
+                Lu = Lam[..., idx]
+                pos = Lu.clamp(min=0)
+                neg = Lu - pos
+                free = s == 0
+                coef = torch.where(free, pos * alpha[..., off:off + n_u] + neg * su,
+                                   torch.where(s > 0, Lu, torch.zeros_like(Lu)))
+                coef = coef - beta[..., off:off + n_u] * s
+                bias = bias + (neg * cu * free).sum(-1)
+                Lz = Lz.index_copy(2, idx, coef)
+                if want_scores:
+                    sc = (cu * (-neg + 1e-3 * pos)).detach().sum(1)
+                    scores.append(torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0)))
+            bias = bias + Lz @ self.chain.b[j]
+            Lam = Lz @ self.chain.W[j]
+        x = torch.where(Lam > 0, self.lo, self.hi)
+        lb = (Lam * x).sum(-1) + bias
+        sc = torch.cat(scores[::-1], dim=1) if want_scores else None
+        return lb, x, sc
+
+    def bound(self, split, alpha, beta, iters: int, deadline: float):
+        """Optimise alpha, beta for `iters` steps: (best lb (N, R), alpha, beta (float32), scores, x)."""
+        torch = self.torch
+        sf = split.to(torch.float64)
+        a = alpha.to(torch.float64).requires_grad_(True)
+        be = beta.to(torch.float64).requires_grad_(True)
+        opt = torch.optim.Adam([{"params": [a], "lr": LR_ALPHA}, {"params": [be], "lr": LR_BETA}])
+        best = None
+        for it in range(iters + 1):
+            last = it == iters or time.monotonic() > deadline
+            lb, x, sc = self._pass(sf, a, be, want_scores=last)
+            cur = lb.detach()
+            best = cur if best is None else torch.maximum(best, cur)
+            if last:
+                break
+            opt.zero_grad()
+            (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                a.clamp_(0.0, 1.0)
+                be.clamp_(min=0.0)
+        return best, a.detach().float(), be.detach().float(), sc, x.detach()
+
+    # ---- the search ------------------------------------------------------------------------------
+    def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]], strict: np.ndarray) -> BabResult:
+        from .relaxed import refuted_rows
+
+        torch = self.torch
+        t0 = time.monotonic()
+        st = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0, "unresolved_leaves": 0}
+        R, U = self.R, self.U
+        b = self.b
+
+        def closed(lb):
+            lbn = lb.numpy()
+            ok = refuted_rows(lbn, b[None, :])
+            strict_ok = np.asarray(strict, bool)[None, :] & (lbn - b[None, :] >= 0)
+            return torch.as_tensor((ok | strict_ok).any(axis=1))
+
+        def unsafe_points(x, lb):
+            """Candidate witnesses: each domain's minimiser for its worst row, kept when the chain
+            (float64) puts it in the unsafe set; at most CHECK_POINTS, least bound first."""
+            worst = lb.argmin(dim=1)
+            pts = x[torch.arange(x.shape[0]), worst]
+            with torch.no_grad():
+                y = self.chain.forward(pts) @ self.A.T
+            bad = (y <= torch.as_tensor(b)).all(dim=1)
+            cand = torch.nonzero(bad).flatten()
+            if cand.numel() == 0:
+                return None
+            order = torch.argsort(lb.max(dim=1).values[cand])[:CHECK_POINTS]
+            return pts[cand[order]].numpy()
+
+        def check(x, lb):
+            pts = unsafe_points(x, lb)
+            if pts is None:
+                return None
+            st["points_checked"] += len(pts)
+            return try_points(pts)
+
+        split = torch.zeros((1, U), dtype=torch.int8)
+        alpha = torch.zeros((1, R, U), dtype=torch.float32)
+        for idx, stable, su, cu, off in self.layers:
+            alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
+        beta = torch.zeros((1, R, U), dtype=torch.float32)
+        lb, alpha, beta, sc, x = self.bound(split, alpha, beta, ROOT_ITERS, deadline)
+        st["root_lb"] = float((lb.numpy() - b).max())
+        st["domains"] = 1
+
+        def finish(status, outcome=None):
+            st["seconds"] = round(time.monotonic() - t0, 3)
+            return BabResult(status, outcome, st)
+
+        out = check(x, lb)
+        if out is not None:
+            return finish("sat", out)
+        keep = ~closed(lb)
+        # the pool of open domains
+        P_split, P_alpha, P_beta, P_lb = split[keep], alpha[keep], beta[keep], lb[keep]
+        P_branch = sc[keep].argmax(dim=1) if U else torch.zeros(0, dtype=torch.long)
+        P_can = (sc[keep].max(dim=1).values >= 0) if U else torch.zeros(0, dtype=torch.bool)
+        P_depth = torch.zeros(int(keep.sum()), dtype=torch.int32)
+        while P_split.shape[0]:
+            if time.monotonic() > deadline:
+                st["open_domains"] = int(P_split.shape[0])
+                return finish("timeout")
+            # domains with nothing left to split: given up (see the module docstring)
+            stuck = ~P_can
+            if bool(stuck.any()):
+                st["unresolved_leaves"] += int(stuck.sum())
+                P_split, P_alpha, P_beta, P_lb = P_split[~stuck], P_alpha[~stuck], P_beta[~stuck], P_lb[~stuck]
+                P_branch, P_can, P_depth = P_branch[~stuck], P_can[~stuck], P_depth[~stuck]
+                continue
+            # the least-proven domains first
+            key = (P_lb - torch.as_tensor(b)).max(dim=1).values
+            n = min(BATCH_PARENTS, key.numel())
+            pick = torch.topk(-key, n).indices
+            rest = torch.ones(key.numel(), dtype=torch.bool)
+            rest[pick] = False
+            sp, al, be, br, dp = P_split[pick], P_alpha[pick], P_beta[pick], P_branch[pick], P_depth[pick]
+            P_split, P_alpha, P_beta, P_lb = P_split[rest], P_alpha[rest], P_beta[rest], P_lb[rest]
+            P_branch, P_can, P_depth = P_branch[rest], P_can[rest], P_depth[rest]
+            # two children per parent: the branching neuron active / inactive
+            c_split = torch.cat([sp, sp]).clone()
+            rows = torch.arange(2 * n)
+            c_split[rows, torch.cat([br, br])] = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
+            c_alpha, c_beta = torch.cat([al, al]), torch.cat([be, be])
+            c_depth = torch.cat([dp, dp]) + 1
+            c_lb, c_alpha, c_beta, c_sc, c_x = self.bound(c_split, c_alpha, c_beta, CHILD_ITERS, deadline)
+            st["rounds"] += 1
+            st["domains"] += 2 * n
+            st["max_depth"] = max(st["max_depth"], int(c_depth.max()))
+            out = check(c_x, c_lb)
+            if out is not None:
+                return finish("sat", out)
+            keep = ~closed(c_lb)
+            if TRACE is not None:
+                TRACE({"round": st["rounds"], "t": time.monotonic() - t0, "open": int(P_split.shape[0] + keep.sum()),
+                       "worst": float(key.min()) if key.numel() else None, "closed_children": int((~keep).sum())})
+            if bool(keep.any()):
+                ks = c_sc[keep]
+                P_split = torch.cat([P_split, c_split[keep]])
+                P_alpha = torch.cat([P_alpha, c_alpha[keep]])
+                P_beta = torch.cat([P_beta, c_beta[keep]])
+                P_lb = torch.cat([P_lb, c_lb[keep]])
+                P_branch = torch.cat([P_branch, ks.argmax(dim=1)])
+                P_can = torch.cat([P_can, ks.max(dim=1).values >= 0])
+                P_depth = torch.cat([P_depth, c_depth[keep]])
+        if st["unresolved_leaves"]:
+            return finish("unknown")
+        return finish("proven")
