@@ -8,8 +8,9 @@
 Each instance is one `vnncert verify --mode MODE --threads 1 --json` process under the instance's
 timeout (start-up included). Rows go to --out (CSV, resumed when it exists); the summary gives
 solved sat/unsat, wrong answers against ground_truth.csv (must be 0), median time, the split of
-the exact engine's time between bounds (IBP/CROWN/LP tightening), Pyomo model building
-(build + handing the model to HiGHS) and HiGHS's MILP solves, and the unstable-ReLU counts.
+the exact engine's time between bounds (IBP/CROWN/LP tightening), the ReLU-split branch and
+bound, Pyomo model building (build + handing the model to HiGHS) and HiGHS's MILP solves, and
+the unstable-ReLU counts.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, ground_truth, instances  # noqa: E402
 
 FIELDS = ["onnx", "vnnlib", "timeout", "truth", "result", "seconds", "bounds_s", "build_s", "set_instance_s", "solve_s",
-          "unstable_relus", "binaries", "lp_solved", "milp_solves", "milp_nodes", "detail"]
+          "unstable_relus", "binaries", "lp_solved", "milp_solves", "milp_nodes", "bab_s", "bab_domains", "bab_proven",
+          "bab_runs", "detail"]
 
 
 def run_one(bench: Path, onnx: str, vnnlib: str, timeout: float, mode: str) -> dict:
@@ -43,7 +45,8 @@ def run_one(bench: Path, onnx: str, vnnlib: str, timeout: float, mode: str) -> d
     stats = info.get("stats", {}) or {}
     ex = stats.get("exact", stats) if isinstance(stats, dict) else {}
     row = {"result": word, "seconds": round(dt, 2), "detail": (info.get("detail") or "")[:300]}
-    for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "binaries", "lp_solved", "milp_solves", "milp_nodes"):
+    for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "binaries", "lp_solved", "milp_solves", "milp_nodes",
+              "bab_s", "bab_domains", "bab_proven", "bab_runs"):
         row[k] = ex.get(k, "")
     u = ex.get("unstable_relus", "")
     row["unstable_relus"] = "/".join(str(x) for x in u) if isinstance(u, list) else u
@@ -70,13 +73,19 @@ def summarise(rows) -> None:
     if rows:
         print(f"median time: all {statistics.median(_num(r['seconds']) for r in rows):.1f} s"
               + (f", solved {statistics.median(_num(r['seconds']) for r in solved):.1f} s" if solved else ""))
-    tot = {k: sum(_num(r[k]) for r in rows) for k in ("bounds_s", "build_s", "set_instance_s", "solve_s")}
+    tot = {k: sum(_num(r.get(k)) for r in rows) for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "bab_s")}
     total = sum(tot.values()) or 1.0
     print("exact engine time split (sum over instances): "
           f"bounds {tot['bounds_s']:.0f} s ({100 * tot['bounds_s'] / total:.0f}%), "
           f"Pyomo build {tot['build_s']:.1f} s + to HiGHS {tot['set_instance_s']:.1f} s "
           f"({100 * (tot['build_s'] + tot['set_instance_s']) / total:.1f}%), "
-          f"HiGHS MILP {tot['solve_s']:.0f} s ({100 * tot['solve_s'] / total:.0f}%)")
+          f"HiGHS MILP {tot['solve_s']:.0f} s ({100 * tot['solve_s'] / total:.0f}%), "
+          f"ReLU-split BaB {tot['bab_s']:.0f} s ({100 * tot['bab_s'] / total:.0f}%)")
+    bab = [r for r in rows if str(r.get("bab_runs") or "").strip()]
+    if bab:
+        print(f"ReLU-split BaB ran on {len(bab)} instances: {sum(int(_num(r['bab_proven'])) for r in bab)} of "
+              f"{sum(int(_num(r['bab_runs'])) for r in bab)} disjunct runs proven, "
+              f"{sum(int(_num(r['bab_domains'])) for r in bab)} domains bounded")
     by_net = {}
     for r in rows:
         by_net.setdefault(r["onnx"], []).append(r)
