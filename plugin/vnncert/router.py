@@ -36,8 +36,9 @@ MODE_HELP: Dict[str, str] = {
     "auto": "what a competition run uses: a quick numpy CROWN pass (no torch import), the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
     "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN/LP bounds, one binary per unstable ReLU, one MILP per "
-             "output disjunct; sat with a witness replayed in ONNX Runtime, unsat from HiGHS's dual bound above a "
-             "tolerance margin (docs/exact.md), else timeout",
+             "output disjunct (ReLU chains with many unstable ReLUs go first to a branch and bound on ReLU splits "
+             "with optimised alpha/beta bounds); sat with a witness replayed in ONNX Runtime, unsat from sound "
+             "bounds or HiGHS's dual bound above a tolerance margin (docs/exact.md), else timeout",
     "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64; or lp: the exact "
                "engine's triangle LP relaxation) and, for inputs with few "
                "free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "

@@ -6,15 +6,20 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
    every bound is sound (LP values are turned into weak-duality bounds, never taken on trust);
 2. each disjunct's rows get sound lower bounds (CROWN and the LP); a disjunct whose bound is
    positive is impossible (this alone is the `--relaxed-method lp` answer: `lp_check`);
-3. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
+3. on an affine/ReLU chain with at least BAB_MIN_UNSTABLE unstable ReLUs left, the remaining
+   disjuncts first go to the ReLU-split branch and bound (`relu_bab.SplitBaB`, on the same
+   LP-tightened bounds, with the whole remaining time); a disjunct it gives up on (a fully split
+   domain it cannot close) goes on to step 4's MILP with the time left;
+4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
    (`build_model`): min t s.t. t >= a_i . y - b_i for the disjunct's rows, over the network's
    encoding (`milp_encoding`) with one binary per unstable ReLU. `solve` runs HiGHS
    (persistent, through pyomo.contrib.appsi) with the time limit of the shared deadline and a
    cutoff, and stops at the first incumbent below zero;
-4. an incumbent below zero gives x; `results.sat_outcome` replays it with ONNX Runtime (zero
+5. an incumbent below zero gives x; `results.sat_outcome` replays it with ONNX Runtime (zero
    tolerance). A candidate that does not replay is never reported: the disjunct is re-solved
    asking for a deeper violation, then given up as unknown;
-5. `unsat` only when every disjunct of every case is proven: by a sound bound (step 2) or by
+6. `unsat` only when every disjunct of every case is proven: by a sound bound (step 2), by the
+   branch and bound (every domain closed by a sound bound), or by
    HiGHS's dual bound (or its cutoff-infeasibility) above `unsat_margin`, which covers the
    solver's tolerances (derivation in docs/exact.md).
 """
