@@ -209,13 +209,16 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
     assert lp.bound <= r.incumbent + 1e-6
 
 
-@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp"])
+@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab"])
 @pytest.mark.parametrize("seed", range(6))
 def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
     from vnncert.engines import exact
 
-    if split == "one-milp":  # one MILP over the whole box instead of input splitting with MILP leaves
+    if split in ("one-milp", "relu-bab"):  # one MILP over the whole box instead of input splitting with MILP leaves
         monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
+    if split == "relu-bab":  # every case through the ReLU-split branch and bound, no falsifier in front
+        monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
+        monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
     if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain)
         monkeypatch.setattr(exact, "_chain_of", lambda lg: None)
     sizes = [2, 10, 10, 2]
@@ -397,12 +400,16 @@ def test_shared_test_benchmark_matches_ground_truth():
         assert out.verdict.value == want, (onnx_rel, vnnlib_rel, out.detail)
 
 
-@pytest.mark.parametrize("vnnlib_rel", ["vnnlib/prop_3_0.05.vnnlib", "vnnlib/prop_1_0.03.vnnlib"])
-def test_mnist_fc_instances_match_ground_truth(vnnlib_rel):
+@pytest.mark.parametrize("net,vnnlib_rel,route", [("256x2", "vnnlib/prop_3_0.05.vnnlib", "milp"),
+                                                   ("256x2", "vnnlib/prop_1_0.03.vnnlib", "milp"),
+                                                   ("256x4", "vnnlib/prop_3_0.05.vnnlib", "bab")])
+def test_mnist_fc_instances_match_ground_truth(net, vnnlib_rel, route):
+    """256x4 prop_3_0.05 keeps ~140 unstable ReLUs: it goes through the ReLU-split branch and bound."""
     root = shared_benchmark("mnist_fc")
-    onnx_rel = "onnx/mnist-net_256x2.onnx"
+    onnx_rel = f"onnx/mnist-net_{net}.onnx"
     want = _truth("mnist_fc")[(onnx_rel, vnnlib_rel)]
     net = load_network(str(root / onnx_rel), threads=1)
-    out = exact_check(net, load_spec(str(root / vnnlib_rel), net), 90)
-    assert out.verdict.value in (want, "timeout", "unknown")
+    out = exact_check(net, load_spec(str(root / vnnlib_rel), net), 120)
     assert out.verdict.value == want, out.detail
+    if route == "bab" and want == "unsat":
+        assert out.stats.get("bab_runs", 0) >= 1

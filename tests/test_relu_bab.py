@@ -1,5 +1,6 @@
 """The ReLU-split branch and bound (engines/relu_bab.py): sound bounds on every domain, verdicts
-that agree with enumeration, and the exact engine's use of it."""
+that agree with the MILP. (Verdicts against grid enumeration and mnist_fc 256x4 through it:
+test_exact.py.)"""
 from __future__ import annotations
 
 import time
@@ -7,7 +8,6 @@ import time
 import numpy as np
 import pytest
 
-from conftest import shared_benchmark
 from helpers import mlp_onnx, random_mlp
 
 from vnncert.network.layers import layer_graph
@@ -15,7 +15,7 @@ from vnncert.network.loader import load_network
 from vnncert.results import Verdict
 from vnncert.spec.model import InputRegion
 
-from test_exact import _grid_min, exact_check, spec_of
+from test_exact import exact_check, spec_of
 
 
 def _bab_of(net, lo, hi, A, b):
@@ -74,31 +74,6 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, seed):
     assert checked == N
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_bab_verdicts_agree_with_enumeration(tmp_path, seed, monkeypatch):
-    """The exact engine with every case sent through the branch and bound (no input splitting,
-    no falsifier): unsat below the enumerated minimum, sat with a replayed witness above it."""
-    from vnncert.engines import attack, exact
-
-    monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
-    monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
-    monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
-    sizes = [2, 10, 10, 2]
-    net = load_network(mlp_onnx(tmp_path / f"v{seed}.onnx", random_mlp(100 + seed, sizes)), threads=1)
-    lg = layer_graph(net)
-    lo, hi = [-1.0, -0.5], [0.5, 1.0]
-    a = np.array([1.0, -1.0])
-    m, slack, _ = _grid_min(lg, np.array(lo), np.array(hi), a)
-    gap = 0.05
-    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - gap])], 2))
-    assert out.verdict == Verdict.UNSAT
-    assert out.stats.get("bab_runs", 0) >= 1 or "bounds" in out.detail
-    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m + gap])], 2))
-    assert out.verdict == Verdict.SAT and out.witness_checked
-    _, y = out.counterexample
-    assert a @ y.astype(np.float64) <= m + gap
-
-
 def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path, monkeypatch):
     """A 6-input, 3 x 16 net with a threshold the LP relaxation cannot prove: the branch and bound
     proves it (unsat), agreeing with the MILP alone; just above the sampled minimum it is sat."""
@@ -125,18 +100,3 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path, monkeypatch):
     monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
     out = exact_check(net, spec_of(lo, hi, [(a, [sampled_min + 0.01])], 2))
     assert out.verdict == Verdict.SAT and out.witness_checked
-
-
-@pytest.mark.parametrize("vnnlib_rel", ["vnnlib/prop_3_0.05.vnnlib"])
-def test_mnist_fc_256x4_through_the_branch_and_bound(vnnlib_rel):
-    from test_exact import _truth
-
-    root = shared_benchmark("mnist_fc")
-    onnx_rel = "onnx/mnist-net_256x4.onnx"
-    want = _truth("mnist_fc")[(onnx_rel, vnnlib_rel)]
-    from vnncert.spec import load_spec
-
-    net = load_network(str(root / onnx_rel), threads=1)
-    out = exact_check(net, load_spec(str(root / vnnlib_rel), net), 120)
-    assert out.verdict.value == want, out.detail
-    assert out.stats.get("bab_runs", 0) >= 1

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import numpy as np
+import torch  # this module is imported only by the exact engine when it runs the branch and bound
 
 # children bounded per round (two per parent); a round of 2 x 256 domains of a 784-256x6-10 net
 # takes about 1 s on one core (benchmarks/mnistfc.py)
@@ -54,14 +55,38 @@ class BabResult:
     stats: dict = field(default_factory=dict)
 
 
+class _Domains:
+    """A batch of domains: splits (N, U) int8 in {-1, 0, 1}, alpha and beta (N, R, U) float32,
+    bounds (N, R), depth, and (from the branching scores) the neuron each would be split on next
+    and whether one is left."""
+
+    def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None):
+        self.split, self.alpha, self.beta, self.lb, self.depth = split, alpha, beta, lb, depth
+        if scores is not None:
+            if scores.shape[1]:
+                branch, can_split = scores.argmax(dim=1), scores.max(dim=1).values >= 0
+            else:
+                branch, can_split = torch.zeros(len(lb), dtype=torch.long), torch.zeros(len(lb), dtype=torch.bool)
+        self.branch, self.can_split = branch, can_split
+
+    def __len__(self) -> int:
+        return int(self.split.shape[0])
+
+    def _fields(self):
+        return (self.split, self.alpha, self.beta, self.lb, self.depth, None, self.branch, self.can_split)
+
+    def take(self, sel) -> "_Domains":
+        return _Domains(*[None if f is None else f[sel] for f in self._fields()])
+
+    def cat(self, other: "_Domains") -> "_Domains":
+        return _Domains(*[None if a is None else torch.cat([a, b]) for a, b in zip(self._fields(), other._fields())])
+
+
 class SplitBaB:
     """Branch and bound over the ReLUs of `chain` (relu_chain.AffineReluChain) for one disjunct."""
 
     def __init__(self, chain, lo: np.ndarray, hi: np.ndarray, lows: List[np.ndarray], ups: List[np.ndarray],
                  A: np.ndarray, b: np.ndarray):
-        import torch
-
-        self.torch = torch
         f64 = torch.float64
         self.chain = chain
         self.lo = torch.as_tensor(np.asarray(lo, np.float64))
@@ -88,7 +113,6 @@ class SplitBaB:
     def _pass(self, split, alpha, beta, want_scores: bool = False):
         """Lower bounds (N, R) of A y over each domain, the minimising inputs (N, R, n_in) and, with
         want_scores, the branching scores (N, U)."""
-        torch = self.torch
         N = split.shape[0]
         Lam = self.Lam0.expand(N, -1, -1)
         bias = self.bias0.expand(N, -1)
@@ -115,12 +139,13 @@ class SplitBaB:
             Lam = Lz @ self.chain.W[j]
         x = torch.where(Lam > 0, self.lo, self.hi)
         lb = (Lam * x).sum(-1) + bias
-        sc = torch.cat(scores[::-1], dim=1) if want_scores else None
+        sc = None
+        if want_scores:
+            sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=torch.float64)
         return lb, x, sc
 
     def bound(self, split, alpha, beta, iters: int, deadline: float):
         """Optimise alpha, beta for `iters` steps: (best lb (N, R), alpha, beta (float32), scores, x)."""
-        torch = self.torch
         sf = split.to(torch.float64)
         a = alpha.to(torch.float64).requires_grad_(True)
         be = beta.to(torch.float64).requires_grad_(True)
@@ -145,7 +170,6 @@ class SplitBaB:
     def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]], strict: np.ndarray) -> BabResult:
         from .relaxed import refuted_rows
 
-        torch = self.torch
         t0 = time.monotonic()
         st = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0, "unresolved_leaves": 0}
         R, U = self.R, self.U
@@ -194,58 +218,41 @@ class SplitBaB:
         out = check(x, lb)
         if out is not None:
             return finish("sat", out)
-        keep = ~closed(lb)
-        # the pool of open domains
-        P_split, P_alpha, P_beta, P_lb = split[keep], alpha[keep], beta[keep], lb[keep]
-        P_branch = sc[keep].argmax(dim=1) if U else torch.zeros(0, dtype=torch.long)
-        P_can = (sc[keep].max(dim=1).values >= 0) if U else torch.zeros(0, dtype=torch.bool)
-        P_depth = torch.zeros(int(keep.sum()), dtype=torch.int32)
-        while P_split.shape[0]:
+        pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc).take(~closed(lb))
+        while len(pool):
             if time.monotonic() > deadline:
-                st["open_domains"] = int(P_split.shape[0])
+                st["open_domains"] = len(pool)
                 return finish("timeout")
             # domains with nothing left to split: given up (see the module docstring)
-            stuck = ~P_can
+            stuck = ~pool.can_split
             if bool(stuck.any()):
                 st["unresolved_leaves"] += int(stuck.sum())
-                P_split, P_alpha, P_beta, P_lb = P_split[~stuck], P_alpha[~stuck], P_beta[~stuck], P_lb[~stuck]
-                P_branch, P_can, P_depth = P_branch[~stuck], P_can[~stuck], P_depth[~stuck]
+                pool = pool.take(~stuck)
                 continue
             # the least-proven domains first
-            key = (P_lb - torch.as_tensor(b)).max(dim=1).values
+            key = (pool.lb - torch.as_tensor(b)).max(dim=1).values
             n = min(BATCH_PARENTS, key.numel())
-            pick = torch.topk(-key, n).indices
             rest = torch.ones(key.numel(), dtype=torch.bool)
-            rest[pick] = False
-            sp, al, be, br, dp = P_split[pick], P_alpha[pick], P_beta[pick], P_branch[pick], P_depth[pick]
-            P_split, P_alpha, P_beta, P_lb = P_split[rest], P_alpha[rest], P_beta[rest], P_lb[rest]
-            P_branch, P_can, P_depth = P_branch[rest], P_can[rest], P_depth[rest]
+            rest[torch.topk(-key, n).indices] = False
+            parents, pool = pool.take(~rest), pool.take(rest)
             # two children per parent: the branching neuron active / inactive
-            c_split = torch.cat([sp, sp]).clone()
-            rows = torch.arange(2 * n)
-            c_split[rows, torch.cat([br, br])] = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
-            c_alpha, c_beta = torch.cat([al, al]), torch.cat([be, be])
-            c_depth = torch.cat([dp, dp]) + 1
-            c_lb, c_alpha, c_beta, c_sc, c_x = self.bound(c_split, c_alpha, c_beta, CHILD_ITERS, deadline)
+            c_split = torch.cat([parents.split, parents.split])
+            br = parents.branch.repeat(2)
+            c_split[torch.arange(2 * n), br] = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
+            c_lb, c_alpha, c_beta, c_sc, c_x = self.bound(c_split, torch.cat([parents.alpha, parents.alpha]),
+                                                          torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline)
+            children = _Domains(c_split, c_alpha, c_beta, c_lb, torch.cat([parents.depth, parents.depth]) + 1, c_sc)
             st["rounds"] += 1
             st["domains"] += 2 * n
-            st["max_depth"] = max(st["max_depth"], int(c_depth.max()))
+            st["max_depth"] = max(st["max_depth"], int(children.depth.max()))
             out = check(c_x, c_lb)
             if out is not None:
                 return finish("sat", out)
             keep = ~closed(c_lb)
             if TRACE is not None:
-                TRACE({"round": st["rounds"], "t": time.monotonic() - t0, "open": int(P_split.shape[0] + keep.sum()),
-                       "worst": float(key.min()) if key.numel() else None, "closed_children": int((~keep).sum())})
-            if bool(keep.any()):
-                ks = c_sc[keep]
-                P_split = torch.cat([P_split, c_split[keep]])
-                P_alpha = torch.cat([P_alpha, c_alpha[keep]])
-                P_beta = torch.cat([P_beta, c_beta[keep]])
-                P_lb = torch.cat([P_lb, c_lb[keep]])
-                P_branch = torch.cat([P_branch, ks.argmax(dim=1)])
-                P_can = torch.cat([P_can, ks.max(dim=1).values >= 0])
-                P_depth = torch.cat([P_depth, c_depth[keep]])
+                TRACE({"round": st["rounds"], "t": time.monotonic() - t0, "open": len(pool) + int(keep.sum()),
+                       "worst": float(key.min()), "closed_children": int((~keep).sum())})
+            pool = pool.cat(children.take(keep))
         if st["unresolved_leaves"]:
             return finish("unknown")
         return finish("proven")
