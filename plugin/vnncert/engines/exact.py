@@ -349,14 +349,14 @@ def _region_empty(region) -> bool:
     return bool(np.any(region.lower > region.upper))
 
 
-def _try_points(network, spec, case, xs: np.ndarray, ci: int) -> Optional[Outcome]:
+def _try_points(network, spec, case, xs: np.ndarray, ci: int, source: str = "an LP-relaxation optimum") -> Optional[Outcome]:
     from .attack import snap_into_box
 
     xs = np.stack([snap_into_box(x, case.region.lower, case.region.upper, network.input_dtype) for x in xs])
     ys = network.evaluate(xs).astype(np.float64)
     for i in np.flatnonzero(case.unsafe(ys)):
         out = sat_outcome(network, spec, xs[i], ENGINE,
-                          detail=f"witness at an LP-relaxation optimum (case {ci}), replayed with ONNX Runtime on the original model")
+                          detail=f"witness at {source} (case {ci}), replayed with ONNX Runtime on the original model")
         if out is not None:
             return out
     return None
@@ -481,7 +481,7 @@ def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], 
     t0 = time.monotonic()
 
     def try_points(xs):
-        return _try_points(network, spec, case, xs, ci)
+        return _try_points(network, spec, case, xs, ci, source="the minimiser of a ReLU-split domain's bound")
 
     given_up: List[int] = []
     for pass_no in (1, 2):
