@@ -812,7 +812,7 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
     seconds = time.monotonic() - t0
     summary = _summary(stats)
     if len(verdicts) == len(spec.cases) and all(v == Verdict.UNSAT for v in verdicts):
-        how = "MILP" if milp else "LP relaxation"
+        how = ("ReLU-split BaB / MILP" if summary.get("bab_runs") else "MILP") if milp else "LP relaxation"
         return Outcome(Verdict.UNSAT, engine=engine, seconds=seconds, stats=summary,
                        detail=f"all {len(spec.cases)} case(s) proven by sound bounds / {how}")
     verdict = Verdict.TIMEOUT if (expired(deadline) or Verdict.TIMEOUT in verdicts) else Verdict.UNKNOWN
