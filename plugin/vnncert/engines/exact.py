@@ -493,7 +493,7 @@ def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], 
             left = len(todo) - pos
             share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
             bab = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b)
-            r = bab.run(min(deadline, time.monotonic() + share), try_points, np.asarray(hs.strict, bool))
+            r = bab.run(min(deadline, time.monotonic() + share), try_points)
             r.stats.update({"disjunct": di, "status": r.status, "pass": pass_no})
             stats.append(r.stats)
             if r.status == "sat":
