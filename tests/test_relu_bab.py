@@ -100,3 +100,22 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path, monkeypatch):
     monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
     out = exact_check(net, spec_of(lo, hi, [(a, [sampled_min + 0.01])], 2))
     assert out.verdict == Verdict.SAT and out.witness_checked
+
+
+def test_a_search_stopped_at_its_deadline_continues_where_it_stopped(tmp_path):
+    """run() after a timeout goes on with the same tree (the exact engine's second pass does
+    this): it ends proven, and its domain count includes the first run's."""
+    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
+    a = np.array([[1.0, -1.0]])
+    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
+    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    _, bab = _bab_of(net, lo, hi, a, np.array([thr]))
+    no_witness = lambda xs: None  # noqa: E731
+    first = bab.run(time.monotonic(), no_witness)  # already due: the root only
+    assert first.status == "timeout" and len(bab.pool) > 0
+    n1 = first.stats["domains"]
+    second = bab.run(time.monotonic() + 120, no_witness)
+    assert second.status == "proven" and len(bab.pool) == 0
+    assert second.stats["domains"] > n1

@@ -466,8 +466,9 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
 
 def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
     """Run `relu_bab.SplitBaB` on the open disjuncts (in place: proven ones leave `open_d`), in
-    two passes like the MILP: equal shares first, then the time left over. A SAT CaseResult when
-    a witness replays, else None (what is left open goes to the MILP with the time that is left)."""
+    two passes like the MILP: equal shares first, then the time left over, continuing each
+    disjunct's tree where pass 1 left it. A SAT CaseResult when a witness replays, else None
+    (what is left open goes to the MILP with the time that is left)."""
     from .relu_bab import SplitBaB
 
     chain = _chain_of(lg)
@@ -477,13 +478,14 @@ def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], 
     lows = [bounds.layers[k][0] for k in relu_inputs]
     ups = [bounds.layers[k][1] for k in relu_inputs]
     region = case.region
-    stats = cs.setdefault("bab", [])
+    latest: Dict[int, dict] = {}  # per disjunct, its search's statistics after its last run
     t0 = time.monotonic()
 
     def try_points(xs):
         return _try_points(network, spec, case, xs, ci, source="the minimiser of a ReLU-split domain's bound")
 
     given_up: List[int] = []
+    searches: Dict[int, SplitBaB] = {}
     for pass_no in (1, 2):
         todo = [di for di in open_d if di not in given_up]
         for pos, di in enumerate(todo):
@@ -492,10 +494,11 @@ def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], 
             hs = case.output[di]
             left = len(todo) - pos
             share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
-            bab = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b)
-            r = bab.run(min(deadline, time.monotonic() + share), try_points)
-            r.stats.update({"disjunct": di, "status": r.status, "pass": pass_no})
-            stats.append(r.stats)
+            if di not in searches:
+                searches[di] = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b)
+            r = searches[di].run(min(deadline, time.monotonic() + share), try_points)
+            latest[di] = {**r.stats, "disjunct": di, "status": r.status, "passes": pass_no}
+            cs["bab"] = list(latest.values())
             if r.status == "sat":
                 cs["witness_from"] = "bab"
                 cs["bab_s"] = time.monotonic() - t0
@@ -504,6 +507,8 @@ def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], 
                 open_d.remove(di)
             elif r.status == "unknown":
                 given_up.append(di)
+            if r.status != "timeout":
+                del searches[di]  # only an unfinished tree is kept (for pass 2)
         if len(open_d) == len(given_up):
             break
     cs["bab_s"] = time.monotonic() - t0

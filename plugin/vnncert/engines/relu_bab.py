@@ -108,6 +108,9 @@ class SplitBaB:
         self.U = off
         self.Lam0 = self.A @ chain.W[-1]  # (R, n_last)
         self.bias0 = self.A @ chain.b[-1]  # (R,)
+        self.pool: Optional[_Domains] = None  # open domains (None before the root is bounded)
+        self.stats = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0,
+                      "unresolved_leaves": 0}
 
     # ---- one bound evaluation --------------------------------------------------------------------
     def _pass(self, split, alpha, beta, want_scores: bool = False):
@@ -167,59 +170,61 @@ class SplitBaB:
         return best, a.detach().float(), be.detach().float(), sc, x.detach()
 
     # ---- the search ------------------------------------------------------------------------------
-    def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]]) -> BabResult:
+    def _closed(self, lb):
+        """Domains some row of which is proven: with the relaxed engine's float64 margin, strict
+        rows included (lb >= b alone could rest on the rounding of the bound's own arithmetic)."""
         from .relaxed import refuted_rows
 
+        return torch.as_tensor(refuted_rows(lb.numpy(), self.b[None, :]).any(axis=1))
+
+    def _unsafe_points(self, x, lb):
+        """Candidate witnesses: each domain's minimiser for its worst row, kept when the chain
+        (float64) puts it in the unsafe set; at most CHECK_POINTS, least bound first."""
+        worst = lb.argmin(dim=1)
+        pts = x[torch.arange(x.shape[0]), worst]
+        with torch.no_grad():
+            y = self.chain.forward(pts) @ self.A.T
+        cand = torch.nonzero((y <= torch.as_tensor(self.b)).all(dim=1)).flatten()
+        if cand.numel() == 0:
+            return None
+        order = torch.argsort(lb.max(dim=1).values[cand])[:CHECK_POINTS]
+        return pts[cand[order]].numpy()
+
+    def _check(self, x, lb, try_points):
+        pts = self._unsafe_points(x, lb)
+        if pts is None:
+            return None
+        self.stats["points_checked"] += len(pts)
+        return try_points(pts)
+
+    def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]]) -> BabResult:
+        """Search until `deadline`. After a `timeout`, calling run again continues the same tree."""
         t0 = time.monotonic()
-        st = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0, "unresolved_leaves": 0}
-        R, U = self.R, self.U
+        st = self.stats
         b = self.b
 
-        def closed(lb):
-            # with the relaxed engine's float64 margin, strict rows included: lb >= b alone could
-            # rest on the rounding of the bound's own arithmetic
-            return torch.as_tensor(refuted_rows(lb.numpy(), b[None, :]).any(axis=1))
-
-        def unsafe_points(x, lb):
-            """Candidate witnesses: each domain's minimiser for its worst row, kept when the chain
-            (float64) puts it in the unsafe set; at most CHECK_POINTS, least bound first."""
-            worst = lb.argmin(dim=1)
-            pts = x[torch.arange(x.shape[0]), worst]
-            with torch.no_grad():
-                y = self.chain.forward(pts) @ self.A.T
-            bad = (y <= torch.as_tensor(b)).all(dim=1)
-            cand = torch.nonzero(bad).flatten()
-            if cand.numel() == 0:
-                return None
-            order = torch.argsort(lb.max(dim=1).values[cand])[:CHECK_POINTS]
-            return pts[cand[order]].numpy()
-
-        def check(x, lb):
-            pts = unsafe_points(x, lb)
-            if pts is None:
-                return None
-            st["points_checked"] += len(pts)
-            return try_points(pts)
-
-        split = torch.zeros((1, U), dtype=torch.int8)
-        alpha = torch.zeros((1, R, U), dtype=torch.float32)
-        for idx, stable, su, cu, off in self.layers:
-            alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
-        beta = torch.zeros((1, R, U), dtype=torch.float32)
-        lb, alpha, beta, sc, x = self.bound(split, alpha, beta, ROOT_ITERS, deadline)
-        st["root_lb"] = float((lb.numpy() - b).max())
-        st["domains"] = 1
-
         def finish(status, outcome=None):
-            st["seconds"] = round(time.monotonic() - t0, 3)
+            st["seconds"] = round(st.get("seconds", 0.0) + time.monotonic() - t0, 3)
             return BabResult(status, outcome, st)
 
-        out = check(x, lb)
-        if out is not None:
-            return finish("sat", out)
-        pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc).take(~closed(lb))
+        if self.pool is None:  # the root
+            R, U = self.R, self.U
+            split = torch.zeros((1, U), dtype=torch.int8)
+            alpha = torch.zeros((1, R, U), dtype=torch.float32)
+            for idx, stable, su, cu, off in self.layers:
+                alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
+            beta = torch.zeros((1, R, U), dtype=torch.float32)
+            lb, alpha, beta, sc, x = self.bound(split, alpha, beta, ROOT_ITERS, deadline)
+            st["root_lb"] = float((lb.numpy() - b).max())
+            st["domains"] = 1
+            out = self._check(x, lb, try_points)
+            if out is not None:
+                return finish("sat", out)
+            self.pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc).take(~self._closed(lb))
+        pool = self.pool
         while len(pool):
             if time.monotonic() > deadline:
+                self.pool = pool
                 st["open_domains"] = len(pool)
                 return finish("timeout")
             # domains with nothing left to split: given up (see the module docstring)
@@ -244,14 +249,16 @@ class SplitBaB:
             st["rounds"] += 1
             st["domains"] += 2 * n
             st["max_depth"] = max(st["max_depth"], int(children.depth.max()))
-            out = check(c_x, c_lb)
+            out = self._check(c_x, c_lb, try_points)
             if out is not None:
                 return finish("sat", out)
-            keep = ~closed(c_lb)
+            keep = ~self._closed(c_lb)
             if TRACE is not None:
                 TRACE({"round": st["rounds"], "t": time.monotonic() - t0, "open": len(pool) + int(keep.sum()),
                        "worst": float(key.min()), "closed_children": int((~keep).sum())})
             pool = pool.cat(children.take(keep))
+        self.pool = pool
+        st.pop("open_domains", None)
         if st["unresolved_leaves"]:
             return finish("unknown")
         return finish("proven")
