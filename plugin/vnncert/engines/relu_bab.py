@@ -156,7 +156,8 @@ class SplitBaB:
         best = None
         for it in range(iters + 1):
             last = it == iters or time.monotonic() > deadline
-            lb, x, sc = self._pass(sf, a, be, want_scores=last)
+            with torch.set_grad_enabled(not last):  # the last pass only reads bounds and scores
+                lb, x, sc = self._pass(sf, a, be, want_scores=last)
             cur = lb.detach()
             best = cur if best is None else torch.maximum(best, cur)
             if last:
