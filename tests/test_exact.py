@@ -413,3 +413,24 @@ def test_mnist_fc_instances_match_ground_truth(net, vnnlib_rel, route):
     assert out.verdict.value == want, out.detail
     if route == "bab" and want == "unsat":
         assert out.stats.get("bab_runs", 0) >= 1
+
+
+def test_lp_time_limits_hold_after_highs_has_run_for_longer_than_them(tmp_path):
+    """HiGHS's time_limit is against its run clock, which adds up over the runs of one object:
+    after many LPs on one TriangleLP, each further LP still gets the time it is given (a limit
+    taken as absolute made every LP past that point stop at once, and the bound was lost)."""
+    from vnncert.engines.milp_bounds import compute_bounds
+
+    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(3, [20, 80, 80, 80, 4])), threads=1)
+    lg = layer_graph(net)
+    b = compute_bounds(lg, InputRegion(-np.ones(20), np.ones(20)), deadline(), method="lp")
+    lp = b.lp
+    k = lg.output
+    rows = [np.eye(4)[i] * sign for i in range(4) for sign in (1.0, -1.0)]
+    reference = [lp.objective_bound(k, r) for r in rows]
+    assert np.all(np.isfinite(reference))
+    assert lp.h.getRunTime() > 0.5
+    # limits far shorter than HiGHS's accumulated run time, but plenty for each LP (the objective
+    # changes every time, so each one needs simplex iterations)
+    got = [lp.objective_bound(k, r, time_limit=0.4) for r in rows]
+    assert got == pytest.approx(reference, abs=1e-9)

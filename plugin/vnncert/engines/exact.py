@@ -2,8 +2,9 @@
 
 Pipeline for one case (input region + output disjunction), see docs/exact.md:
 
-1. bounds (`milp_bounds.compute_bounds`): IBP, CROWN, then LP tightening of unstable ReLUs;
-   every bound is sound (LP values are turned into weak-duality bounds, never taken on trust);
+1. bounds (`milp_bounds.compute_bounds`): IBP, CROWN, on affine/ReLU chains alpha-CROWN
+   (`relu_bab.optimised_rows`), then LP tightening of unstable ReLUs; every bound is sound (LP
+   values are turned into weak-duality bounds, never taken on trust);
 2. each disjunct's rows get sound lower bounds (CROWN and the LP); a disjunct whose bound is
    positive is impossible (this alone is the `--relaxed-method lp` answer: `lp_check`);
 3. on an affine/ReLU chain with at least BAB_MIN_UNSTABLE unstable ReLUs left, the remaining
@@ -65,6 +66,9 @@ MILP_EARLY_STOP = 1.0
 # affine/ReLU chains with at least this many unstable ReLUs after LP tightening go to the
 # ReLU-split branch and bound (relu_bab.py) before the MILP
 BAB_MIN_UNSTABLE = 60
+# optimisation steps of the alpha-CROWN bounds of each ReLU layer's unstable rows (chains only),
+# before LP tightening
+REFINE_ITERS = 30
 
 
 def _pyomo():
@@ -259,7 +263,9 @@ class Solver:
             return SolveResult("timeout", message="no time left for another MILP solve")
         remaining -= min(MILP_EARLY_STOP, 0.05 * remaining)
         deadline = time.monotonic() + remaining
-        self.opt.config.time_limit = max(0.05, remaining)
+        # HiGHS's time_limit is against its run clock, which adds up over the runs of a persistent
+        # instance: the limit is that clock plus this solve's time
+        self.opt.config.time_limit = h.getRunTime() + max(0.05, remaining)
         self.opt.config.mip_gap = gap
         self.opt.highs_options = {
             "threads": self.threads, "objective_bound": float(cutoff),
@@ -389,7 +395,9 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     now = time.monotonic()
     lp_deadline = now + LP_TIGHTEN_SHARE * max(0.0, deadline - now) if milp else deadline
     t0 = time.monotonic()
-    bounds = compute_bounds(lg, region, deadline, method="lp", lp_deadline=lp_deadline, threads=options.threads or 1)
+    chain = _chain_of(lg)
+    bounds = compute_bounds(lg, region, deadline, method="lp", lp_deadline=lp_deadline, threads=options.threads or 1,
+                            refine=_refiner(lg, chain, region, deadline))
     if bounds.empty:
         cs["bounds_s"] = time.monotonic() - t0
         return CaseResult(Verdict.UNSAT, detail="input region proven empty")
@@ -415,7 +423,7 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     open_d.sort(key=lambda i: lbs[i])
     # ---- branch and bound on ReLU splits, when the MILP would be large ----
     if sum(bounds.unstable) >= BAB_MIN_UNSTABLE:
-        r = _bab_disjuncts(network, spec, case, ci, lg, bounds, open_d, deadline, cs)
+        r = _bab_disjuncts(network, spec, case, ci, chain, lg, bounds, open_d, deadline, cs)
         if r is not None:
             return r
         if not open_d:
@@ -464,14 +472,13 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved))
 
 
-def _bab_disjuncts(network, spec, case, ci: int, lg, bounds, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
+def _bab_disjuncts(network, spec, case, ci: int, chain, lg, bounds, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
     """Run `relu_bab.SplitBaB` on the open disjuncts (in place: proven ones leave `open_d`), in
     two passes like the MILP: equal shares first, then the time left over, continuing each
     disjunct's tree where pass 1 left it. A SAT CaseResult when a witness replays, else None
     (what is left open goes to the MILP with the time that is left)."""
     from .relu_bab import SplitBaB
 
-    chain = _chain_of(lg)
     if chain is None:
         return None
     relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
@@ -571,6 +578,27 @@ def _sub_spec(spec, case, lower, upper, disjuncts=None):
                       reg.G, reg.h, reg.lower_strict, reg.upper_strict, reg.G_strict)
     out = case.output if disjuncts is None else [case.output[i] for i in disjuncts]
     return type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, out)], spec.source, spec.version)
+
+
+def _refiner(lg, chain, region, deadline: float):
+    """For `milp_bounds.compute_bounds`: alpha-CROWN bounds (`relu_bab.optimised_rows`,
+    REFINE_ITERS steps) of a layer's unstable rows when the graph is an affine/ReLU chain, else None.
+    Over the input box (extra constraints G x <= h left out: valid, only weaker)."""
+    if chain is None:
+        return None
+    from .relu_bab import optimised_rows
+
+    affine = [L.index for L in lg.layers if L.kind == "affine"]
+    relu_src = [L.source for L in lg.layers if L.kind == "relu"]
+    position = {k: j for j, k in enumerate(affine)}
+
+    def refine(k, rows, bounds):
+        j = position[k]
+        lows = [bounds[s][0] for s in relu_src[:j]]
+        ups = [bounds[s][1] for s in relu_src[:j]]
+        return optimised_rows(chain, region.lower, region.upper, lows, ups, j, rows, REFINE_ITERS, deadline)
+
+    return refine
 
 
 def _chain_of(lg):

@@ -6,6 +6,8 @@ All in float64 over the layer graph (`network.layers`), for one input region:
 * CROWN (linear back-substitution, Zhang et al. 2018): each affine layer's rows are bounded by
   substituting the ReLU / max relaxations of all earlier layers back to the input box (the
   adaptive lower slope: 1 when u > -l, else 0). Intersected with IBP.
+* optionally (the caller's `refine`), tighter bounds of the rows still unstable: the exact engine
+  passes alpha-CROWN on affine/ReLU chains (`relu_bab.optimised_rows`).
 * LP tightening: for each ReLU still unstable, min and max of its pre-activation over the
   triangle relaxation of all earlier layers (`milp_encoding.Encoding` without binaries, solved
   with HiGHS through highspy, warm-started between neurons). Each LP result is turned into a
@@ -208,7 +210,9 @@ class TriangleLP:
         h.changeColsCost(cols.size, cols.astype(np.int32), costs)
         self._cost_cols = cols
         if time_limit is not None:
-            h.setOptionValue("time_limit", max(0.01, float(time_limit)))
+            # HiGHS compares time_limit with its run clock, which adds up over every run() of this
+            # object: the limit is that clock plus what this LP may take
+            h.setOptionValue("time_limit", h.getRunTime() + max(0.01, float(time_limit)))
         h.run()
         self.n_solved += 1
         status = h.getModelStatus()
@@ -289,9 +293,13 @@ def _feeds(lg: LayerGraph) -> Dict[int, List[str]]:
 
 
 def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", lp_deadline: Optional[float] = None,
-                   threads: int = 1, encode: bool = True) -> Bounds:
+                   threads: int = 1, encode: bool = True, refine=None) -> Bounds:
     """Bounds of every layer over region. method: 'ibp', 'crown', or 'lp' (CROWN then LP tightening
-    of unstable ReLUs until lp_deadline). With encode=True the encoding (no binaries) is returned too."""
+    of unstable ReLUs until lp_deadline). With encode=True the encoding (no binaries) is returned too.
+
+    `refine(k, rows, bounds) -> (l, u)`, when given, is asked after CROWN for sound bounds of the
+    still unstable rows of each affine layer k that feeds a ReLU (the exact engine passes
+    alpha-CROWN on affine/ReLU chains); they are widened and intersected, and the LP starts from them."""
     t0 = time.monotonic()
     lp_deadline = deadline if lp_deadline is None else min(lp_deadline, deadline)
     feeds = _feeds(lg)
@@ -329,6 +337,14 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
                     st["crown_s"] += time.monotonic() - tc
                     lo[rows] = np.maximum(lo[rows], cl)
                     hi[rows] = np.minimum(hi[rows], cu)
+            if refine is not None and kinds == ["relu"] and not reads_input_only and time.monotonic() < deadline:
+                rows = np.flatnonzero((lo < 0) & (hi > 0))
+                if rows.size:
+                    tc = time.monotonic()
+                    rl, ru = widen(*refine(k, rows, bounds))
+                    st["refine_s"] = st.get("refine_s", 0.0) + time.monotonic() - tc
+                    lo[rows] = np.maximum(lo[rows], rl)
+                    hi[rows] = np.minimum(hi[rows], ru)
             if lp is not None and "relu" in kinds and (has_G or not reads_input_only) and time.monotonic() < lp_deadline:
                 tl = time.monotonic()
                 empty = _tighten_layer(lp, k, lo, hi, lp_deadline, st)

@@ -82,6 +82,31 @@ class _Domains:
         return _Domains(*[None if a is None else torch.cat([a, b]) for a, b in zip(self._fields(), other._fields())])
 
 
+class _Prefix:
+    """The first j + 1 affine layers of a chain (what `SplitBaB` reads of it: W and b)."""
+
+    def __init__(self, chain, j: int):
+        self.W, self.b = chain.W[:j + 1], chain.b[:j + 1]
+
+
+def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j: int, rows: np.ndarray,
+                   iters: int, deadline: float):
+    """alpha-CROWN bounds (l, u) of the given rows of the chain's affine layer j (0-based) over the
+    box [lo, hi], given sound bounds (lows, ups) of the pre-activations of the ReLU layers before
+    it: the root bound of `SplitBaB` (no splits) with one lower slope per row and unstable neuron,
+    optimised for `iters` steps; float64, valid for any slopes, so sound whatever the optimiser
+    reached (the caller widens them like every other bound)."""
+    rows = np.asarray(rows, np.int64)
+    n = chain.W[j].shape[0]
+    A = np.zeros((2 * rows.size, n))
+    A[np.arange(rows.size), rows] = 1.0
+    A[rows.size + np.arange(rows.size), rows] = -1.0
+    bab = SplitBaB(_Prefix(chain, j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * rows.size))
+    lb, *_ = bab.bound(*bab.root_state(), iters, deadline)
+    lb = lb[0].numpy()
+    return lb[:rows.size], -lb[rows.size:]
+
+
 class SplitBaB:
     """Branch and bound over the ReLUs of `chain` (relu_chain.AffineReluChain) for one disjunct."""
 
@@ -154,6 +179,8 @@ class SplitBaB:
         be = beta.to(torch.float64).requires_grad_(True)
         opt = torch.optim.Adam([{"params": [a], "lr": LR_ALPHA}, {"params": [be], "lr": LR_BETA}])
         best = None
+        if self.U == 0:  # nothing relaxed: the bound has no parameters to optimise
+            iters = 0
         for it in range(iters + 1):
             last = it == iters or time.monotonic() > deadline
             with torch.set_grad_enabled(not last):  # the last pass only reads bounds and scores
@@ -169,6 +196,16 @@ class SplitBaB:
                 a.clamp_(0.0, 1.0)
                 be.clamp_(min=0.0)
         return best, a.detach().float(), be.detach().float(), sc, x.detach()
+
+    def root_state(self):
+        """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0."""
+        R, U = self.R, self.U
+        split = torch.zeros((1, U), dtype=torch.int8)
+        alpha = torch.zeros((1, R, U), dtype=torch.float32)
+        for idx, stable, su, cu, off in self.layers:
+            alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
+        beta = torch.zeros((1, R, U), dtype=torch.float32)
+        return split, alpha, beta
 
     # ---- the search ------------------------------------------------------------------------------
     def _closed(self, lb):
@@ -209,12 +246,7 @@ class SplitBaB:
             return BabResult(status, outcome, st)
 
         if self.pool is None:  # the root
-            R, U = self.R, self.U
-            split = torch.zeros((1, U), dtype=torch.int8)
-            alpha = torch.zeros((1, R, U), dtype=torch.float32)
-            for idx, stable, su, cu, off in self.layers:
-                alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
-            beta = torch.zeros((1, R, U), dtype=torch.float32)
+            split, alpha, beta = self.root_state()
             lb, alpha, beta, sc, x = self.bound(split, alpha, beta, ROOT_ITERS, deadline)
             st["root_lb"] = float((lb.numpy() - b).max())
             st["domains"] = 1
