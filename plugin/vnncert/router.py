@@ -35,7 +35,7 @@ MODES: Dict[str, List[str]] = {
 MODE_HELP: Dict[str, str] = {
     "auto": "what a competition run uses: a quick numpy CROWN pass (no torch import), the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
-    "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN/LP bounds, one binary per unstable ReLU, one MILP per "
+    "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN (alpha-CROWN on ReLU chains)/LP bounds, one binary per unstable ReLU, one MILP per "
              "output disjunct (ReLU chains with many unstable ReLUs go first to a branch and bound on ReLU splits "
              "with optimised alpha/beta bounds); sat with a witness replayed in ONNX Runtime, unsat from sound "
              "bounds or HiGHS's dual bound above a tolerance margin (docs/exact.md), else timeout",
