@@ -42,6 +42,8 @@ ROOT_ITERS = 40
 CHILD_ITERS = 12
 LR_ALPHA = 0.1
 LR_BETA = 0.05
+# optimised_rows: at most this many slopes (rows x earlier unstable ReLUs) per batch (memory)
+REFINE_ELEMENTS = 2_000_000
 # at most this many unsafe-looking candidate points per round go to ONNX Runtime
 CHECK_POINTS = 8
 # set to a callable(dict) to follow the search round by round (benchmarks, debugging)
@@ -98,13 +100,25 @@ def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray],
     reached (the caller widens them like every other bound)."""
     rows = np.asarray(rows, np.int64)
     n = chain.W[j].shape[0]
-    A = np.zeros((2 * rows.size, n))
-    A[np.arange(rows.size), rows] = 1.0
-    A[rows.size + np.arange(rows.size), rows] = -1.0
-    bab = SplitBaB(_Prefix(chain, j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * rows.size))
-    lb, *_ = bab.bound(*bab.root_state(), iters, deadline)
-    lb = lb[0].numpy()
-    return lb[:rows.size], -lb[rows.size:]
+    l_out = np.full(rows.size, -np.inf)
+    u_out = np.full(rows.size, np.inf)
+    # rows in chunks: the slopes are (2 rows, earlier unstable ReLUs) per chunk, kept to
+    # REFINE_ELEMENTS; rows left when the deadline passes keep infinite (no) bounds
+    U = sum(int(((np.asarray(l) < 0) & (np.asarray(u) > 0)).sum()) for l, u in zip(lows[:j], ups[:j]))
+    step = max(1, REFINE_ELEMENTS // (2 * max(U, 1)))
+    for s in range(0, rows.size, step):
+        if s and time.monotonic() > deadline:
+            break
+        r = rows[s:s + step]
+        A = np.zeros((2 * r.size, n))
+        A[np.arange(r.size), r] = 1.0
+        A[r.size + np.arange(r.size), r] = -1.0
+        bab = SplitBaB(_Prefix(chain, j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * r.size))
+        lb, *_ = bab.bound(*bab.root_state(), iters, deadline)
+        lb = lb[0].numpy()
+        l_out[s:s + r.size] = lb[:r.size]
+        u_out[s:s + r.size] = -lb[r.size:]
+    return l_out, u_out
 
 
 class SplitBaB:
