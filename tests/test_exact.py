@@ -219,8 +219,10 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
     if split == "relu-bab":  # every case through the ReLU-split branch and bound, no falsifier in front
         monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
         monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
-    if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain)
-        monkeypatch.setattr(exact, "_chain_of", lambda lg: None)
+    if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain,
+        # or too large a one: no chain, so no alpha-CROWN and no ReLU-split BaB either)
+        monkeypatch.setattr(exact, "CHAIN_MAX_ELEMENTS", 0)
+        assert exact._chain_of(layer_graph(load_network(mlp_onnx(tmp_path / "c.onnx", random_mlp(0, [2, 3, 2])), threads=1))) is None
     sizes = [2, 10, 10, 2]
     net = load_network(mlp_onnx(tmp_path / f"v{seed}.onnx", random_mlp(100 + seed, sizes)), threads=1)
     lg = layer_graph(net)

@@ -69,6 +69,8 @@ BAB_MIN_UNSTABLE = 60
 # optimisation steps of the alpha-CROWN bounds of each ReLU layer's unstable rows (chains only),
 # before LP tightening
 REFINE_ITERS = 30
+# the dense weights of an affine/ReLU chain taken by the BaB and alpha-CROWN (float64: 240 MB)
+CHAIN_MAX_ELEMENTS = 30_000_000
 
 
 def _pyomo():
@@ -603,16 +605,21 @@ def _refiner(lg, chain, region, deadline: float):
 
 def _chain_of(lg):
     """The layer graph as `relu_chain.AffineReluChain` (batched CROWN over boxes, torch float64)
-    when it is a plain chain input -> affine -> relu -> ... -> affine, else None."""
+    when it is a plain chain input -> affine -> relu -> ... -> affine whose dense weights hold at
+    most CHAIN_MAX_ELEMENTS numbers (a convolution becomes a dense matrix here), else None."""
     Ws, bs = [], []
     prev = 0
     layers = lg.layers[1:]
+    size = 0
     for i, L in enumerate(layers):
         want = "affine" if i % 2 == 0 else "relu"
         if L.kind != want:
             return None
         if L.kind == "affine":
             if len(L.terms) != 1 or L.terms[0][0] != prev:
+                return None
+            size += int(np.prod(L.terms[0][1].shape))
+            if size > CHAIN_MAX_ELEMENTS:
                 return None
             from ..network.layers import as_dense
 
