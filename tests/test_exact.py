@@ -216,8 +216,9 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
 
     if split in ("one-milp", "relu-bab"):  # one MILP over the whole box instead of input splitting with MILP leaves
         monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
-    if split == "relu-bab":  # every case through the ReLU-split branch and bound, no falsifier in front
+    if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound, no falsifier in front
         monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
+        monkeypatch.setattr(exact, "REFINE_MIN_ROWS", 0)
         monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
     if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain,
         # or too large a one: no chain, so no alpha-CROWN and no ReLU-split BaB either)

@@ -69,6 +69,8 @@ BAB_MIN_UNSTABLE = 60
 # optimisation steps of the alpha-CROWN bounds of each ReLU layer's unstable rows (chains only),
 # before LP tightening
 REFINE_ITERS = 30
+# ... on layers with at least this many unstable rows, or any once the LP share is spent
+REFINE_MIN_ROWS = 128
 # the dense weights of an affine/ReLU chain taken by the BaB and alpha-CROWN (float64: 240 MB)
 CHAIN_MAX_ELEMENTS = 30_000_000
 
@@ -397,13 +399,14 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     now = time.monotonic()
     lp_deadline = now + LP_TIGHTEN_SHARE * max(0.0, deadline - now) if milp else deadline
     t0 = time.monotonic()
-    chain = _chain_of(lg)
     bounds = compute_bounds(lg, region, deadline, method="lp", lp_deadline=lp_deadline, threads=options.threads or 1,
-                            refine=_refiner(lg, chain, region, deadline))
+                            refine=_refiner(lg, region, deadline, lp_deadline))
     if bounds.empty:
         cs["bounds_s"] = time.monotonic() - t0
         return CaseResult(Verdict.UNSAT, detail="input region proven empty")
-    lbs, proven = disjunct_bounds(lg, case, bounds, deadline)
+    # the LPs over the output rows are part of the LP share (on a deep net each takes seconds,
+    # and the branch and bound's root bounds the same rows nearly as tightly)
+    lbs, proven = disjunct_bounds(lg, case, bounds, lp_deadline)
     cs["bounds_s"] = time.monotonic() - t0
     cs["unstable_relus"] = bounds.unstable
     cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
@@ -425,7 +428,7 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     open_d.sort(key=lambda i: lbs[i])
     # ---- branch and bound on ReLU splits, when the MILP would be large ----
     if sum(bounds.unstable) >= BAB_MIN_UNSTABLE:
-        r = _bab_disjuncts(network, spec, case, ci, chain, lg, bounds, open_d, deadline, cs)
+        r = _bab_disjuncts(network, spec, case, ci, _chain_of(lg), lg, bounds, open_d, deadline, cs)
         if r is not None:
             return r
         if not open_d:
@@ -582,19 +585,24 @@ def _sub_spec(spec, case, lower, upper, disjuncts=None):
     return type(spec)(spec.n_inputs, spec.n_outputs, [Case(sub, out)], spec.source, spec.version)
 
 
-def _refiner(lg, chain, region, deadline: float):
+def _refiner(lg, region, deadline: float, lp_deadline: float):
     """For `milp_bounds.compute_bounds`: alpha-CROWN bounds (`relu_bab.optimised_rows`,
-    REFINE_ITERS steps) of a layer's unstable rows when the graph is an affine/ReLU chain, else None.
-    Over the input box (extra constraints G x <= h left out: valid, only weaker)."""
-    if chain is None:
-        return None
-    from .relu_bab import optimised_rows
-
+    REFINE_ITERS steps) of a layer's unstable rows when the graph is an affine/ReLU chain and
+    either the layer has at least REFINE_MIN_ROWS of them or the LP share is spent (the LP is
+    tighter, and on a few rows cheap enough); else None. Over the input box (extra constraints
+    G x <= h left out: valid, only weaker)."""
     affine = [L.index for L in lg.layers if L.kind == "affine"]
     relu_src = [L.source for L in lg.layers if L.kind == "relu"]
     position = {k: j for j, k in enumerate(affine)}
 
     def refine(k, rows, bounds):
+        if rows.size < REFINE_MIN_ROWS and time.monotonic() < lp_deadline:
+            return None
+        chain = _chain_of(lg)
+        if chain is None:
+            return None
+        from .relu_bab import optimised_rows
+
         j = position[k]
         lows = [bounds[s][0] for s in relu_src[:j]]
         ups = [bounds[s][1] for s in relu_src[:j]]
@@ -606,7 +614,14 @@ def _refiner(lg, chain, region, deadline: float):
 def _chain_of(lg):
     """The layer graph as `relu_chain.AffineReluChain` (batched CROWN over boxes, torch float64)
     when it is a plain chain input -> affine -> relu -> ... -> affine whose dense weights hold at
-    most CHAIN_MAX_ELEMENTS numbers (a convolution becomes a dense matrix here), else None."""
+    most CHAIN_MAX_ELEMENTS numbers (a convolution becomes a dense matrix here), else None.
+    Built once per layer graph."""
+    if "_vnncert_chain" not in lg.__dict__:
+        lg.__dict__["_vnncert_chain"] = _build_chain(lg)
+    return lg.__dict__["_vnncert_chain"]
+
+
+def _build_chain(lg):
     Ws, bs = [], []
     prev = 0
     layers = lg.layers[1:]

@@ -297,8 +297,8 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
     """Bounds of every layer over region. method: 'ibp', 'crown', or 'lp' (CROWN then LP tightening
     of unstable ReLUs until lp_deadline). With encode=True the encoding (no binaries) is returned too.
 
-    `refine(k, rows, bounds) -> (l, u)`, when given, is asked after CROWN for sound bounds of the
-    still unstable rows of each affine layer k that feeds a ReLU (the exact engine passes
+    `refine(k, rows, bounds) -> (l, u) or None`, when given, is asked after CROWN for sound bounds
+    of the still unstable rows of each affine layer k that feeds a ReLU (the exact engine passes
     alpha-CROWN on affine/ReLU chains); they are widened and intersected, and the LP starts from them."""
     t0 = time.monotonic()
     lp_deadline = deadline if lp_deadline is None else min(lp_deadline, deadline)
@@ -339,9 +339,10 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
                     hi[rows] = np.minimum(hi[rows], cu)
             if refine is not None and kinds == ["relu"] and not reads_input_only and time.monotonic() < deadline:
                 rows = np.flatnonzero((lo < 0) & (hi > 0))
-                if rows.size:
-                    tc = time.monotonic()
-                    rl, ru = widen(*refine(k, rows, bounds))
+                tc = time.monotonic()
+                got = refine(k, rows, bounds) if rows.size else None
+                if got is not None:
+                    rl, ru = widen(*got)
                     st["refine_s"] = st.get("refine_s", 0.0) + time.monotonic() - tc
                     lo[rows] = np.maximum(lo[rows], rl)
                     hi[rows] = np.minimum(hi[rows], ru)
