@@ -59,11 +59,18 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, seed):
     N = 64
     keep = rng.uniform(size=(N, bab.U)) < rng.uniform(0.1, 0.9, size=(N, 1))
     split = torch.as_tensor((S[rng.integers(0, len(xs), N)] * keep).astype(np.int8))
-    alpha = torch.as_tensor(rng.uniform(0, 1, size=(N, 2, bab.U)))
-    beta = torch.as_tensor(rng.exponential(0.5, size=(N, 2, bab.U)))
+    # (float32 values, as a domain stores them)
+    alpha = torch.as_tensor(rng.uniform(0, 1, size=(N, 2, bab.U))).float().double()
+    beta = torch.as_tensor(rng.exponential(0.5, size=(N, 2, bab.U))).float().double()
     with torch.no_grad():
         lb, _, _ = bab._pass(split.double(), alpha, beta)
-    lb = lb.numpy()
+    # the optimiser's bound: float32 steps from these parameters, then one float64 pass
+    opt, _, _, _, _ = bab.bound(split, alpha.float(), beta.float(), 10, time.monotonic() + 60)
+    assert opt.dtype == torch.float64
+    lb, opt = lb.numpy(), opt.numpy()
+    # never worse than where it started, beyond float32's choice among near-equal steps
+    assert np.all(opt >= lb - 1e-5 * (1 + np.abs(lb)))
+    assert (opt > lb + 1e-3).any()  # and the steps do improve some rows
     checked = 0
     for d in range(N):
         s = split[d].numpy()
@@ -71,6 +78,7 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, seed):
         if agree.any():
             checked += 1
             assert np.all(lb[d] <= ys[agree].min(axis=0) + 1e-9), d
+            assert np.all(opt[d] <= ys[agree].min(axis=0) + 1e-9), d
     assert checked == N
 
 

@@ -4,6 +4,10 @@ Public surface: `verify`, `load_spec`, `load_network`, `Outcome`, `Verdict`, `Op
 """
 __version__ = "0.1.0"
 
+from .cpu import mkl_avx2_dispatch as _mkl_avx2_dispatch  # noqa: E402
+
+_mkl_avx2_dispatch()  # before anything imports torch (vnncert/cpu.py)
+
 from .errors import NetworkError, SpecError, UnsupportedOperator, VnncertError  # noqa: E402
 from .options import Options  # noqa: E402
 from .results import Certificate, Outcome, Verdict  # noqa: E402
