@@ -41,7 +41,7 @@ import torch  # this module is imported only by the exact engine when it runs th
 BATCH_PARENTS = 256
 ROOT_ITERS = 40
 CHILD_ITERS = 12
-LR_ALPHA = 0.1
+LR_ALPHA = 0.3
 LR_BETA = 0.05
 # optimised_rows: at most this many slopes (rows x earlier unstable ReLUs) per batch (memory)
 REFINE_ELEMENTS = 2_000_000
@@ -195,7 +195,7 @@ class SplitBaB:
         lb = (Lam * x).sum(-1) + bias
         sc = None
         if want_scores:
-            sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=torch.float64)
+            sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=Lam.dtype)
         return lb, x, sc
 
     def bound(self, split, alpha, beta, iters: int, deadline: float):
