@@ -410,6 +410,8 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     cs["bounds_s"] = time.monotonic() - t0
     cs["unstable_relus"] = bounds.unstable
     cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
+    for key in ("crown_s", "refine_s", "lp_s"):  # where bounds_s went (the rest: IBP, output-row LPs)
+        cs[key] = float(bounds.stats.get(key, 0.0))
     cs["disjuncts"] = len(case.output)
     cs["disjuncts_by_bounds"] = int(sum(proven))
     # the LP optima over the output rows are cheap candidate counterexamples
@@ -877,7 +879,8 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
 def _summary(stats: dict) -> dict:
     cases = stats.get("cases", {})
     out = {k: v for k, v in stats.items() if k != "cases"}
-    for key in ("bounds_s", "build_s", "set_instance_s", "solve_s", "lp_solved", "binaries", "spurious"):
+    for key in ("bounds_s", "crown_s", "refine_s", "lp_s", "build_s", "set_instance_s", "solve_s", "lp_solved",
+                "binaries", "spurious"):
         vals = [c[key] for c in cases.values() if key in c]
         if vals:
             out[key] = round(float(sum(vals)), 4) if isinstance(vals[0], float) else int(sum(vals))
