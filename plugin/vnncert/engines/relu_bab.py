@@ -150,24 +150,26 @@ class SplitBaB:
         self.U = off
         self.Lam0 = self.A @ chain.W[-1]  # (R, n_last)
         self.bias0 = self.A @ chain.b[-1]  # (R,)
-        # what _pass reads, per dtype: float64 for every bound kept, float32 for the optimiser's steps
+        # what _pass reads, per dtype (float64 for every bound kept; others made on first use)
         self._terms = {f64: (self.Lam0, self.bias0, self.layers, chain.W, chain.b, self.lo, self.hi)}
-        if STEP_DTYPE != f64:
-            c = lambda t: t.to(STEP_DTYPE)  # noqa: E731
-            self._terms[STEP_DTYPE] = (c(self.Lam0), c(self.bias0),
-                                       [(i, c(st), c(su), c(cu), o) for i, st, su, cu, o in self.layers],
-                                       [c(w) for w in chain.W[:len(self.layers) + 1]],
-                                       [c(v) for v in chain.b[:len(self.layers) + 1]], c(self.lo), c(self.hi))
         self.pool: Optional[_Domains] = None  # open domains (None before the root is bounded)
         self.stats = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0,
                       "unresolved_leaves": 0}
 
     # ---- one bound evaluation --------------------------------------------------------------------
+    def _terms_in(self, dtype):
+        if dtype not in self._terms:
+            c = lambda t: t.to(dtype)  # noqa: E731
+            Lam0, bias0, layers, W, b, lo, hi = self._terms[torch.float64]
+            self._terms[dtype] = (c(Lam0), c(bias0), [(i, c(st), c(su), c(cu), o) for i, st, su, cu, o in layers],
+                                  [c(w) for w in W], [c(v) for v in b], c(lo), c(hi))
+        return self._terms[dtype]
+
     def _pass(self, split, alpha, beta, want_scores: bool = False):
         """Lower bounds (N, R) of A y over each domain, the minimising inputs (N, R, n_in) and, with
         want_scores, the branching scores (N, U)."""
         N = split.shape[0]
-        Lam0, bias0, layers, W, b, lo, hi = self._terms[alpha.dtype]
+        Lam0, bias0, layers, W, b, lo, hi = self._terms_in(alpha.dtype)
         Lam = Lam0.expand(N, -1, -1)
         bias = bias0.expand(N, -1)
         scores = [] if want_scores else None
