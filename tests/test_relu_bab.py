@@ -102,12 +102,15 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path, monkeypatch):
     monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
     out = exact_check(net, spec_of(lo, hi, [(a, [thr])], 2))
     assert out.verdict == Verdict.UNSAT and out.stats["bab_proven"] == 1, out.detail
-    # where the bounds' time went: CROWN, alpha-CROWN and the LPs, disjoint parts of bounds_s
+    # where the bounds' time went: CROWN, alpha-CROWN and the LPs, disjoint parts of bounds_s;
+    # a chain the branch and bound takes gets no LPs (alpha-CROWN bounds as tightly)
     parts = [out.stats[k] for k in ("crown_s", "refine_s", "lp_s")]
-    assert min(parts) >= 0 and out.stats["lp_s"] > 0 and sum(parts) <= out.stats["bounds_s"] + 1e-6
+    assert min(parts) >= 0 and sum(parts) <= out.stats["bounds_s"] + 1e-6
+    assert out.stats["bounds_method"] == "alpha-crown" and out.stats["lp_s"] == 0 and out.stats["refine_s"] > 0
     monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 10**9)
     out = exact_check(net, spec_of(lo, hi, [(a, [thr])], 2))
     assert out.verdict == Verdict.UNSAT and "bab_runs" not in out.stats
+    assert out.stats["bounds_method"] == "lp" and out.stats["lp_s"] > 0
     monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
     out = exact_check(net, spec_of(lo, hi, [(a, [sampled_min + 0.01])], 2))
     assert out.verdict == Verdict.SAT and out.witness_checked

@@ -2,7 +2,7 @@
 
 The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
 §7). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
-of every ReLU layer (the LP-tightened ones of `milp_bounds`):
+of every ReLU layer (from `milp_bounds.compute_bounds`: CROWN and alpha-CROWN):
 
 * a *domain* fixes some of the ReLUs unstable at the root to active (z >= 0, relu(z) = z) or
   inactive (z <= 0, relu(z) = 0); its bound is a lower bound of each row a_i.y - b_i over the
@@ -47,6 +47,8 @@ LR_BETA = 0.05
 REFINE_ELEMENTS = 2_000_000
 # the optimiser's steps run in this dtype; every bound kept comes from one float64 pass (bound())
 STEP_DTYPE = torch.float32
+# a child whose bound (in STEP_DTYPE) is above b by this much, relative, leaves the optimisation
+FREEZE_MARGIN = 1e-3
 # at most this many unsafe-looking candidate points per round go to ONNX Runtime
 CHECK_POINTS = 8
 # set to a callable(dict) to follow the search round by round (benchmarks, debugging)
@@ -200,46 +202,76 @@ class SplitBaB:
             sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=Lam.dtype)
         return lb, x, sc
 
-    def bound(self, split, alpha, beta, iters: int, deadline: float):
+    def bound(self, split, alpha, beta, iters: int, deadline: float, freeze: Optional[np.ndarray] = None):
         """Optimise alpha, beta for `iters` steps: (lb (N, R), alpha, beta (float32), scores, x).
 
         The steps run in STEP_DTYPE (float32: about twice the speed of float64 on the CPU, and the
         optimiser only needs a direction). The branching scores and the parameters handed to the
         children are those of the last step; each row's bound is one float64 pass with the
         parameters of its best step. Any alpha in [0, 1] and beta >= 0 give a valid bound, so only
-        that float64 pass matters for soundness."""
+        that float64 pass matters for soundness.
+
+        With `freeze` (the disjunct's b), a domain leaves the optimisation at the first step where
+        some row's bound is above b by FREEZE_MARGIN (about half the children of a proof close within
+        three steps); it keeps that step's parameters, and its scores come from the float64 pass.
+        Only speed depends on this: a frozen domain the float64 pass does not close stays open."""
         dt = STEP_DTYPE
-        a = alpha.to(dt).requires_grad_(True)
-        be = beta.to(dt).requires_grad_(True)
-        opt = torch.optim.Adam([{"params": [a], "lr": LR_ALPHA}, {"params": [be], "lr": LR_BETA}])
+        N = split.shape[0]
+        a = alpha.to(dt).clone()
+        be = beta.to(dt).clone()
         sf = split.to(dt)
-        best = best_a = best_be = None
+        best = torch.full(tuple(alpha.shape[:2]), -torch.inf, dtype=dt)
+        best_a, best_be = a.clone(), be.clone()
+        frozen = torch.zeros(N, dtype=torch.bool)
+        act = torch.arange(N)  # the domains still optimised
+        adam = [(a, LR_ALPHA, torch.zeros_like(a), torch.zeros_like(a)), (be, LR_BETA, torch.zeros_like(be), torch.zeros_like(be))]
+        sc_act = None
+        b_thr = None if freeze is None else torch.as_tensor(np.asarray(freeze, np.float64)).to(dt)
         if self.U == 0:  # nothing relaxed: the bound has no parameters to optimise
             iters = 0
         for it in range(iters + 1):
             last = it == iters or time.monotonic() > deadline
+            pa = adam[0][0][act].requires_grad_(not last)
+            pb = adam[1][0][act].requires_grad_(not last)
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores
-                lb, _, sc = self._pass(sf, a, be, want_scores=last)
+                lb, _, sc = self._pass(sf[act], pa, pb, want_scores=last)
             cur = lb.detach()
-            if best is None:
-                best, best_a, best_be = cur, a.detach().clone(), be.detach().clone()
-            else:
-                up = cur > best  # (N, R): rows whose bound improved keep this step's parameters
-                best = torch.where(up, cur, best)
-                best_a = torch.where(up[..., None], a.detach(), best_a)
-                best_be = torch.where(up[..., None], be.detach(), best_be)
+            up = cur > best[act]  # (n, R): rows whose bound improved keep this step's parameters
+            best[act] = torch.where(up, cur, best[act])
+            best_a[act] = torch.where(up[..., None], pa.detach(), best_a[act])
+            best_be[act] = torch.where(up[..., None], pb.detach(), best_be[act])
             if last:
+                sc_act = sc
                 break
-            opt.zero_grad()
             (-lb.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                a.clamp_(0.0, 1.0)
-                be.clamp_(min=0.0)
+            done = None
+            if b_thr is not None:
+                done = ((cur - b_thr) > FREEZE_MARGIN * (1.0 + cur.abs())).any(dim=1)
+            with torch.no_grad():  # Adam (as torch.optim.Adam: betas 0.9, 0.999, eps 1e-8), projected
+                t = it + 1
+                for (p, lr, m, v), g in zip(adam, (pa.grad, pb.grad)):
+                    m[act] = m[act] * 0.9 + 0.1 * g
+                    v[act] = v[act] * 0.999 + 0.001 * g * g
+                    denom = (v[act].sqrt() / (1.0 - 0.999 ** t) ** 0.5) + 1e-8
+                    p[act] = p[act] - (lr / (1.0 - 0.9 ** t)) * m[act] / denom
+                a[act] = a[act].clamp(0.0, 1.0)
+                be[act] = be[act].clamp(min=0.0)
+            if done is not None and bool(done.any()):
+                # a frozen domain keeps this step's (pre-update) parameters
+                idx = act[done]
+                a[idx] = pa.detach()[done]
+                be[idx] = pb.detach()[done]
+                frozen[idx] = True
+                act = act[~done]
+                if act.numel() == 0:
+                    break
         with torch.no_grad():
             f64 = torch.float64
-            lb, x, _ = self._pass(split.to(f64), best_a.to(f64), best_be.to(f64))
-        return lb, a.detach().float(), be.detach().float(), sc.double(), x
+            lb, x, sc64 = self._pass(split.to(f64), best_a.to(f64), best_be.to(f64), want_scores=True)
+        scores = sc64.clone()
+        if sc_act is not None and act.numel():
+            scores[act] = sc_act.to(f64)
+        return lb, a.detach().float(), be.detach().float(), scores, x
 
     def root_state(self):
         """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0."""
@@ -321,7 +353,8 @@ class SplitBaB:
             br = parents.branch.repeat(2)
             c_split[torch.arange(2 * n), br] = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
             c_lb, c_alpha, c_beta, c_sc, c_x = self.bound(c_split, torch.cat([parents.alpha, parents.alpha]),
-                                                          torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline)
+                                                          torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline,
+                                                          freeze=b)
             children = _Domains(c_split, c_alpha, c_beta, c_lb, torch.cat([parents.depth, parents.depth]) + 1, c_sc)
             st["rounds"] += 1
             st["domains"] += 2 * n
