@@ -71,14 +71,23 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, seed):
     # never worse than where it started, beyond float32's choice among near-equal steps
     assert np.all(opt >= lb - 1e-5 * (1 + np.abs(lb)))
     assert (opt > lb + 1e-3).any()  # and the steps do improve some rows
+    # as the search calls it: a domain with a row above `freeze` leaves the steps (here about
+    # half of them at once), the others go on; the bounds stay sound and never below the start
+    thr = np.full(2, np.median(lb.max(axis=1)))
+    fz, fa, fb, fsc, _ = bab.bound(split, alpha.float(), beta.float(), 10, time.monotonic() + 60, freeze=thr)
+    assert fz.dtype == torch.float64 and fsc.shape == (N, bab.U) and fa.shape == fb.shape == (N, 2, bab.U)
+    assert float(fa.min()) >= 0 and float(fa.max()) <= 1 and float(fb.min()) >= 0
+    fz = fz.numpy()
+    assert np.all(fz >= lb - 1e-5 * (1 + np.abs(lb)))
+    assert (fz > lb + 1e-3).any()
     checked = 0
     for d in range(N):
         s = split[d].numpy()
         agree = np.all((s == 0) | (S * s >= 0), axis=1)
         if agree.any():
             checked += 1
-            assert np.all(lb[d] <= ys[agree].min(axis=0) + 1e-9), d
-            assert np.all(opt[d] <= ys[agree].min(axis=0) + 1e-9), d
+            for bound in (lb, opt, fz):
+                assert np.all(bound[d] <= ys[agree].min(axis=0) + 1e-9), d
     assert checked == N
 
 

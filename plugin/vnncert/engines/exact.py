@@ -404,10 +404,12 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     lp_deadline = now + LP_TIGHTEN_SHARE * max(0.0, deadline - now) if milp else deadline
     bounds = fast = None
     has_G = region.G is not None and region.G.shape[0] > 0
-    if milp and not has_G and _chain_of(lg) is not None:
-        # an affine/ReLU chain: CROWN and alpha-CROWN on every layer first (seconds). When that
-        # leaves it to the branch and bound, the LPs are skipped: with fixed earlier bounds,
-        # converged alpha-CROWN reaches the triangle LP's optimum (docs/exact.md §2)
+    if milp and not has_G and _chain_of(lg) is not None and \
+            sum(compute_bounds(lg, region, deadline, method="crown", encode=False).unstable) >= BAB_MIN_UNSTABLE:
+        # an affine/ReLU chain that CROWN leaves to the branch and bound (milliseconds; alpha-CROWN
+        # only stabilises more): alpha-CROWN on every layer (seconds). When the BaB still takes the
+        # case, the LPs are skipped: with fixed earlier bounds, converged alpha-CROWN reaches the
+        # triangle LP's optimum (docs/exact.md §2)
         fast = compute_bounds(lg, region, deadline, method="crown", threads=options.threads or 1,
                               refine=_refiner(lg, region, deadline, lp_deadline=now))
         if sum(fast.unstable) >= BAB_MIN_UNSTABLE:

@@ -222,8 +222,8 @@ class SplitBaB:
         sf = split.to(dt)
         best = torch.full(tuple(alpha.shape[:2]), -torch.inf, dtype=dt)
         best_a, best_be = a.clone(), be.clone()
-        frozen = torch.zeros(N, dtype=torch.bool)
         act = torch.arange(N)  # the domains still optimised
+        # Adam's state per parameter tensor: (tensor, learning rate, first and second moments)
         adam = [(a, LR_ALPHA, torch.zeros_like(a), torch.zeros_like(a)), (be, LR_BETA, torch.zeros_like(be), torch.zeros_like(be))]
         sc_act = None
         b_thr = None if freeze is None else torch.as_tensor(np.asarray(freeze, np.float64)).to(dt)
@@ -231,8 +231,8 @@ class SplitBaB:
             iters = 0
         for it in range(iters + 1):
             last = it == iters or time.monotonic() > deadline
-            pa = adam[0][0][act].requires_grad_(not last)
-            pb = adam[1][0][act].requires_grad_(not last)
+            pa = a[act].requires_grad_(not last)  # copies: the active domains' parameters
+            pb = be[act].requires_grad_(not last)
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores
                 lb, _, sc = self._pass(sf[act], pa, pb, want_scores=last)
             cur = lb.detach()
@@ -261,7 +261,6 @@ class SplitBaB:
                 idx = act[done]
                 a[idx] = pa.detach()[done]
                 be[idx] = pb.detach()[done]
-                frozen[idx] = True
                 act = act[~done]
                 if act.numel() == 0:
                     break
