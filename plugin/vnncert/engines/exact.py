@@ -428,8 +428,9 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     cs["bounds_s"] = time.monotonic() - t0
     cs["unstable_relus"] = bounds.unstable
     cs["lp_solved"] = int(bounds.stats.get("lp_solved", 0))
+    runs = [bounds] if fast is None or fast is bounds else [bounds, fast]  # an alpha pass the LP route replaced counts too
     for key in ("crown_s", "refine_s", "lp_s"):  # where bounds_s went (the rest: IBP, output-row LPs)
-        cs[key] = float(bounds.stats.get(key, 0.0)) + (float(fast.stats.get(key, 0.0)) if fast is not bounds and fast else 0.0)
+        cs[key] = sum(float(r.stats.get(key, 0.0)) for r in runs)
     cs["disjuncts"] = len(case.output)
     cs["disjuncts_by_bounds"] = int(sum(proven))
     # the LP optima over the output rows are cheap candidate counterexamples
