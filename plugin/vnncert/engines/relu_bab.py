@@ -14,7 +14,9 @@ of every ReLU layer (from `milp_bounds.compute_bounds`: CROWN and alpha-CROWN):
   best bound seen is kept; children start from their parent's alpha and beta;
 * a domain is closed when some row's bound is above zero by `relaxed.margin` (the same float64
   margin as the relaxed engine); otherwise it is split on the free neuron with the largest
-  intercept score (the BaBSR idea: the chord's intercept times the weight the bound puts on it);
+  score: BaBSR's estimate |max(w.b.(s - 1), w.b.s) + min(w, 0).c| (w the weight the bound puts
+  on the neuron, b its pre-activation bias, s and c the chord's slope and intercept) plus the
+  intercept score -min(w, 0).c alone, summed over the rows (docs/exact.md §4 has the measurements);
 * the input that minimises a domain's linear bound is run through the chain in float64; when it
   lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
   witness is reported;
@@ -175,6 +177,7 @@ class SplitBaB:
         Lam = Lam0.expand(N, -1, -1)
         bias = bias0.expand(N, -1)
         scores = [] if want_scores else None
+        pre_bias = [b[j][L[0]] for j, L in enumerate(layers)] if want_scores else None
         for j in range(len(layers) - 1, -1, -1):
             idx, stable, su, cu, off = layers[j]
             Lz = Lam * stable
@@ -191,7 +194,11 @@ class SplitBaB:
                 bias = bias + (neg * cu * free).sum(-1)
                 Lz = Lz.index_copy(2, idx, coef)
                 if want_scores:
-                    sc = (cu * (-neg + 1e-3 * pos)).detach().sum(1)
+                    # BaBSR's estimate (its bias and intercept terms) plus the intercept score
+                    # alone (see the module docstring)
+                    bt = Lu * pre_bias[j]
+                    babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs()
+                    sc = (babsr + cu * (-neg + 1e-3 * pos)).detach().sum(1)
                     scores.append(torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0)))
             bias = bias + Lz @ b[j]
             Lam = Lz @ W[j]
