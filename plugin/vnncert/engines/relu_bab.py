@@ -1,7 +1,7 @@
 """Branch and bound on ReLU splits with optimised linear bounds (alpha and beta, as in beta-CROWN).
 
 The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
-§7). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
+§4). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
 of every ReLU layer (from `milp_bounds.compute_bounds`: CROWN and alpha-CROWN):
 
 * a *domain* fixes some of the ReLUs unstable at the root to active (z >= 0, relu(z) = z) or
@@ -140,7 +140,9 @@ class SplitBaB:
         self.A = torch.as_tensor(np.atleast_2d(np.asarray(A, np.float64)))
         self.b = np.atleast_1d(np.asarray(b, np.float64))
         self.R = self.A.shape[0]
-        self.layers = []  # per ReLU layer: (idx, stable slope (n,), chord slope (U,), intercept (U,), offset)
+        # per ReLU layer: (idx, stable slope (n,), chord slope (U,), intercept (U,),
+        # pre-activation bias (U,) for the branching score, offset)
+        self.layers = []
         off = 0
         for l, u in zip(lows, ups):
             l = torch.as_tensor(np.asarray(l, np.float64))
@@ -149,7 +151,7 @@ class SplitBaB:
             idx = torch.nonzero(unst).flatten()
             lu, uu = l[idx], u[idx]
             su = uu / (uu - lu)
-            self.layers.append((idx, (l >= 0).to(f64), su, -su * lu, off))
+            self.layers.append((idx, (l >= 0).to(f64), su, -su * lu, chain.b[len(self.layers)][idx], off))
             off += idx.numel()
         self.U = off
         self.Lam0 = self.A @ chain.W[-1]  # (R, n_last)
@@ -165,7 +167,7 @@ class SplitBaB:
         if dtype not in self._terms:
             c = lambda t: t.to(dtype)  # noqa: E731
             Lam0, bias0, layers, W, b, lo, hi = self._terms[torch.float64]
-            self._terms[dtype] = (c(Lam0), c(bias0), [(i, c(st), c(su), c(cu), o) for i, st, su, cu, o in layers],
+            self._terms[dtype] = (c(Lam0), c(bias0), [(i, c(st), c(su), c(cu), c(pb), o) for i, st, su, cu, pb, o in layers],
                                   [c(w) for w in W], [c(v) for v in b], c(lo), c(hi))
         return self._terms[dtype]
 
@@ -177,9 +179,8 @@ class SplitBaB:
         Lam = Lam0.expand(N, -1, -1)
         bias = bias0.expand(N, -1)
         scores = [] if want_scores else None
-        pre_bias = [b[j][L[0]] for j, L in enumerate(layers)] if want_scores else None
         for j in range(len(layers) - 1, -1, -1):
-            idx, stable, su, cu, off = layers[j]
+            idx, stable, su, cu, pre_bias, off = layers[j]
             Lz = Lam * stable
             n_u = idx.numel()
             if n_u:
@@ -196,7 +197,7 @@ class SplitBaB:
                 if want_scores:
                     # BaBSR's estimate (its bias and intercept terms) plus the intercept score
                     # alone (see the module docstring)
-                    bt = Lu * pre_bias[j]
+                    bt = Lu * pre_bias
                     babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs()
                     sc = (babsr + cu * (-neg + 1e-3 * pos)).detach().sum(1)
                     scores.append(torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0)))
@@ -284,7 +285,7 @@ class SplitBaB:
         R, U = self.R, self.U
         split = torch.zeros((1, U), dtype=torch.int8)
         alpha = torch.zeros((1, R, U), dtype=torch.float32)
-        for idx, stable, su, cu, off in self.layers:
+        for idx, stable, su, cu, _, off in self.layers:
             alpha[..., off:off + idx.numel()] = (su >= 0.5).float()  # CROWN's choice as the start
         beta = torch.zeros((1, R, U), dtype=torch.float32)
         return split, alpha, beta
