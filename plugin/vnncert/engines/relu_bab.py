@@ -144,14 +144,14 @@ class SplitBaB:
         # pre-activation bias (U,) for the branching score, offset)
         self.layers = []
         off = 0
-        for l, u in zip(lows, ups):
+        for j, (l, u) in enumerate(zip(lows, ups)):
             l = torch.as_tensor(np.asarray(l, np.float64))
             u = torch.as_tensor(np.asarray(u, np.float64))
             unst = (l < 0) & (u > 0)
             idx = torch.nonzero(unst).flatten()
             lu, uu = l[idx], u[idx]
             su = uu / (uu - lu)
-            self.layers.append((idx, (l >= 0).to(f64), su, -su * lu, chain.b[len(self.layers)][idx], off))
+            self.layers.append((idx, (l >= 0).to(f64), su, -su * lu, chain.b[j][idx], off))
             off += idx.numel()
         self.U = off
         self.Lam0 = self.A @ chain.W[-1]  # (R, n_last)
