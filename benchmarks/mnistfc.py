@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, ground_truth, instances  # noqa: E402
 
 FIELDS = ["onnx", "vnnlib", "timeout", "truth", "result", "seconds", "bounds_s", "build_s", "set_instance_s", "solve_s",
-          "unstable_relus", "binaries", "lp_solved", "milp_solves", "milp_nodes", "bab_s", "bab_domains", "bab_proven",
-          "bab_runs", "detail"]
+          "unstable_relus", "binaries", "lp_solved", "milp_solves", "milp_nodes", "tighten_s", "unstable_tightened", "bab_s",
+          "bab_domains", "bab_proven", "bab_runs", "detail"]
 
 
 def run_one(bench: Path, onnx: str, vnnlib: str, timeout: float, mode: str) -> dict:
@@ -46,10 +46,11 @@ def run_one(bench: Path, onnx: str, vnnlib: str, timeout: float, mode: str) -> d
     ex = stats.get("exact", stats) if isinstance(stats, dict) else {}
     row = {"result": word, "seconds": round(dt, 2), "detail": (info.get("detail") or "")[:300]}
     for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "binaries", "lp_solved", "milp_solves", "milp_nodes",
-              "bab_s", "bab_domains", "bab_proven", "bab_runs"):
+              "tighten_s", "bab_s", "bab_domains", "bab_proven", "bab_runs"):
         row[k] = ex.get(k, "")
-    u = ex.get("unstable_relus", "")
-    row["unstable_relus"] = "/".join(str(x) for x in u) if isinstance(u, list) else u
+    for k in ("unstable_relus", "unstable_tightened"):
+        u = ex.get(k, "")
+        row[k] = "/".join(str(x) for x in u) if isinstance(u, list) else u
     return row
 
 
@@ -73,13 +74,14 @@ def summarise(rows) -> None:
     if rows:
         print(f"median time: all {statistics.median(_num(r['seconds']) for r in rows):.1f} s"
               + (f", solved {statistics.median(_num(r['seconds']) for r in solved):.1f} s" if solved else ""))
-    tot = {k: sum(_num(r.get(k)) for r in rows) for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "bab_s")}
+    tot = {k: sum(_num(r.get(k)) for r in rows) for k in ("bounds_s", "build_s", "set_instance_s", "solve_s", "tighten_s", "bab_s")}
     total = sum(tot.values()) or 1.0
     print("exact engine time split (sum over instances): "
           f"bounds {tot['bounds_s']:.0f} s ({100 * tot['bounds_s'] / total:.0f}%), "
           f"Pyomo build {tot['build_s']:.1f} s + to HiGHS {tot['set_instance_s']:.1f} s "
           f"({100 * (tot['build_s'] + tot['set_instance_s']) / total:.1f}%), "
           f"HiGHS MILP {tot['solve_s']:.0f} s ({100 * tot['solve_s'] / total:.0f}%), "
+          f"BaB tightening of intermediate bounds {tot['tighten_s']:.0f} s ({100 * tot['tighten_s'] / total:.0f}%), "
           f"ReLU-split BaB {tot['bab_s']:.0f} s ({100 * tot['bab_s'] / total:.0f}%)")
     bab = [r for r in rows if str(r.get("bab_runs") or "").strip()]
     if bab:

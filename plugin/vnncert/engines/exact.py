@@ -68,6 +68,11 @@ MILP_EARLY_STOP = 1.0
 # affine/ReLU chains with at least this many unstable ReLUs after alpha-CROWN go to the
 # ReLU-split branch and bound (relu_bab.py) before the MILP (with those bounds: no LPs)
 BAB_MIN_UNSTABLE = 60
+# on chains with two or more ReLU layers, the first ReLU-split search gets this share of the
+# time; the disjuncts it leaves open wait for the intermediate bounds to be tightened by
+# branch and bound (`_tighten_chain`, this share of the time left) and are searched again
+BAB_QUICK_SHARE = 0.05
+TIGHTEN_SHARE = 0.5
 # optimisation steps of the alpha-CROWN bounds of each ReLU layer's unstable rows (chains only),
 # before LP tightening (converged by then on mnist_fc: 60 or 150 steps move the BaB's root
 # bounds by < 0.01)
@@ -448,10 +453,25 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
         return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
     open_d.sort(key=lambda i: lbs[i])
     # ---- branch and bound on ReLU splits, when the MILP would be large ----
-    if sum(bounds.unstable) >= BAB_MIN_UNSTABLE:
-        r = _bab_disjuncts(network, spec, case, ci, _chain_of(lg), lg, bounds, open_d, deadline, cs)
+    if sum(bounds.unstable) >= BAB_MIN_UNSTABLE and _chain_of(lg) is not None:
+        chain = _chain_of(lg)
+        relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
+        lows = [bounds.layers[k][0] for k in relu_inputs]
+        ups = [bounds.layers[k][1] for k in relu_inputs]
+        deep = chain.n_relu >= 2
+        # a first, short search on alpha-CROWN's bounds (most cases close here); then the
+        # intermediate bounds are tightened by branch and bound and the search starts again
+        now = time.monotonic()
+        first = now + BAB_QUICK_SHARE * max(0.0, deadline - now) if deep else deadline
+        r = _bab_disjuncts(network, spec, case, ci, chain, lows, ups, open_d, first, cs)
         if r is not None:
             return r
+        if deep and open_d and not expired(deadline):
+            now = time.monotonic()
+            lows, ups = _tighten_chain(chain, region, lows, ups, now + TIGHTEN_SHARE * max(0.0, deadline - now), cs)
+            r = _bab_disjuncts(network, spec, case, ci, chain, lows, ups, open_d, deadline, cs)
+            if r is not None:
+                return r
         if not open_d:
             return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out (bounds or ReLU-split branch and bound)")
         if expired(deadline):
@@ -498,20 +518,17 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved))
 
 
-def _bab_disjuncts(network, spec, case, ci: int, chain, lg, bounds, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
-    """Run `relu_bab.SplitBaB` on the open disjuncts (in place: proven ones leave `open_d`), in
-    two passes like the MILP: equal shares first, then the time left over, continuing each
-    disjunct's tree where pass 1 left it. A SAT CaseResult when a witness replays, else None
-    (what is left open goes to the MILP with the time that is left)."""
+def _bab_disjuncts(network, spec, case, ci: int, chain, lows, ups, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
+    """Run `relu_bab.SplitBaB` on the open disjuncts (in place: proven ones leave `open_d`) with
+    the pre-activation bounds (lows, ups) of the ReLU layers, in two passes like the MILP: equal
+    shares first, then the time left over, continuing each disjunct's tree where pass 1 left it.
+    A SAT CaseResult when a witness replays, else None (what is left open goes to the MILP with
+    the time that is left)."""
     from .relu_bab import SplitBaB
 
-    if chain is None:
-        return None
-    relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
-    lows = [bounds.layers[k][0] for k in relu_inputs]
-    ups = [bounds.layers[k][1] for k in relu_inputs]
     region = case.region
     latest: Dict[int, dict] = {}  # per disjunct, its search's statistics after its last run
+    earlier = cs.get("bab", [])  # runs of an earlier search of this case (before tightening)
     t0 = time.monotonic()
 
     def try_points(xs):
@@ -530,11 +547,11 @@ def _bab_disjuncts(network, spec, case, ci: int, chain, lg, bounds, open_d: List
             if di not in searches:
                 searches[di] = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b)
             r = searches[di].run(min(deadline, time.monotonic() + share), try_points)
-            latest[di] = {**r.stats, "disjunct": di, "status": r.status, "passes": pass_no}
-            cs["bab"] = list(latest.values())
+            latest[di] = {**r.stats, "disjunct": di, "status": r.status, "passes": pass_no, "search": 2 if earlier else 1}
+            cs["bab"] = earlier + list(latest.values())
             if r.status == "sat":
                 cs["witness_from"] = "bab"
-                cs["bab_s"] = time.monotonic() - t0
+                cs["bab_s"] = cs.get("bab_s", 0.0) + time.monotonic() - t0
                 return CaseResult(Verdict.SAT, outcome=r.outcome)
             if r.status == "proven":
                 open_d.remove(di)
@@ -544,8 +561,44 @@ def _bab_disjuncts(network, spec, case, ci: int, chain, lg, bounds, open_d: List
                 del searches[di]  # only an unfinished tree is kept (for pass 2)
         if len(open_d) == len(given_up):
             break
-    cs["bab_s"] = time.monotonic() - t0
+    cs["bab_s"] = cs.get("bab_s", 0.0) + time.monotonic() - t0
     return None
+
+
+def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, cs: dict):
+    """Tighter pre-activation bounds of the ReLU layers 2.. of a chain: layer by layer, alpha-CROWN
+    again on the rows still unstable (the layers before are tighter now), then
+    `relu_bab.tighten_rows` (branch and bound over the ReLUs before the layer) on those rows, each
+    layer with an equal share of the time left to `deadline`. New arrays, each the intersection
+    with the old bounds, widened like every other bound (docs/exact.md §2)."""
+    from .milp_bounds import widen
+    from .relu_bab import optimised_rows, tighten_rows
+
+    t0 = time.monotonic()
+    lows = [np.array(v, np.float64) for v in lows]
+    ups = [np.array(v, np.float64) for v in ups]
+    st: dict = {}
+    n = len(lows)
+    for j in range(1, n):
+        if expired(deadline):
+            break
+        rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
+        if j > 1 and rows.size:
+            rl, ru = widen(*optimised_rows(chain, region.lower, region.upper, lows, ups, j, rows, REFINE_ITERS, deadline))
+            lows[j][rows] = np.maximum(lows[j][rows], rl)
+            ups[j][rows] = np.minimum(ups[j][rows], ru)
+            rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
+        if not rows.size:
+            continue
+        share = (deadline - time.monotonic()) / (n - j)
+        tl, tu = widen(*tighten_rows(chain, region.lower, region.upper, lows, ups, j, rows,
+                                     min(deadline, time.monotonic() + share), st))
+        lows[j][rows] = np.maximum(lows[j][rows], tl)
+        ups[j][rows] = np.minimum(ups[j][rows], tu)
+    cs["tighten_s"] = time.monotonic() - t0
+    cs["tighten_domains"] = int(st.get("domains", 0))
+    cs["unstable_tightened"] = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
+    return lows, ups
 
 
 def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc: Encoding, deadline: float, cs: dict):
@@ -898,8 +951,8 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
 def _summary(stats: dict) -> dict:
     cases = stats.get("cases", {})
     out = {k: v for k, v in stats.items() if k != "cases"}
-    for key in ("bounds_s", "crown_s", "refine_s", "lp_s", "build_s", "set_instance_s", "solve_s", "lp_solved",
-                "binaries", "spurious"):
+    for key in ("bounds_s", "crown_s", "refine_s", "lp_s", "tighten_s", "build_s", "set_instance_s", "solve_s", "lp_solved",
+                "binaries", "spurious", "tighten_domains"):
         vals = [c[key] for c in cases.values() if key in c]
         if vals:
             out[key] = round(float(sum(vals)), 4) if isinstance(vals[0], float) else int(sum(vals))
@@ -909,6 +962,9 @@ def _summary(stats: dict) -> dict:
     unstable = [c.get("unstable_relus") for c in cases.values() if c.get("unstable_relus") is not None]
     if unstable:
         out["unstable_relus"] = unstable[0] if len(unstable) == 1 else unstable
+    tightened = [c["unstable_tightened"] for c in cases.values() if "unstable_tightened" in c]
+    if tightened:
+        out["unstable_tightened"] = tightened[0] if len(tightened) == 1 else tightened
     out["cases"] = len(cases)
     bab = [r for c in cases.values() for r in c.get("bab", [])]
     if bab:

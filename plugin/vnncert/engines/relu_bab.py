@@ -51,6 +51,10 @@ REFINE_ELEMENTS = 2_000_000
 STEP_DTYPE = torch.float32
 # a child whose bound (in STEP_DTYPE) is above b by this much, relative, leaves the optimisation
 FREEZE_MARGIN = 1e-3
+# tighten_rows stops, after at least TIGHTEN_MIN_SECONDS, when the second half of its time
+# gained less than this share of its total gain in the objectives' bounds
+TIGHTEN_STALL = 0.1
+TIGHTEN_MIN_SECONDS = 2.0
 # at most this many unsafe-looking candidate points per round go to ONNX Runtime
 CHECK_POINTS = 8
 # set to a callable(dict) to follow the search round by round (benchmarks, debugging)
@@ -128,6 +132,105 @@ def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray],
     return l_out, u_out
 
 
+def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j: int, rows: np.ndarray,
+                 deadline: float, stats: Optional[dict] = None):
+    """Bounds (l, u) of the given rows of the chain's affine layer j (j >= 1) over the box [lo, hi]
+    by branch and bound on the ReLUs before it (α,β-CROWN's intermediate-bound refinement, with
+    this module's bound instead of a MILP): one objective per row and side (min z_r, min -z_r),
+    all searched in one batch; each round splits every objective's least-proven domains. A
+    domain whose bound is above zero (by the relaxed engine's margin) is closed: that side of
+    the neuron is proven, and splitting it further would not change its sign. The search stops
+    at the deadline or once it stalls (the second half of its time gained less than TIGHTEN_STALL
+    of its total gain: bounds improve fast, then slowly); then each objective's bound is the least bound over its leaves (open, closed and given-up ones),
+    every one of them a float64 bound of `SplitBaB.bound`, so sound. Rows whose objectives all
+    close become stable. -inf/inf where nothing was bounded before the deadline."""
+    from .relaxed import refuted_rows
+
+    rows = np.asarray(rows, np.int64)
+    k = rows.size
+    n = chain.W[j].shape[0]
+    l_out = np.full(k, -np.inf)
+    u_out = np.full(k, np.inf)
+    if k == 0 or time.monotonic() > deadline:
+        return l_out, u_out
+    A = np.zeros((2 * k, n))
+    A[np.arange(k), rows] = 1.0
+    A[k + np.arange(k), rows] = -1.0
+    bab = SplitBaB(_Prefix(chain, j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * k))
+    U = bab.U
+    zero = np.zeros(1)
+    leaf_min = np.full(2 * k, np.inf)  # per objective, the least bound of its closed and given-up leaves
+
+    def settle(dom: _Domains, obj):
+        """Record closed and unsplittable domains as leaves; return the open ones."""
+        lb = dom.lb[:, 0]
+        closed = torch.as_tensor(refuted_rows(dom.lb.numpy(), zero[None, :]).any(axis=1))
+        leaf = closed | ~dom.can_split
+        if bool(leaf.any()):
+            np.minimum.at(leaf_min, obj[leaf].numpy(), lb[leaf].numpy())
+        keep = ~leaf
+        return dom.take(keep), obj[keep]
+
+    split = torch.zeros((2 * k, U), dtype=torch.int8)
+    alpha = bab.root_state()[1][:, :1, :].expand(2 * k, 1, U).clone()
+    beta = torch.zeros((2 * k, 1, U), dtype=torch.float32)
+    obj = torch.arange(2 * k)
+    t_start = time.monotonic()
+    lb, alpha, beta, sc, _ = bab.bound(split, alpha, beta, ROOT_ITERS, deadline, obj=obj)
+    root = lb[:, 0].numpy().copy()
+    gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
+    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(2 * k, dtype=torch.int32), sc), obj)
+    rounds = domains = 0
+    while len(pool) and time.monotonic() < deadline:
+        # each objective's least-proven domains: a share of the batch per objective with open domains
+        key = pool.lb[:, 0]
+        order = torch.argsort(key)
+        o_sorted, perm = torch.sort(pobj[order], stable=True)
+        order = order[perm]
+        _, counts = torch.unique_consecutive(o_sorted, return_counts=True)
+        per = max(1, BATCH_PARENTS // counts.numel())
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(order.numel()) - torch.repeat_interleave(starts, counts)
+        pick = torch.zeros(order.numel(), dtype=torch.bool)
+        pick[order[rank < per]] = True
+        parents, p_obj = pool.take(pick), pobj[pick]
+        pool, pobj = pool.take(~pick), pobj[~pick]
+        m = len(parents)
+        c_split = torch.cat([parents.split, parents.split])
+        br = parents.branch.repeat(2)
+        c_split[torch.arange(2 * m), br] = torch.cat([torch.ones(m, dtype=torch.int8), -torch.ones(m, dtype=torch.int8)])
+        c_obj = p_obj.repeat(2)
+        c_lb, c_alpha, c_beta, c_sc, _ = bab.bound(c_split, torch.cat([parents.alpha, parents.alpha]),
+                                                   torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline,
+                                                   freeze=zero, obj=c_obj)
+        children, c_obj = settle(_Domains(c_split, c_alpha, c_beta, c_lb, torch.cat([parents.depth, parents.depth]) + 1, c_sc), c_obj)
+        pool, pobj = pool.cat(children), torch.cat([pobj, c_obj])
+        rounds += 1
+        domains += 2 * m
+        cur = leaf_min.copy()
+        if len(pool):
+            np.minimum.at(cur, pobj.numpy(), pool.lb[:, 0].numpy())
+        now = time.monotonic()
+        gains.append((now, float(np.minimum(cur - root, 1e6).sum())))
+        if TRACE is not None:
+            TRACE({"tighten_round": rounds, "t": now, "open": len(pool), "bounds": cur})
+        # diminishing returns: stop when the second half of the time so far gained less than
+        # TIGHTEN_STALL of the total gain
+        if now - t_start > TIGHTEN_MIN_SECONDS:
+            half = next(g for t, g in gains if t >= t_start + (now - t_start) / 2)
+            if gains[-1][1] - half < TIGHTEN_STALL * gains[-1][1]:
+                break
+    best = leaf_min.copy()
+    if len(pool):
+        np.minimum.at(best, pobj.numpy(), pool.lb[:, 0].numpy())
+    l_out = best[:k]
+    u_out = -best[k:]
+    if stats is not None:
+        stats["rounds"] = stats.get("rounds", 0) + rounds
+        stats["domains"] = stats.get("domains", 0) + domains
+    return l_out, u_out
+
+
 class SplitBaB:
     """Branch and bound over the ReLUs of `chain` (relu_chain.AffineReluChain) for one disjunct."""
 
@@ -171,13 +274,18 @@ class SplitBaB:
                                   [c(w) for w in W], [c(v) for v in b], c(lo), c(hi))
         return self._terms[dtype]
 
-    def _pass(self, split, alpha, beta, want_scores: bool = False):
+    def _pass(self, split, alpha, beta, want_scores: bool = False, obj=None):
         """Lower bounds (N, R) of A y over each domain, the minimising inputs (N, R, n_in) and, with
-        want_scores, the branching scores (N, U)."""
+        want_scores, the branching scores (N, U). With `obj` (N,) each domain bounds its own row
+        obj[i] of A instead (R = 1: `tighten_rows`)."""
         N = split.shape[0]
         Lam0, bias0, layers, W, b, lo, hi = self._terms_in(alpha.dtype)
-        Lam = Lam0.expand(N, -1, -1)
-        bias = bias0.expand(N, -1)
+        if obj is None:
+            Lam = Lam0.expand(N, -1, -1)
+            bias = bias0.expand(N, -1)
+        else:
+            Lam = Lam0[obj][:, None, :]
+            bias = bias0[obj][:, None]
         scores = [] if want_scores else None
         for j in range(len(layers) - 1, -1, -1):
             idx, stable, su, cu, pre_bias, off = layers[j]
@@ -210,7 +318,7 @@ class SplitBaB:
             sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=Lam.dtype)
         return lb, x, sc
 
-    def bound(self, split, alpha, beta, iters: int, deadline: float, freeze: Optional[np.ndarray] = None):
+    def bound(self, split, alpha, beta, iters: int, deadline: float, freeze: Optional[np.ndarray] = None, obj=None):
         """Optimise alpha, beta for `iters` steps: (lb (N, R), alpha, beta (float32), scores, x).
 
         The steps run in STEP_DTYPE (float32: about twice the speed of float64 on the CPU, and the
@@ -222,7 +330,9 @@ class SplitBaB:
         With `freeze` (the disjunct's b), a domain leaves the optimisation at the first step where
         some row's bound is above b by FREEZE_MARGIN (about half the children of a proof close within
         three steps); it keeps that step's parameters, and its scores come from the float64 pass.
-        Only speed depends on this: a frozen domain the float64 pass does not close stays open."""
+        Only speed depends on this: a frozen domain the float64 pass does not close stays open.
+
+        With `obj` (N,), domain i bounds row obj[i] of A alone (alpha, beta (N, 1, U))."""
         dt = STEP_DTYPE
         N = split.shape[0]
         a = alpha.to(dt).clone()
@@ -242,7 +352,7 @@ class SplitBaB:
             pa = a[act].requires_grad_(not last)  # copies: the active domains' parameters
             pb = be[act].requires_grad_(not last)
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores
-                lb, _, sc = self._pass(sf[act], pa, pb, want_scores=last)
+                lb, _, sc = self._pass(sf[act], pa, pb, want_scores=last, obj=None if obj is None else obj[act])
             cur = lb.detach()
             up = cur > best[act]  # (n, R): rows whose bound improved keep this step's parameters
             best[act] = torch.where(up, cur, best[act])
@@ -274,7 +384,7 @@ class SplitBaB:
                     break
         with torch.no_grad():
             f64 = torch.float64
-            lb, x, sc64 = self._pass(split.to(f64), best_a.to(f64), best_be.to(f64), want_scores=True)
+            lb, x, sc64 = self._pass(split.to(f64), best_a.to(f64), best_be.to(f64), want_scores=True, obj=obj)
         scores = sc64.clone()
         if sc_act is not None and act.numel():
             scores[act] = sc_act.to(f64)
