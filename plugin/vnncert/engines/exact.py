@@ -11,8 +11,11 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
    positive is impossible (this alone is the `--relaxed-method lp` answer: `lp_check`);
 3. on an affine/ReLU chain with at least BAB_MIN_UNSTABLE unstable ReLUs left, the remaining
    disjuncts first go to the ReLU-split branch and bound (`relu_bab.SplitBaB`, on the same
-   bounds, with the whole remaining time); a disjunct it gives up on (a fully split
-   domain it cannot close) goes on to step 4's MILP with the time left;
+   bounds); with two or more ReLU layers that first search is short (BAB_QUICK_SHARE), then
+   the intermediate bounds are tightened by branch and bound over the earlier layers' ReLUs
+   (`_tighten_chain`, `relu_bab.tighten_rows`) and the open disjuncts are searched again with
+   the rest of the time; a disjunct it gives up on (a fully split domain it cannot close) goes
+   on to step 4's MILP with the time left;
 4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
    (`build_model`): min t s.t. t >= a_i . y - b_i for the disjunct's rows, over the network's
    encoding (`milp_encoding`) with one binary per unstable ReLU. `solve` runs HiGHS
