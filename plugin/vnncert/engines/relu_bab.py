@@ -52,7 +52,7 @@ STEP_DTYPE = torch.float32
 # a child whose bound (in STEP_DTYPE) is above b by this much, relative, leaves the optimisation
 FREEZE_MARGIN = 1e-3
 # tighten_rows stops, after at least TIGHTEN_MIN_SECONDS, when the second half of its time
-# gained less than this share of its total gain in the objectives' bounds
+# gained at most this share of its total gain in the objectives' bounds (or nothing at all)
 TIGHTEN_STALL = 0.1
 TIGHTEN_MIN_SECONDS = 2.0
 # at most this many unsafe-looking candidate points per round go to ONNX Runtime
@@ -140,10 +140,11 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
     all searched in one batch; each round splits every objective's least-proven domains. A
     domain whose bound is above zero (by the relaxed engine's margin) is closed: that side of
     the neuron is proven, and splitting it further would not change its sign. The search stops
-    at the deadline or once it stalls (the second half of its time gained less than TIGHTEN_STALL
-    of its total gain: bounds improve fast, then slowly); then each objective's bound is the least bound over its leaves (open, closed and given-up ones),
-    every one of them a float64 bound of `SplitBaB.bound`, so sound. Rows whose objectives all
-    close become stable. -inf/inf where nothing was bounded before the deadline."""
+    at the deadline or once it stalls (the second half of its time gained at most TIGHTEN_STALL
+    of its total gain: bounds improve fast, then slowly); then each objective's bound is the
+    least bound over its leaves (open, closed and given-up ones), every one of them a float64
+    bound of `SplitBaB.bound`, so sound. Rows whose objectives all close become stable.
+    -inf/inf where nothing was bounded before the deadline."""
     from .relaxed import refuted_rows
 
     rows = np.asarray(rows, np.int64)
@@ -218,7 +219,7 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
         # TIGHTEN_STALL of the total gain
         if now - t_start > TIGHTEN_MIN_SECONDS:
             half = next(g for t, g in gains if t >= t_start + (now - t_start) / 2)
-            if gains[-1][1] - half < TIGHTEN_STALL * gains[-1][1]:
+            if gains[-1][1] - half <= TIGHTEN_STALL * gains[-1][1]:
                 break
     best = leaf_min.copy()
     if len(pool):
