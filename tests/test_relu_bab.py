@@ -144,29 +144,41 @@ def test_a_search_stopped_at_its_deadline_continues_where_it_stopped(tmp_path):
     assert second.stats["domains"] > n1
 
 
+def _sampled_chain(tmp_path, seed, alpha: bool):
+    """A 5-16-16-16-3 chain over [-1, 1]^5: (lo, hi, chain, lows, ups, zs) with the ReLU layers'
+    pre-activation bounds from CROWN (or alpha-CROWN, as the exact engine's LP-free route has
+    them), copies, and each layer's pre-activations at 100,000 sampled inputs."""
+    from vnncert.engines import exact
+    from vnncert.engines.milp_bounds import compute_bounds
+
+    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, [5, 16, 16, 16, 3])), threads=1)
+    lo, hi = -np.ones(5), np.ones(5)
+    lg = layer_graph(net)
+    region = InputRegion(lo, hi)
+    t = time.monotonic()
+    bounds = compute_bounds(lg, region, t + 60, method="crown", refine=exact._refiner(lg, region, t + 60, t) if alpha else None)
+    chain = exact._chain_of(lg)
+    src = [L.source for L in lg.layers if L.kind == "relu"]
+    lows = [bounds.layers[k][0].copy() for k in src]
+    ups = [bounds.layers[k][1].copy() for k in src]
+    h = np.random.default_rng(seed).uniform(lo, hi, size=(100_000, 5))
+    zs = []
+    for j in range(len(src)):
+        zs.append(h @ chain.W[j].numpy().T + chain.b[j].numpy())
+        h = np.maximum(zs[-1], 0)
+    return lo, hi, chain, lows, ups, zs
+
+
 @pytest.mark.parametrize("seed,elements", [(0, 2_000_000), (1, 2_000_000), (2, 64)])
 def test_optimised_rows_are_sound_and_at_least_as_tight_as_crown(tmp_path, seed, elements, monkeypatch):
     """alpha-CROWN bounds of each hidden layer's unstable rows (`relu_bab.optimised_rows`, what
     the exact engine feeds its LP) contain every sampled pre-activation and are inside CROWN's."""
-    from vnncert.engines import exact, relu_bab
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.engines import relu_bab
 
     monkeypatch.setattr(relu_bab, "REFINE_ELEMENTS", elements)  # 64: rows in chunks of one or two
-    sizes = [5, 16, 16, 16, 3]
-    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, sizes)), threads=1)
-    lo, hi = -np.ones(5), np.ones(5)
-    lg = layer_graph(net)
-    crown = compute_bounds(lg, InputRegion(lo, hi), time.monotonic() + 60, method="crown")
-    chain = exact._chain_of(lg)
-    src = [L.source for L in lg.layers if L.kind == "relu"]
-    lows = [crown.layers[k][0] for k in src]
-    ups = [crown.layers[k][1] for k in src]
-    xs = np.random.default_rng(seed).uniform(lo, hi, size=(100_000, 5))
-    h = xs
+    lo, hi, chain, lows, ups, zs = _sampled_chain(tmp_path, seed, alpha=False)
     tighter = 0
-    for j in range(len(src)):
-        z = h @ chain.W[j].numpy().T + chain.b[j].numpy()
-        h = np.maximum(z, 0)
+    for j, z in enumerate(zs):
         rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
         if j == 0 or rows.size == 0:
             continue
@@ -182,27 +194,12 @@ def test_tightened_rows_are_sound_and_tighter_than_alpha_crown(tmp_path, seed):
     """Branch-and-bound tightening of each hidden layer's unstable rows (`relu_bab.tighten_rows`,
     what the exact engine runs before its ReLU-split search on deep nets) contains every sampled
     pre-activation and tightens some of alpha-CROWN's bounds (the engine keeps the intersection:
-a row's search may end a little below the alpha-CROWN bound of the same row)."""
-    from vnncert.engines import exact, relu_bab
-    from vnncert.engines.milp_bounds import compute_bounds
+    a row's search may end a little below the alpha-CROWN bound of the same row)."""
+    from vnncert.engines import relu_bab
 
-    sizes = [5, 16, 16, 16, 3]
-    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, sizes)), threads=1)
-    lo, hi = -np.ones(5), np.ones(5)
-    lg = layer_graph(net)
-    region = InputRegion(lo, hi)
-    t = time.monotonic()
-    alpha = compute_bounds(lg, region, t + 60, method="crown", refine=exact._refiner(lg, region, t + 60, t))
-    chain = exact._chain_of(lg)
-    src = [L.source for L in lg.layers if L.kind == "relu"]
-    lows = [alpha.layers[k][0].copy() for k in src]
-    ups = [alpha.layers[k][1].copy() for k in src]
-    xs = np.random.default_rng(seed).uniform(lo, hi, size=(100_000, 5))
-    h = xs
+    lo, hi, chain, lows, ups, zs = _sampled_chain(tmp_path, seed, alpha=True)
     tighter = 0
-    for j in range(len(src)):
-        z = h @ chain.W[j].numpy().T + chain.b[j].numpy()
-        h = np.maximum(z, 0)
+    for j, z in enumerate(zs):
         rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
         if j == 0 or rows.size == 0:
             continue
