@@ -197,14 +197,9 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
         parents, p_obj = pool.take(pick), pobj[pick]
         pool, pobj = pool.take(~pick), pobj[~pick]
         m = len(parents)
-        c_split = torch.cat([parents.split, parents.split])
-        br = parents.branch.repeat(2)
-        c_split[torch.arange(2 * m), br] = torch.cat([torch.ones(m, dtype=torch.int8), -torch.ones(m, dtype=torch.int8)])
         c_obj = p_obj.repeat(2)
-        c_lb, c_alpha, c_beta, c_sc, _ = bab.bound(c_split, torch.cat([parents.alpha, parents.alpha]),
-                                                   torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline,
-                                                   freeze=zero, obj=c_obj)
-        children, c_obj = settle(_Domains(c_split, c_alpha, c_beta, c_lb, torch.cat([parents.depth, parents.depth]) + 1, c_sc), c_obj)
+        children, _ = bab.branch(parents, deadline, zero, obj=c_obj)
+        children, c_obj = settle(children, c_obj)
         pool, pobj = pool.cat(children), torch.cat([pobj, c_obj])
         rounds += 1
         domains += 2 * m
@@ -391,6 +386,18 @@ class SplitBaB:
             scores[act] = sc_act.to(f64)
         return lb, a.detach().float(), be.detach().float(), scores, x
 
+    def branch(self, parents: _Domains, deadline: float, freeze, obj=None):
+        """Two children per parent (its branching neuron active / inactive), starting from the
+        parent's alpha and beta, bounded for CHILD_ITERS steps: (children, minimising inputs)."""
+        n = len(parents)
+        split = torch.cat([parents.split, parents.split])
+        split[torch.arange(2 * n), parents.branch.repeat(2)] = torch.cat([torch.ones(n, dtype=torch.int8),
+                                                                          -torch.ones(n, dtype=torch.int8)])
+        lb, alpha, beta, sc, x = self.bound(split, torch.cat([parents.alpha, parents.alpha]),
+                                            torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline,
+                                            freeze=freeze, obj=obj)
+        return _Domains(split, alpha, beta, lb, torch.cat([parents.depth, parents.depth]) + 1, sc), x
+
     def root_state(self):
         """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0."""
         R, U = self.R, self.U
@@ -466,14 +473,8 @@ class SplitBaB:
             rest = torch.ones(key.numel(), dtype=torch.bool)
             rest[torch.topk(-key, n).indices] = False
             parents, pool = pool.take(~rest), pool.take(rest)
-            # two children per parent: the branching neuron active / inactive
-            c_split = torch.cat([parents.split, parents.split])
-            br = parents.branch.repeat(2)
-            c_split[torch.arange(2 * n), br] = torch.cat([torch.ones(n, dtype=torch.int8), -torch.ones(n, dtype=torch.int8)])
-            c_lb, c_alpha, c_beta, c_sc, c_x = self.bound(c_split, torch.cat([parents.alpha, parents.alpha]),
-                                                          torch.cat([parents.beta, parents.beta]), CHILD_ITERS, deadline,
-                                                          freeze=b)
-            children = _Domains(c_split, c_alpha, c_beta, c_lb, torch.cat([parents.depth, parents.depth]) + 1, c_sc)
+            children, c_x = self.branch(parents, deadline, b)
+            c_lb = children.lb
             st["rounds"] += 1
             st["domains"] += 2 * n
             st["max_depth"] = max(st["max_depth"], int(children.depth.max()))
