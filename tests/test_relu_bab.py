@@ -198,7 +198,7 @@ def test_tightened_rows_are_sound_and_tighter_than_alpha_crown(tmp_path, seed):
     from vnncert.engines import relu_bab
 
     lo, hi, chain, lows, ups, zs = _sampled_chain(tmp_path, seed, alpha=True)
-    tighter = 0
+    tighter = skipped = 0
     for j, z in enumerate(zs):
         rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
         if j == 0 or rows.size == 0:
@@ -207,11 +207,19 @@ def test_tightened_rows_are_sound_and_tighter_than_alpha_crown(tmp_path, seed):
         l, u = relu_bab.tighten_rows(chain, lo, hi, lows, ups, j, rows, time.monotonic() + 2.0, st)
         assert st["domains"] > 0
         assert np.all(z[:, rows] >= l - 1e-9) and np.all(z[:, rows] <= u + 1e-9)
+        # a side far from zero next to the other is not searched: no bound for it (the caller
+        # keeps alpha-CROWN's); every other side gets a finite one
+        lj, uj = lows[j][rows], ups[j][rows]
+        skip_l = uj ** 2 / (uj - lj) ** 2 < relu_bab.TIGHTEN_SIDE_WEIGHT
+        skip_u = lj ** 2 / (uj - lj) ** 2 < relu_bab.TIGHTEN_SIDE_WEIGHT
+        assert np.all(np.isneginf(l[skip_l])) and np.all(np.isfinite(l[~skip_l]))
+        assert np.all(np.isposinf(u[skip_u])) and np.all(np.isfinite(u[~skip_u]))
+        skipped += int(skip_l.sum() + skip_u.sum())
         tighter += int((l > lows[j][rows] + 1e-6).sum() + (u < ups[j][rows] - 1e-6).sum())
         # later layers start from the tightened rows (as the engine does)
         lows[j][rows] = np.maximum(lows[j][rows], l)
         ups[j][rows] = np.minimum(ups[j][rows], u)
-    assert tighter > 0
+    assert tighter > 0 and skipped > 0
 
 
 def test_tightening_with_no_time_bounds_nothing(tmp_path):

@@ -51,10 +51,15 @@ REFINE_ELEMENTS = 2_000_000
 STEP_DTYPE = torch.float32
 # a child whose bound (in STEP_DTYPE) is above b by this much, relative, leaves the optimisation
 FREEZE_MARGIN = 1e-3
-# tighten_rows stops, after at least TIGHTEN_MIN_SECONDS, when the second half of its time
-# gained at most this share of its total gain in the objectives' bounds (or nothing at all)
-TIGHTEN_STALL = 0.1
+# tighten_rows stops, after at least TIGHTEN_MIN_SECONDS and TIGHTEN_MIN_ROUNDS rounds, when the
+# second half of its time gained at most this share of its total gain in the objectives' bounds
+# (or nothing at all)
+TIGHTEN_STALL = 0.03
 TIGHTEN_MIN_SECONDS = 2.0
+TIGHTEN_MIN_ROUNDS = 6
+# tighten_rows searches a side of a row (its l or its u) only when the chord's gap depends on it
+# with at least this weight (u^2/(u - l)^2 for l, l^2/(u - l)^2 for u; docs/exact.md §4)
+TIGHTEN_SIDE_WEIGHT = 0.1
 # at most this many unsafe-looking candidate points per round go to ONNX Runtime
 CHECK_POINTS = 8
 # set to a callable(dict) to follow the search round by round (benchmarks, debugging)
@@ -172,15 +177,23 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
         keep = ~leaf
         return dom.take(keep), obj[keep]
 
-    split = torch.zeros((2 * k, U), dtype=torch.int8)
-    alpha = bab.root_state()[1][:, :1, :].expand(2 * k, 1, U).clone()
-    beta = torch.zeros((2 * k, 1, U), dtype=torch.float32)
-    obj = torch.arange(2 * k)
+    # the sides worth searching: the chord's largest gap u(-l)/(u - l) changes with l at the rate
+    # u^2/(u - l)^2 and with u at l^2/(u - l)^2, so a side much farther from zero than the
+    # other hardly matters (it keeps its given bound)
+    l0 = np.asarray(lows[j], np.float64)[rows]
+    u0 = np.asarray(ups[j], np.float64)[rows]
+    w = np.concatenate([u0, l0]) ** 2 / np.concatenate([u0 - l0, u0 - l0]) ** 2
+    searched = ~(w < TIGHTEN_SIDE_WEIGHT)
+    obj = torch.as_tensor(np.flatnonzero(searched))
+    split = torch.zeros((obj.numel(), U), dtype=torch.int8)
+    alpha = bab.root_state()[1][:, :1, :].expand(obj.numel(), 1, U).clone()
+    beta = torch.zeros((obj.numel(), 1, U), dtype=torch.float32)
     t_start = time.monotonic()
     lb, alpha, beta, sc, _ = bab.bound(split, alpha, beta, ROOT_ITERS, deadline, obj=obj)
-    root = lb[:, 0].numpy().copy()
+    root = np.full(2 * k, np.inf)
+    root[obj.numpy()] = lb[:, 0].numpy()
     gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
-    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(2 * k, dtype=torch.int32), sc), obj)
+    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc), obj)
     rounds = domains = 0
     while len(pool) and time.monotonic() < deadline:
         # each objective's least-proven domains: a share of the batch per objective with open domains
@@ -207,18 +220,19 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
         if len(pool):
             np.minimum.at(cur, pobj.numpy(), pool.lb[:, 0].numpy())
         now = time.monotonic()
-        gains.append((now, float(np.minimum(cur - root, 1e6).sum())))
+        gains.append((now, float(np.clip(cur[searched] - root[searched], 0.0, 1e6).sum())))
         if TRACE is not None:
             TRACE({"tighten_round": rounds, "t": now, "open": len(pool), "bounds": cur})
         # diminishing returns: stop when the second half of the time so far gained less than
         # TIGHTEN_STALL of the total gain
-        if now - t_start > TIGHTEN_MIN_SECONDS:
+        if now - t_start > TIGHTEN_MIN_SECONDS and rounds >= TIGHTEN_MIN_ROUNDS:
             half = next(g for t, g in gains if t >= t_start + (now - t_start) / 2)
             if gains[-1][1] - half <= TIGHTEN_STALL * gains[-1][1]:
                 break
     best = leaf_min.copy()
     if len(pool):
         np.minimum.at(best, pobj.numpy(), pool.lb[:, 0].numpy())
+    best[~searched] = -np.inf  # no bound from this search
     l_out = best[:k]
     u_out = -best[k:]
     if stats is not None:
