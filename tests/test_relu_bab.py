@@ -222,6 +222,31 @@ def test_tightened_rows_are_sound_and_tighter_than_alpha_crown(tmp_path, seed):
     assert tighter > 0 and skipped > 0
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_tightened_chain_skips_last_layer_rows_no_disjunct_reads(tmp_path, seed):
+    """`exact._tighten_chain` with the open disjuncts' rows: the last ReLU layer's rows whose
+    weight in every row's bound is >= 0 are left to alpha-CROWN (their upper chord is never read);
+    every layer's bounds still contain the sampled pre-activations."""
+    from vnncert.engines import exact
+
+    lo, hi, chain, lows, ups, zs = _sampled_chain(tmp_path, seed, alpha=True)
+    region = InputRegion(lo, hi)
+    out_A = np.array([[1.0, -1.0, 0.0]])
+    lam = out_A @ chain.W[-1].numpy()
+    for A in (None, out_A):
+        cs = {}
+        tl, tu = exact._tighten_chain(chain, region, lows, ups, time.monotonic() + 6.0, cs, out_A=A)
+        for j, z in enumerate(zs):
+            assert np.all(z >= tl[j] - 1e-9) and np.all(z <= tu[j] + 1e-9)
+        if A is None:
+            assert cs["tighten_rows_skipped"] == 0
+        else:
+            # the rows skipped are unstable after the layer's alpha-CROWN pass and not read
+            unread = (lam[0] >= 0) & (tl[-1] < 0) & (tu[-1] > 0)
+            assert 0 < cs["tighten_rows_skipped"] <= int(((lam[0] >= 0) & (lows[-1] < 0) & (ups[-1] > 0)).sum())
+            assert cs["tighten_rows_skipped"] == int(unread.sum())
+
+
 def test_tightening_with_no_time_bounds_nothing(tmp_path):
     """A deadline already passed: no bound is claimed (infinite), nothing is searched."""
     from vnncert.engines import exact, relu_bab

@@ -471,7 +471,8 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
             return r
         if deep and open_d and not expired(deadline):
             now = time.monotonic()
-            lows, ups = _tighten_chain(chain, region, lows, ups, now + TIGHTEN_SHARE * max(0.0, deadline - now), cs)
+            lows, ups = _tighten_chain(chain, region, lows, ups, now + TIGHTEN_SHARE * max(0.0, deadline - now), cs,
+                                       out_A=np.vstack([case.output[d].A for d in open_d]))
             r = _bab_disjuncts(network, spec, case, ci, chain, lows, ups, open_d, deadline, cs)
             if r is not None:
                 return r
@@ -568,12 +569,18 @@ def _bab_disjuncts(network, spec, case, ci: int, chain, lows, ups, open_d: List[
     return None
 
 
-def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, cs: dict):
+def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, cs: dict,
+                   out_A: Optional[np.ndarray] = None):
     """Tighter pre-activation bounds of the ReLU layers 2.. of a chain: layer by layer, alpha-CROWN
     again on the rows still unstable (the layers before are tighter now), then
     `relu_bab.tighten_rows` (branch and bound over the ReLUs before the layer) on those rows, each
     layer with an equal share of the time left to `deadline`. New arrays, each the intersection
-    with the old bounds, widened like every other bound (docs/exact.md §2)."""
+    with the old bounds, widened like every other bound (docs/exact.md §2).
+
+    With `out_A` (the rows of the disjuncts still open, stacked), the last ReLU layer's rows that
+    no disjunct's bound reads are left as they are: a lower bound of a.y reads neuron k's upper
+    chord only where (a W_L)_k < 0, and elsewhere its lower slope alone, which needs no bounds
+    (slope 1 or 0 is as good as knowing the neuron active or inactive)."""
     from .milp_bounds import widen
     from .relu_bab import optimised_rows, tighten_rows
 
@@ -591,6 +598,11 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
             lows[j][rows] = np.maximum(lows[j][rows], rl)
             ups[j][rows] = np.minimum(ups[j][rows], ru)
             rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
+        if j == n - 1 and out_A is not None and rows.size:
+            lam = np.asarray(out_A, np.float64) @ chain.W[-1].numpy()
+            read = (lam[:, rows] < 0).any(axis=0)
+            st["last_layer_rows_skipped"] = st.get("last_layer_rows_skipped", 0) + int((~read).sum())
+            rows = rows[read]
         if not rows.size:
             continue
         share = (deadline - time.monotonic()) / (n - j)
@@ -601,6 +613,7 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
     cs["tighten_s"] = time.monotonic() - t0
     cs["tighten_domains"] = int(st.get("domains", 0))
     cs["unstable_tightened"] = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
+    cs["tighten_rows_skipped"] = int(st.get("last_layer_rows_skipped", 0))
     return lows, ups
 
 
@@ -955,7 +968,7 @@ def _summary(stats: dict) -> dict:
     cases = stats.get("cases", {})
     out = {k: v for k, v in stats.items() if k != "cases"}
     for key in ("bounds_s", "crown_s", "refine_s", "lp_s", "tighten_s", "build_s", "set_instance_s", "solve_s", "lp_solved",
-                "binaries", "spurious", "tighten_domains"):
+                "binaries", "spurious", "tighten_domains", "tighten_rows_skipped"):
         vals = [c[key] for c in cases.values() if key in c]
         if vals:
             out[key] = round(float(sum(vals)), 4) if isinstance(vals[0], float) else int(sum(vals))

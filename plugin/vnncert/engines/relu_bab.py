@@ -141,8 +141,9 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
                  deadline: float, stats: Optional[dict] = None):
     """Bounds (l, u) of the given rows of the chain's affine layer j (j >= 1) over the box [lo, hi]
     by branch and bound on the ReLUs before it (α,β-CROWN's intermediate-bound refinement, with
-    this module's bound instead of a MILP): one objective per row and side (min z_r, min -z_r),
-    all searched in one batch; each round splits every objective's least-proven domains. A
+    this module's bound instead of a MILP): one objective per row and side (min z_r, min -z_r)
+    that matters (TIGHTEN_SIDE_WEIGHT; a side not searched gets no bound, -inf / inf), all
+    searched in one batch; each round splits every objective's least-proven domains. A
     domain whose bound is above zero (by the relaxed engine's margin) is closed: that side of
     the neuron is proven, and splitting it further would not change its sign. The search stops
     at the deadline or once it stalls (the second half of its time gained at most TIGHTEN_STALL
@@ -179,7 +180,8 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
 
     # the sides worth searching: the chord's largest gap u(-l)/(u - l) changes with l at the rate
     # u^2/(u - l)^2 and with u at l^2/(u - l)^2, so a side much farther from zero than the
-    # other hardly matters (it keeps its given bound)
+    # other hardly matters (it keeps its given bound). The two weights sum to at least 1/2, so
+    # every row keeps at least one side
     l0 = np.asarray(lows[j], np.float64)[rows]
     u0 = np.asarray(ups[j], np.float64)[rows]
     w = np.concatenate([u0, l0]) ** 2 / np.concatenate([u0 - l0, u0 - l0]) ** 2
