@@ -587,7 +587,8 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
     t0 = time.monotonic()
     lows = [np.array(v, np.float64) for v in lows]
     ups = [np.array(v, np.float64) for v in ups]
-    st: dict = {}
+    st: dict = {}  # tighten_rows' counts (rounds, domains)
+    skipped = 0  # rows of the last layer no open disjunct reads
     n = len(lows)
     for j in range(1, n):
         if expired(deadline):
@@ -601,7 +602,7 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
         if j == n - 1 and out_A is not None and rows.size:
             lam = np.asarray(out_A, np.float64) @ chain.W[-1].numpy()
             read = (lam[:, rows] < 0).any(axis=0)
-            st["last_layer_rows_skipped"] = st.get("last_layer_rows_skipped", 0) + int((~read).sum())
+            skipped = int((~read).sum())
             rows = rows[read]
         if not rows.size:
             continue
@@ -613,7 +614,7 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
     cs["tighten_s"] = time.monotonic() - t0
     cs["tighten_domains"] = int(st.get("domains", 0))
     cs["unstable_tightened"] = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
-    cs["tighten_rows_skipped"] = int(st.get("last_layer_rows_skipped", 0))
+    cs["tighten_rows_skipped"] = skipped
     return lows, ups
 
 
