@@ -26,7 +26,7 @@ def test_result_file_layout():
     x = np.array([0.025, 0.975], np.float32)
     y = np.array([-0.035, 0.325], np.float32)
     text = result_text(Outcome(Verdict.SAT, counterexample=(x, y), witness_checked=True))
-    # REFERENCE.md's example, value for value (17 significant digits of the float32 values)
+    # docs/formats.md's example, value for value (17 significant digits of the float32 values)
     assert text == ("sat\n((X_0 0.02500000037252903)\n (X_1 0.97500002384185791)\n"
                     " (Y_0 -0.035000000149011612)\n (Y_1 0.32499998807907104))\n")
 

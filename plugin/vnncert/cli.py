@@ -1,6 +1,6 @@
 """Command line: argument parsing and printing only.
 
-Exit codes (REFERENCE.md, "Our conventions"): 0 for any verdict, 2 for bad input or an internal
+Exit codes (docs/formats.md, "Our conventions"): 0 for any verdict, 2 for bad input or an internal
 error (the result file then says `error` and stderr has one line).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading input files: `.gz` is accepted wherever a path is (REFERENCE.md, "Our conventions")."""
+"""Reading input files: `.gz` is accepted wherever a path is (docs/formats.md, "Our conventions")."""
 from __future__ import annotations
 
 import gzip

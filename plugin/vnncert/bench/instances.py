@@ -1,6 +1,6 @@
 """Benchmark instances: `instances.csv` reading and suite discovery.
 
-`instances.csv` (REFERENCE.md): `onnx,vnnlib,timeout` per line, no header, paths relative to the
+`instances.csv` (docs/formats.md): `onnx,vnnlib,timeout` per line, no header, paths relative to the
 file's folder (2021 used bare names for files that sit in `onnx/` and `vnnlib/` or beside the
 file), the last line may lack a newline, and paths may end in `.gz` (or name a file that only
 exists compressed, or only uncompressed).

@@ -4,7 +4,7 @@ Layout (VNN-COMP results repositories, and what `vnncert bench` writes):
 `<csv dir>/<category>/<onnx stem>_<vnnlib stem>.counterexample[.gz]`, or, when the CSV sits in the
 category folder itself (`<tool>/<category>/results.csv`), beside it.
 
-Re-check (the 2026 scorer's rule, REFERENCE.md): X is read from the file (Y is ignored), cast to
+Re-check (the 2026 scorer's rule, docs/formats.md): X is read from the file (Y is ignored), cast to
 the model's input dtype and replayed with ONNX Runtime on the ORIGINAL model; X must lie in an
 input region, with an absolute slack of `input_atol` (1e-4) allowed on the box only; the replayed
 output must satisfy the property's own relations exactly. `valid` means it passes without any

@@ -7,7 +7,7 @@ array. Nodes that do not contribute to the output are dropped. Converters (torch
 `graph.nodes` and look each op up in the handler registry (`vnncert.network.ops`).
 
 Shapes: `graph.shapes` has the static shape of tensors where ONNX shape inference knows it,
-symbolic dims counted as 1 (REFERENCE.md, "Our conventions").
+symbolic dims counted as 1 (docs/formats.md, "Our conventions").
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """ONNX file -> `Network`: checked model, shapes, op inventory, batched ONNX Runtime evaluation.
 
-Conventions (REFERENCE.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
+Conventions (docs/formats.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
 part of the shape, initializers listed as graph inputs are not inputs, and a model with more
 than one real input or output is a clear error.
 """

@@ -1,4 +1,4 @@
-"""One handler class per ONNX op type, in a registry (DESIGN.md: like onnx/reference/ops/).
+"""One handler class per ONNX op type, in a registry (docs/architecture.md: like onnx/reference/ops/).
 
 `supported_ops()` is what `vnncert supports --onnx-operators` prints. Adding an op is one
 small class in the file of its family, decorated with `@register("OpType")`.
