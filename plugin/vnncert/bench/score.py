@@ -15,7 +15,7 @@ whose witness is missing or fails the re-check (`witness.py`), 0 for anything el
 
 Ground-truth file: a CSV with a header and columns `benchmark` (or `category`), `onnx`,
 `vnnlib`, `consensus` (or `result`/`expected`), optionally `timeout`, e.g.
-../shared/benchmarks/ground_truth.csv. Rows are matched on (category, onnx stem, vnnlib stem),
+the one docs/formats.md §2 describes. Rows are matched on (category, onnx stem, vnnlib stem),
 ignoring a year prefix/suffix on category names (`2025_acasxu_2023` ~ `acasxu`).
 """
 from __future__ import annotations
