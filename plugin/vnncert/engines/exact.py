@@ -451,7 +451,7 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     if not open_d:
         return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out by sound LP/CROWN bounds")
     if not milp:
-        return CaseResult(Verdict.UNKNOWN, detail=f"{len(open_d)} of {len(case.output)} disjuncts not ruled out by the LP relaxation")
+        return _lp_disjuncts(network, spec, case, ci, bounds, open_d, lbs, deadline, options, cs)
     if expired(deadline):
         return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
     open_d.sort(key=lambda i: lbs[i])
@@ -520,6 +520,43 @@ def check_case(network, spec, ci: int, lg, deadline: float, options: Options, st
     if pending:
         return CaseResult(Verdict.TIMEOUT, detail="; ".join(unresolved) or "deadline reached")
     return CaseResult(Verdict.UNKNOWN, detail="; ".join(unresolved))
+
+
+def _lp_disjuncts(network, spec, case, ci: int, bounds, open_d: List[int], lbs: List[float], deadline: float,
+                  options: Options, cs: dict) -> CaseResult:
+    """The LP relaxation's answer for the disjuncts no row bound rules out: per disjunct, the LP
+    min t s.t. t >= a_i . y - b_i over the encoding with its binaries relaxed (the triangle
+    relaxation; a conjunction of rows is decided together, not row by row). `unsat` when HiGHS's
+    bound is above the margin (as in the MILP), `sat` when the LP optimum replays, else unknown.
+    On an encoding without binaries (an affine network, or every ReLU stable on the box) the LP
+    is the problem itself, so this decides it."""
+    enc = bounds.enc
+    enc.add_binaries(relax=True)
+    mm = build_model(enc)
+    cs["build_s"] = mm.build_seconds
+    cs["binaries_relaxed"] = sum(len(ur.neuron) for ur in enc.unstable) + sum(mg.cands.size for mg in enc.max_groups)
+    solver = Solver(mm, threads=options.threads)
+    unresolved: List[str] = []
+    for pos, di in enumerate(sorted(open_d, key=lambda i: lbs[i])):
+        if expired(deadline):
+            return CaseResult(Verdict.TIMEOUT, detail=f"{len(open_d) - pos} disjunct(s) open at the deadline (LP relaxation)")
+        hs = case.output[di]
+        share = (deadline - time.monotonic()) / (len(open_d) - pos)
+        solver.set_disjunct(hs.A, hs.b, t_lower=lbs[di])
+        # an LP optimum that does not replay is not retried deeper: the relaxation proves nothing below zero
+        verdict, outcome, note = _solve_disjunct(network, spec, case, ci, di, solver, enc,
+                                                 min(deadline, time.monotonic() + max(1.0, share)), cs, retries=0,
+                                                 source="an LP-relaxation optimum")
+        if verdict == Verdict.SAT:
+            cs["witness_from"] = "lp"
+            return CaseResult(Verdict.SAT, outcome=outcome)
+        if verdict != Verdict.UNSAT:
+            unresolved.append(f"disjunct {di}: {note or verdict.value}")
+    cs["set_instance_s"] = solver.set_instance_seconds
+    if not unresolved:
+        return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out by the LP relaxation")
+    return CaseResult(Verdict.UNKNOWN, detail=f"{len(unresolved)} of {len(case.output)} disjuncts not ruled out by the LP "
+                                              f"relaxation ({'; '.join(unresolved)[:500]})")
 
 
 def _bab_disjuncts(network, spec, case, ci: int, chain, lows, ups, open_d: List[int], deadline: float, cs: dict) -> Optional[CaseResult]:
@@ -618,7 +655,8 @@ def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray],
     return lows, ups
 
 
-def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc: Encoding, deadline: float, cs: dict):
+def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc: Encoding, deadline: float, cs: dict,
+                    retries: int = SPURIOUS_RETRIES, source: str = "MILP"):
     """(verdict, outcome, note) for one disjunct whose objective is in the solver.
 
     UNSAT only when nothing lies below `proof_cutoff` = 2 * margin (HiGHS's dual bound or its
@@ -633,7 +671,7 @@ def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc
     proof_cutoff = 2.0 * margin
     cutoff, stop_below = proof_cutoff, -margin
     note = ""
-    for _ in range(SPURIOUS_RETRIES + 1):
+    for _ in range(retries + 1):
         r = solver.solve(deadline, cutoff=cutoff, stop_below=stop_below)
         cs["solve_s"] = cs.get("solve_s", 0.0) + r.seconds
         cs.setdefault("milp", []).append({"disjunct": di, "status": r.status, "incumbent": r.incumbent, "bound": r.bound,
@@ -646,7 +684,7 @@ def _solve_disjunct(network, spec, case, ci: int, di: int, solver: "Solver", enc
         if r.x is not None and r.incumbent is not None and r.incumbent <= margin:
             x = snap_into_box(r.x, region.lower, region.upper, network.input_dtype)
             out = sat_outcome(network, spec, x, ENGINE,
-                              detail=f"MILP witness (disjunct {di} of case {ci}), replayed with ONNX Runtime on the original model")
+                              detail=f"{source} witness (disjunct {di} of case {ci}), replayed with ONNX Runtime on the original model")
             if out is not None:
                 return Verdict.SAT, out, ""
             # not a real witness (solver tolerance or float32 rounding): ask for a deeper violation
@@ -773,7 +811,8 @@ class _BoxBounder:
             lb, A, (lows, ups), _ = self.chain.lower(lo, hi, C, par)
         lows = [t.numpy() for t in lows]
         ups = [t.numpy() for t in ups]
-        unstable = sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in zip(lows, ups))
+        # (B,) even for a chain without ReLUs (an affine network: sum() of nothing is 0)
+        unstable = np.zeros(len(los), np.int64) + sum(((l < 0) & (u > 0)).sum(axis=1) for l, u in zip(lows, ups))
         states = [([l[i] for l in lows], [u[i] for u in ups]) for i in range(len(los))]
         return lb.numpy(), A.numpy(), np.asarray(unstable), states
 

@@ -7,6 +7,10 @@ are a chain of affine maps and ReLUs). A disjunct is refuted on a box when one o
 that covers its region. All bounds are computed in float64 on a float64 copy of the network
 (docs/relaxed.md: why, and the margin).
 
+A case left open on whose region the network is affine (no ReLU or max at all; or, when the
+input has too many free dims to split, no ReLU unstable on its box) is a linear program: the
+exact engine's LP of each disjunct decides it (`_affine_cases`, `_lp_cases`).
+
 When the first bounds do not refute everything and the input has few free dimensions, the
 engine splits input boxes (batched CROWN over many sub-boxes at once, alpha on the boxes CROWN
 leaves open), evaluates cheap candidates from every open box in ONNX Runtime (box centres and
@@ -44,6 +48,7 @@ MAX_OPEN_BOXES = 2_000_000   # memory bound: past this, the search gives up (unk
 MAX_STATE_BYTES = 1 << 30    # and at most this much memory for the open boxes' intermediate bounds
 MIN_WIDTH = 1e-9             # a box narrower than this in every dim is not split further
 ALPHA_ITERS = 8              # relu chains: Adam steps on the final pass's lower slopes for boxes CROWN leaves open
+MAX_AFFINE_CHECKS = 64       # open cases checked for "no ReLU unstable on the region" (one numpy CROWN pass each)
 
 
 # ---- the spec as rows --------------------------------------------------------------------------
@@ -567,13 +572,84 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     if not open_cases:
         return done(Verdict.UNSAT, f"{method} bounds refute every disjunct of all {len(spec.cases)} case(s) (float64)")
 
-    # 2) input-split BaB on the cases left open, when the input has few free dims
+    # 2) cases on whose region the network is affine (no ReLU or max at all, or none unstable there)
+    #    are linear programs: the LP of each disjunct decides them, sat (replayed) or unsat
+    free = max(int((spec.cases[i].region.upper > spec.cases[i].region.lower).sum()) for i in open_cases)
+    linear = _affine_cases(network, spec, open_cases, deadline,
+                           everywhere_only=free <= getattr(options, "split_max_dims", SPLIT_MAX_DIMS))
+    if linear:
+        out, proven = _lp_cases(network, spec, linear, deadline, options, stats)
+        if out is not None:
+            return done(out.verdict, out.detail, out)
+        open_cases = [i for i in open_cases if i not in set(proven)]
+        if not open_cases:
+            return done(Verdict.UNSAT, f"{method} bounds and, where the network is affine on the region, the exact LP "
+                                       f"refute every disjunct of all {len(spec.cases)} case(s)")
+
+    # 3) input-split BaB on the cases left open, when the input has few free dims
     free = max(int((spec.cases[i].region.upper > spec.cases[i].region.lower).sum()) for i in open_cases)
     if free > getattr(options, "split_max_dims", SPLIT_MAX_DIMS):
         return done(Verdict.UNKNOWN, f"{len(open_cases)} of {len(spec.cases)} case(s) not refuted by {method}; "
                                      f"{free} free input dims is too many for input splitting")
     with _torch_threads(1):  # small batched matmuls: extra threads only add synchronisation
         return _split_cases(network, spec, deadline, options, bounder, chain, all_rows, open_cases, method, stats, done)
+
+
+def _affine_cases(network, spec, cases: List[int], deadline: float, everywhere_only: bool) -> List[int]:
+    """The cases among `cases` on whose region the network is an affine map: all of them when its
+    layer graph has no ReLU and no max; otherwise (unless `everywhere_only`) those on whose box
+    numpy CROWN leaves no ReLU unstable, in a graph without max (at most MAX_AFFINE_CHECKS cases
+    are looked at, one CROWN pass each). [] when the network has no layer graph."""
+    from ..errors import VnncertError
+    from ..network.layers import layer_graph
+    from .milp_bounds import compute_bounds
+
+    try:
+        lg = layer_graph(network)
+    except VnncertError:
+        return []
+    kinds = {L.kind for L in lg.layers}
+    if "max" in kinds:
+        return []
+    if "relu" not in kinds:
+        return list(cases)
+    if everywhere_only:
+        return []
+    out = []
+    for i in cases[:MAX_AFFINE_CHECKS]:
+        if expired(deadline):
+            break
+        if sum(compute_bounds(lg, spec.cases[i].region, deadline, method="crown", encode=False).unstable) == 0:
+            out.append(i)
+    return out
+
+
+def _lp_cases(network, spec, cases: List[int], deadline: float, options: Options,
+              stats: dict) -> Tuple[Optional[Outcome], List[int]]:
+    """Decide cases on whose region the network is affine with the exact engine's LP (no binaries
+    there, so the LP of each disjunct is the problem itself): (a sat Outcome, replayed, or None;
+    the cases proven). A case the LP leaves open (optimum within the solver's margin of zero, or
+    the deadline) is neither."""
+    from ..network.layers import layer_graph
+    from .exact import check_case
+
+    lg = layer_graph(network)
+    st: dict = {}
+    proven: List[int] = []
+    for i in cases:
+        if expired(deadline):
+            break
+        stats["lp_cases"] = stats.get("lp_cases", 0) + 1
+        r = check_case(network, spec, i, lg, deadline, options, st, milp=False)
+        if r.verdict == Verdict.SAT:
+            out = sat_outcome(network, spec, r.outcome.counterexample[0], engine="relaxed",
+                              detail=f"the network is affine on case {i}'s region: {r.outcome.detail}")
+            if out is not None:
+                return out, proven
+        elif r.verdict == Verdict.UNSAT:
+            proven.append(i)
+    stats["lp_unsat_cases"] = len(proven)
+    return None, proven
 
 
 @contextlib.contextmanager

@@ -252,10 +252,15 @@ class AffineReluChain:
         for l, u in zip(lows, ups):
             a0 = (u >= -l).to(torch.float64)[:, None, :].expand(B, R, l.shape[1]).clone()
             alphas.append(a0.requires_grad_(True))
-        opt = torch.optim.Adam(alphas, lr=lr)
-        best = None
         Lam0 = C @ self.W[-1]
         bias0 = C @ self.b[-1]
+        if not any(bool(((l < 0) & (u > 0)).any()) for l, u in zip(lows, ups)):
+            # no unstable neuron (or no ReLU at all: an affine network): nothing is relaxed, the
+            # bound is CROWN's and exact for each row; there is nothing to optimise
+            with torch.no_grad():
+                return self._backward_alpha(Lam0, bias0, lows, ups, lo, hi, alphas)
+        opt = torch.optim.Adam(alphas, lr=lr)
+        best = None
         for it in range(iters + 1):
             lb = self._backward_alpha(Lam0, bias0, lows, ups, lo, hi, alphas)
             cur = lb.detach()

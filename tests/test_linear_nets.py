@@ -1,0 +1,226 @@
+"""Networks without a (unstable) ReLU: every engine and mode answers them, exactly where it can.
+
+A network that is affine on the input region is a linear program: every row's CROWN bound is
+exact, the MILP has no binaries. The models here are built in code (helpers.mlp_onnx with one
+layer: y = W x + b; and a ReLU layer that is active on the whole box), with properties whose
+answer is known in closed form. The conjunctions need the LP of the whole disjunct: no row's
+bound refutes them alone (checked: the numpy CROWN pass leaves them open).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from helpers import box_spec, mlp_onnx
+
+pytest.importorskip("torch")
+
+from vnncert import load_network, load_spec  # noqa: E402
+from vnncert.api import verify  # noqa: E402
+from vnncert.options import Options  # noqa: E402
+from vnncert.results import Verdict  # noqa: E402
+
+W2 = np.array([[1.0, 1.0], [1.0, -1.0]])  # y0 = x0 + x1, y1 = x0 - x1
+N20 = 20
+W20 = np.zeros((2, N20))
+W20[0] = 1.0  # y0 = sum x
+W20[1, 0], W20[1, 1] = 1.0, -1.0  # y1 = x0 - x1
+
+
+def _models(d):
+    return {
+        # y = W x: affine, no ReLU at all
+        "lin2": mlp_onnx(d / "lin2.onnx", [(W2, np.zeros(2))]),
+        # relu(x + 1) is x + 1 on [0, 1]^2 (every ReLU active, none unstable), then W (x + 1) - W 1 = W x
+        "relu_stable": mlp_onnx(d / "relu_stable.onnx", [(np.eye(2), np.ones(2)), (W2, -W2.sum(axis=1))]),
+        "lin20": mlp_onnx(d / "lin20.onnx", [(W20, np.zeros(2))]),
+    }
+
+
+# (model, property name, [lower], [upper], disjunct rows, answer)
+UNIT2 = ([0.0, 0.0], [1.0, 1.0])
+UNIT20 = ([0.0] * N20, [1.0] * N20)
+PROPS = [
+    # y0 >= 1.9 forces x0, x1 >= 0.9, so y1 = x0 - x1 <= 0.1: unsat, though y0 <= 2 and y1 <= 1 alone allow it
+    ("conj_unsat", *UNIT2, [["(>= Y_0 1.9)", "(>= Y_1 0.2)"]], "unsat"),
+    # ... and y1 >= 0.05 is reachable (x0 = 1, x1 = 0.92): sat, in no corner of the box
+    ("conj_sat", *UNIT2, [["(>= Y_0 1.9)", "(>= Y_1 0.05)"]], "sat"),
+    ("row_unsat", *UNIT2, [["(>= Y_0 2.5)"]], "unsat"),
+    ("row_sat", *UNIT2, [["(>= Y_0 1.5)"]], "sat"),
+    # two disjuncts, both impossible
+    ("or_unsat", *UNIT2, [["(>= Y_0 2.1)"], ["(<= Y_1 -1.1)"]], "unsat"),
+]
+# 20 inputs (too many for input splitting): sum x >= 19.5 leaves x1 >= 0.5, so x0 - x1 <= 0.5
+PROPS20 = [
+    ("conj20_unsat", *UNIT20, [["(>= Y_0 19.5)", "(>= Y_1 0.6)"]], "unsat"),
+    ("conj20_sat", *UNIT20, [["(>= Y_0 19.5)", "(>= Y_1 0.4)"]], "sat"),
+]
+
+MODES = [("auto", {}), ("exact", {}), ("relaxed", {"relaxed_method": "crown"}),
+         ("relaxed", {"relaxed_method": "alpha-crown"}), ("relaxed", {"relaxed_method": "ibp"}),
+         ("relaxed", {"relaxed_method": "lp"}), ("falsify", {})]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("linear")
+    models = _models(d)
+    props = {}
+    for name, lo, hi, rows, _ in PROPS + PROPS20:
+        p = d / f"{name}.vnnlib"
+        p.write_text(box_spec(lo, hi, rows, 2))
+        props[name] = str(p)
+    return models, props
+
+
+def _closed_form_check(out, W):
+    """The witness was replayed, and its y is W x (float32 model: within 1e-5)."""
+    x, y = out.counterexample
+    assert out.witness_checked
+    np.testing.assert_allclose(np.asarray(y, np.float64), W @ np.asarray(x, np.float64), atol=1e-5)
+
+
+def _want(mode, answer):
+    return "unknown" if (mode == "falsify" and answer == "unsat") else answer
+
+
+CASES = [(m, p) for m in ("lin2", "relu_stable") for p in PROPS] + [("lin20", p) for p in PROPS20]
+
+
+@pytest.mark.parametrize("mode,kw", MODES, ids=[m + ("-" + k["relaxed_method"] if k else "") for m, k in MODES])
+@pytest.mark.parametrize("model,prop", CASES, ids=[f"{m}-{p[0]}" for m, p in CASES])
+def test_every_mode_answers_affine_networks(world, model, prop, mode, kw):
+    models, props = world
+    name, _, _, _, answer = prop
+    t0 = time.monotonic()
+    out = verify(models[model], props[name], mode=mode, timeout=60, threads=1, **kw)
+    assert out.verdict.value == _want(mode, answer), f"{model} {name} {mode} {kw}: {out.engine}: {out.detail}"
+    assert time.monotonic() - t0 < 30
+    if out.verdict == Verdict.SAT:
+        _closed_form_check(out, W20 if model == "lin20" else W2)
+
+
+def test_conjunctions_need_the_lp(world):
+    """The numpy CROWN pass (row by row, exact for each row here) leaves the conjunctions open."""
+    from vnncert.engines import quick_bounds
+
+    models, props = world
+    for model, name in (("lin2", "conj_unsat"), ("relu_stable", "conj_unsat"), ("lin20", "conj20_unsat")):
+        net = load_network(models[model], threads=1)
+        spec = load_spec(props[name], network=net)
+        out = quick_bounds.check(net, spec, math.inf, Options(threads=1))
+        assert out.verdict == Verdict.UNKNOWN, out.detail
+    net = load_network(models["lin2"], threads=1)
+    out = quick_bounds.check(net, load_spec(props["row_unsat"], network=net), math.inf, Options(threads=1))
+    assert out.verdict == Verdict.UNSAT
+
+
+@pytest.mark.parametrize("model,sat,unsat", [("lin2", "conj_sat", "conj_unsat"), ("relu_stable", "conj_sat", "conj_unsat"),
+                                             ("lin20", "conj20_sat", "conj20_unsat")])
+def test_exact_engine_alone_decides_the_lp(world, model, sat, unsat):
+    """The exact engine without its falsifier pass (mode auto): the MILP without binaries (or the
+    input splitting in front of it) finds the witness and proves the unsat conjunction."""
+    from vnncert.engines import exact
+
+    models, props = world
+    net = load_network(models[model], threads=1)
+    opts = Options(mode="auto", threads=1)
+    out = exact.check(net, load_spec(props[sat], network=net), time.monotonic() + 60, opts)
+    assert out.verdict == Verdict.SAT and out.witness_checked, out.detail
+    assert "falsifier" not in out.detail
+    out = exact.check(net, load_spec(props[unsat], network=net), time.monotonic() + 60, opts)
+    assert out.verdict == Verdict.UNSAT, out.detail
+
+
+@pytest.mark.parametrize("method", ["crown", "alpha-crown", "ibp", "lp"])
+def test_relaxed_engine_uses_the_lp_on_affine_regions(world, method):
+    """20 free inputs (no input splitting): the relaxed engine still answers, through the LP."""
+    from vnncert.engines import relaxed
+
+    models, props = world
+    net = load_network(models["lin20"], threads=1)
+    opts = Options(mode="relaxed", threads=1, relaxed_method=method)
+    out = relaxed.check(net, load_spec(props["conj20_unsat"], network=net), time.monotonic() + 60, opts)
+    assert out.verdict == Verdict.UNSAT, out.detail
+    out = relaxed.check(net, load_spec(props["conj20_sat"], network=net), time.monotonic() + 60, opts)
+    assert out.verdict == Verdict.SAT and out.witness_checked, out.detail
+
+
+def test_probabilistic_mode_on_an_affine_network(world, tmp_path):
+    """Local robustness of label 0 (y0 > y1 iff x1 > 0): robust box -> unknown with a certificate
+    for g; a box reaching x1 < 0 -> sat with a replayed witness of f."""
+    models, _ = world
+    robust = tmp_path / "robust.vnnlib"
+    robust.write_text(box_spec([0.4, 0.1], [0.6, 0.3], [["(>= Y_1 Y_0)"]], 2))
+    broken = tmp_path / "broken.vnnlib"
+    broken.write_text(box_spec([0.4, -0.3], [0.6, 0.2], [["(>= Y_1 Y_0)"]], 2))
+    out = verify(models["lin2"], str(robust), mode="probabilistic", timeout=60, threads=1, sigma=0.1)
+    assert out.verdict == Verdict.UNKNOWN and out.certificate is not None, out.detail
+    out = verify(models["lin2"], str(broken), mode="probabilistic", timeout=60, threads=1, sigma=0.1)
+    assert out.verdict == Verdict.SAT and out.witness_checked, out.detail
+    x, y = out.counterexample
+    assert y[1] >= y[0]
+
+
+# ---- the bounding pieces themselves, with zero ReLUs or zero unstable ones ------------------------------
+def _chain(n_relu):
+    from vnncert.engines.relu_chain import AffineReluChain
+
+    if n_relu == 0:
+        return AffineReluChain([W2], [np.zeros(2)])
+    return AffineReluChain([np.eye(2), W2], [np.ones(2), -W2.sum(axis=1)])
+
+
+@pytest.mark.parametrize("n_relu", [0, 1])
+def test_relu_chain_alpha_without_unstable_neurons(n_relu):
+    """optimize_final with nothing to optimise returns CROWN's bound, which is exact per row here."""
+    import torch
+
+    chain = _chain(n_relu)
+    lo = torch.zeros((3, 2), dtype=torch.float64)
+    hi = torch.ones((3, 2), dtype=torch.float64)
+    C = torch.as_tensor(np.broadcast_to(np.array([[1.0, 0.0], [0.0, -1.0]]), (3, 2, 2)).copy())
+    lb, _, (lows, ups), _ = chain.lower(lo, hi, C)
+    la = chain.optimize_final(lo, hi, C, lows, ups, iters=5)
+    np.testing.assert_allclose(la.numpy(), lb.numpy())
+    # min y0 = 0, min -y1 = -1 over the unit box
+    np.testing.assert_allclose(lb.numpy(), np.tile([0.0, -1.0], (3, 1)), atol=1e-12)
+
+
+@pytest.mark.parametrize("n_relu", [0, 1])
+def test_relu_split_bab_without_unstable_neurons(n_relu):
+    """SplitBaB with U = 0: the root bound decides (proven), or the domain cannot be split
+    (unknown: only an LP decides it); it never crashes and never guesses."""
+    from vnncert.engines.relu_bab import SplitBaB, optimised_rows
+
+    chain = _chain(n_relu)
+    lo, hi = np.zeros(2), np.ones(2)
+    lows = [np.ones(2)] * n_relu  # pre-activations x + 1 in [1, 2]
+    ups = [2.0 * np.ones(2)] * n_relu
+    # -y0 <= -2.5 (y0 >= 2.5): impossible, proven by the root bound
+    r = SplitBaB(chain, lo, hi, lows, ups, np.array([[-1.0, 0.0]]), np.array([-2.5])).run(time.monotonic() + 30, lambda xs: None)
+    assert r.status == "proven"
+    # y0 >= 1.9 and y1 >= 0.2: no row alone refutes it, nothing to split: unknown
+    r = SplitBaB(chain, lo, hi, lows, ups, np.array([[-1.0, 0.0], [0.0, -1.0]]), np.array([-1.9, -0.2])).run(
+        time.monotonic() + 30, lambda xs: None)
+    assert r.status == "unknown"
+    if n_relu:
+        l, u = optimised_rows(chain, lo, hi, lows, ups, 1, np.arange(2), 5, time.monotonic() + 30)
+        np.testing.assert_allclose(l, [0.0, -1.0], atol=1e-9)
+        np.testing.assert_allclose(u, [2.0, 1.0], atol=1e-9)
+
+
+def test_exact_box_bounder_on_an_affine_chain(world):
+    from vnncert.engines.exact import _BoxBounder
+    from vnncert.network.layers import layer_graph
+
+    models, _ = world
+    net = load_network(models["lin2"], threads=1)
+    bb = _BoxBounder(layer_graph(net), np.array([[1.0, 0.0]]))
+    assert bb.chain is not None and bb.chain.n_relu == 0
+    lb, A, unstable, _ = bb.bound([np.zeros(2), np.full(2, 0.5)], [np.ones(2), np.ones(2)], [None, None], None)
+    assert unstable.shape == (2,) and not unstable.any()
+    np.testing.assert_allclose(lb[:, 0], [0.0, 1.0], atol=1e-9)
