@@ -8,6 +8,7 @@ import csv
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,72 @@ def test_instances_file_errors(tmp_path):
         read_instances(str(p))
 
 
+def test_instances_file_hostile(tmp_path):
+    """NUL bytes, other encodings, endless lines, control characters in paths, an infinite timeout:
+    one InstancesError naming the line, never a traceback."""
+    from vnncert.bench import csvio
+    from vnncert.bench.instances import InstancesError, load_suite, read_instances
+
+    p = tmp_path / "instances.csv"
+    cases = {
+        b"a.onnx,b.vnnlib,10\nc\x00.onnx,d.vnnlib,10\n": r":2: NUL byte",
+        b"a\xff.onnx,b.vnnlib,10\n": r":1: not UTF-8",
+        b"a.onnx,b.vnnlib,10\n" + b"x" * (csvio.MAX_LINE + 10) + b"\n": r":2: line longer than",
+        b"a.onnx," + b"b" * 200_000 + b".vnnlib,10\n": r":1: not a CSV line: field larger",
+        b"a\x01.onnx,b.vnnlib,10\n": r":1: .* is not a file path",
+        b'"a.onnx",,10\n': r":1: '' is not a file path",
+        b"a.onnx,b.vnnlib,inf\n": r":1: timeout must be a positive number",
+        b'"a\nb.onnx",b.vnnlib,10\n': r":1: expected onnx,vnnlib,timeout",  # a quoted newline: two lines
+    }
+    for data, pattern in cases.items():
+        p.write_bytes(data)
+        with pytest.raises(InstancesError, match=pattern):
+            read_instances(str(p))
+    make_suite(tmp_path / "ok", ["u1"])
+    for bad in ("../../escaped", "/abs/olute", "a/b", "..", ".", "", "a\\b", "tab\there"):
+        with pytest.raises(InstancesError, match="not a folder name"):
+            load_suite(str(tmp_path / "ok"), category=bad)
+    assert [r.category for r in load_suite(str(tmp_path / "ok"), category="mine-2026")] == ["mine-2026"]
+
+
+def test_witness_paths_stay_inside_the_results_folder(tmp_path):
+    from vnncert.bench.instances import Instance, safe_component
+    from vnncert.bench.runner import witness_path
+
+    out = tmp_path / "out"
+    for cat, onnx, vnnlib in [("../../escaped", "a.onnx", "p.vnnlib"), ("/abs", "../../x.onnx", "/etc/p.vnnlib"),
+                              ("..", "..", "."), ("c\x00d", "x\x00y.onnx", "q\n.vnnlib"), ("", "", "")]:
+        w = witness_path(str(out), Instance(cat, onnx, vnnlib, 1.0))
+        assert os.path.dirname(os.path.dirname(w)) == str(out), w
+        assert os.path.realpath(w).startswith(str(out) + os.sep)
+        assert "\x00" not in w and "\n" not in w
+    assert safe_component("acasxu_2023") == "acasxu_2023" and safe_component("..") == "_.."
+    assert safe_component("../x") == ".._x" and safe_component("") == "_"
+
+
+def test_bench_rows_naming_files_outside_write_witnesses_inside(tmp_path):
+    """instances.csv rows that climb out of the benchmark folder (`../x.onnx`) and a category from
+    the folder name: the witness lands under --out's folder; a bad --category is refused."""
+    bench = tmp_path / "bench" / "suite"
+    (tmp_path / "elsewhere").mkdir()
+    bench.mkdir(parents=True)
+    shutil.copy(SPECS / "onnx" / "tiny_2in.onnx", tmp_path / "elsewhere" / "tiny_2in.onnx")
+    shutil.copy(SPECS / "vnnlib" / "tiny_sat.vnnlib", tmp_path / "elsewhere" / "tiny_sat.vnnlib")
+    (bench / "instances.csv").write_text("../../elsewhere/tiny_2in.onnx,../../elsewhere/tiny_sat.vnnlib,30\n")
+    out = tmp_path / "work" / "out" / "r1" / "results.csv"
+    before = set(tmp_path.rglob("*"))
+    p = vnncert("bench", bench, "--out", out, "--category", "../../escaped", "--no-progress", "--threads", 1)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "not a folder name" in p.stderr, p.stderr
+    assert set(tmp_path.rglob("*")) == before
+    p = vnncert("bench", bench, "--out", out, "--no-progress", "--threads", 1)
+    assert p.returncode == 0, p.stderr
+    (row,) = csv_rows(out)
+    assert row[0] == "suite" and row[4] == "sat"
+    new = [q for q in set(tmp_path.rglob("*")) - before if q.is_file()]
+    assert all(str(q).startswith(str(out.parent) + os.sep) for q in new), new
+    assert (out.parent / "suite" / "tiny_2in_tiny_sat.counterexample").read_text().startswith("sat\n")
+
+
 # ---- the results CSV ------------------------------------------------------------------------------
 def test_result_words_of_every_harness():
     from vnncert.bench.resultscsv import normalise_result
@@ -156,6 +223,56 @@ def test_torn_last_line_is_dropped_and_bad_middle_line_refused(tmp_path):
     p.write_text("acasxu,net.onnx,prop.vnnlib,holds,3.5\n")
     (r,) = read_rows(str(p))
     assert r.verdict == "unsat" and r.run_time == 3.5 and r.prepare_time == 0.0
+
+
+def test_hostile_results_and_ground_truth_files(tmp_path):
+    """A NUL byte, other encodings or an endless line make a file 'not a results CSV' (one
+    ResultsCsvError naming the line); a complete bad last line is a bad row, not a torn one; a
+    witness larger than the read limit is not read."""
+    from vnncert.bench import csvio
+    from vnncert.bench.resultscsv import ResultsCsvError, read_rows, repair
+    from vnncert.bench.score import GroundTruth
+    from vnncert.bench.solvers import read_result_text
+
+    p = tmp_path / "r.csv"
+    good = "c,a.onnx,p.vnnlib,0.1,unsat,1.5\n"
+    for data, pattern in [(good.encode() + b"c,b\x00.onnx,p.vnnlib,0.1,unsat,1.5\n" + good.encode(), r":2: NUL byte"),
+                          (b"c,\xe9.onnx,p.vnnlib,0.1,unsat,1.5\n", r":1: not UTF-8"),
+                          (b"x" * (csvio.MAX_LINE + 1) + b"\n" + good.encode(), r":1: line longer")]:
+        p.write_bytes(data)
+        for strict in (True, False):
+            with pytest.raises(ResultsCsvError, match=pattern):
+                read_rows(str(p), strict=strict)
+        with pytest.raises(ResultsCsvError, match=pattern):
+            repair(str(p))
+    # a NUL in a torn last line (a kill mid-write) is dropped like any torn line
+    p.write_bytes(good.encode() + b"c,a\x00")
+    assert len(repair(str(p))[0]) == 1 and p.read_text() == good
+    # a complete last line that is not a row: refused when strict, skipped with a note otherwise
+    p.write_text(good + "c,a.onnx," + "b" * 200_000 + ",0.1,unsat,1\n")
+    with pytest.raises(ResultsCsvError, match=":2: not a results-CSV row: field larger"):
+        read_rows(str(p))
+    notes = []
+    assert len(read_rows(str(p), strict=False, notes=notes)) == 1 and "skipped" in notes[0]
+    gt = tmp_path / "gt.csv"
+    for data, pattern in [(b"", "empty ground-truth file"), (b"benchmark,onnx\nx,y\n", "needs onnx, vnnlib and consensus"),
+                          (b"onnx,vnnlib,consensus\na.onnx,p\x00.vnnlib,sat\n", ":2: NUL byte"),
+                          (b"onnx,vnnlib,consensus\na\xff.onnx,p.vnnlib,sat\n", ":2: not UTF-8"),
+                          (b"onnx,vnnlib,consensus\n" + b"a" * 200_000 + b",p,sat\n", ":2: not a CSV line"),
+                          (b"onnx,vnnlib,consensus\na.onnx\n", ":2: no onnx or vnnlib value")]:
+        gt.write_bytes(data)
+        with pytest.raises(ResultsCsvError, match=pattern):
+            GroundTruth(str(gt))
+    gt.write_bytes(b"onnx,vnnlib,consensus,extra\na.onnx,p.vnnlib,holds\n")
+    assert GroundTruth(str(gt)).by_stems[("a", "p")].verdict == "unsat"
+    w = tmp_path / "w.counterexample"
+    w.write_text("sat\n((X_0 1.0))\n")
+    assert read_result_text(str(w)) == "sat\n((X_0 1.0))\n" and read_result_text(str(w), limit=8) is None
+    with gzip.open(tmp_path / "w.gz", "wb") as f:
+        f.write(b"sat\n" + b" " * 100)
+    assert read_result_text(str(tmp_path / "w.gz"), limit=50) is None
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8bnot gzip")
+    assert read_result_text(str(tmp_path / "bad.gz")) is None
 
 
 # ---- running ----------------------------------------------------------------------------------------

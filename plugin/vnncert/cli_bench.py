@@ -39,7 +39,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--out", required=True, metavar="results.csv", help="results CSV (appended to; resumed if it exists)")
     p.add_argument("--instances", metavar="FILE", help="instances file to run instead of BENCH_DIR/instances.csv "
                                                        "(its relative paths name files under BENCH_DIR)")
-    p.add_argument("--category", help="category name written to the CSV (default: the benchmark folder's name)")
+    p.add_argument("--category", help="category name written to the CSV and the witnesses' folder beside it: one folder "
+                                      "name, no '/' or '..' (default: the benchmark folder's name)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N instances of each instances file")
     p.add_argument("--timeout-scale", type=float, default=1.0, metavar="X", help="multiply every instance timeout by X")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="instances run at once (default 1)")
@@ -108,6 +109,15 @@ def _add_compare(sub) -> None:
 
 
 # ---- commands ------------------------------------------------------------------------------------
+def _no_rows(message: str, notes) -> str:
+    """One line: `message`, with the first reason lines were dropped (the rest counted)."""
+    notes = list(notes)
+    if not notes:
+        return message
+    more = f"; {len(notes) - 1} more line(s) dropped" if len(notes) > 1 else ""
+    return f"{message} ({notes[0]}{more})"
+
+
 def cmd_bench(args) -> int:
     from .bench.instances import InstancesError, load_suite
     from .bench.runner import log_path, run_bench
@@ -182,12 +192,12 @@ def cmd_score(args) -> int:
 
     try:
         parts = [load_tool(r) for r in args.results]
-        for note in (n for p in parts for n in p.notes):
-            print(f"vnncert: {note}", file=sys.stderr)
         name = args.name or parts[0].name
         tool = ToolResults(name, [e for p in parts for e in p.entries])
         if not tool.entries:
-            return _fail("no result rows to score")
+            return _fail(_no_rows("no result rows to score", [n for p in parts for n in p.notes]))
+        for note in (n for p in parts for n in p.notes):
+            print(f"vnncert: {note}", file=sys.stderr)
         truth = GroundTruth(args.ground_truth) if args.ground_truth else None
         checker = None if args.no_check else _checker(args, sorted({c for c, _ in tool.entries}))
     except (ResultsCsvError, FileNotFoundError) as e:
@@ -217,6 +227,9 @@ def cmd_compare(args) -> int:
         return _fail(f"--names gives {len(names)} names for {len(args.results)} tools")
     try:
         tools = [load_tool(r, names[i] if names else None) for i, r in enumerate(args.results)]
+        for arg, t in zip(args.results, tools):
+            if not t.entries:
+                return _fail(_no_rows(f"{arg}: no result rows to compare", t.notes))
         for note in (n for t in tools for n in t.notes):
             print(f"vnncert: {note}", file=sys.stderr)
         truth = GroundTruth(args.ground_truth) if args.ground_truth else None

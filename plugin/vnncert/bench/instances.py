@@ -7,7 +7,6 @@ exists compressed, or only uncompressed).
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
@@ -35,7 +34,29 @@ class Instance:
     @property
     def witness_name(self) -> str:
         """`<onnx stem>_<vnnlib stem>.counterexample` (VNN-COMP results-repo layout)."""
-        return f"{file_stem(self.onnx)}_{file_stem(self.vnnlib)}.counterexample"
+        return witness_file_name(self.onnx, self.vnnlib)
+
+
+def witness_file_name(onnx: str, vnnlib: str) -> str:
+    """`<onnx stem>_<vnnlib stem>.counterexample`, one file name (see `safe_component`)."""
+    return safe_component(f"{file_stem(onnx)}_{file_stem(vnnlib)}.counterexample")
+
+
+def safe_component(name: str) -> str:
+    """`name` made one file or folder name that stays inside its parent folder: path separators,
+    NUL and other control characters become `_`, and a name of dots only (`.`, `..`) or nothing
+    gets a `_` in front. A name that is already safe comes back unchanged."""
+    s = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in name)
+    return s if s.strip(".") else "_" + s
+
+
+def check_category(category: str, what: str = "--category") -> str:
+    """A category names the witnesses' folder under the results CSV's folder: it must be one
+    folder name (InstancesError otherwise)."""
+    if safe_component(category) != category:
+        raise InstancesError(f"{what} {category!r} is not a folder name: a category names the witnesses' folder beside "
+                             f"the results CSV (no '/', '\\', '..', NUL or control characters)")
+    return category
 
 
 def file_stem(path: str) -> str:
@@ -69,32 +90,44 @@ def _is_header(fields: List[str]) -> bool:
 def read_instances(path: str, category: Optional[str] = None, base: Optional[str] = None,
                    timeout_scale: float = 1.0) -> List[Instance]:
     """Instances of one instances file. Relative paths are resolved against `base` (default: the
-    file's folder) and written as `base/<path>` the way the user spelled `base`."""
+    file's folder) and written as `base/<path>` the way the user spelled `base`. A line that is
+    not UTF-8 CSV text (NUL bytes, other encodings, a line over csvio.MAX_LINE bytes, a field
+    the csv module refuses), a path with a NUL or control character: InstancesError."""
+    from .csvio import parse_csv_line, read_lines
+
     base = (os.path.dirname(path) or ".") if base is None else base
-    category = category or os.path.basename(os.path.normpath(os.path.abspath(base)))
+    category = check_category(category or os.path.basename(os.path.normpath(os.path.abspath(base))), "category")
+    out: List[Instance] = []
     try:
-        with open(path, "r", newline="") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            for line in read_lines(f):
+                n = line.number
+                if line.problem is not None:
+                    raise InstancesError(f"{path}:{n}: {line.problem}: not an instances file")
+                try:
+                    fields = [x.strip() for x in parse_csv_line(line.text)]
+                except ValueError as e:
+                    raise InstancesError(f"{path}:{n}: not a CSV line: {e}") from None
+                if not fields or all(not x for x in fields) or fields[0].startswith("#"):
+                    continue
+                if n == 1 and _is_header(fields):
+                    continue
+                if len(fields) < 3:
+                    raise InstancesError(f"{path}:{n}: expected onnx,vnnlib,timeout, got {len(fields)} field(s)")
+                try:
+                    timeout = float(fields[2])
+                except ValueError:
+                    raise InstancesError(f"{path}:{n}: timeout {fields[2][:40]!r} is not a number") from None
+                if not timeout > 0 or timeout == float("inf"):
+                    raise InstancesError(f"{path}:{n}: timeout must be a positive number of seconds, got {fields[2][:40]}")
+                for name in fields[:2]:
+                    if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+                        raise InstancesError(f"{path}:{n}: {name[:80]!r} is not a file path (empty, or a control character)")
+                onnx = _written_path(base, fields[0], ("onnx", "nets"))
+                vnnlib = _written_path(base, fields[1], ("vnnlib", "vnnlibs", "specs"))
+                out.append(Instance(category, onnx, vnnlib, timeout * timeout_scale))
     except OSError as e:
         raise InstancesError(f"{path}: cannot read instances file: {e.strerror}") from None
-    out: List[Instance] = []
-    for n, fields in enumerate(csv.reader(text.splitlines()), start=1):
-        fields = [x.strip() for x in fields]
-        if not fields or all(not x for x in fields) or fields[0].startswith("#"):
-            continue
-        if n == 1 and _is_header(fields):
-            continue
-        if len(fields) < 3:
-            raise InstancesError(f"{path}:{n}: expected onnx,vnnlib,timeout, got {len(fields)} field(s)")
-        try:
-            timeout = float(fields[2])
-        except ValueError:
-            raise InstancesError(f"{path}:{n}: timeout {fields[2]!r} is not a number") from None
-        if not timeout > 0:
-            raise InstancesError(f"{path}:{n}: timeout must be positive, got {fields[2]}")
-        onnx = _written_path(base, fields[0], ("onnx", "nets"))
-        vnnlib = _written_path(base, fields[1], ("vnnlib", "vnnlibs", "specs"))
-        out.append(Instance(category, onnx, vnnlib, timeout * timeout_scale))
     return out
 
 
@@ -134,6 +167,8 @@ def load_suite(bench_dir: str, instances: Optional[str] = None, category: Option
 
     With `instances`, that file lists the rows and its relative paths name files under BENCH_DIR
     (a subset file can live anywhere)."""
+    if category is not None:
+        check_category(category)
     if instances:
         rows = read_instances(instances, category or category_of(bench_dir), base=bench_dir,
                               timeout_scale=timeout_scale)

@@ -106,50 +106,53 @@ def _float(s: str) -> float:
 
 
 def read_rows(path: str, strict: bool = True, notes: Optional[List[str]] = None) -> List[Row]:
-    """Rows of a results CSV. A torn last line (no newline, or not parseable) is ignored.
+    """Rows of a results CSV. A torn last line (no newline: a kill mid-write) is ignored.
     strict=False also skips (rather than rejects) bad lines in the middle; `notes` collects what
-    was skipped."""
+    was skipped. A NUL byte, text that is not UTF-8 or a line over csvio.MAX_LINE bytes anywhere
+    but in a torn last line: ResultsCsvError (not a results CSV at all)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            good, _, bad = _split(f, path, strict)
     except OSError as e:
         raise ResultsCsvError(f"{path}: cannot read results CSV: {e.strerror}") from None
-    good, _, bad = _split(data, path, strict)
     if notes is not None:
         notes.extend(bad)
     return good
 
 
-def _split(data: bytes, path: str, strict: bool):
-    """(rows, byte length of the good prefix, list of bad-line messages)."""
-    text = data.decode("utf-8", errors="replace")
-    lines = text.splitlines(keepends=True)
+def _split(f, path: str, strict: bool):
+    """(rows, byte length of the good prefix, list of bad-line messages) of an open binary file."""
+    from .csvio import parse_csv_line, read_lines
+
     rows: List[Row] = []
     good_len = 0
     bad: List[str] = []
-    for i, line in enumerate(lines):
-        last = i == len(lines) - 1
-        complete = line.endswith("\n")
-        if not line.strip():
-            good_len += len(line.encode("utf-8")) if complete else 0
+    for line in read_lines(f):
+        i = line.number - 1
+        if line.problem is not None:
+            if line.last and not line.complete:
+                bad.append(f"{path}:{i + 1}: dropped a torn last line ({line.problem})")
+                break
+            raise ResultsCsvError(f"{path}:{i + 1}: {line.problem}: not a results CSV")
+        if not line.text.strip():
+            good_len += line.size if line.complete else 0
             continue
         try:
-            fields = next(csv.reader([line]))
-            row = parse_line(fields)
-        except (ValueError, StopIteration) as e:
-            if last:
+            row = parse_line(parse_csv_line(line.text))
+        except ValueError as e:
+            if line.last and not line.complete:
                 bad.append(f"{path}:{i + 1}: dropped a torn last line ({e})")
                 break
             if strict:
                 raise ResultsCsvError(f"{path}:{i + 1}: not a results-CSV row: {e}") from None
             bad.append(f"{path}:{i + 1}: skipped ({e})")
-            good_len += len(line.encode("utf-8"))
+            good_len += line.size
             continue
-        if not complete:  # a kill mid-write: the last line lacks its newline
+        if not line.complete:  # a kill mid-write: the last line lacks its newline
             bad.append(f"{path}:{i + 1}: dropped a torn last line (no newline)")
             break
         rows.append(row)
-        good_len += len(line.encode("utf-8"))
+        good_len += line.size
     return rows, good_len, bad
 
 
@@ -158,12 +161,15 @@ def repair(path: str) -> Tuple[List[Row], List[str]]:
     if not os.path.exists(path):
         return [], []
     with open(path, "rb") as f:
-        data = f.read()
-    rows, good_len, notes = _split(data, path, strict=True)
-    if good_len != len(data):
+        rows, good_len, notes = _split(f, path, strict=True)
+        size = f.seek(0, os.SEEK_END)
+        if good_len != size:
+            f.seek(0)
+            good = f.read(good_len)
+    if good_len != size:
         from ..results import atomic_write
 
-        atomic_write(path, data[:good_len].decode("utf-8", errors="replace"))
+        atomic_write(path, good.decode("utf-8", errors="replace"))
     return rows, notes
 
 

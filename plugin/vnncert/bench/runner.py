@@ -34,7 +34,11 @@ def log_path(out: str) -> str:
 
 
 def witness_path(results_dir: str, inst: Instance) -> str:
-    return os.path.join(results_dir, inst.category, inst.witness_name)
+    """`<results dir>/<category>/<witness name>`: both parts are made single names (`safe_component`),
+    so no category or instance path (`../../x`, an absolute path, NUL) can lead outside results_dir."""
+    from .instances import safe_component
+
+    return os.path.join(results_dir, safe_component(inst.category), safe_component(inst.witness_name))
 
 
 def machine() -> Dict[str, object]:

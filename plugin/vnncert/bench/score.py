@@ -20,7 +20,6 @@ ignoring a year prefix/suffix on category names (`2025_acasxu_2023` ~ `acasxu`).
 """
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import re
@@ -97,28 +96,48 @@ class Truth:
 
 class GroundTruth:
     def __init__(self, path: str):
+        from .csvio import parse_csv_line, read_lines
+
         self.path = path
         self.by_key: Dict[Tuple[str, str, str], Truth] = {}
         by_stems: Dict[Tuple[str, str], List[Truth]] = defaultdict(list)
+        header: Optional[List[str]] = None
         try:
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                cols = {c.lower().strip(): c for c in (reader.fieldnames or [])}
-                col = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
-                c_cat, c_onnx, c_vnn = col("benchmark", "category"), col("onnx", "network"), col("vnnlib", "property")
-                c_ans = col("consensus", "result", "expected", "answer", "verdict")
-                c_to = col("timeout")
-                if not (c_onnx and c_vnn and c_ans):
-                    raise ResultsCsvError(f"{path}: a ground-truth file needs onnx, vnnlib and consensus columns")
-                for rec in reader:
-                    t = Truth(normalise_result(rec.get(c_ans, "")), _maybe_float(rec.get(c_to)) if c_to else None)
+            with open(path, "rb") as f:
+                for line in read_lines(f):
+                    where = f"{path}:{line.number}"
+                    if line.problem is not None:
+                        raise ResultsCsvError(f"{where}: {line.problem}: not a ground-truth CSV")
+                    if not line.text.strip():
+                        continue
+                    try:
+                        fields = parse_csv_line(line.text)
+                    except ValueError as e:
+                        raise ResultsCsvError(f"{where}: not a CSV line: {e}") from None
+                    if header is None:
+                        header = fields
+                        cols = {c.lower().strip(): i for i, c in enumerate(header)}
+                        col = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
+                        c_cat, c_onnx, c_vnn = col("benchmark", "category"), col("onnx", "network"), col("vnnlib", "property")
+                        c_ans = col("consensus", "result", "expected", "answer", "verdict")
+                        c_to = col("timeout")
+                        if c_onnx is None or c_vnn is None or c_ans is None:
+                            raise ResultsCsvError(f"{path}: a ground-truth file needs onnx, vnnlib and consensus columns "
+                                                  f"in its first line")
+                        continue
+                    get = lambda c: fields[c] if c is not None and c < len(fields) else ""  # noqa: E731
+                    if not get(c_onnx) or not get(c_vnn):
+                        raise ResultsCsvError(f"{where}: no onnx or vnnlib value ({len(fields)} of {len(header)} columns)")
+                    t = Truth(normalise_result(get(c_ans)), _maybe_float(get(c_to)) if c_to is not None else None)
                     if t.verdict not in ("sat", "unsat"):
                         t.verdict = "unknown"
-                    key = instance_key(rec.get(c_cat, "") if c_cat else "", rec[c_onnx], rec[c_vnn])
+                    key = instance_key(get(c_cat), get(c_onnx), get(c_vnn))
                     self.by_key[key] = t
                     by_stems[key[1:]].append(t)
         except OSError as e:
             raise ResultsCsvError(f"{path}: cannot read ground truth: {e.strerror}") from None
+        if header is None:
+            raise ResultsCsvError(f"{path}: empty ground-truth file (it needs a header with onnx, vnnlib and consensus columns)")
         self.by_stems = {k: v[0] for k, v in by_stems.items() if len(v) == 1}
 
     def lookup(self, row: Row) -> Optional[Truth]:

@@ -69,19 +69,28 @@ def format_timeout(t: float) -> str:
     return str(int(t)) if float(t).is_integer() else f"{t:.3f}".rstrip("0").rstrip(".")
 
 
-def read_result_text(path: str) -> Optional[str]:
+# a result file or witness larger than this (after gunzip) is not read: a witness of the largest
+# VNN-COMP inputs (3x224x224 values, 17 digits each) is about 5 MB
+MAX_RESULT_BYTES = 256 << 20
+
+
+def read_result_text(path: str, limit: int = MAX_RESULT_BYTES) -> Optional[str]:
+    """A result file's text (gzip or not), or None when unreadable or larger than `limit` bytes."""
+    import gzip
+
     try:
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+            gz = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            if gz:
+                with gzip.GzipFile(fileobj=f) as g:
+                    data = g.read(limit + 1)
+            else:
+                data = f.read(limit + 1)
+    except (OSError, EOFError):
         return None
-    if data[:2] == b"\x1f\x8b":
-        import gzip
-
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError):
-            return None
+    if len(data) > limit:
+        return None
     return data.decode("utf-8", errors="replace")
 
 
@@ -266,7 +275,7 @@ class StandardCliSolver(Solver):
         """(query path, network name, declarations) for one instance; raises ValueError / VnncertError."""
         from ..spec import detect_version, read_text
         from ..spec.vnnlib2 import Declaration, read_query, spec_float_exact, spec_to_vnnlib2
-        from .instances import file_stem
+        from .instances import file_stem, safe_component
 
         text = read_text(inst.vnnlib)
         if detect_version(text) == "2.0":
@@ -276,7 +285,7 @@ class StandardCliSolver(Solver):
                 raise ValueError(f"the query needs {len(need)} models ({', '.join(need)}); an instance has one ONNX file")
             path = os.path.abspath(inst.vnnlib)
             if path.endswith(".gz"):
-                path = os.path.join(workdir, file_stem(inst.vnnlib) + ".vnnlib")
+                path = os.path.join(workdir, safe_component(file_stem(inst.vnnlib) + ".vnnlib"))
                 with open(path, "w") as f:
                     f.write(text)
             return path, need[0], q.declarations
@@ -288,7 +297,7 @@ class StandardCliSolver(Solver):
         etype = network.input_type_name
         if self.query_type == "real" or network.output_type_name != etype or not spec_float_exact(spec):
             etype = "real"
-        path = os.path.join(workdir, file_stem(inst.vnnlib) + ".vnnlib")  # the property's name, 2.0 text
+        path = os.path.join(workdir, safe_component(file_stem(inst.vnnlib) + ".vnnlib"))  # the property's name, 2.0 text
         with open(path, "w") as f:
             f.write(spec_to_vnnlib2(spec, network.input_shape, network.output_shape, etype, "net", "X", "Y"))
         decls = [Declaration("X", "input", etype, tuple(network.input_shape), "net"),

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .instances import file_stem
+from .instances import file_stem, safe_component, witness_file_name
 from .resultscsv import Row
 
 ACCEPTED = ("valid", "valid_tol")
@@ -40,11 +40,14 @@ class WitnessCheck:
 
 
 def witness_candidates(csv_path: str, row: Row) -> List[str]:
+    """Where a row's witness may be: under the CSV's folder only (the row's category and file
+    names are made single names, `instances.safe_component`, as `vnncert bench` writes them)."""
     d = os.path.dirname(os.path.abspath(csv_path))
-    name = f"{file_stem(row.onnx)}_{file_stem(row.vnnlib)}.counterexample"
-    folders = [os.path.join(d, row.category), d]
+    name = witness_file_name(row.onnx, row.vnnlib)
+    category = safe_component(row.category)
+    folders = [os.path.join(d, category), d]
     try:  # results repos prefix the year: 2025_acasxu_2023/
-        folders += [os.path.join(d, x) for x in sorted(os.listdir(d)) if x.endswith("_" + row.category)]
+        folders += [os.path.join(d, x) for x in sorted(os.listdir(d)) if x.endswith("_" + category)]
     except OSError:
         pass
     return [os.path.join(f, name + ext) for f in folders for ext in ("", ".gz")]
