@@ -69,3 +69,31 @@ def box_spec(lo, hi, out_rows, n_out):
         lines += [f"(assert (>= X_{i} {a!r}))", f"(assert (<= X_{i} {b!r}))"]
     lines.append("(assert (or " + " ".join("(and " + " ".join(c) + ")" for c in out_rows) + "))")
     return "\n".join(lines) + "\n"
+
+
+def graph_onnx(path, nodes, inits=None, in_shape=("N", 2), out_shape=("N", 2), ir_version=8, opset=13, check=False):
+    """A model from onnx.helper nodes and {name: array} initializers, input `x`, output `y` (float32),
+    saved WITHOUT the ONNX checker unless check=True (tests of what the loader refuses). Returns path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))
+    init = [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()]
+    g = helper.make_graph(nodes, "g", [inp], [out], init)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
+    if check:
+        onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def gemm_then(path, op=None, W=((1.0, 1.0), (1.0, -1.0)), b=(0.0, 0.0), **kw):
+    """y = op(W x + b) (op None: y = W x + b) on 2 inputs and 2 outputs, via graph_onnx."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z" if op else "y"], transB=1)]
+    if op:
+        nodes.append(helper.make_node(op, ["z"], ["y"]))
+    return graph_onnx(path, nodes, {"W": np.asarray(W, np.float32), "b": np.asarray(b, np.float32)}, **kw)

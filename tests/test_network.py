@@ -1,5 +1,6 @@
 """ONNX loading: shapes and variable counts, batched evaluation equal to the original model, .gz, errors."""
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -87,3 +88,89 @@ def test_input_without_batch_dim():
     net = load_network(str(f), threads=1)
     assert net.input_shape == (12, 8) and net.n_inputs == 96
     _check_batched_equals_replay(net, n=3)
+
+
+# ---- validation at load: the same for every engine and mode ---------------------------------------
+def _if_model(path, const_value):
+    """y = (sum(Wx) > 0) ? Wx + c : -(Wx), c a Constant inside the then-branch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from helpers import graph_onnx
+
+    c = numpy_helper.from_array(np.asarray(const_value, np.float32), "cv")
+    then_g = helper.make_graph([helper.make_node("Constant", [], ["c"], value=c), helper.make_node("Add", ["z", "c"], ["t"])],
+                               "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["N", 2])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["z"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 2])])
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1),
+             helper.make_node("ReduceSum", ["z"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)]
+    return graph_onnx(path, nodes, {"W": np.eye(2, dtype=np.float32), "b": np.zeros(2, np.float32),
+                                    "zero": np.asarray(0.0, np.float32)})
+
+
+def _bad_models(d):
+    from onnx import helper, numpy_helper
+
+    from helpers import gemm_then, graph_onnx
+
+    W = np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)
+    nan_const = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array([np.nan, 0], np.float32)))
+    return {
+        "ir14": (gemm_then(d / "ir14.onnx", ir_version=14), r"ONNX Runtime cannot load the model: Unsupported model IR version: 14"),
+        "opset99": (gemm_then(d / "opset99.onnx", opset=99), r"ONNX Runtime cannot load the model: .*Opset 99"),
+        "nan_init": (gemm_then(d / "nan.onnx", W=[[1.0, np.nan], [1.0, -1.0]]), r"initializer 'W' holds NaN \(1 of 4 values\)"),
+        "inf_bias": (gemm_then(d / "inf.onnx", b=[0.0, -np.inf]), r"initializer 'b' holds infinity \(1 of 2 values\)"),
+        "nan_constant": (graph_onnx(d / "nanc.onnx", [helper.make_node("Gemm", ["x", "W", "W0"], ["z"], transB=1), nan_const,
+                                                        helper.make_node("Add", ["z", "c"], ["y"])],
+                                    {"W": W, "W0": np.zeros(2, np.float32)}), r"Constant node 'c' holds NaN"),
+        "nan_in_branch": (_if_model(d / "ifnan.onnx", [np.nan, 1.0]), r"Constant node 'c' \(in the 'then_branch' branch of If"),
+        "zero_input": (gemm_then(d / "zin.onnx", W=np.zeros((2, 0)), in_shape=(1, 0)), r"input 'x' has shape \[1, 0\]: no elements"),
+        "zero_output": (gemm_then(d / "zout.onnx", W=np.zeros((0, 2)), b=np.zeros(0), out_shape=(1, 0)),
+                        r"output 'y' has shape \[1, 0\]: no elements"),
+    }
+
+
+def test_models_refused_at_load(tmp_path):
+    for name, (path, pattern) in _bad_models(tmp_path).items():
+        with pytest.raises(NetworkError, match=pattern) as e:
+            load_network(path, threads=1)
+        msg = str(e.value)
+        assert "\n" not in msg and len(msg) < 450, (name, msg)
+        assert "onnxruntime_src" not in msg and "ONNXRuntimeError" not in msg, msg
+    # a finite Constant in the same branch loads; ONNX Runtime's session exists from the start
+    net = load_network(_if_model(tmp_path / "ifok.onnx", [0.5, 1.0]), threads=1)
+    assert net._session is not None
+    np.testing.assert_allclose(net.replay(np.array([1.0, 2.0], np.float32)), [1.5, 3.0])
+
+
+@pytest.mark.parametrize("mode", ["auto", "exact", "relaxed", "falsify", "probabilistic"])
+def test_refused_models_are_errors_in_every_mode(tmp_path, mode):
+    """Before validation at load, the quick numpy pass answered `unsat` on models ONNX Runtime
+    cannot load, and NaN weights ran to the timeout."""
+    from helpers import box_spec
+    from vnncert.api import verify
+
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(box_spec([0.0, 0.0], [1.0, 1.0], [["(>= Y_0 2.5)"]], 2))
+    for name, (path, pattern) in _bad_models(tmp_path).items():
+        if name.startswith("zero"):
+            continue  # their variable counts do not match this property
+        out = verify(path, str(prop), mode=mode, timeout=20, threads=1)
+        assert out.verdict.value == "error", (name, out.verdict, out.detail)
+        assert re.search(pattern, out.detail), (name, out.detail)
+
+
+def test_one_line_reason():
+    from vnncert.network.loader import one_line_reason
+
+    ort_msg = ("[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/onnxruntime/core/graph/model.cc:181 "
+               "onnxruntime::Model::Model(onnx::ModelProto&&, const onnxruntime::PathString&) Unsupported model IR "
+               "version: 14, max supported IR version: 11\n")
+    assert one_line_reason(RuntimeError(ort_msg)) == "Unsupported model IR version: 14, max supported IR version: 11"
+    long = "First sentence here. " + "Filler words without figures. " * 20 + "The limit is 23."
+    r = one_line_reason(ValueError(long), limit=120)
+    assert r.startswith("First sentence here.") and r.endswith("The limit is 23.") and len(r) <= 120
+    assert len(one_line_reason(ValueError("x" * 1000))) <= 300
+    assert one_line_reason(KeyError()) == "KeyError"

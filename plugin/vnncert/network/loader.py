@@ -1,5 +1,10 @@
 """ONNX file -> `Network`: checked model, shapes, op inventory, batched ONNX Runtime evaluation.
 
+Validation happens once, here, the same for every engine and mode: the protobuf parses, the
+ONNX checker accepts it, exactly one real input and one output, neither declared with a 0 dim,
+every floating-point constant finite, and ONNX Runtime creates a session on it (its reason, one
+line, otherwise). Each failure is a `NetworkError`.
+
 Conventions (docs/formats.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
 part of the shape, initializers listed as graph inputs are not inputs, and a model with more
 than one real input or output is a clear error.
@@ -7,6 +12,7 @@ than one real input or output is a clear error.
 from __future__ import annotations
 
 import os
+import re
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -16,10 +22,104 @@ from ..files import read_maybe_gzip
 
 _ONNX_TO_NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64}
 _ONNX_TYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 16: "bfloat16"}
+# TensorProto float types: FLOAT, FLOAT16, DOUBLE, BFLOAT16, the FLOAT8 and FLOAT4 kinds
+_FLOAT_TYPES = {1, 10, 11, 16, 17, 18, 19, 20, 23}
+
+
+MAX_REASON = 300  # characters of ONNX Runtime's / the checker's reason kept in an error message
 
 
 def read_model_bytes(path: str) -> bytes:
     return read_maybe_gzip(path, NetworkError, "ONNX file")
+
+
+def one_line_reason(e: BaseException, limit: int = MAX_REASON) -> str:
+    """A library's exception as one short line: ONNX Runtime's `[ONNXRuntimeError] : 1 : FAIL :`
+    prefix, its C++ source location and function signature dropped, whitespace collapsed, cut at
+    `limit` characters."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    msg = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", msg)
+    # '/onnxruntime_src/.../model.cc:181 onnxruntime::Model::Model(onnx::ModelProto&&, ...) Unsupported ...'
+    m = re.match(r"^\S+\.(?:cc|cpp|h|hpp):\d+\s+", msg)
+    if m:
+        rest = msg[m.end():]
+        sig = re.match(r"^[^()]*\([^()]*\)\s*(?:const\s*)?", rest)
+        msg = rest[sig.end():] if sig and sig.end() < len(rest) else rest
+    if len(msg) <= limit:
+        return msg
+    # too long: the first sentence, then those that carry numbers (versions, counts), as room allows
+    sentences = re.split(r"(?<=[.!?])\s+", msg)
+    out, skipped = sentences[0], False
+    if len(out) > limit:
+        out = out[:limit - 4].rstrip() + " ..."
+    for sent in sentences[1:]:
+        if re.search(r"\d", sent) and len(out) + len(sent) + 5 <= limit:
+            out += (" ... " if skipped else " ") + sent
+            skipped = False
+        else:
+            skipped = True
+    return out + (" ..." if skipped else "")
+
+
+def _zero_dims(value_info) -> bool:
+    """A dim declared 0 (not symbolic): the tensor has no elements."""
+    t = value_info.type.tensor_type
+    return t.HasField("shape") and any(d.HasField("dim_value") and d.dim_value == 0 for d in t.shape.dim)
+
+
+def _declared(value_info) -> str:
+    t = value_info.type.tensor_type
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim) + "]"
+
+
+def non_finite_constant(model) -> Optional[str]:
+    """Where the model keeps a NaN or an infinity in a floating-point constant (an initializer, a
+    Constant node's value, a float attribute of a Constant; subgraphs included), as words, or None.
+    Tensors stored outside the file (external data) are left to ONNX Runtime."""
+    from onnx import AttributeProto, TensorProto, numpy_helper
+
+    def bad_values(t) -> Optional[str]:
+        if t.data_type not in _FLOAT_TYPES or t.data_location == TensorProto.EXTERNAL:
+            return None
+        a = numpy_helper.to_array(t)
+        try:
+            ok = np.isfinite(a)
+        except TypeError:  # bfloat16 / float8 as ml_dtypes: compare in float32
+            ok = np.isfinite(a.astype(np.float32))
+        if ok.all():
+            return None
+        nan = int(np.isnan(a.astype(np.float32) if a.dtype.kind != "f" else a).sum())
+        what = " and ".join(w for w, k in (("NaN", nan), ("infinity", int((~ok).sum()) - nan)) if k)
+        return f"{what} ({int((~ok).sum())} of {a.size} values)"
+
+    def walk(graph, where: str) -> Optional[str]:
+        for t in graph.initializer:
+            b = bad_values(t)
+            if b:
+                return f"initializer {t.name!r}{where} holds {b}"
+        for n in graph.node:
+            label = f"{n.op_type} node {(n.name or (n.output[0] if n.output else '?'))!r}{where}"
+            for a in n.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    b = bad_values(a.t)
+                    if b:
+                        return f"{label} holds {b} in its {a.name!r}"
+                elif a.type == AttributeProto.FLOAT and n.op_type == "Constant" and not np.isfinite(a.f):
+                    return f"{label} holds {a.f} in its {a.name!r}"
+                elif a.type == AttributeProto.FLOATS and n.op_type == "Constant" and not np.isfinite(list(a.floats)).all():
+                    return f"{label} holds a non-finite value in its {a.name!r}"
+                elif a.type == AttributeProto.GRAPH:
+                    r = walk(a.g, f" (in the {a.name!r} branch of {label})")
+                    if r:
+                        return r
+                elif a.type == AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        r = walk(g, f" (in a subgraph of {label})")
+                        if r:
+                            return r
+        return None
+
+    return walk(model.graph, "")
 
 
 def _dims(value_info) -> Tuple[Tuple[int, ...], List[bool]]:
@@ -56,7 +156,7 @@ class Network:
             onnx.checker.check_model(model)
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise NetworkError(f"{self.name}: ONNX checker rejected the model: {first}") from None
+            raise NetworkError(f"{self.name}: ONNX checker rejected the model: {one_line_reason(first)}") from None
         self.model = model
         graph = model.graph
         inits = {i.name for i in graph.initializer}
@@ -68,6 +168,9 @@ class Network:
             raise NetworkError(f"{self.name}: model has {len(graph.output)} outputs; exactly one is supported")
         self.input_info = real_inputs[0]
         self.output_info = graph.output[0]
+        for what, vi in (("input", self.input_info), ("output", graph.output[0])):
+            if _zero_dims(vi):
+                raise NetworkError(f"{self.name}: {what} {vi.name!r} has shape {_declared(vi)}: no elements to verify")
         self.input_name = self.input_info.name
         self.output_name = self.output_info.name
         self.input_shape, self._in_symbolic = _dims(self.input_info)
@@ -83,11 +186,17 @@ class Network:
         self.n_outputs = int(np.prod(self.output_shape))
         self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
         self.ops = sorted({n.op_type for n in graph.node})
+        bad = non_finite_constant(model)
+        if bad:
+            raise NetworkError(f"{self.name}: {bad}; the weights of a network to verify must be finite")
         self._session = None
         self._batched_session = None
         self._batched_bytes: Optional[bytes] = None
         self._batch_mode: Optional[str] = None
         self._torch = None
+        # ONNX Runtime loads the model now (tens of ms on small nets): a model it cannot run is an
+        # error before any engine, the same in every mode; every witness is replayed on this session
+        self._session = self._make_session(model_bytes)
 
     # ---- ONNX Runtime --------------------------------------------------------------------------
     def _session_options(self):
@@ -107,8 +216,7 @@ class Network:
         try:
             return ort.InferenceSession(model_bytes, sess_options=self._session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {msg}") from None
+            raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
 
     @property
     def session(self):
