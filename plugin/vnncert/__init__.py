@@ -9,8 +9,20 @@ from .cpu import mkl_avx2_dispatch as _mkl_avx2_dispatch  # noqa: E402
 _mkl_avx2_dispatch()  # before anything imports torch (vnncert/cpu.py)
 
 from .errors import NetworkError, SpecError, UnsupportedOperator, VnncertError  # noqa: E402
-from .options import Options  # noqa: E402
-from .results import Certificate, Outcome, Verdict  # noqa: E402
+
+# Options, Outcome, Verdict and Certificate load on first use (PEP 562): importing the package stays
+# cheap (no numpy), so the command line installs its quiet SIGINT handling within milliseconds.
+_LAZY = {"Options": "options", "Outcome": "results", "Verdict": "results", "Certificate": "results"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def verify(*args, **kwargs):

@@ -7,7 +7,7 @@ from typing import Optional
 
 from .deadline import remaining
 from .errors import VnncertError
-from .options import Options, apply_threads
+from .options import Options, apply_threads, check_options
 from .results import Outcome, Verdict
 
 
@@ -36,17 +36,22 @@ def verify(model: str, prop: str, mode: str = "auto", timeout: Optional[float] =
     """Answer one VNN-LIB query on one ONNX model.
 
     `timeout` counts from this call. With isolate=True the work runs in a supervised child
-    process that is killed at the deadline (what the CLI does); otherwise engines stop
-    cooperatively at the deadline. Bad input gives Outcome(verdict=error, detail=message).
+    process that is killed at the deadline (what the CLI does; the child's stdout then goes to
+    stderr); otherwise engines stop cooperatively at the deadline. Bad input, including arguments
+    the command line would refuse (`options.check_arguments`), gives Outcome(verdict=error, detail=message).
     """
-    options = Options(mode=mode, seed=seed, threads=threads, **option_fields)
+    try:
+        options = Options(mode=mode, seed=seed, threads=threads, **option_fields)
+        check_options(options, timeout)
+    except (TypeError, ValueError) as e:  # the same checks as the command line's
+        return Outcome(Verdict.ERROR, engine="api", detail=str(e))
     deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
     if not isolate:
         return solve(model, prop, options, deadline)
     from .supervise import run_supervised
 
     engine_deadline = deadline - ENGINE_MARGIN if timeout is not None else deadline
-    res = run_supervised(lambda: solve(model, prop, options, engine_deadline), deadline)
+    res = run_supervised(lambda: solve(model, prop, options, engine_deadline), deadline, child_stdout="stderr")
     return outcome_of(res, timeout)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "vnnlib_specs"
+DETAIL_WIDTH = 90  # characters of the engine / detail column per line
 
 
 def main() -> int:
@@ -41,10 +42,22 @@ def main() -> int:
             detail = f"{j.get('engine', '')}: {j.get('detail', '')}"
         if p.returncode != 0:
             detail = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-        print(f"{Path(onnx_rel).name:<22} {Path(prop_rel).name:<28} {verdict:<8} {dt:6.2f}s  {detail[:90]}")
+        row = f"{Path(onnx_rel).name:<22} {Path(prop_rel).name:<28} {verdict:<8} {dt:6.2f}s  "
+        lines = detail_lines(detail)
+        print(row + lines[0])
+        for line in lines[1:]:
+            print(" " * len(row) + line)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + f"   (result files in {out_dir.relative_to(ROOT)}/)")
     _smoothing_table(out_dir)
     return 0
+
+
+def detail_lines(detail: str, width: int = DETAIL_WIDTH) -> list:
+    """The detail column: whole words, wrapped onto lines of at most `width` characters (a word
+    longer than that, such as a path, gets a line of its own rather than being cut)."""
+    import textwrap
+
+    return textwrap.wrap(" ".join(detail.split()), width, break_long_words=False, break_on_hyphens=False) or [""]
 
 
 def _smoothing_table(out_dir: Path) -> None:

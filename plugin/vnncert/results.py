@@ -6,12 +6,14 @@ original model and found inside the input region with an output in the unsafe se
 from __future__ import annotations
 
 import enum
+import errno
 import gzip
 import json
 import os
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -168,16 +170,71 @@ def result_text(outcome: Outcome, comments: Optional[List[str]] = None) -> str:
     return body
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see old or new, never half."""
-    d = os.path.dirname(os.path.abspath(path)) or "."
+def _umask() -> int:
+    """This process's umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_target(path: str) -> str:
+    """The file a write to `path` changes: a symlink is written through (its final target), else `path`."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _is_std_stream(st) -> bool:
+    for fd in (0, 1, 2):
+        try:
+            f = os.fstat(fd)
+        except OSError:
+            continue
+        if (f.st_dev, f.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
+def atomic_write(path: str, text: Union[str, bytes]) -> None:
+    """Write via a temporary file in the target's folder and rename: readers see old or new, never half.
+
+    A symlink at `path` is written through: the file it points to is replaced (atomically, in that
+    file's folder) and the link stays. The new file keeps the mode of the file it replaces, or gets
+    0666 minus the umask when there was none (what open() gives, not mkstemp's 0600). An existing
+    file that is not writable is refused (PermissionError), as open() would. A path that is not a
+    regular file (/dev/null, a FIFO), or is this process's stdin/stdout/stderr (/dev/stdout
+    redirected to a file), is written in place, never replaced.
+    """
+    binary = isinstance(text, bytes)
+    target = output_target(path)
+    d = os.path.dirname(os.path.abspath(target)) or "."
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        if not stat.S_ISREG(st.st_mode) or _is_std_stream(st):
+            with open(path, "wb" if binary else "w") as f:
+                f.write(text)
+            return
+        mode = stat.S_IMODE(st.st_mode)
     fd, tmp = tempfile.mkstemp(prefix=".vnncert-", dir=d)
     try:
-        with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
