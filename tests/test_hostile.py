@@ -64,9 +64,185 @@ SPEC_CASES: List[Hostile] = [
 # ---------------------------------------------------------------------------------------------
 # Processes and the command line: arguments, signals, stdout, files the user owns
 # ---------------------------------------------------------------------------------------------
+SAT = HEAD + BOX + "(assert (>= Y_1 Y_0))\n"  # sat on the tiny model (x1 = 0 gives y1 = 0.5 >= y0)
+RUN_INSTANCE = str(ROOT / "vnncomp_scripts" / "run_instance.sh")
+
+
+def _copy_tiny(p: Path) -> None:
+    p.write_bytes(TINY.read_bytes())
+
+
+def _link_to(name: str, hard: bool = False):
+    def make(p: Path) -> None:
+        (os.link if hard else os.symlink)(p.parent / name if hard else name, p)
+    return make
+
+
+def _unchanged(name: str, original: Callable[[], bytes]):
+    """check: {tmp}/name still holds what it held before the run."""
+    def check(tmp: Path, proc) -> None:
+        assert (tmp / name).read_bytes() == original(), f"{name} was changed"
+    return check
+
+
+def _tiny_bytes() -> bytes:
+    return TINY.read_bytes()
+
+
+def _no_stdout(tmp: Path, proc) -> None:
+    assert proc.stdout == "", proc.stdout
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _written_through_link(tmp: Path, proc) -> None:
+    assert (tmp / "result.txt").is_symlink(), "the link at the result path was replaced"
+    assert (tmp / "target.txt").read_text().splitlines()[0] == "sat"
+    assert (tmp / "target.txt").stat().st_mode & 0o777 == 0o640  # the replaced file's mode is kept
+
+
+def _new_file_mode(tmp: Path, proc) -> None:
+    for name in ("result.txt", "r.json"):
+        assert (tmp / name).stat().st_mode & 0o777 == 0o666 & ~_umask(), name
+
+
+def _help_lists_name(tmp: Path, proc) -> None:
+    assert "--name" in proc.stdout
+
+
+def _arg(case_id: str, args: Sequence[str], needle: str) -> Hostile:
+    """A bad argument to `vnncert verify MODEL PROP`: exit 2, `error` on stdout and in the result file."""
+    return Hostile(case_id, ["verify", "{tiny}", "{tmp}/p.vnnlib", *args, "--result-file", "{res}"],
+                   files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=needle)
+
+
+def _std(case_id: str, args: Sequence[str], needle: str) -> Hostile:
+    """The same bad argument to the VNN-LIB 2.0 form: exit 2, nothing on stdout."""
+    return Hostile(case_id, ["verify", "{tmp}/p.vnnlib", "--network", "N={tiny}", *args],
+                   files={"p.vnnlib": SAT}, stderr=needle, check=_no_stdout)
+
+
 PROCESS_CASES: List[Hostile] = [
-    Hostile("arg-timeout-abc", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--timeout", "abc", "--result-file", "{res}"],
-            files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 Y_0))\n"}, result="error", stderr=r"--timeout"),
+    # ---- 6. argument errors: one line, exit 2, `error` in the result file, both verify grammars ----
+    _arg("arg-timeout-abc", ["--timeout", "abc"], r"--timeout"),
+    _arg("arg-timeout-nan", ["--timeout", "nan"], r"--timeout must be"),
+    _arg("arg-timeout-negative", ["--timeout", "-1"], r"--timeout must be"),
+    _arg("arg-mode-bogus", ["--mode", "bogus"], r"--mode"),
+    _arg("arg-seed-negative", ["--seed", "-5"], r"--seed must be"),
+    _arg("arg-n-zero", ["--n", "0"], r"--n must be"),
+    _arg("arg-n0-zero", ["--n0", "0"], r"--n0 must be"),
+    _arg("arg-alpha-2", ["--alpha", "2"], r"--alpha must"),
+    _arg("arg-sigma-negative", ["--sigma", "-1"], r"--sigma must be"),
+    _arg("arg-threads-huge", ["--threads", "100000"], r"--threads must be an integer in 0\.\.1024"),
+    _arg("arg-noise-bogus", ["--noise", "bogus"], r"--noise must be one of"),
+    _arg("arg-relaxed-method-bogus", ["--relaxed-method", "bogus"], r"--relaxed-method must be one of"),
+    _arg("arg-unknown-option", ["--bogus"], r"unrecognized arguments: --bogus"),
+    _arg("arg-abbreviated-result-file", ["--timeout", "abc", "--result", "{res}"], r"--timeout"),
+    Hostile("arg-timeout-inf-is-no-limit", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--timeout", "inf", "--threads", "1",
+                                            "--result-file", "{res}"],
+            files={"p.vnnlib": SAT}, exit=0, result="sat", stdout="sat", stderr=None, stderr_lines=0),
+    Hostile("arg-result-file-before-bad-option", ["verify", "--result-file={res}", "--mode", "bogus", "--", "{tiny}",
+                                                  "{tmp}/p.vnnlib"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--mode"),
+    Hostile("arg-no-paths", ["verify", "--result-file", "{res}"], result="error", stdout="error",
+            stderr=r"required: PATH"),
+    _std("std-timeout-abc", ["--timeout", "abc"], r"--timeout"),
+    _std("std-timeout-nan", ["--timeout", "nan"], r"--timeout must be"),
+    _std("std-timeout-negative", ["--timeout", "-1"], r"--timeout must be"),
+    _std("std-mode-bogus", ["--mode", "bogus"], r"--mode"),
+    _std("std-seed-negative", ["--seed", "-5"], r"--seed must be"),
+    _std("std-threads-huge", ["--threads", "100000"], r"--threads must be an integer in 0\.\.1024"),
+    _std("std-unknown-option", ["--bogus"], r"unrecognized arguments: --bogus"),
+    Hostile("std-timeout-inf-is-no-limit", ["verify", "{tmp}/p.vnnlib", "--network", "N={tiny}", "--timeout", "inf",
+                                            "--threads", "1"],
+            files={"p.vnnlib": SAT}, exit=0, stdout="sat", stderr=None, stderr_lines=0),
+    # other subcommands: one line, exit 2, no usage dump
+    Hostile("cmd-none", []),
+    Hostile("cmd-unknown", ["bogus"], stderr=r"invalid choice: 'bogus'"),
+    Hostile("cmd-spec-missing", ["spec"], stderr=r"required"),
+    Hostile("cmd-spec-eps-nan", ["spec", "robustness", "--point", "0.5,0.5", "--label", "0", "--eps", "nan",
+                                 "--n-classes", "2", "--out", "{tmp}/q.vnnlib"], stderr=r"--eps must be"),
+    Hostile("cmd-spec-eps-missing-value", ["spec", "robustness", "--point", "0.5,0.5", "--eps"], stderr=r"--eps"),
+    Hostile("cmd-smooth-sigma-negative", ["smooth", "certify", "{tiny}", "--data", "{tmp}/d.npz", "--sigma", "-1",
+                                          "--out", "{tmp}/o.tsv"], stderr=r"--sigma must be"),
+    Hostile("cmd-smooth-threads-huge", ["smooth", "certify", "{tiny}", "--data", "{tmp}/d.npz", "--sigma", "0.5",
+                                        "--threads", "100000", "--out", "{tmp}/o.tsv"], stderr=r"--threads must be"),
+    Hostile("cmd-bench-jobs-abc", ["bench", "{tmp}", "--out", "{tmp}/r.csv", "--jobs", "abc"], stderr=r"--jobs"),
+    Hostile("cmd-score-missing", ["score"], stderr=r"required: RESULTS"),
+    Hostile("cmd-compare-check-bogus", ["compare", "{tmp}/a.csv", "--check", "bogus"], stderr=r"--check"),
+    Hostile("cmd-supports-bogus", ["supports", "--bogus"], stderr=r"unknown capability"),
+    Hostile("help-lists-name", ["--help"], exit=0, stderr=None, stderr_lines=0, check=_help_lists_name),
+    Hostile("name", ["--name"], exit=0, stdout="vnncert", stderr=None, stderr_lines=0),
+    # ---- 7. nothing the user owns is destroyed ----
+    Hostile("out-result-is-model", ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--result-file", "{tmp}/m.onnx"],
+            files={"p.vnnlib": SAT, "m.onnx": _copy_tiny}, stdout="error", stderr=r"same file as the model",
+            check=_unchanged("m.onnx", _tiny_bytes)),
+    Hostile("out-result-is-property-via-symlink", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{tmp}/link"],
+            files={"p.vnnlib": SAT, "link": _link_to("p.vnnlib")}, stdout="error",
+            stderr=r"same file as the property", check=_unchanged("p.vnnlib", lambda: SAT.encode())),
+    Hostile("out-result-is-model-via-hard-link", ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--result-file",
+                                                  "{tmp}/h.onnx"],
+            files={"p.vnnlib": SAT, "m.onnx": _copy_tiny, "h.onnx": _link_to("m.onnx", hard=True)}, stdout="error",
+            stderr=r"same file as the model", check=_unchanged("m.onnx", _tiny_bytes)),
+    Hostile("out-result-is-model-with-bad-argument", ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--timeout", "abc",
+                                                      "--result-file", "{tmp}/m.onnx"],
+            files={"p.vnnlib": SAT, "m.onnx": _copy_tiny}, stdout="error", stderr=r"--timeout",
+            check=_unchanged("m.onnx", _tiny_bytes)),
+    Hostile("out-json-is-result-file", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}", "--json", "{res}"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--json .* same file as --result-file"),
+    Hostile("out-json-is-property", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}", "--json",
+                                     "{tmp}/p.vnnlib"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"same file as the property",
+            check=_unchanged("p.vnnlib", lambda: SAT.encode())),
+    Hostile("out-json-no-folder", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}", "--json",
+                                   "{tmp}/nowhere/r.json"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--json .*no such folder"),
+    Hostile("out-json-is-a-folder", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}", "--json", "{tmp}"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--json .*is a folder"),
+    # /proc takes no new file, even from root (a test with a device such as /dev/full would risk the device)
+    Hostile("out-json-unwritable-folder", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}", "--json",
+                                           "/proc/vnncert-hostile.json"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--json /proc/\S+: cannot write in /proc"),
+    Hostile("out-result-no-folder", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{tmp}/nowhere/r.txt"],
+            files={"p.vnnlib": SAT}, stdout="error", stderr=r"--result-file .*no such folder"),
+    Hostile("out-result-symlink-written-through", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--threads", "1",
+                                                   "--result-file", "{res}"],
+            files={"p.vnnlib": SAT, "target.txt": lambda p: (p.write_text("old\n"), p.chmod(0o640)),
+                   "result.txt": _link_to("target.txt")},
+            exit=0, result="sat", stdout="sat", stderr=None, stderr_lines=0, check=_written_through_link),
+    Hostile("out-new-files-get-umask-mode", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--threads", "1", "--result-file",
+                                             "{res}", "--json", "{tmp}/r.json"],
+            files={"p.vnnlib": SAT}, exit=0, result="sat", stdout="sat", stderr=None, stderr_lines=0,
+            check=_new_file_mode),
+    Hostile("out-spec-robustness-out-is-model", ["spec", "robustness", "--point", "0.5,0.5", "--label", "0", "--eps",
+                                                 "0.1", "--model", "{tmp}/m.onnx", "--out", "{tmp}/m.onnx"],
+            files={"m.onnx": _copy_tiny}, stderr=r"--out .* same file as the --model",
+            check=_unchanged("m.onnx", _tiny_bytes)),
+    Hostile("out-std-serialise-into-a-file", ["verify", "{tmp}/p.vnnlib", "--network", "N={tiny}",
+                                              "--serialise-assignments", "{tmp}/p.vnnlib"],
+            files={"p.vnnlib": SAT}, stderr=r"--serialise-assignments .* not a folder", check=_no_stdout),
+    Hostile("out-smooth-out-is-model", ["smooth", "certify", "{tmp}/m.onnx", "--data", "{tmp}/d.npz", "--sigma", "0.5",
+                                        "--out", "{tmp}/m.onnx"],
+            files={"m.onnx": _copy_tiny}, stderr=r"--out .* same file as the model",
+            check=_unchanged("m.onnx", _tiny_bytes)),
+    # ---- run_instance.sh: `--` before the paths, `error` for a TIMEOUT that is not a number >= 0 ----
+    Hostile("script-model-named-like-an-option", ["@sh", "bash", RUN_INSTANCE, "v1", "c", "-net.onnx", "p.vnnlib",
+                                                  "{res}", "20"],
+            files={"p.vnnlib": SAT, "-net.onnx": _copy_tiny, "result.txt": "old\n"}, exit=0, result="sat",
+            stderr=None, stderr_lines=0, env={"VNNCERT_MARGIN": "1.0"}),
+    Hostile("script-timeout-abc", ["@sh", "bash", RUN_INSTANCE, "v1", "c", "{tiny}", "p.vnnlib", "{res}", "abc"],
+            files={"p.vnnlib": SAT, "result.txt": "old\n"}, exit=0, result="error",
+            stderr=r"^run_instance.sh: TIMEOUT must be a number"),
+    Hostile("script-timeout-negative", ["@sh", "bash", RUN_INSTANCE, "v1", "c", "{tiny}", "p.vnnlib", "{res}", "-1"],
+            files={"p.vnnlib": SAT}, exit=0, result="error", stderr=r"^run_instance.sh: TIMEOUT must be a number"),
+    Hostile("script-timeout-abc-result-is-model", ["@sh", "bash", RUN_INSTANCE, "v1", "c", "m.onnx", "p.vnnlib",
+                                                   "m.onnx", "abc"],
+            files={"p.vnnlib": SAT, "m.onnx": _copy_tiny}, exit=0, stderr=r"^run_instance.sh: TIMEOUT", stderr_lines=2,
+            check=_unchanged("m.onnx", _tiny_bytes)),
 ]
 
 # ---------------------------------------------------------------------------------------------

@@ -72,29 +72,43 @@ def run(args) -> int:
 
     try:
         if args.smooth_cmd == "report":
+            from .outputs import check_distinct, check_writable
             from .smoothing_report import report
+
+            if args.plot:
+                check_distinct([("--plot", args.plot)], [("input", f) for f in args.files]
+                               + [("settings file", f + ".json") for f in args.files])
+                check_writable("--plot", args.plot)
 
             print(report(args.files, radii=args.radii, plot=args.plot, labels=args.labels))
             return EXIT_OK
         return _run_dataset(args)
     except VnncertError as e:
         return _fail(str(e))
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        return _fail(f"{type(e).__name__}: {e}")
+    except ValueError as e:  # argument checks (options.check_arguments, outputs) say what they mean
+        return _fail(" ".join(str(e).split()))
+    except (OSError, KeyError, RuntimeError) as e:
+        return _fail(" ".join(f"{type(e).__name__}: {e}".split()))
 
 
 def _run_dataset(args) -> int:
-    import math
-
     from . import load_network
     from .smoothing_report import certify_dataset, load_dataset, predict_dataset
 
-    if not (math.isfinite(args.sigma) and args.sigma > 0):
-        return _fail(f"--sigma must be a positive number, got {args.sigma}")
-    if not 0 < args.alpha < 1:
-        return _fail(f"--alpha must lie in (0, 1), got {args.alpha}")
-    if args.n < 1 or getattr(args, "n0", 1) < 1 or args.batch < 1 or args.skip < 1:
-        return _fail("--n, --n0, --batch and --skip must be >= 1")
+    from .options import check_arguments
+    from .outputs import check_distinct, check_writable
+
+    # the same checks as `vnncert verify --mode probabilistic`, then the outputs, before any work
+    check_arguments(seed=args.seed, threads=args.threads, sigma=args.sigma, noise=args.noise,
+                    n0=getattr(args, "n0", None), n=args.n, alpha=args.alpha, batch=args.batch)
+    if args.skip < 1:
+        return _fail(f"--skip must be >= 1, got {args.skip}")
+    if args.max < -1:
+        return _fail(f"--max must be >= 0, or -1 for all, got {args.max}")
+    outs = [("--out", args.out), ("--out's settings file", args.out + ".json")]
+    check_distinct(outs, [("model", args.model), ("--data", args.data)])
+    for what, path in outs:
+        check_writable(what, path)
     net = load_network(args.model, threads=args.threads)
     x, y = load_dataset(args.data, net.n_inputs)
     common = dict(sigma=args.sigma, n=args.n, alpha=args.alpha, batch=args.batch, skip=args.skip, max=args.max,

@@ -82,7 +82,8 @@ def handles(argv: Sequence[str]) -> bool:
 
 def add_parser(sub) -> None:
     """Help entries in `vnncert --help` (the work is done by `main`, which `cli.main` calls first)."""
-    p = sub.add_parser("supports", help="VNN-LIB 2.0: report one capability (the standard's `supports` command)",
+    p = sub.add_parser("supports", help="VNN-LIB 2.0: report one capability (the standard's `supports` command; "
+                                        "`vnncert --name` prints the tool's name)",
                        description="Print what vnncert supports, in the VNN-LIB 2.0 format. One of: "
                                    + ", ".join(CAPABILITIES))
     p.add_argument("capability", choices=CAPABILITIES)
@@ -222,29 +223,28 @@ def cmd_supports(args: Sequence[str]) -> int:
 
 
 # ---- verify --------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
-
-
 def verify_parser() -> argparse.ArgumentParser:
     from .router import MODES
 
-    p = _Parser(prog=f"{NAME} verify", allow_abbrev=False,
+    from .cli import Parser  # one line on stderr and exit 2 for a bad argument, as everywhere
+
+    p = Parser(prog=f"{NAME} verify", allow_abbrev=False,
                 description="VNN-LIB 2.0 verify: is the query satisfiable? First stdout line: sat, unsat, unknown "
                             "or timed-out; for sat the assignment follows. Errors: stderr, exit code 2.")
     p.add_argument("query", metavar="QUERY", help="the VNN-LIB query (2.0; 1.0 is accepted too), .gz accepted")
     p.add_argument("--network", action="append", default=[], metavar="NAME=FILE",
                    help="the ONNX model of a declared network (once per network not declared equal-to another)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="seconds counted from process start; the answer (timed-out at the latest) is out by S + 0.5 s")
+                   help="seconds >= 0 counted from process start (inf: no limit); the answer (timed-out at the "
+                        "latest) is out by S + 0.5 s")
     p.add_argument("--serialise-assignments", "--assignments", dest="serialise", metavar="DIR",
                    help="write a satisfying assignment to DIR/NAME.pb (ONNX TensorProto) instead of stdout")
     p.add_argument("--mode", default="auto", choices=sorted(MODES), help="engines to run (non-standard, optional)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random engine (non-standard)")
-    p.add_argument("--threads", type=int, default=0, help="threads for torch / ONNX Runtime / HiGHS (non-standard)")
-    p.add_argument("-v", "--verbose", action="store_true", help="engine and detail on stderr (non-standard)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random engine, 0..2**64-1 (non-standard)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for torch / ONNX Runtime / HiGHS, 0..1024, 0: all cores (non-standard)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="engine and detail on stderr, and what the libraries print (non-standard)")
     return p
 
 
@@ -322,22 +322,28 @@ def format_assignment(decls, x, y) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def serialise_assignment(folder: str, decls, x, y) -> None:
+def _pb_path(folder: str, name: str) -> str:
+    return os.path.join(folder, f"{name}.pb")
+
+
+def serialise_assignment(folder: str, decls, x, y, protect: Sequence[str] = ()) -> None:
     """DIR/NAME.pb: an ONNX TensorProto of the declared shape per variable (the model's element type
-    for variables declared `real`/`Real`)."""
+    for variables declared `real`/`Real`). Each file is written atomically (`results.atomic_write`);
+    a file that is one of `protect` (the query, the models) is refused (ValueError)."""
     import numpy as np
     from onnx import numpy_helper
 
+    from .outputs import check_distinct
+    from .results import atomic_write
+
     os.makedirs(folder, exist_ok=True)
     types = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
-    for d, vals in assignment_arrays(decls, x, y):
+    pairs = assignment_arrays(decls, x, y)
+    check_distinct([("--serialise-assignments", _pb_path(folder, d.name)) for d, _ in pairs],
+                   [("input", p) for p in protect])
+    for d, vals in pairs:
         arr = vals.astype(types.get(d.element_type, vals.dtype)).reshape(d.shape)
-        data = numpy_helper.from_array(arr, name=d.name).SerializeToString()
-        path = os.path.join(folder, f"{d.name}.pb")
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write(_pb_path(folder, d.name), numpy_helper.from_array(arr, name=d.name).SerializeToString())
 
 
 def cmd_verify(args: Sequence[str]) -> int:
@@ -349,9 +355,18 @@ def cmd_verify(args: Sequence[str]) -> int:
     from .spec import detect_version, read_text
     from .supervise import run_supervised
 
-    a = verify_parser().parse_args(list(args))
-    if a.timeout is not None and (a.timeout < 0 or not math.isfinite(a.timeout)):
-        return _fail(f"--timeout must be a non-negative number of seconds, got {a.timeout}")
+    from .cli import UsageError
+    from .options import check_arguments
+    from .outputs import check_distinct, check_folder_writable
+
+    try:
+        a = verify_parser().parse_args(list(args))
+    except UsageError:  # its line is on stderr already
+        return EXIT_ERROR
+    try:  # the same checks as `vnncert verify MODEL PROP`
+        check_arguments(mode=a.mode, timeout=a.timeout, seed=a.seed, threads=a.threads)
+    except ValueError as e:
+        return _fail(str(e))
     hard = deadline_from_start(a.timeout) if a.timeout is not None else math.inf
     t0 = time.monotonic()
     try:
@@ -375,12 +390,19 @@ def cmd_verify(args: Sequence[str]) -> int:
             decls = None
         if model is None:
             raise ValueError(f"{where}: no network needs a model")
+        if a.serialise:  # before any work: the folder takes files, and none of them is an input
+            check_folder_writable("--serialise-assignments", a.serialise)
+            inputs = [("query", a.query)] + [(f"network {n}", f) for n, f in given.items()]
+            check_distinct([("--serialise-assignments", a.serialise)], inputs)
+            if decls is not None:
+                check_distinct([("--serialise-assignments", _pb_path(a.serialise, d.name)) for d in decls], inputs)
     except (VnncertError, ValueError) as e:
         return _fail(str(e))
 
     options = Options(mode=a.mode, seed=a.seed, threads=a.threads)
     engine_deadline = hard - ENGINE_MARGIN
-    res = run_supervised(lambda: solve(model, a.query, options, engine_deadline), hard)
+    res = run_supervised(lambda: solve(model, a.query, options, engine_deadline), hard,
+                         child_stdout="stderr" if a.verbose else "null", quiet_warnings=not a.verbose)
     out = outcome_of(res, a.timeout)
     if not out.seconds:
         out.seconds = time.monotonic() - t0
@@ -397,7 +419,7 @@ def cmd_verify(args: Sequence[str]) -> int:
         decls = _declarations_1_0(text, x.size, y.size)
     try:
         if a.serialise:
-            serialise_assignment(a.serialise, decls, x, y)
+            serialise_assignment(a.serialise, decls, x, y, protect=[a.query, model])
             body = ""
         else:
             body = format_assignment(decls, x, y)
