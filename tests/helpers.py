@@ -97,3 +97,21 @@ def gemm_then(path, op=None, W=((1.0, 1.0), (1.0, -1.0)), b=(0.0, 0.0), **kw):
     if op:
         nodes.append(helper.make_node(op, ["z"], ["y"]))
     return graph_onnx(path, nodes, {"W": np.asarray(W, np.float32), "b": np.asarray(b, np.float32)}, **kw)
+
+
+def if_onnx(path, then_const=(0.0, 0.0)):
+    """y = (sum(W x) > 0) ? W x + c : -(W x), W = [[1, 1], [1, -1]], c a Constant in the then-branch
+    (an If whose condition depends on the input)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = numpy_helper.from_array(np.asarray(then_const, np.float32), "cv")
+    then_g = helper.make_graph([helper.make_node("Constant", [], ["c"], value=c), helper.make_node("Add", ["z", "c"], ["t"])],
+                               "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["N", 2])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["z"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 2])])
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1),
+             helper.make_node("ReduceSum", ["z"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["cond"], name="cond"),
+             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)]
+    return graph_onnx(path, nodes, {"W": np.array([[1.0, 1.0], [1.0, -1.0]], np.float32), "b": np.zeros(2, np.float32),
+                                    "zero": np.asarray(0.0, np.float32)})

@@ -91,29 +91,10 @@ def test_input_without_batch_dim():
 
 
 # ---- validation at load: the same for every engine and mode ---------------------------------------
-def _if_model(path, const_value):
-    """y = (sum(Wx) > 0) ? Wx + c : -(Wx), c a Constant inside the then-branch."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from helpers import graph_onnx
-
-    c = numpy_helper.from_array(np.asarray(const_value, np.float32), "cv")
-    then_g = helper.make_graph([helper.make_node("Constant", [], ["c"], value=c), helper.make_node("Add", ["z", "c"], ["t"])],
-                               "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["N", 2])])
-    else_g = helper.make_graph([helper.make_node("Neg", ["z"], ["e"])], "else", [],
-                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, ["N", 2])])
-    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1),
-             helper.make_node("ReduceSum", ["z"], ["s"], keepdims=0),
-             helper.make_node("Greater", ["s", "zero"], ["cond"]),
-             helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)]
-    return graph_onnx(path, nodes, {"W": np.eye(2, dtype=np.float32), "b": np.zeros(2, np.float32),
-                                    "zero": np.asarray(0.0, np.float32)})
-
-
 def _bad_models(d):
     from onnx import helper, numpy_helper
 
-    from helpers import gemm_then, graph_onnx
+    from helpers import gemm_then, graph_onnx, if_onnx
 
     W = np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)
     nan_const = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array([np.nan, 0], np.float32)))
@@ -125,7 +106,7 @@ def _bad_models(d):
         "nan_constant": (graph_onnx(d / "nanc.onnx", [helper.make_node("Gemm", ["x", "W", "W0"], ["z"], transB=1), nan_const,
                                                         helper.make_node("Add", ["z", "c"], ["y"])],
                                     {"W": W, "W0": np.zeros(2, np.float32)}), r"Constant node 'c' holds NaN"),
-        "nan_in_branch": (_if_model(d / "ifnan.onnx", [np.nan, 1.0]), r"Constant node 'c' \(in the 'then_branch' branch of If"),
+        "nan_in_branch": (if_onnx(d / "ifnan.onnx", [np.nan, 1.0]), r"Constant node 'c' \(in the 'then_branch' branch of If"),
         "zero_input": (gemm_then(d / "zin.onnx", W=np.zeros((2, 0)), in_shape=(1, 0)), r"input 'x' has shape \[1, 0\]: no elements"),
         "zero_output": (gemm_then(d / "zout.onnx", W=np.zeros((0, 2)), b=np.zeros(0), out_shape=(1, 0)),
                         r"output 'y' has shape \[1, 0\]: no elements"),
@@ -140,9 +121,11 @@ def test_models_refused_at_load(tmp_path):
         assert "\n" not in msg and len(msg) < 450, (name, msg)
         assert "onnxruntime_src" not in msg and "ONNXRuntimeError" not in msg, msg
     # a finite Constant in the same branch loads; ONNX Runtime's session exists from the start
-    net = load_network(_if_model(tmp_path / "ifok.onnx", [0.5, 1.0]), threads=1)
+    from helpers import if_onnx
+
+    net = load_network(if_onnx(tmp_path / "ifok.onnx", [0.5, 1.0]), threads=1)
     assert net._session is not None
-    np.testing.assert_allclose(net.replay(np.array([1.0, 2.0], np.float32)), [1.5, 3.0])
+    np.testing.assert_allclose(net.replay(np.array([2.0, 1.0], np.float32)), [3.5, 2.0])
 
 
 @pytest.mark.parametrize("mode", ["auto", "exact", "relaxed", "falsify", "probabilistic"])

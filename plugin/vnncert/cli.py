@@ -324,6 +324,8 @@ def cmd_verify(args) -> int:
         return EXIT_ERROR
     if args.verbose:
         print(f"vnncert: {out.engine}: {out.detail} ({out.seconds:.3f} s)", file=sys.stderr)
+    elif isinstance(out.stats, dict) and out.stats.get("note"):  # e.g. an op that kept engines out (router)
+        print(f"vnncert: note: {out.stats['note']}", file=sys.stderr)
     return EXIT_OK
 
 

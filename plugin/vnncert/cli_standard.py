@@ -410,6 +410,8 @@ def cmd_verify(args: Sequence[str]) -> int:
         return _fail(out.detail or "verification failed")
     if a.verbose:
         print(f"{NAME}: {out.engine}: {out.detail} ({out.seconds:.3f} s)", file=sys.stderr)
+    elif isinstance(out.stats, dict) and out.stats.get("note"):  # e.g. an op that kept engines out (router)
+        print(f"{NAME}: note: {out.stats['note']}", file=sys.stderr)
     word = _ANSWER_WORDS[out.verdict.value]
     if out.verdict != Verdict.SAT:
         _out(word + "\n")

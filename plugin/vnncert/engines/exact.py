@@ -38,7 +38,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..deadline import expired
-from ..errors import UnsupportedOperator
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
 from .milp_encoding import Encoding
@@ -951,12 +950,7 @@ def _run(network, spec, deadline: float, options: Options, milp: bool, engine: s
 
     t0 = time.monotonic()
     stats: dict = {}
-    try:
-        lg = layer_graph(network)
-    except UnsupportedOperator as e:
-        if options.mode == "exact" and milp:
-            raise
-        return Outcome(Verdict.UNKNOWN, engine=engine, seconds=time.monotonic() - t0, detail=str(e))
+    lg = layer_graph(network)  # UnsupportedOperator goes to the router, which names the op
     stats["relus"] = lg.n_relus
     if milp and options.mode == "exact":
         # alone (not behind the falsifier, as in --mode auto), a short falsification pass first:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..deadline import expired
-from ..errors import VnncertError
+from ..errors import UnsupportedOperator, VnncertError
 from ..options import Options
 from ..results import Outcome, Verdict
 
@@ -32,7 +32,9 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         return done(Verdict.UNKNOWN, f"skipped: {len(spec.cases)} cases")
     try:
         lg = layer_graph(network)
-    except VnncertError as e:  # an op without a MILP lowering: the other engines may still manage
+    except UnsupportedOperator:  # the router records which op kept this engine out
+        raise
+    except VnncertError as e:  # a graph the lowering cannot take: the other engines may still manage
         return done(Verdict.UNKNOWN, f"no layer graph ({e})")
     for case in spec.cases:
         if expired(deadline):

@@ -33,6 +33,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..deadline import expired, remaining
+from ..errors import UnsupportedOperator
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
 
@@ -534,7 +535,9 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     try:
         if chain is None:
             bounder()
-    except Exception as e:  # unsupported op or an auto_LiRPA limitation: no proof, no answer
+    except UnsupportedOperator:  # the router records which op kept this engine out
+        raise
+    except Exception as e:  # an auto_LiRPA limitation: no proof, no answer
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return done(Verdict.UNKNOWN, f"cannot bound this network: {msg}")
     if expired(deadline):
@@ -675,6 +678,8 @@ def _split_cases(network, spec, deadline, options, bounder, chain, all_rows, ope
     stats["bab_bounder"] = "relu-chain CROWN" if chain is not None else "auto_LiRPA"
     try:
         bab_bounder = bounder() if chain is None else None
+    except UnsupportedOperator:
+        raise
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return done(Verdict.UNKNOWN, f"cannot bound this network: {msg}")
