@@ -248,9 +248,148 @@ PROCESS_CASES: List[Hostile] = [
 # ---------------------------------------------------------------------------------------------
 # Networks, engines, the benchmark runner
 # ---------------------------------------------------------------------------------------------
+def _net(op=None, **kw):
+    """files entry: y = op(W x + b) on 2 inputs (tests/helpers.py gemm_then; W = [[1, 1], [1, -1]])."""
+    def make(p: Path) -> None:
+        from helpers import gemm_then
+
+        gemm_then(p, op, **kw)
+    return make
+
+
+def _if_net(p: Path) -> None:
+    from helpers import if_onnx
+
+    if_onnx(p)
+
+
+def _at(text: Union[str, bytes]):
+    """files entry for a path in a subfolder (the folders are made)."""
+    def make(p: Path) -> None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return make
+
+
+def _bench_suite(rows: str):
+    """files entry 'b/suite/instances.csv': the tiny model and a sat property beside it, these rows."""
+    def make(p: Path) -> None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (p.parent / "tiny_2in.onnx").write_bytes(TINY.read_bytes())
+        (p.parent / "sat.vnnlib").write_text(SAT)
+        p.write_text(rows)
+    return make
+
+
+def _nothing_outside(*names: str):
+    """check: the run created none of these paths (relative to {tmp})."""
+    def check(tmp: Path, proc) -> None:
+        for n in names:
+            assert not (tmp / n).exists(), f"{n} was written"
+    return check
+
+
+def _witness_inside(tmp: Path, proc) -> None:
+    out = tmp / "out" / "r1"
+    w = out / "suite" / "tiny_2in_sat.counterexample"
+    assert w.read_text().startswith("sat\n"), list(out.rglob("*"))
+    found = [q for q in tmp.rglob("*.counterexample")]
+    assert found == [w], found
+
+
+# y = W x on [0, 1]^2: y0 >= 1.9 forces y1 <= 0.1 (unsat; no single row refutes it); y1 >= 0.05 is reachable
+LIN_BOX = "".join(f"(declare-const {v} Real)\n" for v in ("X_0", "X_1", "Y_0", "Y_1")) + \
+    "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+LIN_UNSAT = LIN_BOX + "(assert (>= Y_0 1.9))\n(assert (>= Y_1 0.2))\n"
+LIN_SAT = LIN_BOX + "(assert (>= Y_0 1.9))\n(assert (>= Y_1 0.05))\n"
+OP_UNSAT = LIN_BOX + "(assert (>= Y_0 2.5))\n"  # erf, sin <= 1; the If net gives y = W x here
+RESULTS_OK = "acasxu,a.onnx,p.vnnlib,0.1,unsat,1.0\n"
+GT_HEAD = "benchmark,onnx,vnnlib,consensus\n"
+
+
+def _lin(case_id: str, mode: str, prop: str, want: str, *extra: str) -> Hostile:
+    """5. an affine net (no ReLU) in one mode: answered, exit 0, one word, nothing on stderr."""
+    return Hostile(case_id, ["verify", "{tmp}/lin.onnx", "{tmp}/p.vnnlib", "--mode", mode, *extra, "--threads", "1",
+                             "--result-file", "{res}"], files={"lin.onnx": _net(), "p.vnnlib": prop},
+                   exit=0, result=want, stdout=want, stderr=None, stderr_lines=0)
+
+
+def _bad_net(case_id: str, mode: str, make, needle: str) -> Hostile:
+    """9. a model refused at load: error with the reason, in every mode."""
+    return Hostile(case_id, ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--mode", mode, "--threads", "1",
+                             "--result-file", "{res}"], files={"m.onnx": make, "p.vnnlib": OP_UNSAT},
+                   result="error", stdout="error", stderr=needle)
+
+
+def _op(case_id: str, make, mode: str, needle: str, want: str = "error") -> Hostile:
+    """10. an op outside some engines' converters, in one mode."""
+    exit_code, stderr = (2, needle) if want == "error" else (0, needle)
+    return Hostile(case_id, ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--mode", mode, "--threads", "1",
+                             "--timeout", "20", "--result-file", "{res}"], files={"m.onnx": make, "p.vnnlib": OP_UNSAT},
+                   exit=exit_code, result=want, stdout=want, stderr=stderr, stderr_lines=1 if stderr else 0)
+
+
+def _csv_tool(case_id: str, cmd: str, data: bytes, needle: str, *extra: str) -> Hostile:
+    """12. `vnncert score` / `compare` on a malformed results CSV: one line, exit 2."""
+    args = ["--no-check"] if cmd == "score" else ["--check", "none", "--out", "{tmp}/cmp"]
+    return Hostile(case_id, [cmd, "{tmp}/r.csv", *args, *extra], files={"r.csv": data}, stderr=needle, check=_no_stdout)
+
+
 NETWORK_CASES: List[Hostile] = [
     Hostile("net-missing", ["verify", "{tmp}/missing.onnx", "{tmp}/p.vnnlib", "--result-file", "{res}"],
             files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 Y_0))\n"}, result="error", stderr=r"missing\.onnx"),
+    # ---- 5. networks without a ReLU: an LP, answered exactly (the conjunction needs the LP) ----
+    _lin("lin-conj-unsat-auto", "auto", LIN_UNSAT, "unsat"),
+    _lin("lin-conj-unsat-exact", "exact", LIN_UNSAT, "unsat"),
+    _lin("lin-conj-sat-exact", "exact", LIN_SAT, "sat"),
+    _lin("lin-conj-unsat-relaxed", "relaxed", LIN_UNSAT, "unsat"),
+    _lin("lin-conj-unsat-relaxed-lp", "relaxed", LIN_UNSAT, "unsat", "--relaxed-method", "lp"),
+    _lin("lin-conj-sat-relaxed-alpha", "relaxed", LIN_SAT, "sat", "--relaxed-method", "alpha-crown"),
+    # ---- 9. validated once at load, the same in every mode ----
+    _bad_net("net-ir14-auto", "auto", _net(ir_version=14), r"ONNX Runtime cannot load the model: Unsupported model IR version: 14"),
+    _bad_net("net-opset99-falsify", "falsify", _net(opset=99), r"ONNX Runtime cannot load the model: .*Opset 99"),
+    _bad_net("net-nan-weight-auto", "auto", _net(W=[[1.0, float("nan")], [1.0, -1.0]]), r"initializer 'W' holds NaN"),
+    _bad_net("net-inf-bias-exact", "exact", _net(b=[0.0, float("inf")]), r"initializer 'b' holds infinity"),
+    Hostile("net-zero-input", ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--result-file", "{res}"],
+            files={"m.onnx": _net(W=[[], []], in_shape=(1, 0)), "p.vnnlib": OP_UNSAT}, result="error",
+            stderr=r"input 'x' has shape \[1, 0\]: no elements"),
+    # ---- 10. unsupported operators: error when no engine of the mode takes the net, else a note ----
+    _op("op-erf-exact", _net("Erf"), "exact", r"unsupported ONNX operator Erf: not supported by exact"),
+    _op("op-sin-relaxed", _net("Sin"), "relaxed", r"unsupported ONNX operator Sin: not supported by relaxed"),
+    _op("op-if-relaxed-lp", _if_net, "relaxed", r"operators Greater \(node 'cond'\), If \(node 'branch'\): not supported",),
+    _op("op-erf-auto", _net("Erf"), "auto", r"^vnncert: note: unsupported ONNX operator Erf: not supported by quick_bounds, "
+                                             r"relaxed, exact .*; only attack ran$", want="unknown"),
+    _op("op-sin-falsify", _net("Sin"), "falsify", None, want="unknown"),
+    # ---- 8. bench: witnesses stay under --out's folder ----
+    Hostile("bench-category-dotdot", ["bench", "{tmp}/b/suite", "--out", "{tmp}/out/r1/results.csv", "--category",
+                                      "../../escaped", "--no-progress"],
+            files={"b/suite/instances.csv": _bench_suite("tiny_2in.onnx,sat.vnnlib,20\n")},
+            stderr=r"--category '\.\./\.\./escaped' is not a folder name", check=_nothing_outside("escaped", "out")),
+    Hostile("bench-category-absolute", ["bench", "{tmp}/b/suite", "--out", "{tmp}/out/r1/results.csv", "--category",
+                                        "{tmp}/abs", "--no-progress"],
+            files={"b/suite/instances.csv": _bench_suite("tiny_2in.onnx,sat.vnnlib,20\n")},
+            stderr=r"is not a folder name", check=_nothing_outside("abs", "out")),
+    Hostile("bench-row-dotdot", ["bench", "{tmp}/b/suite", "--out", "{tmp}/out/r1/results.csv", "--no-progress",
+                                 "--threads", "1"],
+            files={"b/suite/instances.csv": _bench_suite("../suite/../../b/suite/tiny_2in.onnx,../../b/suite/sat.vnnlib,20\n")},
+            exit=0, stderr=None, stderr_lines=0, check=_witness_inside),
+    Hostile("bench-instances-nul", ["bench", "{tmp}/b/suite", "--out", "{tmp}/out/results.csv", "--no-progress"],
+            files={"b/suite/instances.csv": _bench_suite("tiny_2in.onnx,sat\x00.vnnlib,20\n")},
+            stderr=r"instances\.csv:1: NUL byte at column 18: not an instances file", check=_nothing_outside("out")),
+    # ---- 12. score / compare on malformed CSV files ----
+    _csv_tool("score-nul", "score", RESULTS_OK.encode() + b"acasxu,b\x00.onnx,p.vnnlib,0.1,unsat,1.0\n",
+              r"r\.csv:2: NUL byte at column 9: not a results CSV"),
+    _csv_tool("compare-nul", "compare", b"acasxu,\x00,p.vnnlib,0.1,unsat,1.0\n", r"r\.csv:1: NUL byte"),
+    _csv_tool("score-not-utf8", "score", b"acasxu,\xe9.onnx,p.vnnlib,0.1,unsat,1.0\n", r"r\.csv:1: not UTF-8 text"),
+    _csv_tool("score-empty", "score", b"", r"no result rows to score$"),
+    _csv_tool("compare-missing-columns", "compare", b"acasxu,a.onnx\n",
+              r"no result rows to compare \(.*r\.csv:1: skipped \(expected 6 columns, got 2\)\)"),
+    _csv_tool("score-huge-field", "score", b"acasxu," + b"a" * 200_000 + b",p.vnnlib,0.1,unsat,1.0\n",
+              r"no result rows to score \(.*field larger than field limit"),
+    _csv_tool("score-endless-line", "score", b"a" * (3 << 20), r"no result rows to score \(.*line longer than"),
+    Hostile("score-ground-truth-nul", ["score", "{tmp}/r.csv", "--no-check", "--ground-truth", "{tmp}/gt.csv"],
+            files={"r.csv": RESULTS_OK, "gt.csv": (GT_HEAD + "acasxu,a.onnx,p\x00.vnnlib,unsat\n").encode()},
+            stderr=r"gt\.csv:2: NUL byte", check=_no_stdout),
 ]
 
 CASES = SPEC_CASES + PROCESS_CASES + NETWORK_CASES
