@@ -229,6 +229,9 @@ PROCESS_CASES: List[Hostile] = [
                                         "--out", "{tmp}/m.onnx"],
             files={"m.onnx": _copy_tiny}, stderr=r"--out .* same file as the model",
             check=_unchanged("m.onnx", _tiny_bytes)),
+    Hostile("out-smooth-report-plot-is-input", ["smooth", "report", "{tmp}/a.tsv", "--plot", "{tmp}/a.tsv"],
+            files={"a.tsv": "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"}, stderr=r"--plot .* same file as the input",
+            check=_unchanged("a.tsv", lambda: b"idx\tlabel\tpredict\tradius\tcorrect\ttime\n")),
     # ---- run_instance.sh: `--` before the paths, `error` for a TIMEOUT that is not a number >= 0 ----
     Hostile("script-model-named-like-an-option", ["@sh", "bash", RUN_INSTANCE, "v1", "c", "-net.onnx", "p.vnnlib",
                                                   "{res}", "20"],
