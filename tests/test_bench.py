@@ -49,6 +49,7 @@ case "$(basename "$4")" in
   exit3*) echo "fake tool failing on purpose" >&2; exit 3 ;;
   noresult*) exit 0 ;;
   holds*) echo holds > "$5" ;;
+  satw*) printf 'sat\n((X_0 1.0)\n (Y_0 2.0))\n' > "$5" ;;
   slow*) sleep 0.25; echo unsat > "$5" ;;
   *) echo unsat > "$5" ;;
 esac
@@ -188,6 +189,23 @@ def test_bench_rows_naming_files_outside_write_witnesses_inside(tmp_path):
     new = [q for q in set(tmp_path.rglob("*")) - before if q.is_file()]
     assert all(str(q).startswith(str(out.parent) + os.sep) for q in new), new
     assert (out.parent / "suite" / "tiny_2in_tiny_sat.counterexample").read_text().startswith("sat\n")
+
+
+def test_vnncomp_scripts_witnesses_stay_inside_too(tmp_path, fake_tool):
+    """Another tool's sat answers (--vnncomp-scripts) go through the same witness path."""
+    suite = make_suite(tmp_path / "suite", ["satw_1"])
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "satw_2.vnnlib").write_text("; fixture\n")
+    with open(suite / "instances.csv", "a") as f:
+        f.write("onnx/net.onnx,../up/satw_2.vnnlib,20\n")
+    out = tmp_path / "o" / "r1" / "results.csv"
+    p = vnncert("bench", suite, "--out", out, "--vnncomp-scripts", fake_tool, "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert [r[4] for r in csv_rows(out)] == ["sat", "sat"]
+    found = sorted(q.relative_to(tmp_path) for q in tmp_path.rglob("*.counterexample"))
+    assert found == [Path("o/r1/suite/net_satw_1.counterexample"), Path("o/r1/suite/net_satw_2.counterexample")]
+    p = vnncert("bench", suite, "--out", out, "--vnncomp-scripts", fake_tool, "--category", "/tmp", "--no-progress")
+    assert p.returncode == 2 and "not a folder name" in p.stderr
 
 
 # ---- the results CSV ------------------------------------------------------------------------------
