@@ -86,16 +86,22 @@ def network_ops(network) -> Tuple[List[str], Dict[str, str], Optional[str]]:
     makes the build fail with that op as the only one listed."""
     from .network.graph import graph_of
 
+    cached = network.__dict__.get("_router_ops")
+    if cached is not None:
+        return cached
     try:
         g = graph_of(network)
     except UnsupportedOperator as e:
-        return [e.op_type], {}, str(e)
+        res: Tuple[List[str], Dict[str, str], Optional[str]] = ([e.op_type], {}, str(e))
     except NetworkError as e:
-        return [], {}, str(e)
-    first: Dict[str, str] = {}
-    for n in g.nodes:
-        first.setdefault(n.op_type, n.name)
-    return g.op_types, first, None
+        res = ([], {}, str(e))
+    else:
+        first: Dict[str, str] = {}
+        for n in g.nodes:
+            first.setdefault(n.op_type, n.name)
+        res = (g.op_types, first, None)
+    network.__dict__["_router_ops"] = res
+    return res
 
 
 def excluded_engines(network, options: Options) -> Dict[str, List[str]]:
@@ -122,13 +128,13 @@ def _describe(network, excluded: Dict[str, List[str]], reasons: Dict[str, str], 
     """`Erf (node 'n1'), Sin: not supported by quick_bounds, exact (the MILP layer-graph lowering)`,
     one clause per group of engines."""
     _, first, _ = network_ops(network)
-    groups: Dict[Tuple[str, ...], List[str]] = {}
+    groups: Dict[Tuple[Tuple[str, ...], str], List[str]] = {}
     for name, missing in excluded.items():
-        groups.setdefault(tuple(missing), []).append(name)
+        groups.setdefault((tuple(missing), "" if missing else reasons.get(name, "")), []).append(name)
     parts = []
-    for missing, names in groups.items():
+    for (missing, reason), names in groups.items():
         if not missing:  # the graph could not be built, or the engine raised while converting
-            parts.extend(f"{n}: {reasons[n]}" for n in names)
+            parts.append(f"{', '.join(names)}: {reason}")
             continue
         ops = ", ".join(f"{op} (node {first[op]!r})" if first.get(op) else op for op in missing)
         convs = sorted({CONVERTER_NAMES.get(engine_converter(n, options) or "", "") for n in names} - {""})
