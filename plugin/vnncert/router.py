@@ -44,15 +44,17 @@ MODES: Dict[str, List[str]] = {
 }
 
 MODE_HELP: Dict[str, str] = {
-    "auto": "what a competition run uses: a quick numpy CROWN pass (no torch import), the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline",
+    "auto": "what a competition run uses: a quick numpy CROWN pass (no torch import), the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline "
+            "(an engine that does not support an operator of the network is skipped and the op named on stderr; "
+            "in the other modes such an op is an error)",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
     "exact": "complete MILP (Pyomo + HiGHS): sound IBP/CROWN (alpha-CROWN on ReLU chains)/LP bounds, one binary per unstable ReLU, one MILP per "
              "output disjunct (ReLU chains with many unstable ReLUs go first to a branch and bound on ReLU splits "
              "with optimised alpha/beta bounds); sat with a witness replayed in ONNX Runtime, unsat from sound "
              "bounds or HiGHS's dual bound above a tolerance margin (docs/exact.md), else timeout",
     "relaxed": "auto_LiRPA bounds (--relaxed-method ibp|crown|alpha-crown, computed in float64; or lp: the exact "
-               "engine's triangle LP relaxation) and, for inputs with few "
-               "free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "
+               "engine's triangle LP relaxation); cases on which the network is affine go to the exact LP; for inputs "
+               "with few free dims, input-split branch and bound: unsat when every box is refuted, sat only with a witness "
                "replayed in ONNX Runtime, else unknown",
     "probabilistic": "randomized smoothing (--sigma, --noise gaussian|laplace|uniform, --n0, --n, --alpha) on a local-robustness "
                      "property: certifies the smoothed classifier g at the box centre (a claim about g with confidence 1-alpha, "
