@@ -193,7 +193,8 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
     if excluded:
         last.stats["excluded"] = excluded
         if last.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT):
-            note = f"{_describe(network, excluded, reasons, options)}; only {', '.join(ran)} ran"
+            ran_words = f"only {', '.join(ran)} ran" if ran else "no other engine ran before the deadline"
+            note = f"{_describe(network, excluded, reasons, options)}; {ran_words}"
             last.stats["note"] = note
             last.detail = f"{last.detail}; {note}" if last.detail else note
     return last
