@@ -5,7 +5,7 @@ import os
 from typing import Optional
 
 from ..errors import SpecError
-from ..files import read_maybe_gzip
+from ..files import MAX_PROPERTY_BYTES, read_maybe_gzip
 from .model import Case, Halfspaces, InputRegion, Spec
 from .vnnlib1 import parse_vnnlib1
 
@@ -13,8 +13,9 @@ __all__ = ["Spec", "Case", "Halfspaces", "InputRegion", "load_spec", "parse_spec
 
 
 def read_text(path: str) -> str:
-    """Read a (possibly gzip-compressed) text file; binary garbage is a SpecError."""
-    data = read_maybe_gzip(path, SpecError, "property file")
+    """Read a (possibly gzip-compressed) text file of at most `files.MAX_PROPERTY_BYTES` bytes
+    (decompressed); binary garbage, a FIFO or a device is a SpecError."""
+    data = read_maybe_gzip(path, SpecError, "property file", MAX_PROPERTY_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
