@@ -7,6 +7,7 @@ import gzip
 import random
 import re
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from vnncert.errors import SpecError
 from vnncert.spec import load_spec
 from vnncert.spec import vnnlib1 as V
+from vnncert.spec.numbers import nearest, round_down, round_up
 from vnncert.spec.vnnlib1 import parse_vnnlib1
 
 from conftest import SHARED, shared_benchmark
@@ -41,18 +43,24 @@ def tree(text, n_inputs=None, n_outputs=None):
 def same_spec(a, b):
     assert (a.n_inputs, a.n_outputs, len(a.cases)) == (b.n_inputs, b.n_outputs, len(b.cases))
     for ca, cb in zip(a.cases, b.cases):
-        for f in ("lower", "upper", "G", "h", "lower_strict", "upper_strict", "G_strict"):
+        for f in ("lower", "upper", "G", "h", "lower_strict", "upper_strict", "G_strict", "lower_dir", "upper_dir",
+                  "h_dir"):
             x, y = getattr(ca.region, f), getattr(cb.region, f)
             assert (x is None) == (y is None), f
             if x is not None:
                 assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), f
                 if x.dtype.kind == "f":
                     assert x.tobytes() == y.tobytes(), f  # bit for bit, signs of zeros included
+        assert ca.region.h_exact == cb.region.h_exact
         assert len(ca.output) == len(cb.output)
         for ha, hb in zip(ca.output, cb.output):
             for f in ("A", "b", "strict"):
                 x, y = getattr(ha, f), getattr(hb, f)
                 assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), f
+            assert (ha.b_dir is None) == (hb.b_dir is None)
+            if ha.b_dir is not None:
+                assert ha.b_dir.tolist() == hb.b_dir.tolist()
+            assert ha.b_exact == hb.b_exact
 
 
 def both(text, bulk_expected=True, **kw):
@@ -72,6 +80,16 @@ def err(text, **kw):
 def decl(n_in, n_out):
     return "".join(f"(declare-const X_{i} Real)\n" for i in range(n_in)) + \
         "".join(f"(declare-const Y_{j} Real)\n" for j in range(n_out))
+
+
+def up(tok):
+    """The least float64 >= the decimal `tok` (what an upper bound or a right-hand side becomes)."""
+    return float(round_up(*nearest(Fraction(tok))))
+
+
+def down(tok):
+    """The greatest float64 <= the decimal `tok` (what a lower bound becomes)."""
+    return float(round_down(*nearest(Fraction(tok))))
 
 
 def box(lo, hi):
@@ -119,8 +137,12 @@ def test_input_and_output_disjuncts_mixed_acas_prop6_style():
 """
     s = both(text)
     assert len(s.cases) == 2
-    assert s.cases[0].region.lower.tolist() == [-0.1, 0.1] and s.cases[0].region.upper.tolist() == [0.7, 0.5]
-    assert s.cases[1].region.lower.tolist() == [-0.1, -0.5] and s.cases[1].region.upper.tolist() == [0.7, -0.1]
+    # bounds rounded outward from the exact decimals
+    assert s.cases[0].region.lower.tolist() == [down("-0.1"), down("0.1")]
+    assert s.cases[0].region.upper.tolist() == [up("0.7"), 0.5]
+    assert s.cases[1].region.lower.tolist() == [down("-0.1"), -0.5]
+    assert s.cases[1].region.upper.tolist() == [up("0.7"), up("-0.1")]
+    assert down("0.1") < 0.1 and up("0.7") > 0.7 and up("-0.1") > -0.1  # fl(0.1) > 0.1, fl(0.7) < 0.7
     for c in s.cases:
         assert [hs.A.tolist() for hs in c.output] == [[[-1, 1, 0]], [[-1, 0, 1]]]
 
@@ -196,8 +218,13 @@ def test_comments_whitespace_and_ignored_commands():
 ])
 def test_numbers_scientific_and_negative(tok, value):
     s = both(decl(1, 1) + f"(assert (>= X_0 {tok}))\n(assert (<= X_0 1e300))\n(assert (<= Y_0 {tok}))\n")
-    assert s.cases[0].region.lower[0] == value
-    assert s.cases[0].output[0].b[0] == value
+    near, d = nearest(Fraction(tok))
+    assert near == value  # the same bits as float()
+    lo = s.cases[0].region.lower[0]
+    b = s.cases[0].output[0].b[0]
+    assert lo == (value if d >= 0 else np.nextafter(value, -np.inf))  # rounded down
+    assert b == (value if d <= 0 else np.nextafter(value, np.inf))  # rounded up
+    assert Fraction(lo) <= Fraction(tok) <= Fraction(b)
 
 
 def test_numbers_are_bit_exact_like_float():
@@ -214,11 +241,18 @@ def test_numbers_are_bit_exact_like_float():
                                         for i, t in enumerate(toks)) + "(assert (<= Y_0 0))\n"
     s = both(text)
     expect = np.array([float(t) for t in toks])
-    assert s.cases[0].region.upper.tobytes() == (expect + 0.0).tobytes()
+    exact = [Fraction(t) for t in toks]
+    ups = np.array([e if Fraction(e) >= x else np.nextafter(e, np.inf) for e, x in zip(expect, exact)])
+    assert s.cases[0].region.upper.tobytes() == (ups + 0.0).tobytes()
+    # the nearest float64 (float()'s bits) and the direction of its rounding, exactly
+    r = s.cases[0].region
+    d = r.upper_dir if r.upper_dir is not None else np.zeros(len(toks), np.int8)
+    assert d.tolist() == [(x > Fraction(e)) - (x < Fraction(e)) for e, x in zip(expect, exact)]
 
 
-def test_infinite_lower_bound_is_missing_bound():
-    assert "X_0 has no lower bound" in err(decl(1, 1) + "(assert (>= X_0 -1e999))\n(assert (<= X_0 1))\n(assert (<= Y_0 0))")
+def test_lower_bound_beyond_float64_is_no_finite_bound():
+    msg = err(decl(1, 1) + "(assert (>= X_0 -1e999))\n(assert (<= X_0 1))\n(assert (<= Y_0 0))")
+    assert msg.startswith(f"{WHERE}:3:9: input X_0 has no finite lower bound") and "float64 range" in msg
 
 
 def test_strict_relations_kept_apart():
@@ -245,7 +279,12 @@ def test_tightest_bound_wins_and_minus_zero_is_zero():
 
 def test_constant_comparisons():
     # true constants vanish; a false one removes its disjunct
-    s = both(decl(1, 1) + box([0], [1]) + "(assert (or (and (<= 1 2) (<= Y_0 1)) (and (<= 2 1) (<= Y_0 2)) (and (< Y_0 Y_0))))")
+    s = both(decl(1, 1) + box([0], [1]) + "(assert (or (and (<= 1 2) (<= Y_0 1)) (and (<= 2 1) (<= Y_0 2)) (and (< Y_0 Y_0))))",
+             bulk_expected=False)  # two constants compared: the exact (tree) front end decides
+    assert [h.b.tolist() for h in s.cases[0].output] == [[1]]
+    # decided exactly, not in float64: 0.1 + 0.2 == 0.3 holds for reals
+    s = both(decl(1, 1) + box([0], [1]) + "(assert (or (and (= (+ 0.1 0.2) 0.3) (<= Y_0 1)) "
+             "(and (< 0.30000000000000000001 0.3) (<= Y_0 2)) (and (<= 1e-400 0) (<= Y_0 3))))", bulk_expected=False)
     assert [h.b.tolist() for h in s.cases[0].output] == [[1]]
 
 
@@ -301,7 +340,8 @@ def test_empty_box():
 
 
 def test_empty_box_in_a_disjunct_that_a_false_constant_removes_is_fine():
-    s = both(decl(1, 1) + "(assert (or (and (>= X_0 0) (<= X_0 1) (<= Y_0 0)) (and (>= X_0 5) (<= X_0 1) (< 1 0))))")
+    s = both(decl(1, 1) + "(assert (or (and (>= X_0 0) (<= X_0 1) (<= Y_0 0)) (and (>= X_0 5) (<= X_0 1) (< 1 0))))",
+             bulk_expected=False)
     assert len(s.cases) == 1 and len(s.cases[0].output) == 1
 
 
@@ -480,8 +520,8 @@ def test_acasxu_prop6_two_boxes_four_disjuncts_each():
     assert len(spec.cases) == 2
     lo = [c.region.lower for c in spec.cases]
     hi = [c.region.upper for c in spec.cases]
-    assert lo[0][1] == 0.11140846 and hi[0][1] == 0.499999896
-    assert lo[1][1] == -0.499999896 and hi[1][1] == -0.11140846
+    assert lo[0][1] == down("0.11140846") and hi[0][1] == up("0.499999896")
+    assert lo[1][1] == down("-0.499999896") and hi[1][1] == up("-0.11140846")
     for c in spec.cases:
         assert len(c.output) == 4
         for j, hs in enumerate(c.output, start=1):
@@ -510,7 +550,7 @@ def test_nn4sys_large_files():
     assert len(spec.cases) == 10000 and all(len(c.output) == 2 for c in spec.cases)
     spec = load_spec(str(bench / "vnnlib" / "cardinality_1_240_128_dual.vnnlib"))
     assert len(spec.cases) == 240 and spec.n_inputs == 308
-    assert all(c.output[0].b.tolist() == [-1e-5] for c in spec.cases)
+    assert all(c.output[0].b.tolist() == [up("-1e-5")] for c in spec.cases)
 
 
 def test_deep_nesting_is_a_clean_error_or_parses():
@@ -522,15 +562,27 @@ def test_deep_nesting_is_a_clean_error_or_parses():
         f"{WHERE}: expressions nested too deeply to parse"
 
 
-def test_scaled_single_variable_bound_is_kept_exactly_and_the_box_widened():
-    """(<= (* 3 X_0) 1): rhs / c rounds, so the box is widened outward and the exact row kept in G."""
-    import numpy as np
+def test_scaled_single_variable_bound_is_divided_through_exactly():
+    """(<= (* 3 X_0) 1) is X_0 <= 1/3 exactly: the box's upper bound is 1/3 rounded up, and the
+    witness check compares with 1/3 itself (no extra G row is needed)."""
+    text = decl(1, 1) + "(assert (<= (* 3 X_0) 1))(assert (>= X_0 0))(assert (>= (* 0.5 Y_0) 0.1))"
+    (case,) = both(text, bulk_expected=False).cases
+    third = Fraction(1, 3)
+    assert Fraction(case.region.upper[0]) > third and Fraction(np.nextafter(case.region.upper[0], 0)) < third
+    assert case.region.G is None
+    assert not case.region.contains(np.array([[case.region.upper[0]]]))[0]  # above 1/3
+    assert case.region.contains(np.array([[np.nextafter(case.region.upper[0], 0)]]))[0]
+    (hs,) = case.output
+    assert hs.A.tolist() == [[-1.0]] and hs.b[0] == up("-0.2")  # 0.5 y >= 0.1  <=>  -y <= -0.2
+    assert hs.holds(np.array([[0.2]]))[0]  # fl(0.2) = 0.2000000000000000111 >= 0.2
+    assert not hs.holds(np.array([[np.nextafter(0.2, 0)]]))[0]  # the float64 below it is < 0.2
 
-    from vnncert.spec.vnnlib1 import parse_vnnlib1
 
-    text = ("(declare-const X_0 Real)(declare-const Y_0 Real)"
-            "(assert (<= (* 3 X_0) 1))(assert (>= X_0 0))(assert (>= Y_0 0))")
-    (case,) = parse_vnnlib1(text).cases
-    assert case.region.upper[0] >= 1 / 3  # never narrower than the property
-    assert case.region.G.tolist() == [[3.0]] and case.region.h.tolist() == [1.0]
-    assert not case.region.contains(np.array([[0.34]]))[0]
+def test_scaled_rows_over_several_variables_become_exact():
+    """(* 0.1 Y_0) is not a float64 coefficient: the row is scaled by 10 (exactly the same set)."""
+    s = both(decl(1, 2) + box([0], [1]) + "(assert (<= (+ (* 0.1 Y_0) (* 0.2 Y_1)) 0.3))", bulk_expected=False)
+    (hs,) = s.cases[0].output
+    assert hs.A.tolist() == [[1.0, 2.0]] and hs.b.tolist() == [3.0] and hs.b_dir is None
+    assert hs.holds(np.array([[1.0, 1.0]]))[0] and not hs.holds(np.array([[1.0, np.nextafter(1.0, 2)]]))[0]
+    assert "too many significant digits" in err(
+        decl(1, 2) + box([0], [1]) + "(assert (<= (+ (* 0.12345678901234567891 Y_0) (* 0.2 Y_1)) 0.3))")

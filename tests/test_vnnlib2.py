@@ -242,16 +242,26 @@ def _own_instances():
     return [(SPECS / o, SPECS / v) for o, v, _ in rows_]
 
 
-def _compare(spec1, spec2, rounding):
+def _compare(spec1, spec2, rounding, exact=False):
+    """The same normal form; with `exact` (a `real` query) also the same exact constants (the
+    directions of rounding beside the outward floats)."""
+    def same_dirs(a, b):
+        return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
     assert (spec1.n_inputs, spec1.n_outputs) == (spec2.n_inputs, spec2.n_outputs)
     assert len(spec1.cases) == len(spec2.cases)
     for c1, c2 in zip(spec1.cases, spec2.cases):
         assert np.array_equal(rounding(c1.region.lower), c2.region.lower)
         assert np.array_equal(rounding(c1.region.upper), c2.region.upper)
+        if exact:
+            assert same_dirs(c1.region.lower_dir, c2.region.lower_dir)
+            assert same_dirs(c1.region.upper_dir, c2.region.upper_dir)
         assert len(c1.output) == len(c2.output)
         for h1, h2 in zip(c1.output, c2.output):
             assert np.array_equal(h1.A, h2.A) and np.array_equal(rounding(h1.b), h2.b)
             assert np.array_equal(h1.strict, h2.strict)
+            if exact:
+                assert same_dirs(h1.b_dir, h2.b_dir)
 
 
 @pytest.mark.parametrize("onnx_path,prop", _own_instances(), ids=lambda p: p.name)
@@ -259,7 +269,7 @@ def test_same_normal_form_as_1_0(onnx_path, prop):
     network = load_network(str(onnx_path))
     spec1 = load_spec(str(prop), network=network)
     real = spec_to_vnnlib2(spec1, network.input_shape, network.output_shape, "real")
-    _compare(spec1, parse(real, network=network), lambda a: np.asarray(a, dtype=np.float64))
+    _compare(spec1, parse(real, network=network), lambda a: np.asarray(a, dtype=np.float64), exact=True)
     f32 = spec_to_vnnlib2(spec1, network.input_shape, network.output_shape, network.input_type_name)
     _compare(spec1, parse(f32, network=network), lambda a: np.asarray(a, dtype=np.float32).astype(np.float64))
 

@@ -114,9 +114,16 @@ def check_witness(network, spec, x: np.ndarray) -> Optional[Tuple[np.ndarray, np
     """Replay x on the ORIGINAL model with ONNX Runtime; return (x, y, case index) if x is a real witness.
 
     x is cast to the model's input dtype first; that exact value must be an input the model can
-    see from a point of the case's region (`InputRegion.contains_input`: in the box, or the
-    rounding of a box point, e.g. fl32(0.1) for a fixed input 0.1; no other slack) and its output
-    must satisfy the property's own relations (zero tolerance).
+    see from a point of the case's region (`InputRegion.contains_input`: the rounding, to the
+    input dtype, of a point of the region, e.g. fl32(0.1) for a fixed input 0.1; no other slack)
+    and its output must satisfy the property's own relations. Both are decided exactly: the
+    replayed values are exact rationals and are compared with the property's exact constants
+    (`spec/model.py`), not with the float64 arrays the engines read.
+
+    The engines search a box rounded outward from the property's constants; a candidate on its
+    edge (one float64 ulp outside the property's own bound) is moved onto the nearest accepted
+    input of that case (`InputRegion.snap_input`) and replayed again (at most
+    SNAP_RETRIES cases), so that it is not lost to the rounding.
     """
     x_in = np.asarray(x).astype(network.input_dtype).reshape(-1)
     if x_in.size != network.n_inputs or not np.all(np.isfinite(x_in)):
@@ -124,10 +131,33 @@ def check_witness(network, spec, x: np.ndarray) -> Optional[Tuple[np.ndarray, np
     y = network.replay(x_in)
     if not np.all(np.isfinite(y)):
         return None
-    idx = spec.find_violation(x_in.astype(np.float64), y.astype(np.float64), network.input_dtype)
-    if idx is None:
+    xd = x_in.astype(np.float64)
+    idx = spec.find_violation(xd, y.astype(np.float64), network.input_dtype)
+    if idx is not None:
+        return x_in, y, idx
+    if np.dtype(network.input_dtype).kind != "f":
         return None
-    return x_in, y, idx
+    tries = 0
+    for i, case in enumerate(spec.cases):
+        reg = case.region
+        if tries >= SNAP_RETRIES:
+            break
+        if (xd < reg.lower).any() or (xd > reg.upper).any() or reg.contains_input(xd, network.input_dtype)[0]:
+            continue  # outside the outward box, or in the region (its output was not unsafe)
+        x2 = reg.snap_input(xd, network.input_dtype)[0]
+        if np.array_equal(x2, xd) or not reg.contains_input(x2, network.input_dtype)[0]:
+            continue
+        tries += 1
+        x2_in = x2.astype(network.input_dtype)
+        y2 = network.replay(x2_in)
+        if np.all(np.isfinite(y2)) and case.unsafe(y2.astype(np.float64))[0]:
+            return x2_in, y2, i
+    return None
+
+
+# a failed candidate inside some case's outward box is moved onto that case's exact region and
+# replayed again for at most this many cases
+SNAP_RETRIES = 2
 
 
 def sat_outcome(network, spec, x: np.ndarray, engine: str, detail: str = "", **stats) -> Optional[Outcome]:

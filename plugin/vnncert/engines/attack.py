@@ -2,7 +2,10 @@
 
 Every candidate goes through `results.sat_outcome`, which replays it with ONNX Runtime on the
 original model and accepts it only if the exact float32 input lies in the region and the
-replayed output satisfies the property's own relations with zero tolerance.
+replayed output satisfies the property's own relations with zero tolerance. Candidates are
+snapped into the region's exact image in the model's input type first (`InputRegion.snap_input`):
+the box the engines read is rounded outward from the property's constants, and a point on its
+edge may lie just outside the property's own region.
 """
 from __future__ import annotations
 
@@ -20,11 +23,15 @@ MAX_CORNERS = 1024
 REPLAYS_PER_ROUND = 8
 
 
-def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype) -> np.ndarray:
+def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype, region: Optional[InputRegion] = None) -> np.ndarray:
     """Cast x to `dtype` and nudge values that rounding pushed outside [lower, upper] back inside.
 
-    Where no `dtype` value lies in [lower, upper] (a fixed input such as 0.1 in float32), the
-    rounding of the clipped value is kept: the input the model sees at that point of the box."""
+    With `region` (whose box [lower, upper] is), onto the values the exact witness check accepts
+    (`InputRegion.snap_input`). Without it, where no `dtype` value lies in [lower, upper] (a fixed
+    input such as 0.1 in float32), the rounding of the clipped value is kept: the input the model
+    sees at that point of the box."""
+    if region is not None:
+        return region.snap_input(x, dtype).astype(dtype)
     xd = np.clip(np.asarray(x, dtype=np.float64), lower, upper).astype(dtype)
     lo = lower.astype(dtype)
     lo = np.where(lo.astype(np.float64) < lower, np.nextafter(lo, np.array(np.inf, dtype=dtype)), lo)
@@ -34,17 +41,19 @@ def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype) ->
 
 
 def _corners(region: InputRegion, rng: np.random.Generator, budget: int) -> np.ndarray:
-    d = region.lower.size
-    free = np.flatnonzero(region.upper > region.lower)
+    # the corners of the property's box (its bounds' nearest float64s): an input fixed at 0.1, whose
+    # outward box is one ulp wide, is not a dimension to enumerate
+    lower, upper = region.rounded_bounds(np.float64)
+    free = np.flatnonzero(upper > lower)
     k = free.size
     if k == 0:
-        return region.lower[None, :].copy()
+        return lower[None, :].copy()
     if k <= 10 and 2 ** k <= budget:
         bits = ((np.arange(2 ** k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
     else:
         bits = rng.random((budget, k)) < 0.5
-    pts = np.repeat(region.lower[None, :], bits.shape[0], axis=0)
-    pts[:, free] = np.where(bits, region.upper[free], region.lower[free])
+    pts = np.repeat(lower[None, :], bits.shape[0], axis=0)
+    pts[:, free] = np.where(bits, upper[free], lower[free])
     return pts
 
 
@@ -87,8 +96,8 @@ def random_search(network, spec, deadline: float, options: Options, rng: np.rand
         if expired(deadline):
             break
         cases = spec.cases[start:start + chunk_cases]
-        pts = [snap_into_box(sample_region(c.region, per_case, rng), c.region.lower, c.region.upper, network.input_dtype)
-               for c in cases]
+        pts = [snap_into_box(sample_region(c.region, per_case, rng), c.region.lower, c.region.upper, network.input_dtype,
+                             c.region) for c in cases]
         sizes = [p.shape[0] for p in pts]
         if not sum(sizes):
             continue
@@ -151,7 +160,8 @@ def pgd_search(network, spec, deadline: float, options: Options, rng: np.random.
             with torch.no_grad():
                 good = np.flatnonzero(loss_each.detach().numpy() <= 0)
                 if good.size:
-                    cand = snap_into_box(x.detach().numpy()[good].astype(np.float64), reg.lower, reg.upper, network.input_dtype)
+                    cand = snap_into_box(x.detach().numpy()[good].astype(np.float64), reg.lower, reg.upper,
+                                         network.input_dtype, reg)
                     out = _try_candidates(network, spec, cand, loss_each.detach().numpy()[good], REPLAYS_PER_ROUND, stats)
                     if out is not None:
                         out.detail = f"PGD witness after {it + 1} steps, replayed with ONNX Runtime on the original model"
@@ -163,7 +173,7 @@ def pgd_search(network, spec, deadline: float, options: Options, rng: np.random.
             y = module(x)
             margins = torch.einsum("rmo,ro->rm", Aw, y) - bw
             scores = margins.max(dim=1).values.numpy()
-        cand = snap_into_box(x.numpy().astype(np.float64), reg.lower, reg.upper, network.input_dtype)
+        cand = snap_into_box(x.numpy().astype(np.float64), reg.lower, reg.upper, network.input_dtype, reg)
         ys = network.evaluate(cand).astype(np.float64)
         hits = np.flatnonzero(case.unsafe(ys))
         if hits.size:
@@ -220,12 +230,11 @@ def _padded_spec(spec, m: int):
         outs = []
         for hs in c.output:
             if hs.rows == 0:
-                A = np.zeros((m, spec.n_outputs))
-                b = np.zeros(m)
-                s = np.zeros(m, dtype=bool)
-            else:
-                idx = np.minimum(np.arange(m), hs.rows - 1)
-                A, b, s = hs.A[idx], hs.b[idx], hs.strict[idx]
-            outs.append(Halfspaces(A, b, s))
+                outs.append(Halfspaces(np.zeros((m, spec.n_outputs)), np.zeros(m), np.zeros(m, dtype=bool)))
+                continue
+            idx = np.minimum(np.arange(m), hs.rows - 1)
+            outs.append(Halfspaces(hs.A[idx], hs.b[idx], hs.strict[idx],
+                                   hs.b_dir[idx] if hs.b_dir is not None else None,
+                                   tuple(hs.b_exact[i] for i in idx.tolist()) if hs.b_exact is not None else None))
         cases.append(Case(c.region, outs))
     return Spec(spec.n_inputs, spec.n_outputs, cases, spec.source, spec.version, spec.declarations)

@@ -2,22 +2,102 @@
 
 A VNN-LIB property describes the UNSAFE set. The query is `sat` iff some case has an input x
 in its region with f(x) in one of its output halfspace sets.
+
+Constants are real numbers (spec/numbers.py). The float64 arrays the engines read are rounded
+OUTWARD from the property's exact values: a right-hand side `b` up (the unsafe set `A y <= b`
+only grows), an input box's `lower` down and `upper` up; an `unsat` proved over them is about a
+superset of the property's sets. Beside each such array an optional int8 `*_dir` array holds,
+per entry, the sign of (exact value - nearest float64) (None: every entry is exact), and for the
+rare rows whose left-hand side is not a single variable, `b_exact` / `h_exact` hold the exact
+right-hand side (fractions.Fraction) where it is not a float64. That is enough to check a
+witness exactly (`holds`, `contains`, `contains_input`): the replayed values, float32 or
+float64, are exact rationals, and every comparison below is decided as if in exact arithmetic.
+Arrays built by the engines themselves (sub-boxes, padded rows) carry no `*_dir`: their floats
+are taken as exact values.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from fractions import Fraction
+from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .numbers import near_of_down, near_of_up, round_to_dtype
 
-@dataclass(frozen=True)
+_U = 2.0 ** -53  # unit roundoff of float64
+_ETA = 2.0 ** -1074  # smallest positive subnormal
+
+
+def _tight(dirs: Optional[np.ndarray], m: int) -> np.ndarray:
+    return np.ones(m, dtype=bool) if dirs is None else (np.asarray(dirs) == 0)
+
+
+def rows_hold(A: np.ndarray, b: np.ndarray, strict: np.ndarray, b_dir: Optional[np.ndarray],
+              b_exact: Optional[Sequence[Optional[Fraction]]], v: np.ndarray) -> np.ndarray:
+    """(B, m) bool: row r holds exactly at v[i] (`A_r v <= c_r`, `<` when strict), where c_r is
+    the exact right-hand side whose upward rounding is b[r].
+
+    A float64 pass decides every entry whose float left-hand side is exact (one coefficient of
+    magnitude 1) or whose rigorous error bound keeps it clear of c; the rest (close calls) are
+    settled in rational arithmetic."""
+    v = np.atleast_2d(np.asarray(v, dtype=np.float64))
+    m = A.shape[0]
+    if m == 0:
+        return np.ones((v.shape[0], 0), dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lhs = v @ A.T
+        tight = _tight(b_dir, m)
+        # for a float64 L: L <= c iff L < b or (L == b and c == b); L < c iff L < b
+        ok = (lhs < b) | ((lhs == b) & (tight & ~strict))
+        absA = np.abs(A)
+        simple = ((A != 0).sum(axis=1) == 1) & (absA.max(axis=1) == 1.0)
+        if simple.all():
+            return ok
+        rows = np.flatnonzero(~simple)
+        n = A.shape[1]
+        # |fl(sum a_j v_j) - sum a_j v_j| <= gamma_n sum |a_j v_j| (+ underflow), in any order
+        err = (np.abs(v) @ absA[rows].T) * ((2 * n + 4) * _U) + (n + 1) * _ETA
+        L, bb = lhs[:, rows], b[rows]
+        unsure = (L - err <= bb) & (L + err > np.nextafter(bb, -np.inf)) & np.isfinite(L) & np.isfinite(err)
+    for i, k in zip(*np.nonzero(unsure)):
+        r = int(rows[k])
+        exact = b_exact[r] if b_exact is not None else None
+        ok[i, r] = _row_holds_exactly(A[r], v[i], float(b[r]), bool(strict[r]), bool(tight[r]), exact)
+    return ok
+
+
+def _row_holds_exactly(a: np.ndarray, x: np.ndarray, b: float, strict: bool, tight: bool,
+                       exact: Optional[Fraction]) -> bool:
+    nz = np.flatnonzero(a)
+    L = sum((Fraction(float(a[j])) * Fraction(float(x[j])) for j in nz), Fraction(0))
+    if exact is None and tight:
+        exact = Fraction(b)
+    if exact is not None:
+        return L < exact if strict else L <= exact
+    # c lies strictly between the float64 below b and b: decided unless L falls in between too
+    if L <= Fraction(float(np.nextafter(b, -np.inf))):
+        return True
+    return False  # L >= b > c, or L in the gap: not shown to hold (never a wrong witness)
+
+
+@dataclass(frozen=True, init=False)
 class Halfspaces:
-    """A conjunction of output constraints `A y <= b` (row i is `<` when strict[i])."""
+    """A conjunction of output constraints `A y <= b` (row i is `<` when strict[i]).
 
-    A: np.ndarray  # (m, n_outputs) float64
-    b: np.ndarray  # (m,) float64
+    `b` is rounded up from the exact right-hand side; `b_dir[i]` is the sign of (exact - nearest
+    float64) (None: all exact) and `b_exact[i]` the exact value for a row over several outputs
+    whose right-hand side is not a float64 (None where not needed). See the module docstring."""
+
+    A: np.ndarray  # (m, n_outputs) float64, exact coefficients
+    b: np.ndarray  # (m,) float64, rounded up
     strict: np.ndarray  # (m,) bool
+    b_dir: Optional[np.ndarray] = field(default=None, compare=False)  # (m,) int8
+    b_exact: Optional[tuple] = field(default=None, compare=False)  # (m,) Fraction or None
+
+    def __init__(self, A, b, strict, b_dir=None, b_exact=None):
+        # one dict update instead of a frozen __setattr__ per field: parsers build thousands of these
+        self.__dict__.update(A=A, b=b, strict=strict, b_dir=b_dir, b_exact=b_exact)
 
     @property
     def rows(self) -> int:
@@ -26,27 +106,29 @@ class Halfspaces:
     def holds(self, y: np.ndarray) -> np.ndarray:
         """Exact check (zero tolerance) of every row for a batch `y` (B, n_outputs) -> (B,) bool.
 
-        Products are computed in float64; for the usual 0/±1 coefficients on float32 outputs
-        they are exact.
-        """
+        y's values (float32 or float64 outputs, as float64) are taken as exact rationals and
+        compared with the property's exact constants."""
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))
         if self.rows == 0:
             return np.ones(y.shape[0], dtype=bool)
-        lhs = y @ self.A.T  # (B, m)
-        ok = np.where(self.strict, lhs < self.b, lhs <= self.b)
-        return ok.all(axis=1)
+        return rows_hold(self.A, self.b, self.strict, self.b_dir, self.b_exact, y).all(axis=1)
 
     def violation(self, y: np.ndarray) -> np.ndarray:
-        """max_i (A_i y - b_i) per row of y: <= 0 (< 0 for strict rows) means y is unsafe."""
+        """max_i (A_i y - b_i) per row of y: <= 0 (< 0 for strict rows) means y is unsafe
+        (a float64 score for searching; `holds` decides)."""
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))
         if self.rows == 0:
             return np.full(y.shape[0], -np.inf)
         return (y @ self.A.T - self.b).max(axis=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class InputRegion:
-    """`lower <= x <= upper` over the flat C-order input, plus optional `G x <= h`."""
+    """`lower <= x <= upper` over the flat C-order input, plus optional `G x <= h`.
+
+    `lower` is rounded down and `upper` up from the exact bounds; `lower_dir` / `upper_dir`
+    (int8, None: exact) say how each exact bound lies against its nearest float64, `h_dir` /
+    `h_exact` are to `h` what `b_dir` / `b_exact` are to `Halfspaces.b`."""
 
     lower: np.ndarray  # (n_inputs,) float64
     upper: np.ndarray  # (n_inputs,) float64
@@ -55,6 +137,15 @@ class InputRegion:
     lower_strict: Optional[np.ndarray] = None  # (n_inputs,) bool, None = all non-strict
     upper_strict: Optional[np.ndarray] = None
     G_strict: Optional[np.ndarray] = None
+    lower_dir: Optional[np.ndarray] = field(default=None, compare=False)  # (n_inputs,) int8
+    upper_dir: Optional[np.ndarray] = field(default=None, compare=False)
+    h_dir: Optional[np.ndarray] = field(default=None, compare=False)
+    h_exact: Optional[tuple] = field(default=None, compare=False)
+
+    def __init__(self, lower, upper, G=None, h=None, lower_strict=None, upper_strict=None, G_strict=None,
+                 lower_dir=None, upper_dir=None, h_dir=None, h_exact=None):
+        self.__dict__.update(lower=lower, upper=upper, G=G, h=h, lower_strict=lower_strict, upper_strict=upper_strict,
+                             G_strict=G_strict, lower_dir=lower_dir, upper_dir=upper_dir, h_dir=h_dir, h_exact=h_exact)
 
     @property
     def center(self) -> np.ndarray:
@@ -64,15 +155,16 @@ class InputRegion:
     def radius(self) -> np.ndarray:
         return (self.upper - self.lower) / 2.0
 
+    def _strict(self, s: Optional[np.ndarray]) -> np.ndarray:
+        return np.zeros(self.lower.shape, dtype=bool) if s is None else np.asarray(s, dtype=bool)
+
     def contains(self, x: np.ndarray) -> np.ndarray:
         """Exact membership of a batch x (B, n_inputs) -> (B,) bool, strictness respected."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        lo_ok = x >= self.lower
-        if self.lower_strict is not None:
-            lo_ok &= ~self.lower_strict | (x > self.lower)
-        hi_ok = x <= self.upper
-        if self.upper_strict is not None:
-            hi_ok &= ~self.upper_strict | (x < self.upper)
+        n = self.lower.size
+        # x >= c (c rounded down to lower): x > lower, or x == lower when c == lower
+        lo_ok = (x > self.lower) | ((x == self.lower) & (_tight(self.lower_dir, n) & ~self._strict(self.lower_strict)))
+        hi_ok = (x < self.upper) | ((x == self.upper) & (_tight(self.upper_dir, n) & ~self._strict(self.upper_strict)))
         ok = lo_ok.all(axis=1) & hi_ok.all(axis=1)
         return ok & self._rows_ok(x)
 
@@ -80,36 +172,73 @@ class InputRegion:
         """(B,) bool: the linear input constraints G x <= h hold exactly (strictness respected)."""
         if self.G is None or not self.G.shape[0]:
             return np.ones(x.shape[0], bool)
-        lhs = x @ self.G.T
         strict = self.G_strict if self.G_strict is not None else np.zeros(self.G.shape[0], bool)
-        return np.where(strict, lhs < self.h, lhs <= self.h).all(axis=1)
+        return rows_hold(self.G, self.h, strict, self.h_dir, self.h_exact, x).all(axis=1)
+
+    def rounded_bounds(self, dtype):
+        """(lo, hi) float64 arrays of `dtype` values: the roundings fl(c_lo), fl(c_hi) of the exact
+        bounds to `dtype` (correctly rounded from the exact values; float64 gives the nearest)."""
+        lo = round_to_dtype(near_of_down(self.lower, self.lower_dir), self.lower_dir, dtype)
+        hi = round_to_dtype(near_of_up(self.upper, self.upper_dir), self.upper_dir, dtype)
+        return lo, hi
+
+    def fixed(self) -> np.ndarray:
+        """(n_inputs,) bool: inputs whose lower and upper bound have the same nearest float64 (an
+        input fixed at a value such as 0.1, whose outward box is one ulp wide, counts as fixed)."""
+        lo, hi = self.rounded_bounds(np.float64)
+        return hi <= lo
+
+    def snap_input(self, x: np.ndarray, dtype) -> np.ndarray:
+        """x (B, n_inputs) clipped into the box, cast to `dtype` and moved onto the nearest value that
+        `contains_input` accepts on the box's account (float64 array of `dtype` values): for a
+        non-strict bound the rounding fl(c) of the exact bound, for a strict one the first `dtype`
+        value beyond it. Linear input constraints (G) are not looked at. Where no such value
+        exists, the cast value is kept (and will not pass)."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        dt = np.dtype(dtype)
+        xc = np.clip(x, self.lower, self.upper)
+        if dt.kind != "f":
+            return xc
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo, hi = self.rounded_bounds(dt)
+            if self.lower_strict is not None and self.lower_strict.any():
+                t = self.lower.astype(dt)
+                t = np.where(t.astype(np.float64) <= self.lower, np.nextafter(t, np.array(np.inf, dtype=dt)), t)
+                lo = np.where(self.lower_strict, t.astype(np.float64), lo)
+            if self.upper_strict is not None and self.upper_strict.any():
+                t = self.upper.astype(dt)
+                t = np.where(t.astype(np.float64) >= self.upper, np.nextafter(t, np.array(-np.inf, dtype=dt)), t)
+                hi = np.where(self.upper_strict, t.astype(np.float64), hi)
+            xd = xc.astype(dt).astype(np.float64)
+        return np.where(lo <= hi, np.minimum(np.maximum(xd, lo), hi), xd)
 
     def contains_input(self, x: np.ndarray, dtype) -> np.ndarray:
         """Membership of inputs the model runs on, values of `dtype` (float32 for most ONNX files).
 
-        The region is a set of real points; the model sees each as its nearest `dtype` value.
-        x is in the region when some real point of the region rounds to it. For a non-strict
-        bound pair that is fl(lower) <= x <= fl(upper) (rounding is monotone, and every value
-        between is itself in [lower, upper] or is one of the two). It matters when lower == upper
-        is not a float32 number (a fixed input such as 0.1): no float32 lies in the box, yet the
-        model's input at that point is fl(0.1). Strict bounds and the G rows are checked on x
-        exactly, and x must also lie within ROUNDED_INPUT_MAX_GAP of the box (so a witness stays
-        inside the scorers' 1e-4 input slack even for bounds of large magnitude).
+        The region is a set of real points; the model sees each as its nearest `dtype` value
+        (float16, float32 or float64). x is in the region when it is a `dtype` value that some
+        real point of the region rounds to. For a non-strict bound pair that is
+        fl(c_lo) <= x <= fl(c_hi), with fl the correct rounding of the EXACT bounds (rounding is
+        monotone, and every value between is itself in [c_lo, c_hi] or is one of the two). It
+        matters when c_lo == c_hi is not a float32 number (a fixed input such as 0.1): no
+        float32 lies in the box, yet the model's input at that point is fl(0.1). Strict bounds
+        and the G rows are checked on x exactly, and x must also lie within
+        ROUNDED_INPUT_MAX_GAP of the box (so a witness stays inside the scorers' 1e-4 input
+        slack even for bounds of large magnitude). A non-float dtype: exact membership.
         """
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         dt = np.dtype(dtype)
-        if dt == np.dtype(np.float64) or dt.kind != "f":
+        if dt.kind != "f":
             return self.contains(x)
-        flo = self.lower.astype(dt).astype(np.float64)
-        fhi = self.upper.astype(dt).astype(np.float64)
-        lo_ok = x >= np.minimum(flo, self.lower)
-        if self.lower_strict is not None:
-            lo_ok &= ~self.lower_strict | (x > self.lower)
-        hi_ok = x <= np.maximum(fhi, self.upper)
-        if self.upper_strict is not None:
-            hi_ok &= ~self.upper_strict | (x < self.upper)
+        flo, fhi = self.rounded_bounds(dt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            representable = x.astype(dt).astype(np.float64) == x
+        lo_s, hi_s = self._strict(self.lower_strict), self._strict(self.upper_strict)
+        # strict: x > c_lo exactly, which for a float64 x is x > lower whatever c_lo's rounding
+        lo_ok = np.where(lo_s, x > self.lower, x >= flo)
+        hi_ok = np.where(hi_s, x < self.upper, x <= fhi)
         gap = np.maximum(np.maximum(self.lower - x, x - self.upper), 0.0)
-        ok = lo_ok.all(axis=1) & hi_ok.all(axis=1) & (gap <= ROUNDED_INPUT_MAX_GAP).all(axis=1)
+        ok = (lo_ok & hi_ok & representable).all(axis=1) & (gap <= ROUNDED_INPUT_MAX_GAP).all(axis=1)
         ok &= ~np.any(self.lower > self.upper)
         return ok & self._rows_ok(x)
 
@@ -148,7 +277,11 @@ class Spec:
         """Index of a case whose region contains x and whose output set contains y, or None.
 
         x is the input the model ran on, in `input_dtype` (see `InputRegion.contains_input`)."""
+        xr = np.asarray(x, dtype=np.float64).reshape(-1)
         for i, case in enumerate(self.cases):
-            if case.region.contains_input(x, input_dtype)[0] and case.unsafe(y)[0]:
+            r = case.region
+            if (xr < r.lower - ROUNDED_INPUT_MAX_GAP).any() or (xr > r.upper + ROUNDED_INPUT_MAX_GAP).any():
+                continue  # far outside this box (a quick test: properties with thousands of boxes)
+            if r.contains_input(x, input_dtype)[0] and case.unsafe(y)[0]:
                 return i
         return None

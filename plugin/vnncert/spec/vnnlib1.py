@@ -8,28 +8,43 @@ Two front ends feed one vectorised back end:
   or a number and a variable or a number, nested `assert`/`and`/`or` -- are decoded without a
   Python step per token or per relation: variable indices are read from their digits one
   character column at a time over all tokens, numbers by a finite automaton run the same way
-  (exact: the same bits as float(), see `_numbers`). It gives up (returns None) on anything else:
-  terms such as `(+ Y_0 Y_1)`, `true`, special float spellings (`inf`, `1_000`), non-ASCII text,
-  anything malformed -- and the tree front end takes over.
+  (the nearest float64, the same bits as float(), and the direction of its rounding, see
+  `_numbers`). It gives up (returns None) on anything else: terms such as `(+ Y_0 Y_1)`,
+  `true`, anything that is not a decimal number (`nan`, `inf`, `1_000`), a comparison of two
+  constants, non-ASCII text, anything malformed -- and the tree front end takes over.
 * **Tree front end** (`_tree_parse`): one pass of a compiled tokenizer, an explicit-stack
-  S-expression builder and a recursive walk with the full term language. It handles every input
-  the bulk front end gave up on and produces every error message, with file:line:col.
+  S-expression builder and a recursive walk with the full term language, in exact rational
+  arithmetic (fractions.Fraction). It handles every input the bulk front end gave up on and
+  produces every error message, with file:line:col.
 
 Both produce the same intermediate form -- an atom table (`_Atoms`, each row `sum c_i v_i <= rhs`
-or `<` when strict, over inputs only, outputs only, or no variable) and the disjunctive normal
+or `<` when strict, over inputs only, outputs only, or no variable; the coefficients exact
+float64s, the right-hand side an exact real held as its nearest float64 and the sign of the
+rounding error, see spec/numbers.py) and the disjunctive normal
 form of all asserts as conjunctions of atom index ranges (`_Dnf`) -- and `_assemble` turns that
 into the normal form in bulk: input boxes per distinct input part, output halfspace rows per
-disjunct, grouping of disjuncts that share an input region into one `Case`.
+disjunct, grouping of disjuncts that share an input region into one `Case`. The arrays it writes
+are rounded outward from the exact values, with what a witness check needs to be exact
+(spec/model.py).
+
+Constants are decimal numbers (spec/numbers.py); a single-variable relation with a coefficient
+(`(<= (* 3 X_0) 1)`) is divided through exactly, so every input bound has coefficient ±1; a
+relation over several variables whose coefficients are not all float64 numbers is scaled by a
+positive integer until they are (`(* 0.1 Y_0)` ... -> `Y_0` ...).
 """
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from itertools import repeat
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SpecError
 from .model import Case, Halfspaces, InputRegion, Spec
+from .numbers import (clip, decimal_nearest, nearest, normalise_row, number_problem, parse_decimal, round_up,
+                      scaled_dirs, shown)
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
 _COMMENT = re.compile(r";[^\n]*")
@@ -65,23 +80,51 @@ class _GiveUp(Exception):
 # Intermediate form shared by both front ends
 # ---------------------------------------------------------------------------------------------
 class _Atoms:
-    """Atom table: row a is `sum_{p in cptr[a]:cptr[a+1]} cval[p] * v[cidx[p]]  <=  rhs[a]` (`<` if strict).
+    """Atom table: row a is `sum_{p in cptr[a]:cptr[a+1]} cval[p] * v[cidx[p]]  <=  c[a]` (`<` if strict).
 
-    `kind` says which variables the row is over (_IN, _OUT, or _CONST for none); `src` where the
-    relation it came from starts (a character offset or a token index: the front end's `locate`
-    turns it into line and column).
+    The coefficients `cval` are exact; the exact right-hand side c[a] is `rhs[a]`, its nearest
+    float64, and `rdir[a]`, the sign of c[a] - rhs[a]; `exact[a]` is c[a] itself (a Fraction,
+    kept by the tree front end); the bulk front end keeps `spans` instead, (text, start, end,
+    sign): c[a] is sign[a] times the number text[start[a]:end[a]], read only when asked for
+    (`exact_value`). `kind` says which variables the row is over (_IN, _OUT, or _CONST for
+    none); `src` where the relation it came from starts (a character offset or a token index: the
+    front end's `locate` turns it into line and column).
     """
 
-    __slots__ = ("kind", "rhs", "strict", "cptr", "cidx", "cval", "src")
+    __slots__ = ("kind", "rhs", "rdir", "strict", "cptr", "cidx", "cval", "src", "exact", "spans")
 
-    def __init__(self, kind, rhs, strict, cptr, cidx, cval, src):
+    def __init__(self, kind, rhs, rdir, strict, cptr, cidx, cval, src, exact=None, spans=None):
         self.kind = np.asarray(kind, dtype=np.int8)
         self.rhs = np.asarray(rhs, dtype=np.float64)
+        self.rdir = np.asarray(rdir, dtype=np.int8)
         self.strict = np.asarray(strict, dtype=bool)
         self.cptr = np.asarray(cptr, dtype=np.int64)
         self.cidx = np.asarray(cidx, dtype=np.int64)
         self.cval = np.asarray(cval, dtype=np.float64)
         self.src = np.asarray(src, dtype=np.int64)
+        self.exact = exact
+        self.spans = spans
+
+    def exact_value(self, a: int) -> Fraction:
+        """The exact right-hand side of atom a."""
+        if self.exact is not None:
+            return self.exact[a]
+        if self.rdir[a] == 0:
+            return Fraction(float(self.rhs[a]))
+        text, start, end, sign = self.spans
+        return int(sign[a]) * parse_decimal(text[int(start[a]):int(end[a])])
+
+    def same_values(self, a: np.ndarray, b: np.ndarray, sign: int) -> List[bool]:
+        """Whether c[a[k]] == sign * c[b[k]], exactly, for non-exact float64 values (rdir != 0):
+        the same literal text first (the bulk front end), the exact values otherwise."""
+        if self.exact is not None:
+            return [self.exact[i] == sign * self.exact[j] for i, j in zip(a.tolist(), b.tolist())]
+        text, start, end, sg = self.spans
+        out = []
+        for i, j, sa, ea, sb, eb, ok in zip(a.tolist(), b.tolist(), start[a].tolist(), end[a].tolist(),
+                                            start[b].tolist(), end[b].tolist(), (sg[a] == sign * sg[b]).tolist()):
+            out.append((ok and text[sa:ea] == text[sb:eb]) or self.exact_value(i) == sign * self.exact_value(j))
+        return out
 
     def __len__(self) -> int:
         return int(self.kind.size)
@@ -247,26 +290,46 @@ def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
     return root
 
 
+def _number(token: str) -> Fraction:
+    """The exact value of a number token (cached: properties repeat their constants)."""
+    v = _NUMBER_CACHE.get(token)
+    if v is None:
+        v = parse_decimal(token)
+        if len(_NUMBER_CACHE) < 1 << 16 and len(token) <= 40:
+            _NUMBER_CACHE[token] = v
+    return v
+
+
+_NUMBER_CACHE: Dict[str, Fraction] = {}
+_ZERO = Fraction(0)
+_ONE = Fraction(1)
+
+
 class _TreeParser:
-    def __init__(self):
+    def __init__(self, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
         self.declared: Dict[str, Tuple[str, int]] = {}
-        # atom table under construction: (kind, items, rhs, strict); token index of each relation
-        self.table: List[Tuple[str, Tuple[Tuple[int, float], ...], float, bool]] = []
+        self.limit = {"X": n_inputs, "Y": n_outputs}
+        # atom table under construction: (kind, items, rhs, strict) with exact float coefficients in
+        # items and the exact right-hand side (a Fraction); token index of each relation
+        self.table: List[Tuple[str, Tuple[Tuple[int, float], ...], Fraction, bool]] = []
         self.src: List[int] = []
 
     # ---- terms -------------------------------------------------------------------------
-    def term(self, node, ctx: int) -> Tuple[Dict[Tuple[str, int], float], float]:
-        """Linear term -> ({(kind, idx): coef}, constant)."""
+    def term(self, node, ctx: int) -> Tuple[Dict[Tuple[str, int], Fraction], Fraction]:
+        """Linear term -> ({(kind, idx): coef}, constant), exact."""
         if isinstance(node, str):
             var = self.declared.get(node)
             if var is not None:
-                return {var: 1.0}, 0.0
+                return {var: _ONE}, _ZERO
             try:
-                return {}, float(node)
+                return {}, _number(node)
             except ValueError:
                 if _VAR.match(node):
-                    raise _Located(f"unknown variable {node} (not declared with declare-const)", ctx, node)
-                raise _Located(f"expected a declared variable or a number, found {node!r}", ctx, node)
+                    raise _Located(f"unknown variable {clip(node)} (not declared with declare-const)", ctx, node)
+                why = number_problem(node)
+                if why is not None and why != "not a number":
+                    raise _Located(why, ctx, node)
+                raise _Located(f"expected a declared variable or a number, found {shown(node)}", ctx, node)
         if len(node) < 2 or not isinstance(node[1], str):
             raise _Located("expected a term (variable, number or arithmetic expression)", node[0])
         op = node[1]
@@ -277,10 +340,10 @@ class _TreeParser:
         if op in ("+", "-") and args:
             coefs = dict(args[0][0])
             const = args[0][1]
-            sign = 1.0 if op == "+" else -1.0
+            sign = 1 if op == "+" else -1
             for cf, c in args[1:]:
                 for k, v in cf.items():
-                    coefs[k] = coefs.get(k, 0.0) + sign * v
+                    coefs[k] = coefs.get(k, _ZERO) + sign * v
                 const += sign * c
             return coefs, const
         if op == "*" and args:
@@ -293,7 +356,7 @@ class _TreeParser:
                 coefs = {k: v * c for k, v in coefs.items()}
                 const *= c
             return coefs, const
-        raise _Located(f"unsupported term operator {op!r} (expected +, -, * or a number)", node[0])
+        raise _Located(f"unsupported term operator {shown(op)} (expected +, -, * or a number)", node[0])
 
     # ---- atoms and boolean structure -------------------------------------------------------
     def atoms(self, node) -> List[int]:
@@ -305,17 +368,23 @@ class _TreeParser:
         lb, cb = self.term(node[3], node[0])
         coefs = dict(la)
         for k, v in lb.items():
-            coefs[k] = coefs.get(k, 0.0) - v
+            coefs[k] = coefs.get(k, _ZERO) - v
         return self._rel(op, coefs, cb - ca, node[0])
 
-    def _rel(self, op: str, coefs: Dict[Tuple[str, int], float], rhs: float, ctx: int) -> List[int]:
-        """`coefs . v  op  rhs` -> atoms of the form `sum <= rhs` (or `<`)."""
-        coefs = {k: v for k, v in coefs.items() if v != 0.0}
+    def _rel(self, op: str, coefs: Dict[Tuple[str, int], Fraction], rhs: Fraction, ctx: int) -> List[int]:
+        """`coefs . v  op  rhs` -> atoms of the form `sum <= rhs` (or `<`), exact.
+
+        One variable: divided through by |coefficient| (an input bound then has coefficient
+        ±1). Several: scaled by a positive integer until every coefficient is a float64 number."""
+        coefs = {k: v for k, v in coefs.items() if v != 0}
         kinds = {k[0] for k in coefs}
         if len(kinds) > 1:
             raise _Located("constraint mixes inputs (X) and outputs (Y); VNN-LIB 1.0 keeps them apart", ctx)
         kind = kinds.pop() if kinds else ""
-        items = tuple(sorted((k[1], v) for k, v in coefs.items()))
+        try:
+            items, rhs = normalise_row(sorted((k[1], v) for k, v in coefs.items()), rhs)
+        except ValueError as e:
+            raise _Located(str(e), ctx) from None
         neg = tuple((i, -v) for i, v in items)
         if op == "<=":
             new = [(kind, items, rhs, False)]
@@ -339,7 +408,7 @@ class _TreeParser:
                 return [[]]
             if node == "false":
                 return []
-            raise _Located(f"expected a constraint such as (<= X_0 1), found {node!r}", ctx, node)
+            raise _Located(f"expected a constraint such as (<= X_0 1), found {shown(node)}", ctx, node)
         if len(node) < 2 or not isinstance(node[1], str):
             raise _Located("expected a constraint: (and ...), (or ...) or a relation", node[0])
         op = node[1]
@@ -362,7 +431,7 @@ class _TreeParser:
             for child in node[2:]:
                 result.extend(self.dnf(child, node[0]))
             return result
-        raise _Located(f"unsupported operator {op!r} (expected and, or, <=, >=, <, >, =)", node[0])
+        raise _Located(f"unsupported operator {shown(op)} (expected and, or, <=, >=, <, >, =)", node[0])
 
     # ---- declarations ------------------------------------------------------------------------
     def declare(self, node) -> None:
@@ -371,12 +440,20 @@ class _TreeParser:
         name, sort = node[2], node[3]
         m = _VAR.match(name)
         if not m:
-            raise _Located(f"variable name {name!r} is not of the form X_<i> or Y_<j>", node[0], name)
+            raise _Located(f"variable name {shown(name)} is not of the form X_<i> or Y_<j>", node[0], name)
         if sort != "Real":
-            raise _Located(f"variable {name} has sort {sort!r}; VNN-LIB 1.0 variables are Real", node[0], sort)
+            raise _Located(f"variable {clip(name)} has sort {shown(sort)}; VNN-LIB 1.0 variables are Real", node[0], sort)
         if name in self.declared:
-            raise _Located(f"variable {name} declared twice", node[0], name)
-        self.declared[name] = (m.group(1), int(m.group(2)))
+            raise _Located(f"variable {clip(name)} declared twice", node[0], name)
+        kind, digits = m.group(1), m.group(2)
+        limit = self.limit[kind]
+        what = "inputs" if kind == "X" else "outputs"
+        if len(digits) > _MAX_INDEX_DIGITS or (limit is not None and int(digits) >= limit):
+            has = f"the network has {limit} {what}" + (f" ({kind}_0..{kind}_{limit - 1})" if limit else "")
+            if limit is None:
+                has = f"indices must be below 10**{_MAX_INDEX_DIGITS}"
+            raise _Located(f"variable {clip(name)} is out of range: {has}", node[0], name)
+        self.declared[name] = (kind, int(digits))
 
     def atom_table(self) -> _Atoms:
         kinds = [_KIND_OF[a[0]] for a in self.table]
@@ -385,7 +462,16 @@ class _TreeParser:
         np.cumsum(np.asarray(nnz, dtype=np.int64), out=cptr[1:])
         cidx = [i for a in self.table for i, _ in a[1]]
         cval = [c for a in self.table for _, c in a[1]]
-        return _Atoms(kinds, [a[2] for a in self.table], [a[3] for a in self.table], cptr, cidx, cval, self.src)
+        exact = [a[2] for a in self.table]
+        cache: Dict[Fraction, Tuple[float, int]] = {}
+        near = np.empty(len(exact))
+        rdir = np.empty(len(exact), dtype=np.int8)
+        for k, c in enumerate(exact):
+            nd = cache.get(c)
+            if nd is None:
+                nd = cache[c] = nearest(c)
+            near[k], rdir[k] = nd
+        return _Atoms(kinds, near, rdir, [a[3] for a in self.table], cptr, cidx, cval, self.src, exact)
 
 
 def _runs(conjs: List[List[int]]) -> _Dnf:
@@ -408,17 +494,18 @@ def _runs(conjs: List[List[int]]) -> _Dnf:
     return _Dnf(rptr, rs, re_)
 
 
-def _tree_parse(text: str, where: str):
-    """-> (n_in, n_out, atoms, dnf, number of asserts); every error is a SpecError."""
+def _tree_parse(text: str, where: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
+    """-> (n_in, n_out, atoms, dnf, number of asserts); every error is a SpecError. With the
+    network's variable counts, a declaration beyond them is an error at its position."""
     tokens = _TOKEN.findall(text)
     tree = _build_tree(tokens, where, text)
-    p = _TreeParser()
+    p = _TreeParser(n_inputs, n_outputs)
     conjs: List[List[int]] = [[]]
     n_asserts = 0
     try:
         for item in tree[1:]:
             if isinstance(item, str):
-                raise _Located(f"expected '(' to start a command, found {item!r}", -1, item)
+                raise _Located(f"expected '(' to start a command, found {shown(item)}", -1, item)
             if len(item) < 2 or not isinstance(item[1], str):
                 raise _Located("expected a command: (declare-const ...) or (assert ...)", item[0])
             cmd = item[1]
@@ -439,7 +526,7 @@ def _tree_parse(text: str, where: str):
             elif cmd in _IGNORED_COMMANDS:
                 continue
             else:
-                raise _Located(f"unknown command {cmd!r} (expected declare-const or assert)", item[0], cmd)
+                raise _Located(f"unknown command {shown(cmd)} (expected declare-const or assert)", item[0], cmd)
     except _Located as e:
         line, col = _position(text, e.token, e.atom)
         raise SpecError(f"{where}:{line}:{col}: {e.message}") from None
@@ -453,22 +540,22 @@ def _tree_parse(text: str, where: str):
 
 
 def _count(declared: Dict[str, Tuple[str, int]], kind: str, where: str) -> int:
+    """The number of `kind` variables; they must be numbered 0..n-1 without gaps, so n is at most
+    the number of declarations (whatever index a declaration names: no allocation follows it)."""
     idx = sorted(i for k, i in declared.values() if k == kind)
-    if not idx:
-        return 0
-    if idx != list(range(len(idx))):
-        missing = sorted(set(range(idx[-1] + 1)) - set(idx))
-        if missing:
-            raise SpecError(f"{where}: {kind}_ variables are not numbered 0..{idx[-1]} without gaps (missing {kind}_{missing[0]})")
-        dup = next(i for a, i in zip(idx, idx[1:]) if a == i)
-        raise SpecError(f"{where}: {kind}_{dup} is declared twice under different spellings")
+    for p, i in enumerate(idx):
+        if i != p:
+            if p and i == idx[p - 1]:
+                raise SpecError(f"{where}: {kind}_{i} is declared twice under different spellings")
+            raise SpecError(f"{where}: {kind}_ variables are not numbered 0..{idx[-1]} without gaps (missing {kind}_{p})")
     return len(idx)
 
 
 # ---------------------------------------------------------------------------------------------
 # Bulk front end (the VNN-COMP shapes, no Python step per token)
 # ---------------------------------------------------------------------------------------------
-_MAX_DIGITS = 9  # variable indices below 10**9
+_MAX_DIGITS = 9  # variable indices below 10**9 (bulk front end)
+_MAX_INDEX_DIGITS = 9  # a declared index must be below 10**9 (tree front end)
 # ASCII control characters that str.split() and the tokenizer's \s do not treat as whitespace
 _CONTROL = bytes(range(0, 9)) + bytes(range(14, 28))
 
@@ -579,19 +666,25 @@ _TWO_53 = 2 ** 53
 _PAD = 64  # zero bytes appended to the text so that column reads never run off its end
 
 
-def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> np.ndarray:
-    """float() of each token, in bulk; _GiveUp unless every token has Python's decimal float syntax
+def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(near, dir) of each token, in bulk: the nearest float64 (the same bits as float()) and the
+    sign of (exact value - near); _GiveUp unless every token is a VNN-LIB decimal number
     ([+-] digits [. digits] [(e|E) [+-] digits], at least one mantissa digit). `b` ends in _PAD zeros.
 
     A token whose value is m * 10**e with m <= 2**53 and |e| <= 22 is converted with one IEEE
     multiplication or division of exactly representable operands, which is correctly rounded and
-    so identical to float() (Clinger's fast path, the one CPython's dtoa takes first); any other
-    token goes through float() itself.
+    so identical to float() (Clinger's fast path, the one CPython's dtoa takes first), and the
+    sign of its rounding error comes from an exact product (`numbers.scaled_dirs`); any other
+    token goes through `numbers.decimal_nearest` one by one.
     """
     m = ts.size
     vals = np.empty(m)
+    dirs = np.zeros(m, dtype=np.int8)
+    mant = np.zeros(m, dtype=np.int64)  # the digits as an integer (exact where `good`)
+    e10 = np.zeros(m, dtype=np.int64)  # value = +-mant * 10**e10
+    good = np.zeros(m, dtype=bool)
     if m == 0:
-        return vals
+        return vals, dirs
     L = te - ts
     if int(L.max()) <= 8:
         groups = [(None, int(L.max()))]
@@ -601,28 +694,59 @@ def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> np.nda
         groups = [(order[i:j], int(L[order[j - 1]])) for i, j in zip(cuts, cuts[1:]) if j > i]
     for sel, width in groups:
         if sel is None:
-            vals[:] = _numbers_columns(b, ts, width, _NUM_DFA_MANT)
+            vals[:], dirs[:], mant[:], e10[:], good[:] = _numbers_columns(b, ts, width, _NUM_DFA_MANT)
         else:
-            vals[sel] = _numbers_columns(b, ts[sel], width, _NUM_DFA_MANT)
+            vals[sel], dirs[sel], mant[sel], e10[sel], good[sel] = _numbers_columns(b, ts[sel], width, _NUM_DFA_MANT)
     deferred = np.flatnonzero(np.isinf(vals) & (vals > 0) & (L <= _WIDE))
     if deferred.size:  # tokens with an exponent
-        vals[deferred] = _numbers_columns(b, ts[deferred], int(L[deferred].max()), _NUM_DFA_FULL)
+        vals[deferred], dirs[deferred], mant[deferred], e10[deferred], good[deferred] = \
+            _numbers_columns(b, ts[deferred], int(L[deferred].max()), _NUM_DFA_FULL)
     slow = np.flatnonzero(np.isnan(vals) | (L > _WIDE))
     if slow.size:
-        try:
-            vals[slow] = [float(text[s:e]) for s, e in zip(ts[slow].tolist(), te[slow].tolist())]
-        except ValueError:
-            raise _GiveUp from None
-    return vals
+        # well-formed (the automaton accepted them) and of at most 18 digits divided by at most 10**22
+        # (e.g. 17 significant digits): float() for the value, the direction in bulk; any other one by one
+        bulk = (L[slow] <= _WIDE) & good[slow] & (e10[slow] < 0) & (e10[slow] >= -22)
+        sb, so = slow[bulk], slow[~bulk]
+        if sb.size:
+            vals[sb] = [float(text[s:e]) for s, e in zip(ts[sb].tolist(), te[sb].tolist())]
+            d = _long_mantissa_dirs(mant[sb], e10[sb], vals[sb])
+            dirs[sb] = np.where(b[ts[sb]] == ord("-"), -d, d)
+        if so.size:
+            try:
+                pairs = [decimal_nearest(text[s:e]) for s, e in zip(ts[so].tolist(), te[so].tolist())]
+            except ValueError:
+                raise _GiveUp from None
+            vals[so] = [p[0] for p in pairs]
+            dirs[so] = [p[1] for p in pairs]
+    return vals, dirs
 
 
-def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray) -> np.ndarray:
-    """_numbers for tokens of at most `width` characters: NaN where float() has to decide,
-    +inf for tokens with an exponent in the first pass (`_NUM_DFA_MANT`)."""
+def _long_mantissa_dirs(mant: np.ndarray, e10: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """sign(mant / 10**k - |val|) for mant < 10**18 (exact in int64, not in float64), k = -e10 in 1..22,
+    |val| = fl(mant / 10**k): with mant = mh + ml (mh its float64 rounding, ml the small rest) and
+    |val| * 10**k = hi + lo exactly (`numbers._product_error`), the residual is
+    (mh - hi) + ml - lo, whose first two terms are small integers added exactly."""
+    from .numbers import _product_error
+
+    v = np.abs(vals)
+    p10 = _POW10_EXACT[-e10]
+    mh = mant.astype(np.float64)
+    ml = (mant - mh.astype(np.int64)).astype(np.float64)  # |ml| <= 2**9: exact
+    hi = v * p10
+    lo = _product_error(v, p10, hi)
+    r = ((mh - hi) + ml) - lo  # mh - hi exact (Sterbenz), + ml exact (small integers), one rounding last
+    return np.sign(r).astype(np.int8)
+
+
+def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray):
+    """_numbers for tokens of at most `width` characters: (values, directions, mantissas,
+    exponents, mantissa and exponent exact): value NaN where the slow path has to decide, +inf
+    for tokens with an exponent in the first pass (`_NUM_DFA_MANT`)."""
     m = ts.size
     state = np.zeros(m, dtype=np.intp)  # state * 6
     m_val = np.zeros(m, dtype=np.int64)
     m_cnt = np.zeros(m, dtype=np.int64) if width > 18 else None
+    started = np.zeros(m, dtype=bool)
     frac = np.zeros(m, dtype=np.int64)
     full = dfa is _NUM_DFA_FULL
     if full:
@@ -639,7 +763,8 @@ def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray)
         m_val = np.where(mant, m_val * 10 + d, m_val)
         frac += _FRAC_STATE[state]
         if m_cnt is not None:
-            m_cnt += mant
+            started |= mant & (d != 0)
+            m_cnt += mant & started  # significant digits (leading zeros do not count)
         if full:
             expo = state == 8 * 6
             x_val = np.where(expo & (x_cnt < 7), x_val * 10 + d, x_val)
@@ -660,30 +785,46 @@ def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray)
         fast &= m_cnt <= 18
     mf = m_val.astype(np.float64)
     if not full:
-        vals = mf / _POW10_EXACT[np.minimum(frac, 22)]
+        divide = np.ones(m, dtype=bool)
+        k10 = np.minimum(frac, 22)
+        vals = mf / _POW10_EXACT[k10]
     else:
-        vals = np.where(e10 >= 0, mf * _POW10_EXACT[np.clip(e10, 0, 22)], mf / _POW10_EXACT[np.clip(-e10, 0, 22)])
-    np.negative(vals, out=vals, where=b[ts] == ord("-"))
+        divide = e10 < 0
+        k10 = np.clip(np.abs(e10), 0, 22)
+        p10 = _POW10_EXACT[k10]
+        vals = np.where(divide, mf / p10, mf * p10)
+    dirs = np.zeros(m, dtype=np.int8)
+    ok = fast & np.isfinite(vals)
+    if ok.all():
+        dirs = scaled_dirs(m_val, k10, vals, divide)
+    elif ok.any():
+        dirs[ok] = scaled_dirs(m_val[ok], k10[ok], vals[ok], divide[ok])
+    neg = b[ts] == ord("-")
+    np.negative(vals, out=vals, where=neg)
+    np.negative(dirs, out=dirs, where=neg)
     if not fast.all():
         vals[~fast] = np.nan
     if not full and later.any():
         vals[later] = np.inf
-    return vals
+    good = np.ones(m, dtype=bool) if m_cnt is None else m_cnt <= 18
+    if full:
+        good &= x_cnt <= 6
+    return vals, dirs, m_val, e10, good
 
 
 def _blank(m: "re.Match") -> str:
     return " " * len(m.group(0))
 
 
-def _bulk_parse(text: str):
+def _bulk_parse(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
     """-> (n_in, n_out, atoms, dnf, n_asserts) for the VNN-COMP shapes, or None."""
     try:
-        return _bulk(text)
+        return _bulk(text, n_inputs, n_outputs)
     except _GiveUp:
         return None
 
 
-def _bulk(text: str):
+def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
     if ";" in text:
         text = _COMMENT.sub(_blank, text)  # same length: offsets stay those of the original text
     if not text.isascii():
@@ -796,11 +937,13 @@ def _bulk(text: str):
     if not dok.all() or (dkind == _CONST).any():
         raise _GiveUp
     counts = []
-    for kind in (_IN, _OUT):
+    for kind, known in ((_IN, n_inputs), (_OUT, n_outputs)):
         sel = didx[dkind == kind]
         n = sel.size
         if n and (sel.max() >= n or np.bincount(sel, minlength=n).max() != 1):
             raise _GiveUp  # gaps or duplicates: the tree front end words the error
+        if known is not None and n > known:
+            raise _GiveUp  # an index beyond the network's: the tree front end points at it
         counts.append(n)
     n_in, n_out = counts
 
@@ -853,10 +996,11 @@ def _bulk(text: str):
     nr = r.size
     if va.all() and not vb.any() and not (rop == _EQ).any():
         # the usual shape, (op VARIABLE NUMBER), in few steps; same atoms as the general case below
-        b_val = _numbers(text, bp, ts[tb], te[tb])
+        b_val, b_dir = _numbers(text, bp, ts[tb], te[tb])
         neg = (rop == _GE) | (rop == _GT)
-        atoms = _Atoms(ka, np.where(neg, -b_val, b_val), (rop == _LT) | (rop == _GT),
-                       np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0), open_at[rel_list])
+        atoms = _Atoms(ka, np.where(neg, -b_val, b_val), np.where(neg, -b_dir, b_dir), (rop == _LT) | (rop == _GT),
+                       np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0), open_at[rel_list],
+                       spans=(text, ts[tb], te[tb], np.where(neg, -1, 1).astype(np.int8)))
         atom_off = np.arange(nr + 1)
     else:
         atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, open_at[rel_list])
@@ -928,12 +1072,15 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     nr = rop.size
     if (va & vb & (ka != kb)).any():
         raise _GiveUp  # mixes X and Y
+    if (~va & ~vb).any():
+        raise _GiveUp  # a comparison of two constants: the tree front end decides it exactly
     num_tok = np.sort(np.concatenate([ta[~va], tb[~vb]]))
     tok_val = np.zeros(ts.size)
-    tok_val[num_tok] = _numbers(text, bp, ts[num_tok], te[num_tok])
-    a_val, b_val = tok_val[ta], tok_val[tb]
-    # `A op B`  ->  coefs . v  op  rhs  with coefs = [A] - [B], rhs = const(B) - const(A)
-    rhs = np.where(va, np.where(vb, 0.0, b_val), np.where(vb, 0.0 - a_val, b_val - a_val))
+    tok_dir = np.zeros(ts.size, dtype=np.int8)
+    tok_val[num_tok], tok_dir[num_tok] = _numbers(text, bp, ts[num_tok], te[num_tok])
+    # `A op B`  ->  coefs . v  op  rhs  with coefs = [A] - [B], rhs = const(B) - const(A) (one of them 0)
+    rhs = np.where(va, np.where(vb, 0.0, tok_val[tb]), 0.0 - tok_val[ta])
+    rdir = np.where(va, np.where(vb, 0, tok_dir[tb]), -tok_dir[ta]).astype(np.int8)
     same = va & vb & (ia == ib)
     nnz = np.where(same, 0, va.astype(np.int64) + vb.astype(np.int64))
     kind = np.where(va, ka, kb).astype(np.int8)
@@ -960,7 +1107,10 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     has2 = a_nnz == 2
     cidx[cptr[:-1][has2] + 1] = hi_idx[rel_of[has2]]
     cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
-    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, (aop == _LT) | (aop == _GT), cptr, cidx, cval, rel_src[rel_of])
+    num_t = np.where(vb, ta, tb)[rel_of]  # the number token of each atom (none for two variables: c = 0)
+    num_sign = (np.where(vb, -1, 1)[rel_of] * sign).astype(np.int8)
+    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, rdir[rel_of] * sign.astype(np.int8), (aop == _LT) | (aop == _GT),
+                   cptr, cidx, cval, rel_src[rel_of], spans=(text, ts[num_t], te[num_t], num_sign))
     atom_off = np.zeros(nr + 1, dtype=np.int64)
     np.cumsum(mult, out=atom_off[1:])
     return atoms, atom_off
@@ -1011,23 +1161,35 @@ def _expand(dnf: _Dnf, ranges: np.ndarray, owner: np.ndarray):
     return _ragged(dnf.rs[ranges], n), np.repeat(owner, n)
 
 
+def _exact_str(v: Fraction) -> str:
+    """An exact value as a decimal, for messages (every VNN-LIB constant is a terminating decimal)."""
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        d = decimal.Decimal(v.numerator) / decimal.Decimal(v.denominator)
+    return clip(format(d.normalize(), "f") if abs(d.adjusted()) < 30 else str(d))
+
+
 def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locate) -> List[Case]:
-    """The normal form; `locate(atom.src)` -> (line, column) for error messages."""
+    """The normal form; `locate(atom.src)` -> (line, column) for error messages.
+
+    Every float written is rounded outward from the exact value (an input box's lower bound down,
+    upper bound up, a right-hand side up), with the `*_dir` arrays beside it (spec/model.py). Two
+    constants are compared exactly: by their nearest float64 and rounding direction, and, in the
+    rare case those agree without being exact, by their exact values (`_Atoms.exact_value`)."""
     K = len(dnf)
     if K == 0:
         return []
     nnz = np.diff(atoms.cptr)
     is_x = atoms.kind == _IN
     is_y = atoms.kind == _OUT
-    c_false = (atoms.kind == _CONST) & ~np.where(atoms.strict, atoms.rhs > 0.0, atoms.rhs >= 0.0)
-    is_box = is_x & (nnz == 1)
-    first_coef = np.zeros(nnz.size)
-    if atoms.cval.size:
-        first_coef = np.where(nnz > 0, atoms.cval[np.minimum(atoms.cptr[:-1], atoms.cval.size - 1)], 0.0)
-    # a single-variable bound with a coefficient other than +-1 (rhs / c rounds) is kept exactly as a
-    # G row too, and its box bound is widened outward by one ulp (a superset: sound for unsat)
-    inexact = is_box & (np.abs(first_coef) != 1.0)
-    is_g = is_x & ((nnz > 1) | inexact)
+    up = round_up(atoms.rhs, atoms.rdir)  # the least float64 >= each exact right-hand side
+    tight = atoms.rdir == 0
+    # a constant atom `0 <= c` (`0 < c` when strict), decided exactly from (up, tight)
+    c_false = (atoms.kind == _CONST) & ~np.where(atoms.strict, up > 0.0, (up > 0.0) | ((up == 0.0) & tight))
+    is_box = is_x & (nnz == 1)  # coefficient +-1: both front ends divide single-variable relations through
+    is_g = is_x & (nnz > 1)
 
     def per_range(mask):
         c = np.zeros(mask.size + 1, dtype=np.int64)
@@ -1053,52 +1215,91 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     u_of_conj = np.full(K, -1, dtype=np.int64)
     u_of_conj[rep] = np.arange(U)
     a_idx, a_u = _expand(dnf, sel_r, u_of_conj[range_conj[sel_r]])
-    # box atoms: coefficient c on variable i, bound rhs / c (upper if c > 0)
+    # box atoms: +-x_i <= c, an upper bound c (coefficient +1) or a lower bound -c (coefficient -1)
     bx = is_box[a_idx]
     b_atom, b_u = a_idx[bx], a_u[bx]
     var = atoms.cidx[atoms.cptr[b_atom]]
-    coef = atoms.cval[atoms.cptr[b_atom]]
-    bound = atoms.rhs[b_atom] / coef
-    widen = np.abs(coef) != 1.0
-    if widen.any():
-        bound = np.where(widen, np.nextafter(bound, np.where(coef > 0, np.inf, -np.inf)), bound)
+    side = atoms.cval[atoms.cptr[b_atom]] < 0  # 0 upper, 1 lower
+    rv, rd = atoms.rhs[b_atom], atoms.rdir[b_atom]
     strict = atoms.strict[b_atom]
 
-    # tightest bound per (part, variable, side); a strict relation wins a tie; NaN bounds are ignored
-    side = coef < 0  # 0 upper, 1 lower
+    # the tightest bound per (part, variable, side) is the atom with the least exact c: ordered by
+    # c's (nearest float64, direction), a strict relation first on a tie
     key = (b_u * n_in + var) * 2 + side
+    take = np.arange(key.size)
+    if key.size and np.bincount(key).max() > 1:  # some variable bounded twice on one side
+        order = np.lexsort((~strict, rd, rv, key))
+        ko, rvo, rdo, so = key[order], rv[order], rd[order], strict[order]
+        group = np.ones(order.size, dtype=bool)
+        group[1:] = ko[1:] != ko[:-1]
+        run = group.copy()  # runs of bounds whose (near, dir) agree
+        run[1:] |= (rvo[1:] != rvo[:-1]) | (rdo[1:] != rdo[:-1])
+        run_id = np.cumsum(run) - 1
+        # a run of non-exact constants (dir != 0) mixing strict and non-strict relations: which one is
+        # the least depends on the exact values
+        mixed = (np.bincount(run_id, so) > 0) & (np.bincount(run_id, ~so) > 0) & (rdo[run] != 0)
+        first = np.flatnonzero(group)
+        take = order[first]
+        for g in np.flatnonzero(mixed[run_id[first]]).tolist():
+            p0 = int(first[g])
+            members = order[run_id == run_id[p0]]
+            best = min(members.tolist(), key=lambda j: (atoms.exact_value(int(b_atom[j])), not strict[j]))
+            take[g] = best
+    bval = round_up(rv[take], rd[take])
+    bval = np.where(side[take], -bval, bval)  # lower bounds: round_down(-c) = -round_up(c)
+    bdir = np.where(side[take], -rd[take], rd[take]).astype(np.int8)
+    slot_of = key[take]
     bounds = np.empty((U, n_in, 2))
     bounds[:, :, 0] = np.inf
     bounds[:, :, 1] = -np.inf
+    bounds.reshape(-1)[slot_of] = bval
+    dirs = np.zeros((U, n_in, 2), dtype=np.int8)
+    dirs.reshape(-1)[slot_of] = bdir
     stricts = np.zeros((U, n_in, 2), dtype=bool)
-    take = slice(None)
-    if key.size and np.bincount(key).max() > 1:  # some variable bounded twice on one side
-        keep = np.flatnonzero(~np.isnan(bound))
-        order = keep[np.lexsort((~strict[keep], np.where(side, -bound, bound)[keep], key[keep]))]
-        firsts = np.ones(order.size, dtype=bool)
-        firsts[1:] = key[order[1:]] != key[order[:-1]]
-        take = order[firsts]
-    bounds.reshape(-1)[key[take]] = bound[take]  # a lone NaN bound reads as no bound, as if ignored
-    stricts.reshape(-1)[key[take]] = strict[take]
+    stricts.reshape(-1)[slot_of] = strict[take]
+    chosen = np.full((U, n_in, 2), -1, dtype=np.int64)  # the atom behind each bound
+    chosen.reshape(-1)[slot_of] = b_atom[take]
     upper, lower = bounds[:, :, 0], bounds[:, :, 1]
-    hi_s, lo_s = stricts[:, :, 0], stricts[:, :, 1]
     lower = lower + 0.0  # contiguous copies; -0.0 -> 0.0, so equal boxes compare equal byte for byte
     upper = upper + 0.0
-    lo_s = np.ascontiguousarray(lo_s)
-    hi_s = np.ascontiguousarray(hi_s)
+    lo_d = np.ascontiguousarray(dirs[:, :, 1])
+    hi_d = np.ascontiguousarray(dirs[:, :, 0])
+    lo_s = np.ascontiguousarray(stricts[:, :, 1])
+    hi_s = np.ascontiguousarray(stricts[:, :, 0])
 
     # errors, in disjunct order, exactly one message
     no_lo = ~np.isfinite(lower)
     no_hi = ~np.isfinite(upper)
-    empty = (lower > upper) | ((lower == upper) & (lo_s | hi_s))
+    # c_lo against c_hi, exactly: by (nearest, direction), and by value where those agree inexactly
+    n_lo = np.where(lo_d < 0, np.nextafter(lower, np.inf), lower)
+    n_hi = np.where(hi_d > 0, np.nextafter(upper, -np.inf), upper)
+    same = (n_lo == n_hi) & (lo_d == hi_d)
+    above = (n_lo > n_hi) | ((n_lo == n_hi) & (lo_d > hi_d))
+    equal = same & (lo_d == 0)
+    undecided = same & (lo_d != 0) & ~no_lo & ~no_hi
+    if undecided.any():  # e.g. an input fixed at 0.1 by two relations
+        uu, ii = np.nonzero(undecided)
+        a_lo, a_hi = chosen[uu, ii, 1], chosen[uu, ii, 0]
+        for u, i, eq in zip(uu.tolist(), ii.tolist(), atoms.same_values(a_hi, a_lo, -1)):
+            if eq:
+                above[u, i], equal[u, i] = False, True
+            else:
+                c_lo, c_hi = -atoms.exact_value(int(chosen[u, i, 1])), atoms.exact_value(int(chosen[u, i, 0]))
+                above[u, i], equal[u, i] = c_lo > c_hi, c_lo == c_hi
+    empty = above | (equal & (lo_s | hi_s))
     bad_u = no_lo.any(axis=1) | no_hi.any(axis=1) | empty.any(axis=1)
     bad_conj = np.flatnonzero(bad_u[sig_of] & ~conj_false)
     if bad_conj.size:
         k = int(bad_conj[0])
         u = int(sig_of[k])
-        for which, missing, rel in (("lower", no_lo, ">="), ("upper", no_hi, "<=")):
+        for which, missing, rel, s in (("lower", no_lo, ">=", 1), ("upper", no_hi, "<=", 0)):
             if missing[u].any():
                 i = int(np.argmax(missing[u]))
+                a = int(chosen[u, i, s])
+                if a >= 0:  # there is a bound, beyond the float64 range
+                    line, col = locate(int(atoms.src[a]))
+                    raise SpecError(f"{where}:{line}:{col}: input X_{i} has no finite {which} bound: this one is beyond "
+                                    f"the float64 range (about 1.8e308); vnncert needs a finite box on every input")
                 what = f"input X_{i} has no {which} bound"
                 at = where
                 if K > 1:  # point at the disjunct: its first relation
@@ -1109,23 +1310,25 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
                         at, what = f"{where}:{line}:{col}", what + " (the one starting here)"
                 raise SpecError(f"{at}: {what}; expected a constraint such as ({rel} X_{i} <number>)")
         i = int(np.argmax(empty[u]))
-        lo, hi = float(lower[u, i]), float(upper[u, i])
+        a_lo, a_hi = int(chosen[u, i, 1]), int(chosen[u, i, 0])
+        if undecided[u, i]:
+            lo, hi = _exact_str(-atoms.exact_value(a_lo)), _exact_str(atoms.exact_value(a_hi))
+        else:
+            lo, hi = repr(float(n_lo[u, i])), repr(float(n_hi[u, i]))
         # the relations that set the two bounds; the error points at the later one
-        mine = (b_u == u) & (var == i)
-        src_lo = atoms.src[b_atom[np.flatnonzero(mine & side & (bound == lo))[0]]]
-        src_hi = atoms.src[b_atom[np.flatnonzero(mine & ~side & (bound == hi))[0]]]
+        src_lo, src_hi = atoms.src[a_lo], atoms.src[a_hi]
         at, other = (src_lo, src_hi) if src_lo > src_hi else (src_hi, src_lo)
         (line, col), (oline, ocol) = locate(int(at)), locate(int(other))
-        if lo > hi:
-            what = f"lower bound {lo!r} above upper bound {hi!r}"
+        if above[u, i]:
+            what = f"lower bound {lo} above upper bound {hi}"
         else:
-            what = f"lower and upper bound {lo!r} and one of them strict"
+            what = f"lower and upper bound {lo} and one of them strict"
         tail = f" in disjunct {k + 1}" if K > 1 else ""
         raise SpecError(f"{where}:{line}:{col}: empty input box{tail}: X_{i} has {what} "
                         f"(the other bound is at line {oline}, column {ocol}); expected lower <= upper")
 
     # general linear input constraints G x <= h (rare in VNN-LIB 1.0): per part, in atom order
-    g_parts: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    g_parts: Dict[int, tuple] = {}
     gm = is_g[a_idx]
     if gm.any():
         for u in np.unique(a_u[gm]).tolist():
@@ -1134,11 +1337,12 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
             for r, a in enumerate(rows.tolist()):
                 p0, p1 = atoms.cptr[a], atoms.cptr[a + 1]
                 G[r, atoms.cidx[p0:p1]] = atoms.cval[p0:p1]
-            g_parts[u] = (G, atoms.rhs[rows] + 0.0, atoms.strict[rows].copy())
+            g_parts[u] = (G, up[rows] + 0.0, atoms.strict[rows].copy()) + _row_exactness(atoms, rows)
 
     # ---- group parts with equal regions ------------------------------------------------------------
     rows_bytes = np.concatenate([lower.view(np.uint8).reshape(U, 8 * n_in), upper.view(np.uint8).reshape(U, 8 * n_in),
-                                 lo_s.view(np.uint8), hi_s.view(np.uint8)], axis=1)
+                                 lo_s.view(np.uint8), hi_s.view(np.uint8), lo_d.view(np.uint8), hi_d.view(np.uint8)],
+                                axis=1)
     if not g_parts and n_in == 0:
         region_of = np.zeros(U, dtype=np.int64)
     elif not g_parts:
@@ -1150,7 +1354,8 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
         for u in range(U):
             key = rows_bytes[u].tobytes()
             if u in g_parts:
-                key += b"".join(x.tobytes() for x in g_parts[u]) + repr(g_parts[u][0].shape).encode()
+                G, h, G_s, h_d, h_x = g_parts[u]
+                key += b"".join(x.tobytes() for x in (G, h, G_s)) + repr((G.shape, h_d, h_x)).encode()
             region_of[u] = seen.setdefault(key, len(seen))
 
     # ---- output rows per disjunct ---------------------------------------------------------------------
@@ -1164,8 +1369,17 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     cnt = nnz[y_idx]
     entries = _ragged(atoms.cptr[y_idx], cnt)
     A[np.repeat(np.arange(n_rows), cnt), atoms.cidx[entries]] = atoms.cval[entries]
-    bvec = atoms.rhs[y_idx] + 0.0
+    bvec = up[y_idx] + 0.0
     svec = atoms.strict[y_idx].copy()
+    dvec = atoms.rdir[y_idx].copy()
+    any_dir = bool(dvec.any())
+    # rows over several outputs with a right-hand side that is not a float64 keep its exact value
+    need = (cnt > 1) & (dvec != 0)
+    xvec = None
+    if need.any():
+        xvec = np.full(n_rows, None, dtype=object)
+        for r in np.flatnonzero(need).tolist():
+            xvec[r] = atoms.exact_value(int(y_idx[r]))
     row_ptr = np.zeros(K + 1, dtype=np.int64)
     np.cumsum(np.bincount(y_conj, minlength=K), out=row_ptr[1:])
 
@@ -1176,10 +1390,13 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     counts = row_ptr[live_k + 1] - row_ptr[live_k]  # rows of live disjuncts are contiguous, in order
     if (counts == counts[0]).all():
         r = int(counts[0])
-        hss = list(map(Halfspaces, A.reshape(live_k.size, r, n_out), bvec.reshape(live_k.size, r),
-                       svec.reshape(live_k.size, r)))
+        shape = (live_k.size, r)
+        hss = list(map(Halfspaces, A.reshape(live_k.size, r, n_out), bvec.reshape(shape), svec.reshape(shape),
+                       dvec.reshape(shape) if any_dir else repeat(None),
+                       map(tuple, xvec.reshape(shape)) if xvec is not None else repeat(None)))
     else:
-        hss = [Halfspaces(A[i:j], bvec[i:j], svec[i:j])
+        hss = [Halfspaces(A[i:j], bvec[i:j], svec[i:j], dvec[i:j] if any_dir else None,
+                          tuple(xvec[i:j]) if xvec is not None else None)
                for i, j in zip(row_ptr[live_k].tolist(), row_ptr[live_k + 1].tolist())]
     u_live = sig_of[live_k]
     reg_live = region_of[u_live]
@@ -1198,27 +1415,46 @@ def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locat
     reps = u_live[first[appearance]]
     outs = [in_order[i:j] for i, j in zip(cuts, cuts[1:])]
     lo_any, hi_any = lo_s.any(axis=1)[reps].tolist(), hi_s.any(axis=1)[reps].tolist()
+    dl_any, dh_any = lo_d.any(axis=1)[reps].tolist(), hi_d.any(axis=1)[reps].tolist()
     if not (g_parts or any(lo_any) or any(hi_any)):  # the usual: closed boxes only
-        return list(map(Case, map(InputRegion, lower[reps], upper[reps]), outs))
+        if not (any(dl_any) or any(dh_any)):
+            return list(map(Case, map(InputRegion, lower[reps], upper[reps]), outs))
+        none = repeat(None)
+        regions = map(InputRegion, lower[reps], upper[reps], none, none, none, none, none,
+                      [d if a else None for d, a in zip(lo_d[reps], dl_any)],
+                      [d if a else None for d, a in zip(hi_d[reps], dh_any)])
+        return list(map(Case, regions, outs))
     cases = []
-    for u, low, high, los, his, lo_a, hi_a, out in zip(reps.tolist(), lower[reps], upper[reps], lo_s[reps],
-                                                       hi_s[reps], lo_any, hi_any, outs):
-        G, h, G_s = g_parts.get(u, (None, None, None))
-        cases.append(Case(InputRegion(low, high, G, h, los if lo_a else None, his if hi_a else None, G_s), out))
+    for u, low, high, los, his, lo_a, hi_a, ld, hd, ld_a, hd_a, out in zip(
+            reps.tolist(), lower[reps], upper[reps], lo_s[reps], hi_s[reps], lo_any, hi_any,
+            lo_d[reps], hi_d[reps], dl_any, dh_any, outs):
+        G, h, G_s, h_d, h_x = g_parts.get(u, (None,) * 5)
+        cases.append(Case(InputRegion(low, high, G, h, los if lo_a else None, his if hi_a else None, G_s,
+                                      ld if ld_a else None, hd if hd_a else None, h_d, h_x), out))
     return cases
+
+
+def _row_exactness(atoms: _Atoms, rows: np.ndarray):
+    """(dir array or None, exact tuple or None) of the right-hand sides of these atoms, as
+    `InputRegion.h_dir` / `h_exact` want them."""
+    d = atoms.rdir[rows].copy()
+    if not d.any():
+        return None, None
+    return d, tuple(atoms.exact_value(int(a)) if d[k] else None for k, a in enumerate(rows.tolist()))
 
 
 # ---------------------------------------------------------------------------------------------
 def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
                   where: str = "<text>") -> Spec:
-    """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are checked."""
+    """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are
+    checked (a declaration beyond them is an error before anything of that size is allocated)."""
     try:
-        parsed = None if _may_nest_too_deeply(text) else _bulk_parse(text)
+        parsed = None if _may_nest_too_deeply(text) else _bulk_parse(text, n_inputs, n_outputs)
         if parsed is not None:
             def locate(offset: int) -> Tuple[int, int]:
                 return _line_col(text, offset)
         else:
-            parsed = _tree_parse(text, where)
+            parsed = _tree_parse(text, where, n_inputs, n_outputs)
 
             def locate(token: int) -> Tuple[int, int]:
                 return _position(text, token, None)

@@ -31,6 +31,11 @@ What is accepted (the standard's theories, VNN-LIB 2.0 chapter 4) is declared on
   has no case at all (it is unsat by its own text).
 - Every input needs a finite lower and upper bound in every disjunct (the engines work on
   boxes).
+- Constants are exact: over `real` a literal is the real number it spells (fractions.Fraction,
+  linear forms computed exactly), over a float type the literal rounded to that type; the
+  normal form keeps them as in 1.0 (spec/numbers.py, spec/model.py: arrays rounded outward,
+  witnesses checked exactly). Without a model a declared tensor may have at most
+  MAX_ELEMENTS_WITHOUT_MODEL elements (with one, its shape must be the model's).
 
 Errors carry `file:line:column` where the package reports a line (column: where the offending
 symbol sits on that line); warnings of the package (e.g. a 2.x minor version) are kept in
@@ -54,8 +59,14 @@ import numpy as np
 
 from ..errors import SpecError
 from .model import Case, Halfspaces, InputRegion, Spec
+from .numbers import (MAX_NUMBER_CHARS, NON_FINITE, decimal_for, near_of_down, near_of_up, nearest, normalise_row,
+                      number_problem, round_down, round_up, shown, terminating_decimal)
 
 MAX_CONJUNCTIONS = 1_000_000
+# Without a model to check shapes against, a declared input or output may have at most this many
+# elements (2**24: sixteen times an ImageNet image); the normal form holds a few arrays of this size
+# per disjunct. With a model, the declared shapes must be the model's.
+MAX_ELEMENTS_WITHOUT_MODEL = 1 << 24
 
 # The package's DType enum member name -> the standard's element-type name (ONNX "Set 1" names).
 DTYPE_NAMES: Dict[str, str] = {
@@ -87,8 +98,11 @@ _VERSION = re.compile(r"\(\s*vnnlib-version\s*<(\d+)\.(\d+)>\s*\)")
 _PARSE_ERROR = re.compile(r"line (\d+), column (\d+): '(.*)'", re.S)
 
 # atom: (kind, ((flat index, coef), ...), rhs, strict) meaning sum coef*v <= rhs (< when strict);
-# kind "X" (input only), "Y" (output only) or "" (no variable).
-Atom = Tuple[str, Tuple[Tuple[int, float], ...], float, bool]
+# kind "X" (input only), "Y" (output only) or "" (no variable); the coefficients exact float64s
+# (±1 for one variable), the right-hand side exact (a Fraction).
+Atom = Tuple[str, Tuple[Tuple[int, float], ...], Fraction, bool]
+_ZERO = Fraction(0)
+_ONE = Fraction(1)
 
 
 # ---- declarations ------------------------------------------------------------------------------
@@ -235,9 +249,12 @@ def _report_lines(where: str, text: str, body: str, label: str) -> List[str]:
                 continue
             line, col = _line_col(text, e.get("line"), e.get("offendingSymbol"))
             loc = f"{where}:{line}:{col}" if line else where
-            msg = str(e.get("message") or e.get("errorCode") or "problem")
+            msg = str(e.get("message") or e.get("errorCode") or "problem")[:400]
             hint = e.get("hint")
-            out.append(f"{loc}: {label}{msg}" + (f": {hint}" if hint else ""))
+            sym = str(e.get("offendingSymbol") or "")
+            if NON_FINITE.match(sym):  # `nan`, `inf` read as names by the package
+                msg, hint = number_problem(sym), None
+            out.append(f"{loc}: {label}{msg}" + (f": {str(hint)[:400]}" if hint else ""))
     return out
 
 
@@ -256,7 +273,7 @@ def _package_error(where: str, text: str, exc: Exception) -> SpecError:
             hint = " (VNN-LIB 2.0 numbers have no exponent: write them in positional notation)"
         elif tok == "":
             hint = " (unexpected end of the query: an expression is not closed, or there is no assert)"
-        what = f"syntax error at {tok!r}" if tok else "syntax error"
+        what = f"syntax error at {shown(tok)}" if tok else "syntax error"
         return SpecError(f"{where}:{line}:{col}: {what}{hint}")
     lines = _report_lines(where, text, body, "")
     if lines:
@@ -264,6 +281,24 @@ def _package_error(where: str, text: str, exc: Exception) -> SpecError:
         return SpecError(lines[0] + more)
     first = body.strip().splitlines()[0] if body.strip() else type(exc).__name__
     return SpecError(f"{where}: VNN-LIB 2.0 query rejected: {first}")
+
+
+_LITERAL = re.compile(r"(?<![\w.\]\[])-?(?:\d+\.\d*|\.\d+|\d+)(?![\w.])")
+
+
+def _native_error(where: str, text: str, exc: Exception) -> SpecError:
+    """A one-line SpecError for an exception the `vnnlib` package should have reported itself;
+    for a literal it cannot hold in a double, the first such literal's position."""
+    for m in _LITERAL.finditer(text):
+        tok = m.group(0)
+        if len(tok) > 400 or tok.strip("-.0") and not (2.3e-308 <= abs(float(tok)) <= 1.7e308):
+            line = text.count("\n", 0, m.start()) + 1
+            col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+            return SpecError(f"{where}:{line}:{col}: the number {tok[:200]!r} is beyond what the VNN-LIB 2.0 parser "
+                             f"(package vnnlib) reads: it needs numbers within the range of a double")
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return SpecError(f"{where}: the VNN-LIB 2.0 parser (package vnnlib) failed: {type(exc).__name__}"
+                     + (f": {first}" if first else ""))
 
 
 def read_query(text: str, where: str = "<text>") -> Query:
@@ -278,6 +313,9 @@ def read_query(text: str, where: str = "<text>") -> Query:
         ast, captured = _call_quietly(vnnlib.parse_query_string, text)
     except vnnlib.VNNLibException as e:
         raise _package_error(where, text, e) from None
+    except (IndexError, OverflowError, ValueError, RuntimeError, MemoryError) as e:
+        # the package's C++ leaks std::out_of_range (IndexError "stod") for a literal beyond a double
+        raise _native_error(where, text, e) from None
     if ast is None:
         raise SpecError(f"{where}: the VNN-LIB 2.0 parser could not read the query and gave no reason")
     warnings = _report_lines(where, text, captured, "warning: ") if captured.strip() else []
@@ -337,6 +375,17 @@ class _Unsupported(Exception):
         self.node = node
 
 
+def _literal(e) -> Fraction:
+    """The exact value of a literal of a `real` query."""
+    lexeme = e.lexeme
+    if len(lexeme) > MAX_NUMBER_CHARS:
+        raise _Unsupported(f"number with {len(lexeme)} characters (at most {MAX_NUMBER_CHARS} are accepted)", e)
+    try:
+        return Fraction(lexeme)
+    except (ValueError, ZeroDivisionError):
+        raise _Unsupported(f"{lexeme[:200]!r} is not a number", e) from None
+
+
 def _first_located(node):
     """(line, needle) of the first variable or literal under node, for error positions."""
     import vnnlib
@@ -380,23 +429,23 @@ class _Builder:
             flat = flat * s + int(i)
         return kind, flat
 
-    # linear forms (real queries)
-    def linear(self, e) -> Tuple[Dict[Tuple[str, int], float], float]:
+    # linear forms (real queries), in exact rational arithmetic
+    def linear(self, e) -> Tuple[Dict[Tuple[str, int], Fraction], Fraction]:
         v = self.v
         if isinstance(e, v.Var):
-            return {self.var(e): 1.0}, 0.0
+            return {self.var(e): _ONE}, _ZERO
         if isinstance(e, v.Literal):
-            return {}, float(e.lexeme)
+            return {}, _literal(e)
         if isinstance(e, v.Negate):
             c, k = self.linear(e.expr)
             return {key: -x for key, x in c.items()}, -k
         if isinstance(e, v.Plus):
-            return self._sum([self.linear(a) for a in e.args], [1.0] * len(e.args))
+            return self._sum([self.linear(a) for a in e.args], [1] * len(e.args))
         if isinstance(e, v.Minus):
             parts = [self.linear(e.head)] + [self.linear(a) for a in e.rest]
-            return self._sum(parts, [1.0] + [-1.0] * (len(parts) - 1))
+            return self._sum(parts, [1] + [-1] * (len(parts) - 1))
         if isinstance(e, v.Multiply):
-            coefs, const = {}, 1.0
+            coefs, const = {}, _ONE
             seen_var = False
             for a in e.args:
                 c, k = self.linear(a)
@@ -414,11 +463,11 @@ class _Builder:
 
     @staticmethod
     def _sum(parts, signs):
-        coefs: Dict[Tuple[str, int], float] = {}
-        const = 0.0
+        coefs: Dict[Tuple[str, int], Fraction] = {}
+        const = _ZERO
         for (c, k), s in zip(parts, signs):
             for key, x in c.items():
-                coefs[key] = coefs.get(key, 0.0) + s * x
+                coefs[key] = coefs.get(key, _ZERO) + s * x
             const += s * k
         return coefs, const
 
@@ -493,10 +542,13 @@ class _Builder:
             cr, kr = self.linear(rhs)
             coefs = dict(cl)
             for key, x in cr.items():
-                coefs[key] = coefs.get(key, 0.0) - x
+                coefs[key] = coefs.get(key, _ZERO) - x
             return self._atoms(coefs, kr - kl, op, node)
         coefs, bound = self._exact(a, b, etype, node)
-        return self._atoms(coefs, bound, op, node)
+        if not math.isfinite(bound):
+            raise _Unsupported("comparison has a constant that is not finite in its element type", node)
+        # the constant rounded to the element type is the exact value the query compares with
+        return self._atoms({k: Fraction(x) for k, x in coefs.items()}, Fraction(bound), op, node)
 
     def _type_of(self, s) -> Optional[str]:
         if s is None or s[0] == "const":
@@ -529,22 +581,20 @@ class _Builder:
             f"optional sign); declare the query's variables `real` to consent to real-valued analysis "
             f"(VNN-LIB 2.0: queries over real; verify error condition 3)", node)
 
-    def _atoms(self, coefs, rhs: float, op: str, node) -> List[List[Atom]]:
-        if len(coefs) == 1:  # the common case, kept cheap
-            ((kind, i), x), = coefs.items()
-            items = ((i, x),) if x != 0.0 else ()
-            kind = kind if items else ""
-        else:
-            coefs = {k: x for k, x in coefs.items() if x != 0.0}
-            kinds = {k[0] for k in coefs}
-            if len(kinds) > 1:
-                raise _Unsupported("comparison relates the input and the output of the network: multi-node "
-                                   "comparisons (theory MNC) are not supported", node)
-            kind = kinds.pop() if kinds else ""
-            items = tuple(sorted((k[1], x) for k, x in coefs.items()))
+    def _atoms(self, coefs: Dict[Tuple[str, int], Fraction], rhs: Fraction, op: str, node) -> List[List[Atom]]:
+        """`coefs . v  op  rhs` (exact) -> atoms; one variable: divided through by |coefficient|,
+        several: scaled until every coefficient is a float64 number (numbers.normalise_row)."""
+        coefs = {k: x for k, x in coefs.items() if x != 0}
+        kinds = {k[0] for k in coefs}
+        if len(kinds) > 1:
+            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
+                               "comparisons (theory MNC) are not supported", node)
+        kind = kinds.pop() if kinds else ""
+        try:
+            items, rhs = normalise_row(sorted((k[1], x) for k, x in coefs.items()), rhs)
+        except ValueError as e:
+            raise _Unsupported(str(e), node) from None
         neg = tuple((i, -x) for i, x in items)
-        if not math.isfinite(rhs) or any(not math.isfinite(x) for _, x in items):
-            raise _Unsupported("comparison has a constant that is not finite in its element type", node)
         le = (kind, items, rhs, False)
         ge = (kind, neg, -rhs, False)
         if op == "<=":
@@ -608,6 +658,12 @@ def _check_structure(q: Query, network) -> Tuple[Declaration, Declaration]:
                           f"declare every variable `real`")
     if network is not None:
         _check_against_model(q, x, y, network)
+    else:
+        for d in (x, y):
+            if d.size > MAX_ELEMENTS_WITHOUT_MODEL:
+                raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                                  f"{d.name} has {d.size} elements; without a model to check its shape against, "
+                                  f"vnncert reads at most {MAX_ELEMENTS_WITHOUT_MODEL} (give the model)")
     if "real" not in types:
         for d in (x, y):
             if d.element_type not in SOUND_ELEMENT_TYPES:
@@ -652,15 +708,24 @@ def _index_name(decl: Declaration, flat: int) -> str:
 
 
 def _rows(rows, n: int):
-    A = np.zeros((len(rows), n))
-    b = np.empty(len(rows))
-    s = np.empty(len(rows), dtype=bool)
+    """Rows (items, exact rhs, strict) -> A, b rounded up, strict, b's directions (None: all exact) and
+    the exact right-hand sides of rows over several variables that are not float64s (None: none)."""
+    m = len(rows)
+    A = np.zeros((m, n))
+    near = np.empty(m)
+    d = np.zeros(m, dtype=np.int8)
+    s = np.empty(m, dtype=bool)
+    exact = [None] * m
     for r, (items, rhs, strict) in enumerate(rows):
         for i, c in items:
             A[r, i] += c
-        b[r] = rhs
+        near[r], d[r] = nearest(rhs)
         s[r] = strict
-    return A, b, s
+        if d[r] and len(items) > 1:
+            exact[r] = rhs
+    b = round_up(near, d)
+    has_dir = bool(d.any())
+    return A, b, s, (d if has_dir else None), (tuple(exact) if any(x is not None for x in exact) else None)
 
 
 def _assemble(conjs: List[List[Atom]], x: Declaration, y: Declaration, where: str) -> List[Case]:
@@ -669,8 +734,9 @@ def _assemble(conjs: List[List[Atom]], x: Declaration, y: Declaration, where: st
     order: List[bytes] = []
     many = len(conjs) > 1
     for k, conj in enumerate(conjs):
-        lower = np.full(n_in, -np.inf)
-        upper = np.full(n_in, np.inf)
+        # exact bounds per input (None: none yet); a strict relation wins a tie
+        lower: List[Optional[Fraction]] = [None] * n_in
+        upper: List[Optional[Fraction]] = [None] * n_in
         lo_s = np.zeros(n_in, dtype=bool)
         hi_s = np.zeros(n_in, dtype=bool)
         g_rows, y_rows = [], []
@@ -678,39 +744,64 @@ def _assemble(conjs: List[List[Atom]], x: Declaration, y: Declaration, where: st
         for kind, items, rhs, strict in conj:
             if kind == "X":
                 if len(items) == 1:
-                    i, c = items[0]
-                    bound = rhs / c + 0.0  # + 0.0: no -0.0 bounds
+                    i, c = items[0]  # c = +-1
                     if c > 0:
-                        if bound < upper[i] or (bound == upper[i] and strict):
-                            upper[i], hi_s[i] = bound, strict
-                    elif bound > lower[i] or (bound == lower[i] and strict):
-                        lower[i], lo_s[i] = bound, strict
+                        u = upper[i]
+                        if u is None or rhs < u or (rhs == u and strict):
+                            upper[i], hi_s[i] = rhs, strict
+                    else:
+                        lo, u = -rhs, lower[i]
+                        if u is None or lo > u or (lo == u and strict):
+                            lower[i], lo_s[i] = lo, strict
                 else:
                     g_rows.append((items, rhs, strict))
             elif kind == "Y":
                 y_rows.append((items, rhs, strict))
-            elif not (0.0 < rhs if strict else 0.0 <= rhs):
+            elif not (0 < rhs if strict else 0 <= rhs):
                 false = True
-        if false or np.any((lower > upper) | ((lower == upper) & (lo_s | hi_s))):
+        if false or any(lo is not None and hi is not None and (lo > hi or (lo == hi and (ls or hs)))
+                        for lo, hi, ls, hs in zip(lower, upper, lo_s, hi_s)):
             continue  # this disjunct can never hold
         for arr, side in ((lower, "lower"), (upper, "upper")):
-            bad = np.flatnonzero(~np.isfinite(arr))
-            if bad.size:
-                raise SpecError(f"{where}: input {_index_name(x, int(bad[0]))} has no {side} bound"
+            missing = next((i for i, v in enumerate(arr) if v is None), None)
+            if missing is not None:
+                raise SpecError(f"{where}: input {_index_name(x, missing)} has no {side} bound"
                                 + (f" in disjunct {k + 1}" if many else "")
                                 + " (vnncert needs a finite box on every input)")
-        G = h = G_s = None
+        cache: Dict[Fraction, Tuple[float, int]] = {}
+
+        def pairs(vals):
+            near = np.empty(n_in)
+            d = np.zeros(n_in, dtype=np.int8)
+            for i, v in enumerate(vals):
+                nd = cache.get(v)
+                if nd is None:
+                    nd = cache[v] = nearest(v)
+                near[i], d[i] = nd
+            return near, d
+
+        lo_n, lo_d = pairs(lower)
+        hi_n, hi_d = pairs(upper)
+        lo_f, hi_f = round_down(lo_n, lo_d), round_up(hi_n, hi_d)
+        for arr, side in ((lo_f, "lower"), (hi_f, "upper")):
+            bad = np.flatnonzero(~np.isfinite(arr))
+            if bad.size:
+                raise SpecError(f"{where}: input {_index_name(x, int(bad[0]))} has no finite {side} bound"
+                                + (f" in disjunct {k + 1}" if many else "")
+                                + " (its bound is beyond the float64 range; vnncert needs a finite box on every input)")
+        G = h = G_s = h_d = h_x = None
         if g_rows:
-            G, h, G_s = _rows(g_rows, n_in)
-        key = b"".join(a.tobytes() for a in (lower, upper, lo_s, hi_s))
+            G, h, G_s, h_d, h_x = _rows(g_rows, n_in)
+        key = b"".join(a.tobytes() for a in (lo_f, hi_f, lo_s, hi_s, lo_d, hi_d))
         if G is not None:
-            key += G.tobytes() + h.tobytes() + G_s.tobytes()
-        A, b, s = _rows(y_rows, n_out)
+            key += G.tobytes() + h.tobytes() + G_s.tobytes() + repr((h_d, h_x)).encode()
+        A, b, s, b_d, b_x = _rows(y_rows, n_out)
         if key not in groups:
-            region = InputRegion(lower, upper, G, h, lo_s if lo_s.any() else None, hi_s if hi_s.any() else None, G_s)
+            region = InputRegion(lo_f, hi_f, G, h, lo_s if lo_s.any() else None, hi_s if hi_s.any() else None, G_s,
+                                 lo_d if lo_d.any() else None, hi_d if hi_d.any() else None, h_d, h_x)
             groups[key] = (region, [])
             order.append(key)
-        groups[key][1].append(Halfspaces(A, b, s))
+        groups[key][1].append(Halfspaces(A, b, s, b_d, b_x))
     return [Case(groups[key][0], groups[key][1]) for key in order]
 
 
@@ -759,28 +850,44 @@ def _ref(name: str, shape: Sequence[int], flat: int) -> str:
     return f"{name}[{','.join(str(int(i)) for i in idx)}]"
 
 
-def _row_text(A_row, b: float, strict: bool, name: str, shape) -> str:
+def _constant(up: float, d: int, exact: Optional[Fraction] = None, negate: bool = False) -> str:
+    """A decimal for the exact right-hand side c whose upward rounding is `up` and direction `d`
+    (for -c with `negate`): c's own digits when c is known and terminates, else a decimal with
+    c's nearest float64 and direction (numbers.decimal_for), which reads back the same."""
+    if exact is not None:
+        text = terminating_decimal(-exact if negate else exact)
+        if text is not None:
+            return text
+    near = float(near_of_up(up, d))
+    return decimal_for(-near, -d) if negate else decimal_for(near, d)
+
+
+def _row_text(A_row, b: float, strict: bool, name: str, shape, d: int = 0, exact: Optional[Fraction] = None) -> str:
     op = "<" if strict else "<="
     nz = [(int(i), float(A_row[i])) for i in np.flatnonzero(A_row)]
     if len(nz) == 1 and abs(nz[0][1]) == 1.0:
         i, c = nz[0]
         if c > 0:
-            return f"({op} {_ref(name, shape, i)} {format_number(b)})"
-        return f"({'>' if strict else '>='} {_ref(name, shape, i)} {format_number(-b)})"
-    if len(nz) == 2 and b == 0.0 and sorted(c for _, c in nz) == [-1.0, 1.0]:
+            return f"({op} {_ref(name, shape, i)} {_constant(b, d, exact)})"
+        return f"({'>' if strict else '>='} {_ref(name, shape, i)} {_constant(b, d, exact, negate=True)})"
+    if len(nz) == 2 and b == 0.0 and d == 0 and sorted(c for _, c in nz) == [-1.0, 1.0]:
         (i, ci), (j, cj) = nz
         pos, neg = (i, j) if ci > 0 else (j, i)
         return f"({op} {_ref(name, shape, pos)} {_ref(name, shape, neg)})"
     if not nz:
-        return f"({op} (* 0.0 {_ref(name, shape, 0)}) {format_number(b)})"
+        return f"({op} (* 0.0 {_ref(name, shape, 0)}) {_constant(b, d, exact)})"
     terms = " ".join(f"(* {format_number(c)} {_ref(name, shape, i)})" for i, c in nz)
-    return f"({op} (+ {terms}) {format_number(b)})"
+    return f"({op} (+ {terms}) {_constant(b, d, exact)})"
 
 
-def _row_float_exact(a_row, b: float) -> bool:
+def _row_float_exact(a_row, b: float, d: int = 0) -> bool:
     nz = np.flatnonzero(a_row)
     c = sorted(float(a_row[i]) for i in nz)
-    return (len(nz) == 1 and abs(c[0]) == 1.0) or (len(nz) == 2 and b == 0.0 and all(abs(x) == 1.0 for x in c))
+    return (len(nz) == 1 and abs(c[0]) == 1.0) or (len(nz) == 2 and b == 0.0 and d == 0 and all(abs(x) == 1.0 for x in c))
+
+
+def _dir(dirs: Optional[np.ndarray], k: int) -> int:
+    return 0 if dirs is None else int(dirs[k])
 
 
 def spec_float_exact(spec: Spec) -> bool:
@@ -788,10 +895,11 @@ def spec_float_exact(spec: Spec) -> bool:
     exactly (variable vs constant, variable vs variable, +-v +-w vs 0); else only a `real` query can hold it."""
     for case in spec.cases:
         r = case.region
-        if r.G is not None and not all(_row_float_exact(r.G[k], float(r.h[k])) for k in range(r.G.shape[0])):
+        if r.G is not None and not all(_row_float_exact(r.G[k], float(r.h[k]), _dir(r.h_dir, k))
+                                       for k in range(r.G.shape[0])):
             return False
         for hs in case.output:
-            if not all(_row_float_exact(hs.A[k], float(hs.b[k])) for k in range(hs.rows)):
+            if not all(_row_float_exact(hs.A[k], float(hs.b[k]), _dir(hs.b_dir, k)) for k in range(hs.rows)):
                 return False
     return True
 
@@ -802,7 +910,9 @@ def spec_to_vnnlib2(spec: Spec, input_shape: Sequence[int], output_shape: Sequen
 
     Rows with one ±1 coefficient become variable-vs-constant comparisons and rows `y_i - y_j <= 0`
     become `(<= Y[i] Y[j])`; other rows are written as weighted sums (which a float-typed query
-    then refuses: use element_type="real" for those). Strictness is kept.
+    then refuses: use element_type="real" for those). Strictness is kept. Constants are written so
+    that a `real` query reads back the same normal form (the same outward floats and directions;
+    the exact decimal where it is known and terminates, e.g. every constant that is a float64).
     """
     if int(np.prod(input_shape, dtype=np.int64)) != spec.n_inputs or int(np.prod(output_shape, dtype=np.int64)) != spec.n_outputs:
         raise ValueError("shapes do not match the spec's variable counts")
@@ -818,18 +928,23 @@ def spec_to_vnnlib2(spec: Spec, input_shape: Sequence[int], output_shape: Sequen
         for i in range(spec.n_inputs):
             ls = r.lower_strict is not None and r.lower_strict[i]
             us = r.upper_strict is not None and r.upper_strict[i]
-            terms.append(f"({'>' if ls else '>='} {_ref(x, input_shape, i)} {format_number(r.lower[i])})")
-            terms.append(f"({'<' if us else '<='} {_ref(x, input_shape, i)} {format_number(r.upper[i])})")
+            d_lo, d_hi = _dir(r.lower_dir, i), _dir(r.upper_dir, i)
+            lo = decimal_for(float(near_of_down(r.lower[i], d_lo)), d_lo)
+            hi = decimal_for(float(near_of_up(r.upper[i], d_hi)), d_hi)
+            terms.append(f"({'>' if ls else '>='} {_ref(x, input_shape, i)} {lo})")
+            terms.append(f"({'<' if us else '<='} {_ref(x, input_shape, i)} {hi})")
         if r.G is not None:
             for k in range(r.G.shape[0]):
                 strict = bool(r.G_strict[k]) if r.G_strict is not None else False
-                terms.append(_row_text(r.G[k], float(r.h[k]), strict, x, input_shape))
+                terms.append(_row_text(r.G[k], float(r.h[k]), strict, x, input_shape, _dir(r.h_dir, k),
+                                       r.h_exact[k] if r.h_exact is not None else None))
         return terms
 
     def output_terms(case: Case) -> str:
         conj = []
         for hs in case.output:
-            rows = [_row_text(hs.A[k], float(hs.b[k]), bool(hs.strict[k]), y, output_shape) for k in range(hs.rows)]
+            rows = [_row_text(hs.A[k], float(hs.b[k]), bool(hs.strict[k]), y, output_shape, _dir(hs.b_dir, k),
+                              hs.b_exact[k] if hs.b_exact is not None else None) for k in range(hs.rows)]
             if not rows:  # no output constraint: always true
                 rows = [f"(<= {_ref(y, output_shape, 0)} {_ref(y, output_shape, 0)})"]
             conj.append("(and " + " ".join(rows) + ")")
