@@ -55,10 +55,146 @@ class Hostile:
 # ---------------------------------------------------------------------------------------------
 # Property files: constants, declarations, NaN, sizes, gzip, endless input
 # ---------------------------------------------------------------------------------------------
+def _never_sat(tmp: Path, proc) -> None:
+    """check: an answer, but not sat (the property is unsat in exact arithmetic)."""
+    first = (tmp / "result.txt").read_text().splitlines()[:1]
+    assert first in (["unsat"], ["unknown"], ["timeout"]), first
+    assert proc.stdout.splitlines()[:1] == first
+
+
+def _not_written(name: str):
+    def check(tmp: Path, proc) -> None:
+        assert not (tmp / name).exists(), f"{name} was written"
+    return check
+
+
+def _fifo(p: Path) -> None:
+    os.mkfifo(p)
+
+
+def _gzip_bomb(p: Path, mib: int = 2048) -> None:
+    """mib MiB of zeros as concatenated gzip members of 1 MiB each (a file of about mib KiB)."""
+    import gzip
+
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)
+    with open(p, "wb") as f:
+        for _ in range(mib):
+            f.write(member)
+
+
+def _broken_gzip(kind: str, payload: bytes):
+    def write(p: Path) -> None:
+        import gzip
+
+        data = bytearray(gzip.compress(payload))
+        if kind == "corrupt":
+            data[10] = 0x07  # the first deflate block gets a reserved type: zlib's "invalid block type"
+        else:
+            del data[len(data) // 2:]
+        p.write_bytes(bytes(data))
+    return write
+
+
+def _tiny_gz(kind: str):
+    return _broken_gzip(kind, TINY.read_bytes())
+
+
+# the repro of issue 18 point 1: y1 = 0.5 - 2 x1 <= 0.5 here, so y1 >= 0.50000000000000001 is unsat;
+# with X_1 fixed at 0, y0 = 2 x1 = 0 < 1e-400 too. Both once answered sat (the constants rounded).
+REPRO = HEAD + BOX + "(assert (>= Y_1 0.50000000000000001))\n"
+REPRO_1E400 = HEAD + BOX.replace("(<= X_1 0.5)", "(<= X_1 0)") + "(assert (>= Y_0 1e-400))\n"
+V2_HEAD = ("(vnnlib-version <2.0>)\n(declare-network f\n  (declare-input X float32 [1,2])\n"
+           "  (declare-output Y float32 [1,2])\n)\n")
+
+
+def _exact_cases() -> List[Hostile]:
+    out = []
+    for name, text in (("repro", REPRO), ("1e400", REPRO_1E400)):
+        for mode in ("auto", "exact", "falsify"):
+            argv = ["verify", "{tiny}", "{tmp}/p.vnnlib", "--mode", mode, "--timeout", "3", "--threads", "1",
+                    "--result-file", "{res}"]
+            out.append(Hostile(f"spec-exact-{name}-{mode}", argv, files={"p.vnnlib": text}, exit=0,
+                               result="unknown" if mode == "falsify" else None, stderr=None, stderr_lines=None,
+                               check=_never_sat, timeout=30))
+    return out
+
+
+VERIFY_P = ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}"]
 SPEC_CASES: List[Hostile] = [
     Hostile("spec-garbage-line-col", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}"],
             files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_0 ))\n"}, result="error",
             stderr=r"p\.vnnlib:\d+:\d+"),
+    # point 1: constants are exact; never sat on the rounded constant
+    *_exact_cases(),
+    # point 2: memory bounded by the input: a declared index far beyond the inputs
+    Hostile("spec-x999-verify", VERIFY_P, files={"p.vnnlib": HEAD.replace("X_1", "X_999999999") + BOX.replace(
+        "X_1", "X_999999999") + "(assert (>= Y_1 Y_0))\n"}, result="error",
+            stderr=r"p\.vnnlib:2:16: variable X_999999999 is out of range: the network has 2 inputs \(X_0\.\.X_1\)"),
+    Hostile("spec-x999-show", ["spec", "show", "{tmp}/p.vnnlib"], files={"p.vnnlib": HEAD.replace(
+        "X_1", "X_999999999") + BOX.replace("X_1", "X_999999999") + "(assert (>= Y_1 Y_0))\n"}, mem_mb=1000,
+            stderr=r"p\.vnnlib: X_ variables are not numbered 0\.\.999999999 without gaps \(missing X_1\)"),
+    Hostile("spec-x999-show-model", ["spec", "show", "{tmp}/p.vnnlib", "--model", "{tiny}"], files={
+        "p.vnnlib": HEAD.replace("X_1", "X_999999999") + BOX.replace("X_1", "X_999999999") + "(assert (>= Y_1 Y_0))\n"},
+            stderr=r"p\.vnnlib:2:16: variable X_999999999 is out of range"),
+    Hostile("spec-v2-huge-shape-show", ["spec", "show", "{tmp}/q.vnnlib"], mem_mb=1000, files={
+        "q.vnnlib": V2_HEAD.replace("[1,2])\n  (declare-output", "[1000000000])\n  (declare-output")
+        + "(assert (<= X[0] 1.0))\n(assert (>= X[0] 0.0))\n(assert (<= Y[0,0] 0.0))\n"},
+            stderr=r"q\.vnnlib:3:3: X has 1000000000 elements; without a model"),
+    # gzip that expands past the limit, endless input, FIFOs, corrupt and truncated .gz
+    Hostile("spec-gzip-bomb-verify", VERIFY_P[:2] + ["{tmp}/p.vnnlib.gz"] + VERIFY_P[3:],
+            files={"p.vnnlib.gz": _gzip_bomb}, result="error",
+            stderr=r"p\.vnnlib\.gz: property file decompresses to more than 256 MiB \(the limit\); refused"),
+    Hostile("spec-gzip-bomb-show", ["spec", "show", "{tmp}/p.vnnlib.gz"], files={"p.vnnlib.gz": _gzip_bomb},
+            mem_mb=1000, stderr=r"decompresses to more than 256 MiB"),
+    Hostile("spec-dev-zero", ["verify", "{tiny}", "/dev/zero", "--result-file", "{res}"], result="error",
+            stderr=r"/dev/zero: cannot read property file: a character device, not a regular file"),
+    Hostile("spec-fifo", VERIFY_P, files={"p.vnnlib": _fifo}, result="error", timeout=30,
+            stderr=r"p\.vnnlib: cannot read property file: a FIFO \(named pipe\), not a regular file"),
+    Hostile("spec-fifo-show", ["spec", "show", "{tmp}/p.vnnlib"], files={"p.vnnlib": _fifo}, timeout=30,
+            mem_mb=1000, stderr=r"a FIFO \(named pipe\), not a regular file"),
+    Hostile("spec-gzip-corrupt", VERIFY_P[:2] + ["{tmp}/p.vnnlib.gz"] + VERIFY_P[3:],
+            files={"p.vnnlib.gz": _broken_gzip("corrupt", (HEAD + BOX + "(assert (>= Y_1 Y_0))\n").encode())},
+            result="error", stderr=r"p\.vnnlib\.gz: broken gzip file: corrupt compressed data \(invalid block type\)"),
+    Hostile("spec-gzip-corrupt-show", ["spec", "show", "{tmp}/p.vnnlib.gz"], mem_mb=1000,
+            files={"p.vnnlib.gz": _broken_gzip("corrupt", (HEAD + BOX + "(assert (>= Y_1 Y_0))\n").encode())},
+            stderr=r"p\.vnnlib\.gz: broken gzip file: corrupt compressed data"),
+    Hostile("spec-gzip-truncated", VERIFY_P[:2] + ["{tmp}/p.vnnlib.gz"] + VERIFY_P[3:],
+            files={"p.vnnlib.gz": _broken_gzip("truncated", (HEAD + BOX + "(assert (>= Y_1 Y_0))\n").encode())},
+            result="error", stderr=r"p\.vnnlib\.gz: broken gzip file: truncated"),
+    Hostile("spec-model-gz-corrupt", ["verify", "{tmp}/m.onnx.gz", "{tmp}/p.vnnlib", "--result-file", "{res}"],
+            files={"m.onnx.gz": _tiny_gz("corrupt"), "p.vnnlib": HEAD + BOX + "(assert (>= Y_1 Y_0))\n"},
+            result="error", stderr=r"m\.onnx\.gz: broken gzip file: corrupt compressed data"),
+    # point 11: NaN (and infinities) are not numbers, in every position, with file:line:column
+    Hostile("spec-nan-output", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 nan))\n"},
+            result="error", stderr=r"p\.vnnlib:9:17: 'nan' is not a number of VNN-LIB"),
+    Hostile("spec-nan-input", VERIFY_P, files={"p.vnnlib": HEAD + BOX.replace("(<= X_0 1)", "(<= X_0 NaN)")
+                                                + "(assert (>= Y_1 Y_0))\n"},
+            result="error", stderr=r"p\.vnnlib:6:17: 'NaN' is not a number of VNN-LIB"),
+    Hostile("spec-nan-term", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (<= (+ Y_0 -nan) 1))\n"},
+            result="error", stderr=r"p\.vnnlib:9:20: '-nan' is not a number of VNN-LIB"),
+    Hostile("spec-inf-output", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (or (<= Y_0 inf) (>= Y_1 0)))\n"},
+            result="error", stderr=r"p\.vnnlib:9:21: 'inf' is not a number of VNN-LIB"),
+    Hostile("spec-nan-v2", ["verify", "{tiny}", "{tmp}/q.vnnlib", "--result-file", "{res}"], result="error",
+            files={"q.vnnlib": V2_HEAD + "(assert (<= X[0,0] 1.0))\n(assert (>= X[0,0] nan))\n"
+                                         "(assert (<= X[0,1] 1.0))\n(assert (>= X[0,1] 0.0))\n(assert (<= Y[0,0] 0.0))\n"},
+            stderr=r"q\.vnnlib:7:\d+: 'nan' is not a number of VNN-LIB"),
+    Hostile("spec-robustness-eps-nan", ["spec", "robustness", "--point", "0.5,0.5", "--label", "0", "--n-classes", "2",
+                                        "--eps", "nan", "--out", "{tmp}/r.vnnlib"], mem_mb=1000, stderr=r"eps",
+            check=_not_written("r.vnnlib")),
+    Hostile("spec-robustness-point-inf", ["spec", "robustness", "--point", "0.5,inf", "--label", "0", "--n-classes", "2",
+                                          "--eps", "0.1", "--out", "{tmp}/r.vnnlib"], mem_mb=1000,
+            stderr=r"not a finite number"),
+    Hostile("spec-robustness-clip-nan", ["spec", "robustness", "--point", "0.5,0.5", "--label", "0", "--n-classes", "2",
+                                         "--eps", "0.1", "--clip", "nan", "1", "--out", "{tmp}/r.vnnlib"], mem_mb=1000,
+            stderr=r"clip"),
+    # point 12: an offending 1 MB token is quoted in at most ~200 characters
+    Hostile("spec-huge-token", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 " + "q" * 1_000_000 + "))\n"},
+            result="error", stderr=r"^vnncert: error: p\.vnnlib:9:17: expected a declared variable or a number, found "
+                                   r"'q{200}'\.\.\. \(1000000 characters\)$"),
+    Hostile("spec-huge-number", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 0." + "1" * 1_000_000 + "))\n"},
+            result="error", stderr=r"^vnncert: error: p\.vnnlib:9:17: number with 1000002 characters \(at most 1000"),
+    Hostile("spec-huge-exponent", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 1e-99999999999))\n"},
+            result="error", stderr=r"p\.vnnlib:9:17: exponent of '1e-99999999999' is out of range"),
 ]
 
 # ---------------------------------------------------------------------------------------------
