@@ -165,6 +165,10 @@ def test_rows_over_several_outputs_use_rational_arithmetic_when_float64_cannot_t
     # y0 - y1 with y1 tiny rounds to y0 in float64: only the exact difference decides
     assert rows_hold(A, np.array([big]), np.array([True]), None, None, np.array([[big, tiny]]))[0, 0]
     assert not rows_hold(A, np.array([big]), np.array([False]), None, None, np.array([[big, -tiny]]))[0, 0]
+    # y0 - y1 against an exact 0 is decided by the sign of the float64 difference, which is exact
+    tiny2 = np.array([[tiny, np.nextafter(tiny, 1)], [big, tiny], [-tiny, -tiny]])
+    assert rows_hold(A, np.zeros(1), np.array([False]), None, None, tiny2)[:, 0].tolist() == [True, False, True]
+    assert rows_hold(A, np.zeros(1), np.array([True]), None, None, tiny2)[:, 0].tolist() == [True, False, False]
     # a non-float64 right-hand side: (<= (- Y_0 Y_1) 0.1) keeps 0.1 itself
     spec = parse_spec("(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)"
                       "(assert (>= X_0 0))(assert (<= X_0 1))(assert (<= (- Y_0 Y_1) 0.1))")

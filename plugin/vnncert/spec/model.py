@@ -33,31 +33,52 @@ def _tight(dirs: Optional[np.ndarray], m: int) -> np.ndarray:
     return np.ones(m, dtype=bool) if dirs is None else (np.asarray(dirs) == 0)
 
 
+def row_plan(A: np.ndarray, b: np.ndarray, strict: np.ndarray, b_dir: Optional[np.ndarray]):
+    """What `rows_hold` needs of the rows alone: (non-strict and exact rows, whether every row's
+    float64 decision is exact, the other rows, their |A|). A row's float64 decision is exact when
+    its left-hand side is computed exactly (no variable, or one with coefficient ±1) or when it
+    compares the sum or difference of two variables with an exact 0 (the sign of a float64 sum is
+    exact, in any summation order, with or without fused multiply-add)."""
+    m = A.shape[0]
+    tight = _tight(b_dir, m)
+    absA = np.abs(A)
+    if A.size <= 64:  # the usual few small rows: plain Python is faster than a dozen numpy calls
+        exact_rows = np.empty(m, dtype=bool)
+        for r, (row, br, t) in enumerate(zip(absA.tolist(), b.tolist(), tight.tolist())):
+            nzs = [x for x in row if x != 0.0]
+            exact_rows[r] = all(x == 1.0 for x in nzs) and (len(nzs) <= 1 or (len(nzs) == 2 and br == 0 and t))
+    else:
+        nz = (absA != 0).sum(axis=1)
+        units = ((absA == 0) | (absA == 1.0)).all(axis=1)  # every coefficient 0 or ±1
+        exact_rows = units & ((nz <= 1) | ((nz == 2) & (b == 0) & tight))
+    rows = np.flatnonzero(~exact_rows)
+    le = tight & ~np.asarray(strict, dtype=bool)
+    mode = 0 if le.all() else 1 if not le.any() else 2  # every row `<=`, every row `<`, mixed
+    return le, bool(exact_rows.all()), rows, absA[rows], tight, mode
+
+
 def rows_hold(A: np.ndarray, b: np.ndarray, strict: np.ndarray, b_dir: Optional[np.ndarray],
-              b_exact: Optional[Sequence[Optional[Fraction]]], v: np.ndarray) -> np.ndarray:
+              b_exact: Optional[Sequence[Optional[Fraction]]], v: np.ndarray, plan=None) -> np.ndarray:
     """(B, m) bool: row r holds exactly at v[i] (`A_r v <= c_r`, `<` when strict), where c_r is
     the exact right-hand side whose upward rounding is b[r].
 
-    A float64 pass decides every entry whose float left-hand side is exact (one coefficient of
-    magnitude 1) or whose rigorous error bound keeps it clear of c; the rest (close calls) are
-    settled in rational arithmetic."""
+    A float64 pass decides every entry whose float decision is exact (`row_plan`) or whose
+    rigorous error bound keeps it clear of c; the rest (close calls) are settled in rational
+    arithmetic."""
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
     m = A.shape[0]
     if m == 0:
         return np.ones((v.shape[0], 0), dtype=bool)
+    le_ok, all_exact, rows, absA, tight, _ = plan if plan is not None else row_plan(A, b, strict, b_dir)
+    lhs = v @ A.T
+    # for a float64 L: L <= c iff L < b or (L == b and c == b); L < c iff L < b
+    ok = (lhs < b) | ((lhs == b) & le_ok)
+    if all_exact:
+        return ok
     with np.errstate(invalid="ignore", over="ignore"):
-        lhs = v @ A.T
-        tight = _tight(b_dir, m)
-        # for a float64 L: L <= c iff L < b or (L == b and c == b); L < c iff L < b
-        ok = (lhs < b) | ((lhs == b) & (tight & ~strict))
-        absA = np.abs(A)
-        simple = ((A != 0).sum(axis=1) == 1) & (absA.max(axis=1) == 1.0)
-        if simple.all():
-            return ok
-        rows = np.flatnonzero(~simple)
         n = A.shape[1]
         # |fl(sum a_j v_j) - sum a_j v_j| <= gamma_n sum |a_j v_j| (+ underflow), in any order
-        err = (np.abs(v) @ absA[rows].T) * ((2 * n + 4) * _U) + (n + 1) * _ETA
+        err = (np.abs(v) @ absA.T) * ((2 * n + 4) * _U) + (n + 1) * _ETA
         L, bb = lhs[:, rows], b[rows]
         unsure = (L - err <= bb) & (L + err > np.nextafter(bb, -np.inf)) & np.isfinite(L) & np.isfinite(err)
     for i, k in zip(*np.nonzero(unsure)):
@@ -111,7 +132,18 @@ class Halfspaces:
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))
         if self.rows == 0:
             return np.ones(y.shape[0], dtype=bool)
-        return rows_hold(self.A, self.b, self.strict, self.b_dir, self.b_exact, y).all(axis=1)
+        plan = self.__dict__.get("_plan")
+        if plan is None:  # the rows' part of the work, once (the arrays of a Spec are not changed)
+            plan = self.__dict__["_plan"] = row_plan(self.A, self.b, self.strict, self.b_dir)
+        if plan[1]:  # every row decided exactly in float64 (the usual case), inline
+            lhs = y @ self.A.T
+            mode = plan[5]
+            if mode == 0:
+                return (lhs <= self.b).all(axis=1)
+            if mode == 1:
+                return (lhs < self.b).all(axis=1)
+            return ((lhs < self.b) | ((lhs == self.b) & plan[0])).all(axis=1)
+        return rows_hold(self.A, self.b, self.strict, self.b_dir, self.b_exact, y, plan).all(axis=1)
 
     def violation(self, y: np.ndarray) -> np.ndarray:
         """max_i (A_i y - b_i) per row of y: <= 0 (< 0 for strict rows) means y is unsafe
@@ -177,10 +209,15 @@ class InputRegion:
 
     def rounded_bounds(self, dtype):
         """(lo, hi) float64 arrays of `dtype` values: the roundings fl(c_lo), fl(c_hi) of the exact
-        bounds to `dtype` (correctly rounded from the exact values; float64 gives the nearest)."""
-        lo = round_to_dtype(near_of_down(self.lower, self.lower_dir), self.lower_dir, dtype)
-        hi = round_to_dtype(near_of_up(self.upper, self.upper_dir), self.upper_dir, dtype)
-        return lo, hi
+        bounds to `dtype` (correctly rounded from the exact values; float64 gives the nearest).
+        Computed once per dtype (the arrays of a Spec are not changed)."""
+        key = "_rounded_" + np.dtype(dtype).str
+        got = self.__dict__.get(key)
+        if got is None:
+            lo = round_to_dtype(near_of_down(self.lower, self.lower_dir), self.lower_dir, dtype)
+            hi = round_to_dtype(near_of_up(self.upper, self.upper_dir), self.upper_dir, dtype)
+            got = self.__dict__[key] = (lo, hi)
+        return got
 
     def fixed(self) -> np.ndarray:
         """(n_inputs,) bool: inputs whose lower and upper bound have the same nearest float64 (an
