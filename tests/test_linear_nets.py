@@ -142,7 +142,7 @@ def test_relaxed_engine_uses_the_lp_on_affine_regions(world, method):
 
     models, props = world
     net = load_network(models["lin20"], threads=1)
-    opts = Options(mode="relaxed", threads=1, relaxed_method=method)
+    opts = Options.make(mode="relaxed", threads=1, relaxed_method=method)
     out = relaxed.check(net, load_spec(props["conj20_unsat"], network=net), time.monotonic() + 60, opts)
     assert out.verdict == Verdict.UNSAT, out.detail
     out = relaxed.check(net, load_spec(props["conj20_sat"], network=net), time.monotonic() + 60, opts)

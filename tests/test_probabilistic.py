@@ -356,12 +356,12 @@ def test_robustness_query_reads_robustness_and_rejects_the_rest():
 def test_check_sat_only_for_a_replayed_witness_of_f():
     net = load_network(str(SPECS / "onnx" / "tiny_2in.onnx"), threads=1)
     spec = load_spec(str(SPECS / "vnnlib" / "tiny_sat.vnnlib"), network=net)
-    out = P.check(net, spec, time.monotonic() + 60, Options(sigma=0.25, threads=1, n=2000, seed=3))
+    out = P.check(net, spec, time.monotonic() + 60, Options.make(sigma=0.25, threads=1, n=2000, seed=3))
     assert out.verdict == Verdict.SAT and out.witness_checked
     x, y = out.counterexample
     assert check_witness(net, spec, x) is not None
     spec_u = load_spec(str(SPECS / "vnnlib" / "tiny_unsat.vnnlib"), network=net)
-    out = P.check(net, spec_u, time.monotonic() + 60, Options(sigma=0.25, threads=1, n=2000))
+    out = P.check(net, spec_u, time.monotonic() + 60, Options.make(sigma=0.25, threads=1, n=2000))
     assert out.verdict == Verdict.UNKNOWN and out.certificate is not None  # never unsat: g is not f
 
 
@@ -370,7 +370,7 @@ def test_check_certificate_on_a_digits_property():
     spec = load_spec(str(SPECS / "vnnlib" / "digits_0_eps0.02.vnnlib"), network=net)
     q = P.robustness_query(spec)
     for noise in ("gaussian", "uniform"):
-        out = P.check(net, spec, time.monotonic() + 60, Options(sigma=0.25, noise=noise, threads=1, n=5000, alpha=0.01))
+        out = P.check(net, spec, time.monotonic() + 60, Options.make(sigma=0.25, noise=noise, threads=1, n=5000, alpha=0.01))
         c = out.certificate
         assert out.verdict == Verdict.UNKNOWN and out.counterexample is None
         assert c.noise == noise and c.n == 5000 and c.alpha == 0.01 and c.sigma == 0.25
@@ -380,7 +380,7 @@ def test_check_certificate_on_a_digits_property():
         assert c.radius == pytest.approx(P.certified_radius(noise, 0.25, c.pA_lower))
         assert "smoothed classifier g" in c.claim and "not the network f" in c.claim
     # a deadline already passed: no claim at all
-    out = P.check(net, spec, time.monotonic() - 1, Options(sigma=0.25, threads=1, n=100_000, batch=1000))
+    out = P.check(net, spec, time.monotonic() - 1, Options.make(sigma=0.25, threads=1, n=100_000, batch=1000))
     assert out.verdict == Verdict.TIMEOUT and out.certificate is None
 
 

@@ -82,7 +82,8 @@ def test_api_refuses_what_the_command_line_refuses():
 
 
 def test_check_arguments_accepts_the_defaults_and_inf():
-    from vnncert.options import Options, check_arguments, check_options
+    from vnncert.api import check_arguments, check_options
+    from vnncert.options import Options
 
     check_options(Options())
     check_arguments(mode="auto", timeout=float("inf"), seed=2 ** 64 - 1, threads=1024, relaxed_method="alpha-crown",

@@ -250,7 +250,8 @@ def cmd_verify(args) -> int:
 
     from .api import ENGINE_MARGIN, outcome_of, solve
     from .deadline import deadline_from_start
-    from .options import Options, check_arguments
+    from .api import check_arguments
+    from .options import Options
     from .outputs import OutputError, check_distinct, check_writable
     from .results import Outcome, Verdict, write_json, write_result_file
     from .supervise import run_supervised
@@ -288,7 +289,7 @@ def cmd_verify(args) -> int:
     else:
         fields = {k: getattr(args, k) for k in ("relaxed_method", "sigma", "noise", "n0", "n", "alpha")
                   if getattr(args, k) is not None}
-        options = Options(mode=args.mode, seed=args.seed, threads=args.threads, **fields)
+        options = Options.make(mode=args.mode, seed=args.seed, threads=args.threads, **fields)
         model, prop = args.paths
         hard = deadline_from_start(args.timeout) if args.timeout is not None else math.inf
         engine_deadline = hard - ENGINE_MARGIN

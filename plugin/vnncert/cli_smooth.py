@@ -95,7 +95,7 @@ def _run_dataset(args) -> int:
     from . import load_network
     from .smoothing_report import certify_dataset, load_dataset, predict_dataset
 
-    from .options import check_arguments
+    from .api import check_arguments
     from .outputs import check_distinct, check_writable
 
     # the same checks as `vnncert verify --mode probabilistic`, then the outputs, before any work

@@ -356,7 +356,7 @@ def cmd_verify(args: Sequence[str]) -> int:
     from .supervise import run_supervised
 
     from .cli import UsageError
-    from .options import check_arguments
+    from .api import check_arguments
     from .outputs import check_distinct, check_folder_writable
 
     try:

@@ -2,7 +2,74 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
+
+
+# Each engine (and each shared layer: bounds, search, milp, smoothing) reads its tuning constants from
+# its own frozen section below; a constant's one-line comment says why it has its value. A test picks
+# a code path by passing a section with other values (`Options().with_(attack=AttackOptions(...))`
+# or the flat names of `FLAT`), never by patching module globals.
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """The falsifier (engines/attack.py)."""
+
+    samples: int = 4096  # random + corner samples over all cases: enough to hit ACAS Xu's sat regions
+    pgd_restarts: int = 64  # PGD starts per round (at least one per disjunct)
+    pgd_steps: int = 50  # PGD steps per start
+
+
+@dataclass(frozen=True)
+class QuickOptions:
+    """The numpy CROWN pass before any heavy import (engines/quick_bounds.py)."""
+
+
+@dataclass(frozen=True)
+class RelaxedOptions:
+    """The relaxed engine (engines/relaxed.py)."""
+
+    method: str = "crown"  # ibp | crown | alpha-crown | lp
+
+
+@dataclass(frozen=True)
+class BoundsOptions:
+    """The bounds layer (bounds/)."""
+
+
+@dataclass(frozen=True)
+class InputSplitOptions:
+    """Input-split branch and bound (search/)."""
+
+    heuristic: str = "slack"  # input-split dimension: slack | smear | width | abswidth (docs/relaxed.md)
+    max_dims: int = 16  # input splitting only when a case has at most this many free input dims
+
+
+@dataclass(frozen=True)
+class ActivationSplitOptions:
+    """Activation-split (ReLU-split) branch and bound (search/)."""
+
+
+@dataclass(frozen=True)
+class MilpOptions:
+    """The Pyomo model and the HiGHS solve (milp/)."""
+
+
+@dataclass(frozen=True)
+class ExactOptions:
+    """The exact engine's pipeline (engines/exact.py)."""
+
+
+@dataclass(frozen=True)
+class SmoothingOptions:
+    """Randomized smoothing (smoothing/, engines/probabilistic.py)."""
+
+    sigma: float = 0.25  # noise level (Cohen et al. 2019 use 0.12 .. 1.0)
+    noise: str = "gaussian"  # gaussian (l2) | laplace | uniform (l1)
+    n0: int = 100  # selection samples (Cohen et al.'s default)
+    n: int = 100_000  # estimation samples (Cohen et al.'s default)
+    alpha: float = 0.001  # failure probability (Cohen et al.'s default)
+    batch: int = 10_000  # noisy inputs per ONNX Runtime call
 
 
 @dataclass(frozen=True)
@@ -10,24 +77,55 @@ class Options:
     mode: str = "auto"
     seed: int = 0
     threads: int = 0  # 0 = all cores
-    # falsifier
-    attack_samples: int = 4096
-    pgd_restarts: int = 64
-    pgd_steps: int = 50
-    # relaxed engine
-    relaxed_method: str = "crown"  # ibp | crown | alpha-crown
-    split_heuristic: str = "slack"  # input-split dimension: slack | smear | width | abswidth (docs/relaxed.md)
-    split_max_dims: int = 16  # input-split BaB only when a case has at most this many free input dims
-    # probabilistic engine
-    sigma: float = 0.25
-    noise: str = "gaussian"
-    n0: int = 100
-    n: int = 100_000
-    alpha: float = 0.001
-    batch: int = 10_000
+    attack: AttackOptions = field(default_factory=AttackOptions)
+    quick: QuickOptions = field(default_factory=QuickOptions)
+    relaxed: RelaxedOptions = field(default_factory=RelaxedOptions)
+    bounds: BoundsOptions = field(default_factory=BoundsOptions)
+    input_split: InputSplitOptions = field(default_factory=InputSplitOptions)
+    activation_split: ActivationSplitOptions = field(default_factory=ActivationSplitOptions)
+    milp: MilpOptions = field(default_factory=MilpOptions)
+    exact: ExactOptions = field(default_factory=ExactOptions)
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+
+    @classmethod
+    def make(cls, **kw) -> "Options":
+        """Options from top-level fields, whole sections, and the flat names of `FLAT`
+        (what the command line and `vnncert.verify(**option_fields)` pass)."""
+        return cls().with_(**kw)
 
     def with_(self, **kw) -> "Options":
-        return replace(self, **kw)
+        """A copy with top-level fields, sections, or flat names (`FLAT`) replaced."""
+        top, per_section = {}, {}
+        names = {f.name for f in fields(self)}
+        for k, v in kw.items():
+            if k in FLAT:
+                section, name = FLAT[k]
+                per_section.setdefault(section, {})[name] = v
+            elif k in names:
+                top[k] = v
+            else:
+                raise TypeError(f"unknown option {k!r}")
+        out = replace(self, **top) if top else self
+        for section, values in per_section.items():
+            out = replace(out, **{section: replace(getattr(out, section), **values)})
+        return out
+
+
+# flat option name (command line, API keyword) -> (section, field)
+FLAT = {
+    "attack_samples": ("attack", "samples"),
+    "pgd_restarts": ("attack", "pgd_restarts"),
+    "pgd_steps": ("attack", "pgd_steps"),
+    "relaxed_method": ("relaxed", "method"),
+    "split_heuristic": ("input_split", "heuristic"),
+    "split_max_dims": ("input_split", "max_dims"),
+    "sigma": ("smoothing", "sigma"),
+    "noise": ("smoothing", "noise"),
+    "n0": ("smoothing", "n0"),
+    "n": ("smoothing", "n"),
+    "alpha": ("smoothing", "alpha"),
+    "batch": ("smoothing", "batch"),
+}
 
 
 def apply_threads(threads: int) -> None:
@@ -66,75 +164,3 @@ def apply_torch_threads(threads: int) -> None:
 
 
 _INTEROP_SET: list = []
-
-
-# ---- argument checks shared by both verify grammars, the smoothing commands and the API ----------
-THREADS_MAX = 1024  # --threads 0..1024 (0: all cores); a fixed cap, the same on every machine
-SEED_MAX = 2 ** 64 - 1  # seeds feed numpy's SeedSequence / default_rng: any integer 0..2**64-1
-
-
-def check_timeout(timeout) -> None:
-    """A timeout is a number of seconds >= 0; `inf` means no limit (as if none was given). NaN is refused."""
-    if timeout is None:
-        return
-    t = float(timeout)
-    if math.isnan(t) or t < 0:
-        raise ValueError(f"--timeout must be a number of seconds >= 0 (inf: no limit), got {timeout}")
-
-
-def check_arguments(mode=None, timeout=None, seed=None, threads=None, relaxed_method=None, sigma=None,
-                    noise=None, n0=None, n=None, alpha=None, batch=None) -> None:
-    """Raise ValueError naming the first bad argument. None means "not given" (the default is used).
-
-    The one check behind `vnncert verify MODEL PROP` (VNN-COMP form), `vnncert verify QUERY --network`
-    (VNN-LIB 2.0 form), `vnncert smooth` and `vnncert.verify`, so that they accept the same values.
-    """
-    if mode is not None:
-        from .router import MODES
-
-        if mode not in MODES:
-            raise ValueError(f"--mode must be one of {', '.join(sorted(MODES))}, got {mode!r}")
-    check_timeout(timeout)
-    if seed is not None and not (_is_int(seed) and 0 <= seed <= SEED_MAX):
-        raise ValueError(f"--seed must be an integer in 0..2**64-1, got {seed}")
-    if threads is not None and not (_is_int(threads) and 0 <= threads <= THREADS_MAX):
-        raise ValueError(f"--threads must be an integer in 0..{THREADS_MAX} (0: all cores), got {threads}")
-    if relaxed_method is not None:
-        methods = relaxed_methods()
-        if str(relaxed_method).lower() not in methods:
-            raise ValueError(f"--relaxed-method must be one of {', '.join(methods)}, got {relaxed_method!r}")
-    if sigma is not None and not (math.isfinite(float(sigma)) and float(sigma) > 0):
-        raise ValueError(f"--sigma must be a positive finite number, got {sigma}")
-    if noise is not None:
-        noises = noise_kinds()
-        if noise not in noises:
-            raise ValueError(f"--noise must be one of {', '.join(noises)}, got {noise!r}")
-    for name, v in (("--n0", n0), ("--n", n), ("--batch", batch)):
-        if v is not None and not (_is_int(v) and 1 <= v <= 10 ** 12):
-            raise ValueError(f"{name} must be an integer in 1..10**12, got {v}")
-    if alpha is not None and not (0 < float(alpha) < 1):
-        raise ValueError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
-
-
-def check_options(options: "Options", timeout=None) -> None:
-    """`check_arguments` on an Options object (the API's path)."""
-    check_arguments(mode=options.mode, timeout=timeout, seed=options.seed, threads=options.threads,
-                    relaxed_method=options.relaxed_method, sigma=options.sigma, noise=options.noise,
-                    n0=options.n0, n=options.n, alpha=options.alpha, batch=options.batch)
-
-
-def relaxed_methods() -> tuple:
-    """The relaxed engine's bounding methods, read off the engine (plus `lp`, the exact engine's LP)."""
-    from .engines.relaxed import METHODS
-
-    return tuple(METHODS) + ("lp",)
-
-
-def noise_kinds() -> tuple:
-    from .engines.probabilistic import NOISES
-
-    return tuple(NOISES)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)

@@ -77,7 +77,7 @@ def engine_check(name: str):
 
 def engine_converter(name: str, options: Options) -> Optional[str]:
     """The converter engine `name` needs under these options (see ENGINE_CONVERTER)."""
-    if name == "relaxed" and (options.relaxed_method or "").lower() == "lp":
+    if name == "relaxed" and (options.relaxed.method or "").lower() == "lp":
         return "to_affine"  # the exact engine's LP relaxation
     return ENGINE_CONVERTER.get(name)
 

@@ -89,7 +89,7 @@ def _try_candidates(network, spec, xs: np.ndarray, scores: np.ndarray, limit: in
 def random_search(network, spec, deadline: float, options: Options, rng: np.random.Generator, stats: dict):
     """Sample every case; returns (sat Outcome or None, per-case best score)."""
     n_cases = len(spec.cases)
-    per_case = max(8, min(options.attack_samples, (options.attack_samples * 4) // max(1, n_cases)))
+    per_case = max(8, min(options.attack.samples, (options.attack.samples * 4) // max(1, n_cases)))
     best = np.full(n_cases, np.inf)
     chunk_cases = max(1, 65536 // per_case)
     for start in range(0, n_cases, chunk_cases):
@@ -139,7 +139,7 @@ def pgd_search(network, spec, deadline: float, options: Options, rng: np.random.
         if float(width.max()) <= 0:
             continue
         n_dis = len(case.output)
-        R = max(n_dis, options.pgd_restarts)
+        R = max(n_dis, options.attack.pgd_restarts)
         which = np.arange(R) % n_dis
         # every disjunct has the same row count here (see _padded_spec)
         A = torch.tensor(np.stack([hs.A for hs in case.output]), dtype=torch.float32)
@@ -148,7 +148,7 @@ def pgd_search(network, spec, deadline: float, options: Options, rng: np.random.
         x = lo + torch.tensor(rng.random((R, reg.lower.size)), dtype=torch.float32) * width
         x[0] = (lo + hi) / 2
         step0 = 0.25 * width
-        for it in range(options.pgd_steps):
+        for it in range(options.attack.pgd_steps):
             if expired(deadline):
                 return None
             x.requires_grad_(True)
@@ -166,7 +166,7 @@ def pgd_search(network, spec, deadline: float, options: Options, rng: np.random.
                     if out is not None:
                         out.detail = f"PGD witness after {it + 1} steps, replayed with ONNX Runtime on the original model"
                         return out
-                step = step0 * (1.0 - it / options.pgd_steps) + 1e-3 * step0
+                step = step0 * (1.0 - it / options.attack.pgd_steps) + 1e-3 * step0
                 x = torch.max(torch.min(x - step * torch.sign(grad), hi), lo)
         # final point of every restart
         with torch.no_grad():
@@ -198,7 +198,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         out.detail = "sampling witness, replayed with ONNX Runtime on the original model"
         return out
     detail = f"no witness in {stats.get('samples', 0)} samples"
-    if not expired(deadline) and options.pgd_steps > 0:
+    if not expired(deadline) and options.attack.pgd_steps > 0:
         # pad disjuncts to the same row count for batching
         m = max(1, _max_rows(spec))
         try:

@@ -761,13 +761,13 @@ def check(network, spec, deadline: float, options) -> Outcome:
     """--mode probabilistic: certify g at the box centre; `sat` only for a replayed witness of f, else `unknown`."""
     t0 = time.monotonic()
     query = robustness_query(spec)
-    noise, scale = options.noise, float(options.sigma)
+    noise, scale = options.smoothing.noise, float(options.smoothing.sigma)
     if noise not in NOISES:
         raise SpecError(f"unknown noise {noise!r}; choose one of {', '.join(NOISES)}")
     norm = NOISES[noise]
     centre = (query.lower + query.upper) / 2.0
     need = needed_radius(query, norm)
-    stats = {"noise": noise, "scale": scale, "n0": options.n0, "n": options.n, "alpha": options.alpha}
+    stats = {"noise": noise, "scale": scale, "n0": options.smoothing.n0, "n": options.smoothing.n, "alpha": options.smoothing.alpha}
 
     # the centre is a point of the box: if f is already unsafe there, that is a witness
     hit = sat_outcome(network, spec, centre, ENGINE, detail="the box centre is a witness of f (replayed with ONNX Runtime)")
@@ -775,10 +775,10 @@ def check(network, spec, deadline: float, options) -> Outcome:
         hit.seconds = time.monotonic() - t0
         return hit
 
-    g = SmoothedClassifier(network, noise=noise, scale=scale, batch=options.batch, seed=options.seed, threads=options.threads)
+    g = SmoothedClassifier(network, noise=noise, scale=scale, batch=options.smoothing.batch, seed=options.seed, threads=options.threads)
     watch = WitnessWatch(network, spec, query)
     try:
-        res = g.certify(centre, options.n0, options.n, options.alpha, key=(0,), watch=watch, deadline=deadline)
+        res = g.certify(centre, options.smoothing.n0, options.smoothing.n, options.smoothing.alpha, key=(0,), watch=watch, deadline=deadline)
     except StopSampling:
         out = watch.outcome
         out.seconds = time.monotonic() - t0
@@ -799,12 +799,12 @@ def check(network, spec, deadline: float, options) -> Outcome:
     else:
         claim = (f"claim about the smoothed classifier g ({noise} noise, {scale_name}={scale:g}), not the network f: "
                  f"g(x') = {res.prediction} for every x' with ||x' - centre||_{what[1]} < {res.radius:.6g}, "
-                 f"with confidence 1-alpha = {1 - options.alpha:g}; the box needs {need:.6g}: "
+                 f"with confidence 1-alpha = {1 - options.smoothing.alpha:g}; the box needs {need:.6g}: "
                  f"{'covered' if covered else 'not covered'}")
-    cert = Certificate(sigma=scale, noise=noise, n0=int(options.n0), n=int(options.n), alpha=float(options.alpha),
+    cert = Certificate(sigma=scale, noise=noise, n0=int(options.smoothing.n0), n=int(options.smoothing.n), alpha=float(options.smoothing.alpha),
                        predicted=int(res.prediction), count=int(res.count), pA_lower=float(res.pA_lower),
                        radius=float(res.radius), norm=norm, needed_radius=need, covered=covered, claim=claim)
-    samples = int(options.n0) + int(options.n)
+    samples = int(options.smoothing.n0) + int(options.smoothing.n)
     stats.update(samples=samples, sampling_seconds=res.seconds, samples_per_second=samples / max(res.seconds, 1e-9),
                  label=query.label, selected=res.selected)
     if covered:

@@ -263,8 +263,8 @@ class _Search:
         reg = self.case.region
         self.lo0, self.hi0 = reg.lower.astype(np.float64), reg.upper.astype(np.float64)
         self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
-        self.heuristic = getattr(options, "split_heuristic", "slack")
-        self.chain = chain if options.relaxed_method == "crown" else None
+        self.heuristic = options.input_split.heuristic
+        self.chain = chain if options.relaxed.method == "crown" else None
         self.alpha_iters = ALPHA_ITERS
         per_box = 2 * 8 * sum(chain.widths) if self.chain is not None else 0
         self.max_open = int(min(MAX_OPEN_BOXES, MAX_STATE_BYTES // max(1, per_box)))
@@ -306,7 +306,7 @@ class _Search:
             self._scores_now = scores.numpy() if scores is not None else None
             return np.where(np.isnan(lb), -np.inf, lb), A.numpy(), state
         self._scores_now = None
-        lb, lA = self.bounder.lower(boxes.lo, boxes.hi, C, self.options.relaxed_method, want_A=True)
+        lb, lA = self.bounder.lower(boxes.lo, boxes.hi, C, self.options.relaxed.method, want_A=True)
         return lb, lA, None
 
     def run(self, lo: np.ndarray, hi: np.ndarray, alive: np.ndarray) -> Tuple[Optional[Outcome], str]:
@@ -498,7 +498,7 @@ class _Search:
 def check(network, spec, deadline: float, options: Options) -> Outcome:
     t0 = time.monotonic()
     stats: dict = {}
-    method = (options.relaxed_method or "crown").lower()
+    method = (options.relaxed.method or "crown").lower()
     if method == "lp":  # the triangle LP relaxation of the exact engine's encoding (engines/exact.py, docs/exact.md)
         from .exact import lp_check
 
@@ -579,7 +579,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     #    are linear programs: the LP of each disjunct decides them, sat (replayed) or unsat
     free = max(int((spec.cases[i].region.upper > spec.cases[i].region.lower).sum()) for i in open_cases)
     linear = _affine_cases(network, spec, open_cases, deadline,
-                           everywhere_only=free <= getattr(options, "split_max_dims", SPLIT_MAX_DIMS))
+                           everywhere_only=free <= options.input_split.max_dims)
     if linear:
         out, proven = _lp_cases(network, spec, linear, deadline, options, stats)
         if out is not None:
@@ -591,7 +591,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
 
     # 3) input-split BaB on the cases left open, when the input has few free dims
     free = max(int((spec.cases[i].region.upper > spec.cases[i].region.lower).sum()) for i in open_cases)
-    if free > getattr(options, "split_max_dims", SPLIT_MAX_DIMS):
+    if free > options.input_split.max_dims:
         return done(Verdict.UNKNOWN, f"{len(open_cases)} of {len(spec.cases)} case(s) not refuted by {method}; "
                                      f"{free} free input dims is too many for input splitting")
     with _torch_threads(1):  # small batched matmuls: extra threads only add synchronisation
