@@ -11,6 +11,7 @@ than one real input or output is a clear error.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import List, Optional, Tuple
@@ -344,6 +345,16 @@ class Network:
 
             self._torch = to_torch(self)
         return self._torch
+
+    @functools.cached_property
+    def signature(self):
+        """The input and output tensors (names, shapes with symbolic dims as 1, element types) as a
+        `vnncert.signature.Signature`: all that the property parser learns of the model."""
+        from ..signature import Signature, TensorSignature
+
+        return Signature((TensorSignature(self.input_name, self.input_shape, self.input_type_name, self._in_symbolic),),
+                         (TensorSignature(self.output_name, self.output_shape, self.output_type_name, self._out_symbolic),),
+                         self.name)
 
     def describe(self) -> str:
         return (f"{self.name}: input {self.input_name} {list(self.input_shape)} {self.input_type_name}, "
