@@ -1,4 +1,4 @@
-"""VNN-LIB 1.0 parse speed: vnncert's parser against the reference `read_vnnlib_simple`.
+"""VNN-LIB parse speed: vnncert's 1.0 and 2.0 parsers, and the reference `read_vnnlib_simple`.
 
 The reference is `read_vnnlib_simple` from nnenum (github.com/stanleybak/nnenum,
 src/nnenum/vnnlib.py), the simple parser that the VNN-COMP 2021/2022 tool scripts and many
@@ -15,9 +15,14 @@ src/nnenum/vnnlib.py is read with `git show` into a temporary directory.
 Each round times both parsers on the same file, interleaved (ours: `vnncert.load_spec`, which
 reads, decompresses if needed and parses; the reference: `read_vnnlib_simple(path, n_in, n_out)`,
 which reads and parses), with the variable counts from our parse. Prints wall-clock and CPU-time
-medians (CPU time is steadier on a busy machine), MB/s and the ratio.
+medians (CPU time is steadier on a busy machine), MB/s and the ratio. Without `--reference` only
+vnncert is timed.
 
-Usage: .venv/bin/python benchmarks/parse_speed.py --reference DIR [--file F ...] [--repeat 5]
+With `--vnnlib2` each file is also written as a VNN-LIB 2.0 query over `real` (the same property:
+`vnncert.spec.vnnlib2.spec_to_vnnlib2` on the 1.0 parse, flat shapes [n_in] and [n_out], into a
+temporary file, never kept) and the 2.0 parse of that file is timed the same way.
+
+Usage: .venv/bin/python benchmarks/parse_speed.py [--reference DIR] [--vnnlib2] [--file F ...] [--repeat 5]
 Default file: the largest .vnnlib under ../shared/benchmarks. Goal (issue 2): >= 10x the reference.
 """
 from __future__ import annotations
@@ -83,34 +88,47 @@ def main() -> int:
                     help="nnenum's vnnlib.py, a directory holding it, or a git directory of nnenum")
     ap.add_argument("--file", action="append", help="property file(s); default: largest under ../shared/benchmarks")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--vnnlib2", action="store_true", help="also time the 2.0 parse of each property's 2.0 text")
     a = ap.parse_args()
-    if not a.reference:
-        ap.error("--reference (or VNNCERT_REFERENCE_PARSER) is required; see the docstring for how to fetch it")
 
-    from vnncert.spec import load_spec
+    from vnncert import load_spec
 
     files = [Path(f) for f in a.file] if a.file else [largest_vnnlib()]
     with tempfile.TemporaryDirectory() as tmp:
-        ref_file = locate_reference(a.reference, tmp)
-        read_vnnlib_simple = load_reference(ref_file)
-        print(f"reference: read_vnnlib_simple from {ref_file}")
+        read_vnnlib_simple = None
+        if a.reference:
+            ref_file = locate_reference(a.reference, tmp)
+            read_vnnlib_simple = load_reference(ref_file)
+            print(f"reference: read_vnnlib_simple from {ref_file}")
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, median of {a.repeat} rounds, interleaved")
         for f in files:
             size_mb = f.stat().st_size / 1e6
             spec = load_spec(str(f))
             n_in, n_out = spec.n_inputs, spec.n_outputs
-            ours, ref = [], []
+            runs = {"vnncert": lambda: load_spec(str(f))}
+            if a.vnnlib2:
+                from vnncert.spec.vnnlib2 import spec_to_vnnlib2
+
+                q = Path(tmp) / (f.stem + ".2.vnnlib")
+                q.write_text(spec_to_vnnlib2(spec, [n_in], [n_out], "real"))
+                runs["vnncert 2.0"] = lambda: load_spec(str(q))
+            if read_vnnlib_simple is not None:
+                runs["reference"] = lambda: read_vnnlib_simple(str(f), n_in, n_out)
+            times = {k: [] for k in runs}
             for _ in range(a.repeat):
-                ours.append(timed(lambda: load_spec(str(f))))
-                ref.append(timed(lambda: read_vnnlib_simple(str(f), n_in, n_out)))
-            ow, oc = statistics.median(t[0] for t in ours), statistics.median(t[1] for t in ours)
-            rw, rc = statistics.median(t[0] for t in ref), statistics.median(t[1] for t in ref)
+                for k, fn in runs.items():
+                    times[k].append(timed(fn))
+            med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in times.items()}
             disjuncts = sum(len(c.output) for c in spec.cases)
             print(f"\n{f.name}: {size_mb:.2f} MB, {n_in} inputs, {n_out} outputs, "
                   f"{len(spec.cases)} input regions, {disjuncts} output disjuncts")
-            print(f"  vnncert   : wall {ow * 1e3:8.1f} ms = {size_mb / ow:7.1f} MB/s   cpu {oc * 1e3:8.1f} ms = {size_mb / oc:7.1f} MB/s")
-            print(f"  reference : wall {rw * 1e3:8.1f} ms = {size_mb / rw:7.1f} MB/s   cpu {rc * 1e3:8.1f} ms = {size_mb / rc:7.1f} MB/s")
-            print(f"  speed-up  : wall {rw / ow:.1f}x   cpu {rc / oc:.1f}x   (goal >= 10x)")
+            for k, (w, c) in med.items():
+                mb = size_mb if k != "vnncert 2.0" else q.stat().st_size / 1e6
+                print(f"  {k:<11} : wall {w * 1e3:8.1f} ms = {mb / w:7.1f} MB/s   cpu {c * 1e3:8.1f} ms = {mb / c:7.1f} MB/s"
+                      + (f"   ({mb:.2f} MB of 2.0 text)" if k == "vnncert 2.0" else ""))
+            if "reference" in med:
+                (ow, oc), (rw, rc) = med["vnncert"], med["reference"]
+                print(f"  speed-up  : wall {rw / ow:.1f}x   cpu {rc / oc:.1f}x   (goal >= 10x)")
     return 0
 
 
