@@ -4,6 +4,6 @@
 small class in the file of its family, decorated with `@register("OpType")`.
 """
 from .base import OpHandler, all_handlers, handler, register, supported_ops
-from . import activation, elementwise, linear, conv, pool, normalization, shape, reduce  # noqa: F401  (register)
+from . import activation, relu, elementwise, linear, conv, pool, normalization, shape, reduce  # noqa: F401  (register)
 
 __all__ = ["OpHandler", "register", "handler", "supported_ops", "all_handlers"]

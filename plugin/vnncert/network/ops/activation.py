@@ -1,10 +1,12 @@
-"""Elementwise activations: the tensor keeps its view (merged/prepended)."""
+"""Smooth elementwise activations and Neg: the tensor keeps its view (merged/prepended).
+
+Relu and LeakyRelu (piecewise linear, with the relu relaxation) live in `relu.py`."""
 from __future__ import annotations
 
 from .base import OpHandler, register
 
 
-@register("Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Sqrt", "Reciprocal")
+@register("Sigmoid", "Tanh", "Exp", "Neg", "Sqrt", "Reciprocal")
 class UnaryOp(OpHandler):
     def to_torch(self, node, ctx):
         from .torch_layers import Unary
@@ -12,32 +14,15 @@ class UnaryOp(OpHandler):
         x = node.inputs[0]
         ctx.emit(Unary(node.op_type), [x], [node.outputs[0]], ctx.view(x).merged)
 
-    # the MILP encoder lowers only the piecewise-linear ones
-    partial = {"to_affine": frozenset({"Relu", "Neg"})}
+    # the MILP encoder lowers only the affine one
+    partial = {"to_affine": frozenset({"Neg"})}
 
     def to_affine(self, node, ctx):
         x = ctx.sym(node.inputs[0])
-        if node.op_type == "Relu":
-            ctx.set(node.outputs[0], ctx.relu(x, node.outputs[0]))
-        elif node.op_type == "Neg":
+        if node.op_type == "Neg":
             ctx.set(node.outputs[0], -x)
         else:
             raise ctx.unsupported(node, "not piecewise linear")
-
-
-@register("LeakyRelu")
-class LeakyReluOp(OpHandler):
-    def to_torch(self, node, ctx):
-        from .torch_layers import LeakyRelu
-
-        x = node.inputs[0]
-        ctx.emit(LeakyRelu(node.attr("alpha", 0.01)), [x], [node.outputs[0]], ctx.view(x).merged)
-
-    def to_affine(self, node, ctx):
-        # exact for every slope a: a x + (1 - a) relu(x)
-        a = float(node.attr("alpha", 0.01))
-        x = ctx.sym(node.inputs[0])
-        ctx.set(node.outputs[0], x.scaled(a) + ctx.relu(x, node.outputs[0]).scaled(1.0 - a))
 
 
 @register("Identity", "Dropout")

@@ -1,8 +1,10 @@
 """The op-handler registry: one class per ONNX op type, one instance registered per op.
 
 A handler is a class with one method per converter. Today that is `to_torch(node, ctx)`
-(see `vnncert.network.torch_convert`) and `to_affine(node, ctx)`, the lowering to the MILP's
-layer graph (see `vnncert.network.layers`). `supported_ops(method)` lists the op types whose
+(see `vnncert.network.torch_convert`), `to_affine(node, ctx)`, the lowering to the MILP's
+layer graph (see `vnncert.network.layers`), and `relaxation(l, u, xp)`, the linear relaxation
+the bounds layer uses for a nonlinear layer (Relu: `relu.relu_relaxation`, MaxPool:
+`pool.max_relaxation`). `supported_ops(method)` lists the op types whose
 handler implements that method, so `vnncert supports --onnx-operators` is read off the
 registry, never kept by hand.
 """

@@ -4,6 +4,35 @@ from __future__ import annotations
 from ...errors import NetworkError
 from .base import OpHandler, register
 from .conv import explicit_pads
+from .relu import array_namespace
+
+
+def max_relaxation(l, u, xp=None):
+    """The linear relaxation of y = max_i z_i over the last axis, for z_i in [l_i, u_i].
+
+    l, u: (..., k) bounds of the k entries of each max (MaxPool: one row per window); an entry to
+    ignore (padding) has l = u = -inf, and each row has at least one finite entry.
+    Returns `(index, exact, upper)`, each of shape (...):
+    * index: the entry with the largest lower bound (the first one on ties); z_index <= y always;
+    * exact: that entry's lower bound is >= every other entry's upper bound, so y == z_index;
+    * upper: max_i u_i, the constant upper bound of y where not exact.
+    `xp` is the array namespace (numpy or torch; None: read off `l`). No arithmetic is done,
+    only comparisons, so the result is exact in any dtype.
+    """
+    xp = xp or array_namespace(l)
+    if xp.__name__ == "torch":
+        index = l.argmax(dim=-1)
+        best_l = xp.take_along_dim(l, index[..., None], dim=-1)[..., 0]
+        positions = xp.arange(l.shape[-1], device=l.device)
+        upper = u.max(dim=-1).values
+    else:
+        index = l.argmax(axis=-1)
+        best_l = xp.take_along_axis(l, index[..., None], axis=-1)[..., 0]
+        positions = xp.arange(l.shape[-1])
+        upper = u.max(axis=-1)
+    others = xp.where(positions == index[..., None], xp.full_like(u, -float("inf")), u)
+    others_u = others.max(dim=-1).values if xp.__name__ == "torch" else others.max(axis=-1)
+    return index, best_l >= others_u, upper
 
 
 def _pool_args(node, ctx, x):
@@ -41,6 +70,10 @@ class MaxPoolOp(OpHandler):
         dilations = list(node.attr("dilations", [1] * nd))
         pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], kernel, strides, dilations)
         ctx.set(node.outputs[0], maxpool(ctx, node, kernel, strides, dilations, pads))
+
+    @staticmethod
+    def relaxation(l, u, xp=None):
+        return max_relaxation(l, u, xp)
 
 
 @register("AveragePool")

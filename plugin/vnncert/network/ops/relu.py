@@ -1,0 +1,78 @@
+"""Relu and LeakyRelu: the piecewise-linear activations, and THE linear relaxation of relu.
+
+`relu_relaxation(l, u, xp)` is the one place the project writes CROWN's relaxation of relu; the
+bounds layer calls it (numpy or torch, any shape, elementwise) instead of keeping its own copy.
+"""
+from __future__ import annotations
+
+from .base import OpHandler, register
+
+
+def array_namespace(x):
+    """`torch` for a torch tensor, else `numpy` (the `xp` of the relaxation functions)."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        return torch
+    import numpy
+
+    return numpy
+
+
+def relu_relaxation(l, u, xp=None):
+    """CROWN's linear relaxation of relu(z) for z in [l, u], elementwise.
+
+    Returns `(lower_slope, upper_slope, upper_intercept)`, arrays of l's shape and dtype, with
+        lower_slope * z  <=  relu(z)  <=  upper_slope * z + upper_intercept   for every z in [l, u].
+    * active   (l >= 0): 1, 1, 0     (exact: relu(z) = z)
+    * inactive (u <= 0): 0, 0, 0     (exact: relu(z) = 0); l = u = 0 counts as active
+    * unstable (l < 0 < u): the upper line is the chord through (l, 0) and (u, u):
+      slope u / (u - l), intercept -slope * l; the lower slope is CROWN's adaptive choice,
+      1 where u >= -l (the identity is the closer bound) else 0. The tie u == -l takes 1.
+    `xp` is the array namespace (numpy or torch; None: read off `l`). The arithmetic is in l's
+    dtype, rounded to nearest: the outward margin that makes a bound float-sound is the bounds
+    layer's one margin rule, not this function's. Any lower slope in [0, 1] is also valid on
+    unstable neurons (alpha-CROWN optimises it; it starts from this one).
+    """
+    xp = xp or array_namespace(l)
+    active = l >= 0
+    inactive = (u <= 0) & ~active
+    unstable = ~(active | inactive)
+    one, zero = xp.ones_like(l), xp.zeros_like(l)
+    stable_slope = xp.where(active, one, zero)
+    denom = xp.where(unstable, u - l, one)
+    upper_slope = xp.where(unstable, u / denom, stable_slope)
+    upper_intercept = xp.where(unstable, -upper_slope * l, zero)
+    lower_slope = xp.where(unstable, xp.where(u >= -l, one, zero), stable_slope)
+    return lower_slope, upper_slope, upper_intercept
+
+
+@register("Relu")
+class ReluOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .torch_layers import Unary
+
+        x = node.inputs[0]
+        ctx.emit(Unary("Relu"), [x], [node.outputs[0]], ctx.view(x).merged)
+
+    def to_affine(self, node, ctx):
+        ctx.set(node.outputs[0], ctx.relu(ctx.sym(node.inputs[0]), node.outputs[0]))
+
+    @staticmethod
+    def relaxation(l, u, xp=None):
+        return relu_relaxation(l, u, xp)
+
+
+@register("LeakyRelu")
+class LeakyReluOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .torch_layers import LeakyRelu
+
+        x = node.inputs[0]
+        ctx.emit(LeakyRelu(node.attr("alpha", 0.01)), [x], [node.outputs[0]], ctx.view(x).merged)
+
+    def to_affine(self, node, ctx):
+        # exact for every slope a: a x + (1 - a) relu(x)
+        a = float(node.attr("alpha", 0.01))
+        x = ctx.sym(node.inputs[0])
+        ctx.set(node.outputs[0], x.scaled(a) + ctx.relu(x, node.outputs[0]).scaled(1.0 - a))
