@@ -62,12 +62,6 @@ class Graph:
     def consumers(self, name: str) -> List[Node]:
         return [n for n in self.nodes if name in n.inputs]
 
-    def producer(self, name: str) -> Optional[Node]:
-        for n in self.nodes:
-            if name in n.outputs:
-                return n
-        return None
-
 
 def _attr_value(a):
     from onnx import helper, numpy_helper
@@ -230,9 +224,5 @@ def graph_from_model(model) -> Graph:
 
 
 def graph_of(network) -> Graph:
-    """The IR of a loaded `Network` (cached on the network object)."""
-    g = getattr(network, "_graph_ir", None)
-    if g is None:
-        g = graph_from_model(network.normalised_model())
-        network._graph_ir = g
-    return g
+    """`network.graph` (a lazy property of `Network`); kept for callers outside network/."""
+    return network.graph

@@ -434,17 +434,8 @@ def build_layer_graph(graph) -> LayerGraph:
 
 
 def layer_graph(network) -> LayerGraph:
-    """The layer graph of a loaded `Network` (cached on the network object)."""
-    lg = getattr(network, "_layer_graph", None)
-    if lg is None:
-        from .graph import graph_of
-
-        lg = build_layer_graph(graph_of(network))
-        if lg.n_inputs != network.n_inputs or lg.n_outputs != network.n_outputs:
-            raise NetworkError(f"{network.name}: layer graph has {lg.n_inputs} inputs / {lg.n_outputs} outputs, "
-                               f"the model declares {network.n_inputs} / {network.n_outputs}")
-        network._layer_graph = lg
-    return lg
+    """`network.layer_graph` (a lazy property of `Network`); kept for callers outside network/."""
+    return network.layer_graph
 
 
 # ---- helpers for the op handlers' lowerings -------------------------------------------------------

@@ -190,14 +190,12 @@ class Network:
         bad = non_finite_constant(model)
         if bad:
             raise NetworkError(f"{self.name}: {bad}; the weights of a network to verify must be finite")
-        self._session = None
         self._batched_session = None
         self._batched_bytes: Optional[bytes] = None
         self._batch_mode: Optional[str] = None
-        self._torch = None
         # ONNX Runtime loads the model now (tens of ms on small nets): a model it cannot run is an
         # error before any engine, the same in every mode; every witness is replayed on this session
-        self._session = self._make_session(model_bytes)
+        self.session = self._make_session(model_bytes)
 
     # ---- ONNX Runtime --------------------------------------------------------------------------
     def _session_options(self):
@@ -219,24 +217,13 @@ class Network:
         except Exception as e:
             raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
 
-    @property
-    def session(self):
-        """The session on the original model bytes: the one every witness is replayed on."""
-        if self._session is None:
-            self._session = self._make_session(self._bytes)
-        return self._session
-
     def replay(self, x: np.ndarray) -> np.ndarray:
-        """Run the ORIGINAL model on one input (cast to the input dtype) -> flat output (input dtype values)."""
+        """Run the ORIGINAL model (`self.session`, the one every witness is replayed on) on one
+        input cast to the input dtype -> flat output (input dtype values). Old models that list
+        initializers as inputs need no feed for them: ONNX Runtime uses the initializer."""
         xin = np.asarray(x).astype(self.input_dtype).reshape(self.input_shape)
-        feed = self._feed(xin)
-        y = self.session.run([self.output_name], feed)[0]
+        y = self.session.run([self.output_name], {self.input_name: xin})[0]
         return np.asarray(y).reshape(-1)
-
-    def _feed(self, xin: np.ndarray) -> dict:
-        feed = {self.input_name: xin}
-        # old models list initializers as inputs; ORT uses the initializer when the input is not fed
-        return feed
 
     def _prepare_batching(self) -> None:
         """Decide how to evaluate many inputs at once: native batch dim, rewritten batch dim, or a loop."""
@@ -335,16 +322,42 @@ class Network:
 
         return normalise_model(self.model)
 
+    @functools.cached_property
+    def graph(self):
+        """The IR (`vnncert.network.graph.Graph`): nodes on the input's path, constants folded."""
+        from .graph import graph_from_model
+
+        return graph_from_model(self.normalised_model())
+
+    @functools.cached_property
+    def layer_graph(self):
+        """The layer graph (`vnncert.network.layers.LayerGraph`): affine maps, ReLUs and max
+        nodes in float64, built from each op's affine lowering; UnsupportedOperator names an op
+        without one (raised again on each access: nothing is cached then)."""
+        from .layers import build_layer_graph
+
+        lg = build_layer_graph(self.graph)
+        if lg.n_inputs != self.n_inputs or lg.n_outputs != self.n_outputs:
+            raise NetworkError(f"{self.name}: layer graph has {lg.n_inputs} inputs / {lg.n_outputs} outputs, "
+                               f"the model declares {self.n_inputs} / {self.n_outputs}")
+        return lg
+
+    @functools.cached_property
+    def _torch_module(self):
+        from ..options import apply_torch_threads
+        from .torch_convert import graph_to_torch
+
+        apply_torch_threads(self.threads)
+        module = graph_to_torch(self.graph)
+        if module.n_inputs != self.n_inputs or module.n_outputs != self.n_outputs:
+            raise NetworkError(f"{self.name}: converted module has {module.n_inputs} inputs / {module.n_outputs} "
+                               f"outputs, the model declares {self.n_inputs} / {self.n_outputs}")
+        return module
+
     def torch_module(self):
-        """A torch.nn.Module computing the network on (B, *input_shape) float32 tensors (cached)."""
-        if self._torch is None:
-            from ..options import apply_torch_threads
-            from .torch_convert import to_torch
-
-            apply_torch_threads(self.threads)
-
-            self._torch = to_torch(self)
-        return self._torch
+        """The torch.nn.Module of the network (built once; see `vnncert.network.torch_convert`
+        for its contract): (B, n_inputs) float32 -> (B, n_outputs)."""
+        return self._torch_module
 
     @functools.cached_property
     def signature(self):

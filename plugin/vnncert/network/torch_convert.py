@@ -1,7 +1,7 @@
 """ONNX (via the `graph` IR) -> a torch.nn.Module that auto_LiRPA 0.3 can bound.
 
 THE CONTRACT (what every engine may rely on)
-    module = to_torch(network)            # or network.torch_module() (cached)
+    module = network.torch_module()       # built once per network (graph_to_torch(network.graph))
     y = module(x)                         # x: (B, network.n_inputs) float32, flat C order
                                           # y: (B, network.n_outputs), flat C order
 The module reshapes internally, so a flat input box (lower/upper of shape (n_inputs,)) can be
@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import NetworkError
-from .graph import Graph, Node, graph_of
+from .graph import Graph, Node
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,3 @@ class TorchBuilder:
 def graph_to_torch(graph: Graph):
     """Torch module for an IR graph (see the module docstring for the contract)."""
     return TorchBuilder(graph).build()
-
-
-def to_torch(network):
-    """Torch module for a loaded `Network`: (B, n_inputs) float32 -> (B, n_outputs)."""
-    module = graph_to_torch(graph_of(network))
-    if module.n_inputs != network.n_inputs or module.n_outputs != network.n_outputs:
-        raise NetworkError(f"{network.name}: converted module has {module.n_inputs} inputs / {module.n_outputs} "
-                           f"outputs, the model declares {network.n_inputs} / {network.n_outputs}")
-    return module
