@@ -82,7 +82,7 @@ def speed(path: Path, x: np.ndarray, sigma: float, reps: int, threads: int, batc
     import torch
 
     from vnncert import load_network
-    from vnncert.engines.probabilistic import SmoothedClassifier
+    from vnncert.smoothing import SmoothedClassifier
 
     torch.set_num_threads(threads)
     net = load_network(str(path), threads=threads)
@@ -164,7 +164,7 @@ def cmd_table(a) -> int:
     import tempfile
 
     from vnncert import load_network
-    from vnncert.smoothing_report import certify_dataset, load_dataset, report
+    from vnncert.smoothing.report import certify_dataset, load_dataset, report
 
     data = SPECS / "data" / "digits_test.npz"
     with tempfile.TemporaryDirectory() as d:

@@ -22,6 +22,7 @@ from conftest import ROOT, SPECS, shared_benchmark
 from helpers import mlp_onnx
 
 from vnncert import load_network, load_spec
+from vnncert import smoothing as S
 from vnncert.engines import probabilistic as P
 from vnncert.errors import SpecError
 from vnncert.options import Options
@@ -48,7 +49,7 @@ def exact_bad_probability(p0: float, n0: int, n: int, alpha: float, too_large) -
     Bad: class 0 selected and too_large(lcb(N0)), or class 1 selected and lcb(N1) >= 1/2 (wrong class).
     """
     k = np.arange(n + 1)
-    lcb = np.array([P.lower_confidence_bound(int(c), n, alpha) for c in k])
+    lcb = np.array([S.lower_confidence_bound(int(c), n, alpha) for c in k])
     pmf0 = stats.binom.pmf(k, n, p0)
     pmf1 = stats.binom.pmf(k, n, 1 - p0)
     sel1 = stats.binom.sf(n0 // 2, n0, 1 - p0)  # class 1 strictly more than half of n0 votes
@@ -81,7 +82,7 @@ def test_certify_wrong_or_too_large_rate_is_at_most_alpha(tmp_path, noise, proje
     x[0] = t - m
     x[1:] = np.linspace(-1, 1, d - 1)  # coordinates f ignores
     n0, n, alpha, R = 10, 100, 0.1, 1500
-    g = P.SmoothedClassifier(net, noise=noise, scale=scale, batch=1000, seed=7, threads=1, project=project)
+    g = S.SmoothedClassifier(net, noise=noise, scale=scale, batch=1000, seed=7, threads=1, project=project)
     assert g.path == ("in-graph noise, projected through the first linear layer (5 -> 2)"
                       if noise == "gaussian" and project else "in-graph noise")
     bad = 0
@@ -98,8 +99,8 @@ def test_certify_wrong_or_too_large_rate_is_at_most_alpha(tmp_path, noise, proje
     assert lo <= bad <= hi, f"{bad} bad certificates of {R}, exact expectation {p_bad * R:.1f} (band {lo}..{hi})"
     # not vacuous: the median radius matches the median of the exact radius distribution
     k = np.arange(n + 1)
-    lcb = np.array([P.lower_confidence_bound(int(c), n, alpha) for c in k])
-    exact_r = np.array([P.certified_radius(noise, scale, v) for v in lcb])
+    lcb = np.array([S.lower_confidence_bound(int(c), n, alpha) for c in k])
+    exact_r = np.array([S.certified_radius(noise, scale, v) for v in lcb])
     cdf = np.cumsum(stats.binom.pmf(k, n, p0))
     median_exact = exact_r[np.searchsorted(cdf, 0.5)]
     assert abs(np.median(radii) - median_exact) <= 0.15 * m
@@ -117,7 +118,7 @@ def test_radii_never_exceed_exact_beyond_stated_probability_two_sided_linear(tmp
     exact_radius = 0.8 * sigma
     p0 = stats.norm.cdf(0.8)
     n0, n, alpha, R = 20, 200, 0.05, 1000
-    g = P.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=4096, seed=11, threads=1)
+    g = S.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=4096, seed=11, threads=1)
     assert g.projection is not None and g.noise_dim == 2
     bad = sum(1 for r in range(R) for res in [g.certify(x, n0, n, alpha, key=(r,))]
               if res.prediction == 1 or (res.prediction == 0 and res.radius > exact_radius))
@@ -135,7 +136,7 @@ def test_constant_classifier_radius_is_closed_form(tmp_path):
     pA = alpha ** (1.0 / n)
     expect = {"gaussian": 0.5 * stats.norm.ppf(pA), "laplace": -0.5 * math.log(2 * (1 - pA)), "uniform": 2 * 0.5 * (pA - 0.5)}
     for noise, r in expect.items():
-        g = P.SmoothedClassifier(net, noise=noise, scale=0.5, batch=128, seed=0, threads=1)
+        g = S.SmoothedClassifier(net, noise=noise, scale=0.5, batch=128, seed=0, threads=1)
         res = g.certify(np.zeros(d), 50, n, alpha)
         assert res.prediction == 2 and res.count == n
         assert res.pA_lower == pytest.approx(pA, rel=1e-12)
@@ -145,18 +146,18 @@ def test_constant_classifier_radius_is_closed_form(tmp_path):
 
 
 def test_radius_formulas_and_bounds_match_scipy():
-    assert P.certified_radius("gaussian", 0.5, 0.9) == pytest.approx(0.5 * stats.norm.ppf(0.9))
-    assert P.certified_radius("laplace", 0.5, 0.9) == pytest.approx(-0.5 * math.log(0.2))
-    assert P.certified_radius("uniform", 0.5, 0.9) == pytest.approx(0.4)
-    for noise in P.NOISES:
-        assert P.certified_radius(noise, 1.0, 0.5) == pytest.approx(0.0, abs=1e-15)
-        assert P.certified_radius(noise, 1.0, 0.4) == 0.0
+    assert S.certified_radius("gaussian", 0.5, 0.9) == pytest.approx(0.5 * stats.norm.ppf(0.9))
+    assert S.certified_radius("laplace", 0.5, 0.9) == pytest.approx(-0.5 * math.log(0.2))
+    assert S.certified_radius("uniform", 0.5, 0.9) == pytest.approx(0.4)
+    for noise in S.NOISES:
+        assert S.certified_radius(noise, 1.0, 0.5) == pytest.approx(0.0, abs=1e-15)
+        assert S.certified_radius(noise, 1.0, 0.4) == 0.0
     for n in (1, 7, 100, 10_000):
         for c in range(1, n + 1, max(1, n // 37)):
             for a in (0.1, 0.001):
-                assert P.lower_confidence_bound(c, n, a) == stats.beta.ppf(a, c, n - c + 1)
-    assert P.lower_confidence_bound(0, 10, 0.05) == 0.0
-    assert P.binomial_pvalue(60, 100) == stats.binomtest(60, 100, 0.5).pvalue
+                assert S.lower_confidence_bound(c, n, a) == stats.beta.ppf(a, c, n - c + 1)
+    assert S.lower_confidence_bound(0, 10, 0.05) == 0.0
+    assert S.binomial_pvalue(60, 100) == stats.binomtest(60, 100, 0.5).pvalue
 
 
 def test_abstention_on_the_decision_boundary(tmp_path):
@@ -167,12 +168,12 @@ def test_abstention_on_the_decision_boundary(tmp_path):
     net = linear_net(tmp_path, w, [0.0, 0.0])  # class 1 iff x0 > 0; x0 = 0 sits on the boundary
     x = np.zeros(d)
     alpha, R = 0.1, 800
-    g = P.SmoothedClassifier(net, noise="gaussian", scale=1.0, batch=1000, seed=5, threads=1)
-    answered_c = sum(g.certify(x, 10, 100, alpha, key=(r,)).prediction != P.ABSTAIN for r in range(R))
-    answered_p = sum(g.predict(x, 100, alpha, key=(10_000 + r,)).prediction != P.ABSTAIN for r in range(R))
+    g = S.SmoothedClassifier(net, noise="gaussian", scale=1.0, batch=1000, seed=5, threads=1)
+    answered_c = sum(g.certify(x, 10, 100, alpha, key=(r,)).prediction != S.ABSTAIN for r in range(R))
+    answered_p = sum(g.predict(x, 100, alpha, key=(10_000 + r,)).prediction != S.ABSTAIN for r in range(R))
     # exact: CERTIFY answers iff lcb(N) >= 1/2 with N ~ Bin(n, 1/2); PREDICT iff the test rejects
     k = np.arange(101)
-    p_c = float(stats.binom.pmf(k, 100, 0.5)[[P.lower_confidence_bound(int(c), 100, alpha) >= 0.5 for c in k]].sum())
+    p_c = float(stats.binom.pmf(k, 100, 0.5)[[S.lower_confidence_bound(int(c), 100, alpha) >= 0.5 for c in k]].sum())
     p_p = float(stats.binom.pmf(k, 100, 0.5)[[stats.binomtest(int(max(c, 100 - c)), 100, 0.5).pvalue <= alpha for c in k]].sum())
     assert p_c <= alpha and p_p <= alpha
     assert binom_band(R, p_c)[0] <= answered_c <= binom_band(R, p_c)[1]
@@ -192,7 +193,7 @@ def test_ort_sampler_agrees_with_numpy_on_the_same_noise(tmp_path, noise, bank):
     W, b = rng.standard_normal((k, d)), rng.standard_normal(k)
     net = linear_net(tmp_path, W, b, batch_symbolic=False)  # fixed batch dim 1: rewritten to a batch
     x = rng.standard_normal(d)
-    g = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank)
+    g = S.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank)
     # gaussian: the noise is drawn projected through the (10 -> 4) layer; noisy_inputs gives the
     # inputs x + zeta U^T it stands for
     assert g.path.startswith("in-graph noise") and (g.projection is not None) == (noise == "gaussian")
@@ -207,9 +208,9 @@ def test_ort_sampler_agrees_with_numpy_on_the_same_noise(tmp_path, noise, bank):
     assert counts.sum() == num
     assert np.abs(counts - ref).sum() <= 2 * ambiguous
     # the numpy + batched-session path sees the same noisy inputs as the in-graph one, same counts
-    raw = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, project=False)
+    raw = S.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, project=False)
     assert raw.path == "in-graph noise"
-    plain = P.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, in_graph=False)
+    plain = S.SmoothedClassifier(net, noise=noise, scale=0.7, batch=700, seed=2, threads=1, bank_rows=bank, in_graph=False)
     assert plain.path == "numpy noise + batched session"
     assert np.array_equal(plain.counts(x, num, plain.stream((4,))), raw.counts(x, num, raw.stream((4,))))
     # and the ONNX Runtime logits are those of numpy on those inputs
@@ -228,7 +229,7 @@ def test_projected_noise_has_the_law_of_the_first_layer(tmp_path):
     W, b = rng.standard_normal((h, d)), rng.standard_normal(h)
     x = rng.uniform(-1, 1, d)
     net = linear_net(tmp_path, W, b, name="first.onnx")
-    g = P.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=5000, seed=3, threads=1)
+    g = S.SmoothedClassifier(net, noise="gaussian", scale=sigma, batch=5000, seed=3, threads=1)
     assert g.projection is not None and g.noise_dim == h
     seen = []
     g.counts(x, 20000, g.stream((0,)), watch=lambda lg, inputs_of: seen.append(lg.astype(np.float64)))
@@ -242,7 +243,7 @@ def test_projected_noise_has_the_law_of_the_first_layer(tmp_path):
     # a deeper net: ORT's outputs on the projected samples are the replays of x + zeta U^T
     W2, b2 = rng.standard_normal((4, h)), rng.standard_normal(4)
     deep = load_network(mlp_onnx(tmp_path / "deep.onnx", [(W, b), (W2, b2)], batch_symbolic=True), threads=1)
-    gd = P.SmoothedClassifier(deep, noise="gaussian", scale=sigma, batch=500, seed=3, threads=1)
+    gd = S.SmoothedClassifier(deep, noise="gaussian", scale=sigma, batch=500, seed=3, threads=1)
     assert gd.projection is not None
     logits = []
     gd.counts(x, 300, gd.stream((1,)), watch=lambda lg, inputs_of: logits.append((lg.copy(), inputs_of(np.arange(lg.shape[0])))))
@@ -258,7 +259,7 @@ def test_projected_noise_has_the_law_of_the_first_layer(tmp_path):
 def test_noise_has_the_stated_distribution_and_fresh_rows_are_independent(tmp_path, noise, cdf):
     net = linear_net(tmp_path, np.eye(3), np.zeros(3))
     for bank in (0, 5000):
-        g = P.SmoothedClassifier(net, noise=noise, scale=1.0, batch=1000, seed=9, threads=1, bank_rows=bank)
+        g = S.SmoothedClassifier(net, noise=noise, scale=1.0, batch=1000, seed=9, threads=1, bank_rows=bank)
         z = g.noisy_inputs(np.zeros(3), 4000, g.stream((0,))).astype(np.float64)
         assert np.all(np.isfinite(z))
         for j in range(3):
@@ -272,17 +273,17 @@ def test_noise_has_the_stated_distribution_and_fresh_rows_are_independent(tmp_pa
 
 def test_seeds_streams_and_bank_budget(tmp_path):
     net = linear_net(tmp_path, np.eye(2), np.zeros(2))
-    g = P.SmoothedClassifier(net, seed=1, threads=1, batch=64)
+    g = S.SmoothedClassifier(net, seed=1, threads=1, batch=64)
     a = g.noisy_inputs(np.zeros(2), 100, g.stream((3,)))
     assert np.array_equal(a, g.noisy_inputs(np.zeros(2), 100, g.stream((3,))))
     assert not np.array_equal(a, g.noisy_inputs(np.zeros(2), 100, g.stream((4,))))
-    h = P.SmoothedClassifier(net, seed=2, threads=1, batch=64)
+    h = S.SmoothedClassifier(net, seed=2, threads=1, batch=64)
     assert not np.array_equal(a, h.noisy_inputs(np.zeros(2), 100, h.stream((3,))))
     # results do not depend on the number of noise threads
-    t2 = P.SmoothedClassifier(net, seed=1, threads=2, batch=64)
+    t2 = S.SmoothedClassifier(net, seed=1, threads=2, batch=64)
     assert np.array_equal(a, t2.noisy_inputs(np.zeros(2), 100, t2.stream((3,))))
     t2.close()
-    bank = P.SmoothedClassifier(net, seed=1, threads=1, batch=64, bank_rows=150)
+    bank = S.SmoothedClassifier(net, seed=1, threads=1, batch=64, bank_rows=150)
     s = bank.stream((0,))
     bank.counts(np.zeros(2), 150, s)
     with pytest.raises(RuntimeError, match="exhausted"):
@@ -295,9 +296,9 @@ def test_seeds_streams_and_bank_budget(tmp_path):
     assert not np.array_equal(u, v)
     assert np.allclose(np.sort(np.abs(u).ravel()), np.sort(np.abs(v).ravel()))  # same bank, transformed
     with pytest.raises(ValueError):
-        P.SmoothedClassifier(net, noise="cauchy")
+        S.SmoothedClassifier(net, noise="cauchy")
     with pytest.raises(ValueError):
-        P.SmoothedClassifier(net, scale=0.0)
+        S.SmoothedClassifier(net, scale=0.0)
     with pytest.raises(ValueError):
         g.certify(np.zeros(2), 10, 10, 1.5)
 
@@ -306,7 +307,7 @@ def test_fixed_batch_mnist_fc_is_rewritten_and_agrees_with_replay():
     bench = shared_benchmark("mnist_fc")
     net = load_network(str(bench / "onnx" / "mnist-net_256x2.onnx"), threads=1)
     assert net.input_shape[0] == 1 and net.batch_mode == "batched"
-    g = P.SmoothedClassifier(net, scale=0.25, batch=500, seed=0, threads=1)
+    g = S.SmoothedClassifier(net, scale=0.25, batch=500, seed=0, threads=1)
     assert g.path == "in-graph noise, projected through the first linear layer (784 -> 256)"
     x = np.full(784, 0.5)
     c = g.counts(x, 1200, g.stream((0,)))
@@ -374,10 +375,10 @@ def test_check_certificate_on_a_digits_property():
         c = out.certificate
         assert out.verdict == Verdict.UNKNOWN and out.counterexample is None
         assert c.noise == noise and c.n == 5000 and c.alpha == 0.01 and c.sigma == 0.25
-        assert c.norm == P.NOISES[noise]
+        assert c.norm == S.NOISES[noise]
         assert c.needed_radius == pytest.approx(P.needed_radius(q, c.norm))
         assert c.covered == (c.predicted == q.label and c.radius > c.needed_radius)
-        assert c.radius == pytest.approx(P.certified_radius(noise, 0.25, c.pA_lower))
+        assert c.radius == pytest.approx(S.certified_radius(noise, 0.25, c.pA_lower))
         assert "smoothed classifier g" in c.claim and "not the network f" in c.claim
     # a deadline already passed: no claim at all
     out = P.check(net, spec, time.monotonic() - 1, Options.make(sigma=0.25, threads=1, n=100_000, batch=1000))
@@ -407,7 +408,7 @@ def test_verify_cli_probabilistic_mode(tmp_path):
 
 # ---- data sets, files, report --------------------------------------------------------------------
 def test_certify_dataset_writes_the_reference_format(tmp_path):
-    from vnncert.smoothing_report import CERTIFY_HEADER, certify_dataset, load_dataset, read_tsv
+    from vnncert.smoothing.report import CERTIFY_HEADER, certify_dataset, load_dataset, read_tsv
 
     net = load_network(str(SPECS / "onnx" / "digits_mlp_noise050.onnx"), threads=1)
     x, y = load_dataset(str(SPECS / "data" / "digits_test.npz"), net.n_inputs)
@@ -432,7 +433,7 @@ def test_certify_dataset_writes_the_reference_format(tmp_path):
 
 
 def test_report_table_average_radius_and_plot(tmp_path):
-    from vnncert.smoothing_report import certified_accuracy, report
+    from vnncert.smoothing.report import certified_accuracy, report
 
     tsv = tmp_path / "a.tsv"
     tsv.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
@@ -478,8 +479,8 @@ def test_float64_model_gets_float64_noise(tmp_path):
     m.ir_version = 8
     onnx.save(m, str(tmp_path / "lin64.onnx"))
     net = load_network(str(tmp_path / "lin64.onnx"), threads=1)
-    for noise in P.NOISES:
-        sc = P.SmoothedClassifier(net, noise=noise, scale=0.3, batch=500, seed=0, threads=1)
+    for noise in S.NOISES:
+        sc = S.SmoothedClassifier(net, noise=noise, scale=0.3, batch=500, seed=0, threads=1)
         assert sc.path == "in-graph noise" and sc.dtype == np.float64  # 2 -> 3: nothing to project
         x = np.array([0.2, -0.1])
         xs = sc.noisy_inputs(x, 1500, sc.stream((1,)))

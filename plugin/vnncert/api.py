@@ -139,7 +139,7 @@ def relaxed_methods() -> tuple:
 
 
 def noise_kinds() -> tuple:
-    from .engines.probabilistic import NOISES
+    from .smoothing.noise import NOISES
 
     return tuple(NOISES)
 

@@ -73,7 +73,7 @@ def run(args) -> int:
     try:
         if args.smooth_cmd == "report":
             from .outputs import check_distinct, check_writable
-            from .smoothing_report import report
+            from .smoothing.report import report
 
             if args.plot:
                 check_distinct([("--plot", args.plot)], [("input", f) for f in args.files]
@@ -93,7 +93,7 @@ def run(args) -> int:
 
 def _run_dataset(args) -> int:
     from . import load_network
-    from .smoothing_report import certify_dataset, load_dataset, predict_dataset
+    from .smoothing.report import certify_dataset, load_dataset, predict_dataset
 
     from .api import check_arguments
     from .outputs import check_distinct, check_writable

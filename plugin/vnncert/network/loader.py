@@ -217,6 +217,11 @@ class Network:
         except Exception as e:
             raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
 
+    def session_for(self, model_bytes: bytes):
+        """A session on a rewritten graph of this model (e.g. smoothing's sampling graph), with this
+        network's session options: every ONNX Runtime session of a network is made here."""
+        return self._make_session(model_bytes)
+
     def replay(self, x: np.ndarray) -> np.ndarray:
         """Run the ORIGINAL model (`self.session`, the one every witness is replayed on) on one
         input cast to the input dtype -> flat output (input dtype values). Old models that list

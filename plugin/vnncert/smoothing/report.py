@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
+from ..errors import VnncertError
+from ..options import SmoothingOptions
+from .classifier import SmoothedClassifier
+from .stats import binomial_pvalue, lower_confidence_bound
+
 CERTIFY_HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime"
 PREDICT_HEADER = "idx\tlabel\tpredict\tcorrect\ttime"
-DEFAULT_RADII = tuple(np.round(np.arange(0.0, 3.0 + 1e-9, 0.5), 10))
-BANK_LIMIT_BYTES = 1 << 30  # a noise bank larger than this is not built (fresh noise instead)
+DEFAULT_RADII = tuple(np.round(np.arange(0.0, 3.0 + 1e-9, 0.5), 10))  # the table's columns unless asked
 
 
 # ---- data ----------------------------------------------------------------------------------------
 def load_dataset(path: str, n_inputs: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """x (N, n_inputs) float64 and y (N,) int64 from an .npz with `x` (one row per example, the model's
     input shape or flat) and `y` (integer labels)."""
-    from .errors import VnncertError
-
     try:
         with np.load(path, allow_pickle=False) as d:
             if "x" not in d or "y" not in d:
@@ -70,9 +71,8 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="ex", dynamic_ncols=True, leave=True)
 
 
-def _smoother(network, sigma: float, noise: str, batch: int, seed: int, threads: int, bank: bool, bank_rows: int):
-    from .engines.probabilistic import SmoothedClassifier, lower_confidence_bound
-
+def _smoother(network, sigma: float, noise: str, batch: int, seed: int, threads: int, bank: bool, bank_rows: int,
+              bank_limit_bytes: int):
     t0 = time.perf_counter()
     lower_confidence_bound(1, 2, 0.5)  # import scipy now, not inside the first example's time
     g = SmoothedClassifier(network, noise=noise, scale=sigma, batch=batch, seed=seed, threads=threads)
@@ -80,18 +80,18 @@ def _smoother(network, sigma: float, noise: str, batch: int, seed: int, threads:
     if bank:
         # rows of the noise the sampler draws: the input size, or the first layer's width when projected
         need = bank_rows * g.noise_dim * g.dtype.itemsize
-        if need <= BANK_LIMIT_BYTES:
+        if need <= bank_limit_bytes:
             g.use_bank(bank_rows)
             note = f"noise bank of {bank_rows} rows ({need / 2**20:.1f} MiB), fresh signs and offset per certification"
         else:
             note = (f"fresh noise for every certification (a noise bank would need {need / 2**30:.2f} GiB, "
-                    f"more than {BANK_LIMIT_BYTES / 2**30:.0f} GiB)")
+                    f"more than {bank_limit_bytes / 2**30:.0f} GiB)")
     return g, note, time.perf_counter() - t0
 
 
 def _meta(path: Optional[str], meta: Dict) -> None:
     if path:
-        from .results import atomic_write
+        from ..results import atomic_write
 
         atomic_write(path + ".json", json.dumps(meta, indent=2) + "\n")
 
@@ -121,17 +121,18 @@ def _timedelta(seconds: float) -> str:
 def certify_dataset(network, x: np.ndarray, y: np.ndarray, sigma: float, n0: int = 100, n: int = 100_000,
                     alpha: float = 0.001, batch: int = 10_000, skip: int = 1, max: int = -1, seed: int = 0,
                     progress: bool = True, out=None, noise: str = "gaussian", threads: int = 0,
-                    bank: bool = True, model_name: str = "") -> List[Row]:
+                    bank: bool = True, model_name: str = "",
+                    bank_limit_bytes: int = SmoothingOptions.bank_limit_bytes) -> List[Row]:
     """CERTIFY every `skip`-th example (index < max unless max = -1); rows written to `out` (path or stream).
 
     Example i uses the noise stream keyed (seed, i), so a result does not depend on skip or max.
     bank=True reuses one noise bank of n0 + n rows across examples (see docs/probabilistic.md);
-    it falls back to fresh noise when the bank would exceed 1 GiB.
+    it falls back to fresh noise when the bank would exceed `bank_limit_bytes` (1 GiB by default).
     """
     if skip < 1:
         raise ValueError("skip must be >= 1")
     idx = _indices(len(y), skip, max)
-    g, note, setup = _smoother(network, sigma, noise, batch, seed, threads, bank, n0 + n)
+    g, note, setup = _smoother(network, sigma, noise, batch, seed, threads, bank, n0 + n, bank_limit_bytes)
     f, close = _open_out(out)
     rows: List[Row] = []
     try:
@@ -164,15 +165,14 @@ def certify_dataset(network, x: np.ndarray, y: np.ndarray, sigma: float, n0: int
 
 def predict_dataset(network, x: np.ndarray, y: np.ndarray, sigma: float, n: int = 100_000, alpha: float = 0.001,
                     batch: int = 10_000, skip: int = 1, max: int = -1, seed: int = 0, progress: bool = True, out=None,
-                    noise: str = "gaussian", threads: int = 0, bank: bool = True, model_name: str = "") -> List[Row]:
+                    noise: str = "gaussian", threads: int = 0, bank: bool = True, model_name: str = "",
+                    bank_limit_bytes: int = SmoothingOptions.bank_limit_bytes) -> List[Row]:
     """PREDICT every `skip`-th example; rows in predict.py's format (radius left 0 in the returned rows)."""
     if skip < 1:
         raise ValueError("skip must be >= 1")
     idx = _indices(len(y), skip, max)
-    from .engines.probabilistic import binomial_pvalue
-
     binomial_pvalue(1, 2)  # import scipy.stats now, not inside the first example's time
-    g, note, setup = _smoother(network, sigma, noise, batch, seed, threads, bank, n)
+    g, note, setup = _smoother(network, sigma, noise, batch, seed, threads, bank, n, bank_limit_bytes)
     f, close = _open_out(out)
     rows: List[Row] = []
     try:
@@ -204,8 +204,6 @@ def predict_dataset(network, x: np.ndarray, y: np.ndarray, sigma: float, n: int 
 # ---- reading and summarising ---------------------------------------------------------------------
 def read_tsv(path: str) -> Dict[str, np.ndarray]:
     """Columns of a certify (or predict) file as arrays: idx, label, predict, correct, radius (0 if absent)."""
-    from .errors import VnncertError
-
     try:
         with open(path) as fh:
             lines = [line.rstrip("\n") for line in fh if line.strip()]
