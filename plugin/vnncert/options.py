@@ -70,6 +70,9 @@ class SmoothingOptions:
     n: int = 100_000  # estimation samples (Cohen et al.'s default)
     alpha: float = 0.001  # failure probability (Cohen et al.'s default)
     batch: int = 10_000  # noisy inputs per ONNX Runtime call
+    max_batch_values: int = 1 << 25  # input values per batch at most (128 MiB of float32): caps the batch of big inputs
+    bank_limit_bytes: int = 1 << 30  # a noise bank larger than this is not drawn (fresh noise instead): bounded memory
+    witness_replays: int = 16  # candidate witnesses of f replayed per query at most (one ORT call on the original each)
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,6 @@ class Options:
     seed: int = 0
     threads: int = 0  # 0 = all cores
     attack: AttackOptions = field(default_factory=AttackOptions)
-    max_batch_values: int = 1 << 25  # input values per batch at most (128 MiB of float32): caps the batch of big inputs
-    bank_limit_bytes: int = 1 << 30  # a noise bank larger than this is not drawn (fresh noise instead): bounded memory
-    witness_replays: int = 16  # candidate witnesses of f replayed per query at most (one ORT call on the original each)
     quick: QuickOptions = field(default_factory=QuickOptions)
     relaxed: RelaxedOptions = field(default_factory=RelaxedOptions)
     bounds: BoundsOptions = field(default_factory=BoundsOptions)
