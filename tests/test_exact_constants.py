@@ -12,6 +12,7 @@ import pytest
 
 from vnncert.spec import parse_spec
 from vnncert.spec import vnnlib1 as V
+from vnncert.spec.cases import Source, assemble
 from vnncert.spec.model import rows_hold
 from vnncert.spec.numbers import nearest
 
@@ -48,8 +49,7 @@ def specs(text1: str, text2: str, c: str):
     not for constants beyond a double's range, which the `vnnlib` package cannot read)."""
     bulk = parse_spec(text1)
     n_in, n_out, atoms, dnf, _ = V._tree_parse(text1, "p")
-    with np.errstate(over="ignore", invalid="ignore"):
-        cases = V._assemble(atoms, dnf, n_in, n_out, "p", lambda t: V._position(text1, t, None))
+    cases = assemble(atoms, dnf, n_in, n_out, Source("p", lambda t: V._position(text1, t, None)))
     tree = V.Spec(n_in, n_out, cases)
     out = {"bulk": bulk, "tree": tree}
     if float(c) != 0 or Fraction(c) == 0:

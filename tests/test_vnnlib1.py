@@ -16,6 +16,7 @@ import pytest
 from vnncert.errors import SpecError
 from vnncert.spec import load_spec
 from vnncert.spec import vnnlib1 as V
+from vnncert.spec.cases import Source, assemble
 from vnncert.spec.numbers import nearest, round_down, round_up
 from vnncert.spec.vnnlib1 import parse_vnnlib1
 
@@ -35,8 +36,7 @@ def tree(text, n_inputs=None, n_outputs=None):
     def locate(token):
         return V._position(text, token, None)
 
-    with np.errstate(over="ignore", invalid="ignore"):
-        cases = V._assemble(atoms, dnf, n_in, n_out, WHERE, locate)
+    cases = assemble(atoms, dnf, n_in, n_out, Source(WHERE, locate))
     return V.Spec(n_inputs=n_in, n_outputs=n_out, cases=cases, source=WHERE, version="1.0")
 
 

@@ -250,13 +250,11 @@ def normalise_row(pairs, rhs: Fraction):
     one variable: divided through by |c| (coefficient ±1); several whose coefficients are not
     all float64 numbers: multiplied by the least common denominator (a positive integer). A
     ValueError when even then a coefficient is not a float64 number."""
-    import math as _math
-
     if len(pairs) == 1:
         i, a = pairs[0]
         return ((i, 1.0 if a > 0 else -1.0),), rhs / abs(a)
     if pairs and not all(float_exact(v) for _, v in pairs):
-        scale = _math.lcm(*(v.denominator for _, v in pairs))
+        scale = math.lcm(*(v.denominator for _, v in pairs))
         pairs = [(i, v * scale) for i, v in pairs]
         rhs = rhs * scale
         if not all(float_exact(v) for _, v in pairs):

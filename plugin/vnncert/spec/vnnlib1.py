@@ -17,15 +17,12 @@ Two front ends feed one vectorised back end:
   arithmetic (fractions.Fraction). It handles every input the bulk front end gave up on and
   produces every error message, with file:line:col.
 
-Both produce the same intermediate form -- an atom table (`_Atoms`, each row `sum c_i v_i <= rhs`
-or `<` when strict, over inputs only, outputs only, or no variable; the coefficients exact
-float64s, the right-hand side an exact real held as its nearest float64 and the sign of the
-rounding error, see spec/numbers.py) and the disjunctive normal
-form of all asserts as conjunctions of atom index ranges (`_Dnf`) -- and `_assemble` turns that
-into the normal form in bulk: input boxes per distinct input part, output halfspace rows per
-disjunct, grouping of disjuncts that share an input region into one `Case`. The arrays it writes
-are rounded outward from the exact values, with what a witness check needs to be exact
-(spec/model.py).
+Both produce the intermediate form that VNN-LIB 2.0 produces too (spec/vnnlib2.py): an atom
+table (spec/atoms.py: each row `sum c_i v_i <= rhs` or `<` when strict, over inputs only, outputs
+only, or no variable; the coefficients exact float64s, the right-hand side an exact real held as
+its nearest float64 and the sign of the rounding error) and the disjunctive normal form of all
+asserts as conjunctions of atom index ranges (spec/dnf.py, at most `dnf.MAX_DISJUNCTS`); the
+shared case assembly (spec/cases.py) turns that into the normal form.
 
 Constants are decimal numbers (spec/numbers.py); a single-variable relation with a coefficient
 (`(<= (* 3 X_0) 1)`) is divided through exactly, so every input bound has coefficient ±1; a
@@ -35,27 +32,23 @@ positive integer until they are (`(* 0.1 Y_0)` ... -> `Y_0` ...).
 from __future__ import annotations
 
 import re
-from fractions import Fraction
-from itertools import repeat
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SpecError
-from .model import Case, Halfspaces, InputRegion, Spec
-from .numbers import (clip, decimal_nearest, nearest, normalise_row, number_problem, parse_decimal, round_up,
-                      scaled_dirs, shown)
+from .atoms import (CONST, IN, ONE, OUT, ZERO, AtomBuilder, Atoms, LinearForm, MixedKinds, NonLinear, combined,
+                    difference, negated, number, product)
+from .cases import Source, assemble
+from .dnf import Conjunctions, Dnf, TooManyDisjuncts, conjoin, conjoin_all, disjoin, from_lists, ragged
+from .model import Spec
+from .numbers import clip, decimal_nearest, number_problem, scaled_dirs, shown
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
 _COMMENT = re.compile(r";[^\n]*")
 _VAR = re.compile(r"([XY])_(\d+)\Z")
 _IGNORED_COMMANDS = {"check-sat", "get-model", "exit", "set-logic", "set-info", "set-option"}
 _RELATIONS = {"<=", ">=", "<", ">", "="}
-MAX_CONJUNCTIONS = 2_000_000
-
-# atom kinds
-_CONST, _IN, _OUT = 0, 1, 2
-_KIND_OF = {"": _CONST, "X": _IN, "Y": _OUT}
 # relation codes (bulk front end), looked up by first character * 2 + (two characters, second '=')
 _LE, _LT, _GE, _GT, _EQ = 0, 1, 2, 3, 4
 _OPCODE = np.full(512, -1, dtype=np.int8)
@@ -74,145 +67,6 @@ class _Located(Exception):
 
 class _GiveUp(Exception):
     """Internal: the bulk front end does not handle this text; the tree front end will."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Intermediate form shared by both front ends
-# ---------------------------------------------------------------------------------------------
-class _Atoms:
-    """Atom table: row a is `sum_{p in cptr[a]:cptr[a+1]} cval[p] * v[cidx[p]]  <=  c[a]` (`<` if strict).
-
-    The coefficients `cval` are exact; the exact right-hand side c[a] is `rhs[a]`, its nearest
-    float64, and `rdir[a]`, the sign of c[a] - rhs[a]; `exact[a]` is c[a] itself (a Fraction,
-    kept by the tree front end); the bulk front end keeps `spans` instead, (text, start, end,
-    sign): c[a] is sign[a] times the number text[start[a]:end[a]], read only when asked for
-    (`exact_value`). `kind` says which variables the row is over (_IN, _OUT, or _CONST for
-    none); `src` where the relation it came from starts (a character offset or a token index: the
-    front end's `locate` turns it into line and column).
-    """
-
-    __slots__ = ("kind", "rhs", "rdir", "strict", "cptr", "cidx", "cval", "src", "exact", "spans")
-
-    def __init__(self, kind, rhs, rdir, strict, cptr, cidx, cval, src, exact=None, spans=None):
-        self.kind = np.asarray(kind, dtype=np.int8)
-        self.rhs = np.asarray(rhs, dtype=np.float64)
-        self.rdir = np.asarray(rdir, dtype=np.int8)
-        self.strict = np.asarray(strict, dtype=bool)
-        self.cptr = np.asarray(cptr, dtype=np.int64)
-        self.cidx = np.asarray(cidx, dtype=np.int64)
-        self.cval = np.asarray(cval, dtype=np.float64)
-        self.src = np.asarray(src, dtype=np.int64)
-        self.exact = exact
-        self.spans = spans
-
-    def exact_value(self, a: int) -> Fraction:
-        """The exact right-hand side of atom a."""
-        if self.exact is not None:
-            return self.exact[a]
-        if self.rdir[a] == 0:
-            return Fraction(float(self.rhs[a]))
-        text, start, end, sign = self.spans
-        return int(sign[a]) * parse_decimal(text[int(start[a]):int(end[a])])
-
-    def same_values(self, a: np.ndarray, b: np.ndarray, sign: int) -> List[bool]:
-        """Whether c[a[k]] == sign * c[b[k]], exactly, for non-exact float64 values (rdir != 0):
-        the same literal text first (the bulk front end), the exact values otherwise."""
-        if self.exact is not None:
-            return [self.exact[i] == sign * self.exact[j] for i, j in zip(a.tolist(), b.tolist())]
-        text, start, end, sg = self.spans
-        out = []
-        for i, j, sa, ea, sb, eb, ok in zip(a.tolist(), b.tolist(), start[a].tolist(), end[a].tolist(),
-                                            start[b].tolist(), end[b].tolist(), (sg[a] == sign * sg[b]).tolist()):
-            out.append((ok and text[sa:ea] == text[sb:eb]) or self.exact_value(i) == sign * self.exact_value(j))
-        return out
-
-    def __len__(self) -> int:
-        return int(self.kind.size)
-
-
-class _Dnf:
-    """A disjunction of conjunctions; conjunction k is the atoms of ranges rptr[k]:rptr[k+1],
-    range r being atoms rs[r]:re[r], in this order."""
-
-    __slots__ = ("rptr", "rs", "re")
-
-    def __init__(self, rptr, rs, re_):
-        self.rptr = np.asarray(rptr, dtype=np.int64)
-        self.rs = np.asarray(rs, dtype=np.int64)
-        self.re = np.asarray(re_, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.rptr.size - 1)
-
-    @staticmethod
-    def single(start: int, stop: int) -> "_Dnf":
-        """One conjunction of one range."""
-        return _Dnf(np.array([0, 1]), np.array([start]), np.array([stop]))
-
-    @staticmethod
-    def each(starts: np.ndarray, stops: np.ndarray) -> "_Dnf":
-        """One conjunction per range."""
-        return _Dnf(np.arange(starts.size + 1), starts, stops)
-
-    @staticmethod
-    def join_single(parts: Sequence["_Dnf"]) -> "_Dnf":
-        """One conjunction: all ranges of single-conjunction DNFs, in order, adjacent ones merged."""
-        if len(parts) == 1 and parts[0].rs.size <= 1:
-            return parts[0]
-        rs = np.concatenate([p.rs for p in parts])
-        re_ = np.concatenate([p.re for p in parts])
-        if rs.size == 0:
-            return _Dnf(np.array([0, 0]), rs, re_)
-        new = np.ones(rs.size, dtype=bool)
-        new[1:] = rs[1:] != re_[:-1]
-        last = np.ones(rs.size, dtype=bool)
-        last[:-1] = new[1:]
-        return _Dnf(np.array([0, int(new.sum())]), rs[new], re_[last])
-
-    @staticmethod
-    def any_of(parts: Sequence["_Dnf"]) -> "_Dnf":
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return _Dnf(np.array([0]), np.zeros(0), np.zeros(0))
-        offsets = np.cumsum([0] + [p.rs.size for p in parts[:-1]])
-        rptr = np.concatenate([[0]] + [p.rptr[1:] + o for p, o in zip(parts, offsets)])
-        return _Dnf(rptr, np.concatenate([p.rs for p in parts]), np.concatenate([p.re for p in parts]))
-
-    def times(self, other: "_Dnf") -> "_Dnf":
-        """Conjunction of two DNFs: (self_i and other_j) for i, then j -- the i-major order."""
-        k1, k2 = len(self), len(other)
-        l1, l2 = np.diff(self.rptr), np.diff(other.rptr)
-        i = np.repeat(np.arange(k1), k2)
-        j = np.tile(np.arange(k2), k1)
-        n1, n2 = l1[i], l2[j]
-        rptr = np.zeros(k1 * k2 + 1, dtype=np.int64)
-        np.cumsum(n1 + n2, out=rptr[1:])
-        rs = np.empty(int(rptr[-1]), dtype=np.int64)
-        re_ = np.empty_like(rs)
-        pos1, src1 = _ragged(rptr[:-1], n1), _ragged(self.rptr[i], n1)
-        pos2, src2 = _ragged(rptr[:-1] + n1, n2), _ragged(other.rptr[j], n2)
-        rs[pos1], re_[pos1] = self.rs[src1], self.re[src1]
-        rs[pos2], re_[pos2] = other.rs[src2], other.re[src2]
-        return _Dnf(rptr, rs, re_)
-
-
-def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """concatenate([arange(s, s + n) for s, n in zip(starts, lengths)]) without a Python loop."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    nz = lengths > 0
-    starts = np.asarray(starts, dtype=np.int64)[nz]
-    lengths = lengths[nz]
-    step = np.ones(total, dtype=np.int64)
-    heads = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=heads[1:])
-    step[0] = starts[0]
-    if lengths.size > 1:
-        step[heads[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
-    return np.cumsum(step)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,39 +144,21 @@ def _build_tree(tokens: Sequence[str], where: str, text: str) -> list:
     return root
 
 
-def _number(token: str) -> Fraction:
-    """The exact value of a number token (cached: properties repeat their constants)."""
-    v = _NUMBER_CACHE.get(token)
-    if v is None:
-        v = parse_decimal(token)
-        if len(_NUMBER_CACHE) < 1 << 16 and len(token) <= 40:
-            _NUMBER_CACHE[token] = v
-    return v
-
-
-_NUMBER_CACHE: Dict[str, Fraction] = {}
-_ZERO = Fraction(0)
-_ONE = Fraction(1)
-
-
 class _TreeParser:
     def __init__(self, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
         self.declared: Dict[str, Tuple[str, int]] = {}
         self.limit = {"X": n_inputs, "Y": n_outputs}
-        # atom table under construction: (kind, items, rhs, strict) with exact float coefficients in
-        # items and the exact right-hand side (a Fraction); token index of each relation
-        self.table: List[Tuple[str, Tuple[Tuple[int, float], ...], Fraction, bool]] = []
-        self.src: List[int] = []
+        self.atoms = AtomBuilder()  # each atom's source: the token index of its relation's '('
 
     # ---- terms -------------------------------------------------------------------------
-    def term(self, node, ctx: int) -> Tuple[Dict[Tuple[str, int], Fraction], Fraction]:
+    def term(self, node, ctx: int) -> LinearForm:
         """Linear term -> ({(kind, idx): coef}, constant), exact."""
         if isinstance(node, str):
             var = self.declared.get(node)
             if var is not None:
-                return {var: _ONE}, _ZERO
+                return {var: ONE}, ZERO
             try:
-                return {}, _number(node)
+                return {}, number(node)
             except ValueError:
                 if _VAR.match(node):
                     raise _Located(f"unknown variable {clip(node)} (not declared with declare-const)", ctx, node)
@@ -335,73 +171,31 @@ class _TreeParser:
         op = node[1]
         args = [self.term(a, node[0]) for a in node[2:]]
         if op == "-" and len(args) == 1:
-            coefs, c = args[0]
-            return {k: -v for k, v in coefs.items()}, -c
+            return negated(args[0])
         if op in ("+", "-") and args:
-            coefs = dict(args[0][0])
-            const = args[0][1]
-            sign = 1 if op == "+" else -1
-            for cf, c in args[1:]:
-                for k, v in cf.items():
-                    coefs[k] = coefs.get(k, _ZERO) + sign * v
-                const += sign * c
-            return coefs, const
+            return combined(args, [1] + [1 if op == "+" else -1] * (len(args) - 1))
         if op == "*" and args:
-            coefs, const = args[0]
-            for cf, c in args[1:]:
-                if coefs and cf:
-                    raise _Located("non-linear term: product of two variables", node[0])
-                if cf:
-                    coefs, const, cf, c = cf, c, coefs, const
-                coefs = {k: v * c for k, v in coefs.items()}
-                const *= c
-            return coefs, const
+            try:
+                return product(args)
+            except NonLinear:
+                raise _Located("non-linear term: product of two variables", node[0]) from None
         raise _Located(f"unsupported term operator {shown(op)} (expected +, -, * or a number)", node[0])
 
     # ---- atoms and boolean structure -------------------------------------------------------
-    def atoms(self, node) -> List[int]:
-        """A relation -> indices of one or two new atoms (`=` gives two)."""
+    def relation(self, node) -> Conjunctions:
+        """A relation -> its DNF over one or two new atoms (`=` gives two)."""
         op = node[1]
         if len(node) != 4:
             raise _Located(f"relation {op} takes exactly two arguments, found {len(node) - 2}", node[0])
-        la, ca = self.term(node[2], node[0])
-        lb, cb = self.term(node[3], node[0])
-        coefs = dict(la)
-        for k, v in lb.items():
-            coefs[k] = coefs.get(k, _ZERO) - v
-        return self._rel(op, coefs, cb - ca, node[0])
-
-    def _rel(self, op: str, coefs: Dict[Tuple[str, int], Fraction], rhs: Fraction, ctx: int) -> List[int]:
-        """`coefs . v  op  rhs` -> atoms of the form `sum <= rhs` (or `<`), exact.
-
-        One variable: divided through by |coefficient| (an input bound then has coefficient
-        ±1). Several: scaled by a positive integer until every coefficient is a float64 number."""
-        coefs = {k: v for k, v in coefs.items() if v != 0}
-        kinds = {k[0] for k in coefs}
-        if len(kinds) > 1:
-            raise _Located("constraint mixes inputs (X) and outputs (Y); VNN-LIB 1.0 keeps them apart", ctx)
-        kind = kinds.pop() if kinds else ""
+        coefs, rhs = difference(self.term(node[2], node[0]), self.term(node[3], node[0]))
         try:
-            items, rhs = normalise_row(sorted((k[1], v) for k, v in coefs.items()), rhs)
+            return self.atoms.relation(op, coefs, rhs, node[0])
+        except MixedKinds:
+            raise _Located("constraint mixes inputs (X) and outputs (Y); VNN-LIB 1.0 keeps them apart", node[0]) from None
         except ValueError as e:
-            raise _Located(str(e), ctx) from None
-        neg = tuple((i, -v) for i, v in items)
-        if op == "<=":
-            new = [(kind, items, rhs, False)]
-        elif op == "<":
-            new = [(kind, items, rhs, True)]
-        elif op == ">=":
-            new = [(kind, neg, -rhs, False)]
-        elif op == ">":
-            new = [(kind, neg, -rhs, True)]
-        else:  # "="
-            new = [(kind, items, rhs, False), (kind, neg, -rhs, False)]
-        first = len(self.table)
-        self.table.extend(new)
-        self.src.extend([ctx] * len(new))
-        return list(range(first, len(self.table)))
+            raise _Located(str(e), node[0]) from None
 
-    def dnf(self, node, ctx: int) -> List[List[int]]:
+    def dnf(self, node, ctx: int) -> Conjunctions:
         """`node` is an element of the list whose '(' is token `ctx`."""
         if isinstance(node, str):
             if node == "true":
@@ -412,25 +206,21 @@ class _TreeParser:
         if len(node) < 2 or not isinstance(node[1], str):
             raise _Located("expected a constraint: (and ...), (or ...) or a relation", node[0])
         op = node[1]
-        if op in _RELATIONS:
-            return [self.atoms(node)]
-        if op == "and":
-            result: List[List[int]] = [[]]
-            for child in node[2:]:
-                sub = self.dnf(child, node[0])
-                if len(sub) == 1:
-                    for conj in result:
-                        conj.extend(sub[0])
-                else:
-                    if len(result) * len(sub) > MAX_CONJUNCTIONS:
-                        raise _Located(f"property expands to more than {MAX_CONJUNCTIONS} disjuncts", node[0])
-                    result = [r + s for r in result for s in sub]
-            return result
-        if op == "or":
-            result = []
-            for child in node[2:]:
-                result.extend(self.dnf(child, node[0]))
-            return result
+        try:
+            if op in _RELATIONS:
+                return self.relation(node)
+            if op == "and":
+                result: Conjunctions = [[]]
+                for child in node[2:]:
+                    result = conjoin(result, self.dnf(child, node[0]))
+                return result
+            if op == "or":
+                result = []
+                for child in node[2:]:
+                    result = disjoin(result, self.dnf(child, node[0]))
+                return result
+        except TooManyDisjuncts as e:
+            raise _Located(str(e), node[0]) from None
         raise _Located(f"unsupported operator {shown(op)} (expected and, or, <=, >=, <, >, =)", node[0])
 
     # ---- declarations ------------------------------------------------------------------------
@@ -455,44 +245,6 @@ class _TreeParser:
             raise _Located(f"variable {clip(name)} is out of range: {has}", node[0], name)
         self.declared[name] = (kind, int(digits))
 
-    def atom_table(self) -> _Atoms:
-        kinds = [_KIND_OF[a[0]] for a in self.table]
-        nnz = [len(a[1]) for a in self.table]
-        cptr = np.zeros(len(self.table) + 1, dtype=np.int64)
-        np.cumsum(np.asarray(nnz, dtype=np.int64), out=cptr[1:])
-        cidx = [i for a in self.table for i, _ in a[1]]
-        cval = [c for a in self.table for _, c in a[1]]
-        exact = [a[2] for a in self.table]
-        cache: Dict[Fraction, Tuple[float, int]] = {}
-        near = np.empty(len(exact))
-        rdir = np.empty(len(exact), dtype=np.int8)
-        for k, c in enumerate(exact):
-            nd = cache.get(c)
-            if nd is None:
-                nd = cache[c] = nearest(c)
-            near[k], rdir[k] = nd
-        return _Atoms(kinds, near, rdir, [a[3] for a in self.table], cptr, cidx, cval, self.src, exact)
-
-
-def _runs(conjs: List[List[int]]) -> _Dnf:
-    """Conjunctions given as atom index lists -> ranges of consecutive indices."""
-    rptr, rs, re_ = [0], [], []
-    for conj in conjs:
-        start = prev = -2
-        for a in conj:
-            if a == prev + 1:
-                prev = a
-                continue
-            if start >= 0:
-                rs.append(start)
-                re_.append(prev + 1)
-            start = prev = a
-        if start >= 0:
-            rs.append(start)
-            re_.append(prev + 1)
-        rptr.append(len(rs))
-    return _Dnf(rptr, rs, re_)
-
 
 def _tree_parse(text: str, where: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
     """-> (n_in, n_out, atoms, dnf, number of asserts); every error is a SpecError. With the
@@ -500,7 +252,7 @@ def _tree_parse(text: str, where: str, n_inputs: Optional[int] = None, n_outputs
     tokens = _TOKEN.findall(text)
     tree = _build_tree(tokens, where, text)
     p = _TreeParser(n_inputs, n_outputs)
-    conjs: List[List[int]] = [[]]
+    conjs: Conjunctions = [[]]
     n_asserts = 0
     try:
         for item in tree[1:]:
@@ -515,14 +267,10 @@ def _tree_parse(text: str, where: str, n_inputs: Optional[int] = None, n_outputs
                 if len(item) != 3:
                     raise _Located("assert takes exactly one constraint", item[0])
                 n_asserts += 1
-                sub = p.dnf(item[2], item[0])
-                if len(sub) == 1:
-                    for c in conjs:
-                        c.extend(sub[0])
-                else:
-                    if len(conjs) * len(sub) > MAX_CONJUNCTIONS:
-                        raise _Located(f"property expands to more than {MAX_CONJUNCTIONS} disjuncts", item[0])
-                    conjs = [c + s for c in conjs for s in sub]
+                try:
+                    conjs = conjoin(conjs, p.dnf(item[2], item[0]))
+                except TooManyDisjuncts as e:
+                    raise _Located(str(e), item[0]) from None
             elif cmd in _IGNORED_COMMANDS:
                 continue
             else:
@@ -536,7 +284,7 @@ def _tree_parse(text: str, where: str, n_inputs: Optional[int] = None, n_outputs
         raise SpecError(f"{where}: property has no assert")
     n_in = _count(p.declared, "X", where)
     n_out = _count(p.declared, "Y", where)
-    return n_in, n_out, p.atom_table(), _runs(conjs), n_asserts
+    return n_in, n_out, p.atoms.atoms(), from_lists(conjs), n_asserts
 
 
 def _count(declared: Dict[str, Tuple[str, int]], kind: str, where: str) -> int:
@@ -580,8 +328,8 @@ _WIDE = 40  # longer number tokens take the float() path one by one
 
 
 _VARKIND = np.zeros(256, dtype=np.int8)
-_VARKIND[ord("X")] = _IN
-_VARKIND[ord("Y")] = _OUT
+_VARKIND[ord("X")] = IN
+_VARKIND[ord("Y")] = OUT
 
 
 def _variables(b: np.ndarray, ts: np.ndarray, te: np.ndarray):
@@ -820,7 +568,7 @@ def _bulk_parse(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[i
     """-> (n_in, n_out, atoms, dnf, n_asserts) for the VNN-COMP shapes, or None."""
     try:
         return _bulk(text, n_inputs, n_outputs)
-    except _GiveUp:
+    except (_GiveUp, TooManyDisjuncts):  # the tree front end words the error, with its position
         return None
 
 
@@ -851,7 +599,6 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
     level = depth[oe]  # 1 for top-level lists
     inner = ~ev_open[oe + 1]  # the next parenthesis closes it: no sub-lists
     open_at = ev[oe]
-    next_paren = ev[oe + 1]
 
     # ---- tokens ----------------------------------------------------------------------------------
     edge = np.zeros(b.size + 2, dtype=np.int8)
@@ -934,10 +681,10 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
     if not _is_word(b, ts[h[d] + 2], te[h[d] + 2], b"Real").all():
         raise _GiveUp
     dkind, didx, dok = _variables(bp, ts[h[d] + 1], te[h[d] + 1])
-    if not dok.all() or (dkind == _CONST).any():
+    if not dok.all() or (dkind == CONST).any():
         raise _GiveUp
     counts = []
-    for kind, known in ((_IN, n_inputs), (_OUT, n_outputs)):
+    for kind, known in ((IN, n_inputs), (OUT, n_outputs)):
         sel = didx[dkind == kind]
         n = sel.size
         if n and (sel.max() >= n or np.bincount(sel, minlength=n).max() != 1):
@@ -989,16 +736,16 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
     if not (oka.all() and okb.all()):
         raise _GiveUp
     n_of = np.array([0, n_in, n_out])
-    if ((ka != _CONST) & (ia >= n_of[ka])).any() or ((kb != _CONST) & (ib >= n_of[kb])).any():
+    if ((ka != CONST) & (ia >= n_of[ka])).any() or ((kb != CONST) & (ib >= n_of[kb])).any():
         raise _GiveUp  # unknown variable
-    va, vb = ka != _CONST, kb != _CONST
+    va, vb = ka != CONST, kb != CONST
     rop = op[r]
     nr = r.size
     if va.all() and not vb.any() and not (rop == _EQ).any():
         # the usual shape, (op VARIABLE NUMBER), in few steps; same atoms as the general case below
         b_val, b_dir = _numbers(text, bp, ts[tb], te[tb])
         neg = (rop == _GE) | (rop == _GT)
-        atoms = _Atoms(ka, np.where(neg, -b_val, b_val), np.where(neg, -b_dir, b_dir), (rop == _LT) | (rop == _GT),
+        atoms = Atoms(ka, np.where(neg, -b_val, b_val), np.where(neg, -b_dir, b_dir), (rop == _LT) | (rop == _GT),
                        np.arange(nr + 1), ia, np.where(neg, -1.0, 1.0), open_at[rel_list],
                        spans=(text, ts[tb], te[tb], np.where(neg, -1, 1).astype(np.int8)))
         atom_off = np.arange(nr + 1)
@@ -1012,12 +759,12 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
         cover = np.bincount(b_r0[subs] - r0, minlength=r1 - r0 + 1) - np.bincount(b_r1[subs] - r0, minlength=r1 - r0 + 1)
         return np.flatnonzero(np.cumsum(cover)[:-1] == 0) + r0
 
-    def dnf(j: int) -> _Dnf:
+    def dnf(j: int) -> Dnf:
         if flat[j]:
             if is_or[j]:
                 rr = np.arange(b_r0[j], b_r1[j])
-                return _Dnf.each(atom_off[rr], atom_off[rr + 1])
-            return _Dnf.single(int(atom_off[b_r0[j]]), int(atom_off[b_r1[j]]))  # and, assert
+                return Dnf.each(atom_off[rr], atom_off[rr + 1])
+            return Dnf.single(int(atom_off[b_r0[j]]), int(atom_off[b_r1[j]]))  # and, assert
         subs = sub_order[sub_start[j]:sub_start[j] + n_sub[j]]
         if is_assert[j]:
             return dnf(int(subs[0]))
@@ -1027,13 +774,13 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
             # and, and relation of a flat or is one disjunct of one range; text order
             sub_or = subs[is_or[subs]]
             sub_and = subs[~is_or[subs]]
-            or_rel = _ragged(b_r0[sub_or], b_r1[sub_or] - b_r0[sub_or])
+            or_rel = ragged(b_r0[sub_or], b_r1[sub_or] - b_r0[sub_or])
             singles = np.concatenate([rels, or_rel])
             pos = np.concatenate([rel_at[singles], open_at[bi[sub_and]]])
             start = np.concatenate([atom_off[singles], atom_off[b_r0[sub_and]]])
             stop = np.concatenate([atom_off[singles + 1], atom_off[b_r1[sub_and]]])
             order = np.argsort(pos, kind="stable")
-            return _Dnf.each(start[order], stop[order])
+            return Dnf.each(start[order], stop[order])
         # children in text order: sub-lists and runs of relations
         items = [(int(open_at[bi[s]]), 1, int(s), 0) for s in subs.tolist()]
         if rels.size:
@@ -1048,9 +795,9 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
                     parts.append(dnf(x))
                 else:
                     rr = np.arange(x, y)
-                    parts.append(_Dnf.each(atom_off[rr], atom_off[rr + 1]))
-            return _Dnf.any_of(parts)
-        return _conjoin_all([dnf(x) if is_sub else _Dnf.single(int(atom_off[x]), int(atom_off[y]))
+                    parts.append(Dnf.each(atom_off[rr], atom_off[rr + 1]))
+            return Dnf.any_of(parts)
+        return conjoin_all([dnf(x) if is_sub else Dnf.single(int(atom_off[x]), int(atom_off[y]))
                              for _, is_sub, x, y in items])
 
     asserts = np.flatnonzero(is_assert)  # in text order
@@ -1060,15 +807,15 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
     parts = []
     for run in np.split(asserts, cut):
         if flat[run[0]]:
-            parts.append(_Dnf.join_single([_Dnf(np.array([0, run.size]), atom_off[b_r0[run]], atom_off[b_r1[run]])]))
+            parts.append(Dnf.join_single([Dnf(np.array([0, run.size]), atom_off[b_r0[run]], atom_off[b_r1[run]])]))
         else:
             parts.extend(dnf(j) for j in run.tolist())
-    return n_in, n_out, atoms, _conjoin_all(parts), int(asserts.size)
+    return n_in, n_out, atoms, conjoin_all(parts), int(asserts.size)
 
 
 def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     """Atoms of relations `(op A B)` with A, B each a declared variable or a number (token indices ta, tb)."""
-    va, vb = ka != _CONST, kb != _CONST
+    va, vb = ka != CONST, kb != CONST
     nr = rop.size
     if (va & vb & (ka != kb)).any():
         raise _GiveUp  # mixes X and Y
@@ -1084,7 +831,7 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     same = va & vb & (ia == ib)
     nnz = np.where(same, 0, va.astype(np.int64) + vb.astype(np.int64))
     kind = np.where(va, ka, kb).astype(np.int8)
-    kind[nnz == 0] = _CONST
+    kind[nnz == 0] = CONST
     lo_idx = np.where(va & (~vb | (ia < ib)), ia, ib)  # first (lower-index) entry
     lo_coef = np.where(va & (~vb | (ia < ib)), 1.0, -1.0)
     hi_idx = np.where(ia < ib, ib, ia)  # second entry when two
@@ -1109,338 +856,11 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
     cval[cptr[:-1][has2] + 1] = (hi_coef[rel_of] * sign)[has2]
     num_t = np.where(vb, ta, tb)[rel_of]  # the number token of each atom (none for two variables: c = 0)
     num_sign = (np.where(vb, -1, 1)[rel_of] * sign).astype(np.int8)
-    atoms = _Atoms(kind[rel_of], rhs[rel_of] * sign, rdir[rel_of] * sign.astype(np.int8), (aop == _LT) | (aop == _GT),
+    atoms = Atoms(kind[rel_of], rhs[rel_of] * sign, rdir[rel_of] * sign.astype(np.int8), (aop == _LT) | (aop == _GT),
                    cptr, cidx, cval, rel_src[rel_of], spans=(text, ts[num_t], te[num_t], num_sign))
     atom_off = np.zeros(nr + 1, dtype=np.int64)
     np.cumsum(mult, out=atom_off[1:])
     return atoms, atom_off
-
-
-def _conjoin_all(parts: List[_Dnf]) -> _Dnf:
-    """The conjunction of DNFs, in order, with the tree front end's size limit. Runs of
-    single-conjunction parts (plain asserts) are joined first, so thousands of them stay linear."""
-    result: Optional[_Dnf] = None
-    size = 1
-    i = 0
-    while i < len(parts):
-        if len(parts[i]) == 1:
-            j = i
-            while j < len(parts) and len(parts[j]) == 1:
-                j += 1
-            sub = _Dnf.join_single(parts[i:j])
-            i = j
-        else:
-            sub = parts[i]
-            if size * len(sub) > MAX_CONJUNCTIONS:
-                raise _GiveUp  # the tree front end raises the positioned error
-            size *= len(sub)
-            i += 1
-        result = sub if result is None else result.times(sub)
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Back end: atoms + DNF -> Spec, in bulk
-# ---------------------------------------------------------------------------------------------
-def _segment_sum(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    c = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(values, out=c[1:])
-    return c[ptr[1:]] - c[ptr[:-1]]
-
-
-def _rows_as_bytes(rows: np.ndarray) -> np.ndarray:
-    """A 2-D array as a 1-D array of opaque byte strings, one per row (np.unique then compares rows
-    with memcmp instead of field by field)."""
-    rows = np.ascontiguousarray(rows)
-    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
-
-
-def _expand(dnf: _Dnf, ranges: np.ndarray, owner: np.ndarray):
-    """Atoms of the given ranges, in order, and the owner label of each."""
-    n = dnf.re[ranges] - dnf.rs[ranges]
-    return _ragged(dnf.rs[ranges], n), np.repeat(owner, n)
-
-
-def _exact_str(v: Fraction) -> str:
-    """An exact value as a decimal, for messages (every VNN-LIB constant is a terminating decimal)."""
-    import decimal
-
-    with decimal.localcontext() as ctx:
-        ctx.prec = 60
-        d = decimal.Decimal(v.numerator) / decimal.Decimal(v.denominator)
-    return clip(format(d.normalize(), "f") if abs(d.adjusted()) < 30 else str(d))
-
-
-def _assemble(atoms: _Atoms, dnf: _Dnf, n_in: int, n_out: int, where: str, locate) -> List[Case]:
-    """The normal form; `locate(atom.src)` -> (line, column) for error messages.
-
-    Every float written is rounded outward from the exact value (an input box's lower bound down,
-    upper bound up, a right-hand side up), with the `*_dir` arrays beside it (spec/model.py). Two
-    constants are compared exactly: by their nearest float64 and rounding direction, and, in the
-    rare case those agree without being exact, by their exact values (`_Atoms.exact_value`)."""
-    K = len(dnf)
-    if K == 0:
-        return []
-    nnz = np.diff(atoms.cptr)
-    is_x = atoms.kind == _IN
-    is_y = atoms.kind == _OUT
-    up = round_up(atoms.rhs, atoms.rdir)  # the least float64 >= each exact right-hand side
-    tight = atoms.rdir == 0
-    # a constant atom `0 <= c` (`0 < c` when strict), decided exactly from (up, tight)
-    c_false = (atoms.kind == _CONST) & ~np.where(atoms.strict, up > 0.0, (up > 0.0) | ((up == 0.0) & tight))
-    is_box = is_x & (nnz == 1)  # coefficient +-1: both front ends divide single-variable relations through
-    is_g = is_x & (nnz > 1)
-
-    def per_range(mask):
-        c = np.zeros(mask.size + 1, dtype=np.int64)
-        np.cumsum(mask, out=c[1:])
-        return c[dnf.re] - c[dnf.rs]
-
-    nx_r, ny_r = per_range(is_x), per_range(is_y)
-    n_ranges = np.diff(dnf.rptr)
-    range_conj = np.repeat(np.arange(K), n_ranges)
-    conj_false = _segment_sum(per_range(c_false), dnf.rptr) > 0
-
-    # ---- input parts: one per distinct list of X-carrying ranges ---------------------------------
-    slot = np.arange(dnf.rs.size) - dnf.rptr[range_conj]
-    width = int(n_ranges.max())
-    sig = np.full((K, 2 * max(width, 1)), -1, dtype=np.int64)
-    xr = np.flatnonzero(nx_r > 0)
-    sig[range_conj[xr], 2 * slot[xr]] = dnf.rs[xr]
-    sig[range_conj[xr], 2 * slot[xr] + 1] = dnf.re[xr]
-    _, rep, sig_of = np.unique(_rows_as_bytes(sig), return_index=True, return_inverse=True)
-    sig_of = sig_of.reshape(-1)
-    U = rep.size
-    sel_r = xr[np.isin(range_conj[xr], rep)]
-    u_of_conj = np.full(K, -1, dtype=np.int64)
-    u_of_conj[rep] = np.arange(U)
-    a_idx, a_u = _expand(dnf, sel_r, u_of_conj[range_conj[sel_r]])
-    # box atoms: +-x_i <= c, an upper bound c (coefficient +1) or a lower bound -c (coefficient -1)
-    bx = is_box[a_idx]
-    b_atom, b_u = a_idx[bx], a_u[bx]
-    var = atoms.cidx[atoms.cptr[b_atom]]
-    side = atoms.cval[atoms.cptr[b_atom]] < 0  # 0 upper, 1 lower
-    rv, rd = atoms.rhs[b_atom], atoms.rdir[b_atom]
-    strict = atoms.strict[b_atom]
-
-    # the tightest bound per (part, variable, side) is the atom with the least exact c: ordered by
-    # c's (nearest float64, direction), a strict relation first on a tie
-    key = (b_u * n_in + var) * 2 + side
-    take = np.arange(key.size)
-    if key.size and np.bincount(key).max() > 1:  # some variable bounded twice on one side
-        order = np.lexsort((~strict, rd, rv, key))
-        ko, rvo, rdo, so = key[order], rv[order], rd[order], strict[order]
-        group = np.ones(order.size, dtype=bool)
-        group[1:] = ko[1:] != ko[:-1]
-        run = group.copy()  # runs of bounds whose (near, dir) agree
-        run[1:] |= (rvo[1:] != rvo[:-1]) | (rdo[1:] != rdo[:-1])
-        run_id = np.cumsum(run) - 1
-        # a run of non-exact constants (dir != 0) mixing strict and non-strict relations: which one is
-        # the least depends on the exact values
-        mixed = (np.bincount(run_id, so) > 0) & (np.bincount(run_id, ~so) > 0) & (rdo[run] != 0)
-        first = np.flatnonzero(group)
-        take = order[first]
-        for g in np.flatnonzero(mixed[run_id[first]]).tolist():
-            p0 = int(first[g])
-            members = order[run_id == run_id[p0]]
-            best = min(members.tolist(), key=lambda j: (atoms.exact_value(int(b_atom[j])), not strict[j]))
-            take[g] = best
-    bval = round_up(rv[take], rd[take])
-    bval = np.where(side[take], -bval, bval)  # lower bounds: round_down(-c) = -round_up(c)
-    bdir = np.where(side[take], -rd[take], rd[take]).astype(np.int8)
-    slot_of = key[take]
-    bounds = np.empty((U, n_in, 2))
-    bounds[:, :, 0] = np.inf
-    bounds[:, :, 1] = -np.inf
-    bounds.reshape(-1)[slot_of] = bval
-    dirs = np.zeros((U, n_in, 2), dtype=np.int8)
-    dirs.reshape(-1)[slot_of] = bdir
-    stricts = np.zeros((U, n_in, 2), dtype=bool)
-    stricts.reshape(-1)[slot_of] = strict[take]
-    chosen = np.full((U, n_in, 2), -1, dtype=np.int64)  # the atom behind each bound
-    chosen.reshape(-1)[slot_of] = b_atom[take]
-    upper, lower = bounds[:, :, 0], bounds[:, :, 1]
-    lower = lower + 0.0  # contiguous copies; -0.0 -> 0.0, so equal boxes compare equal byte for byte
-    upper = upper + 0.0
-    lo_d = np.ascontiguousarray(dirs[:, :, 1])
-    hi_d = np.ascontiguousarray(dirs[:, :, 0])
-    lo_s = np.ascontiguousarray(stricts[:, :, 1])
-    hi_s = np.ascontiguousarray(stricts[:, :, 0])
-
-    # errors, in disjunct order, exactly one message
-    no_lo = ~np.isfinite(lower)
-    no_hi = ~np.isfinite(upper)
-    # c_lo against c_hi, exactly: by (nearest, direction), and by value where those agree inexactly
-    n_lo = np.where(lo_d < 0, np.nextafter(lower, np.inf), lower)
-    n_hi = np.where(hi_d > 0, np.nextafter(upper, -np.inf), upper)
-    same = (n_lo == n_hi) & (lo_d == hi_d)
-    above = (n_lo > n_hi) | ((n_lo == n_hi) & (lo_d > hi_d))
-    equal = same & (lo_d == 0)
-    undecided = same & (lo_d != 0) & ~no_lo & ~no_hi
-    if undecided.any():  # e.g. an input fixed at 0.1 by two relations
-        uu, ii = np.nonzero(undecided)
-        a_lo, a_hi = chosen[uu, ii, 1], chosen[uu, ii, 0]
-        for u, i, eq in zip(uu.tolist(), ii.tolist(), atoms.same_values(a_hi, a_lo, -1)):
-            if eq:
-                above[u, i], equal[u, i] = False, True
-            else:
-                c_lo, c_hi = -atoms.exact_value(int(chosen[u, i, 1])), atoms.exact_value(int(chosen[u, i, 0]))
-                above[u, i], equal[u, i] = c_lo > c_hi, c_lo == c_hi
-    empty = above | (equal & (lo_s | hi_s))
-    bad_u = no_lo.any(axis=1) | no_hi.any(axis=1) | empty.any(axis=1)
-    bad_conj = np.flatnonzero(bad_u[sig_of] & ~conj_false)
-    if bad_conj.size:
-        k = int(bad_conj[0])
-        u = int(sig_of[k])
-        for which, missing, rel, s in (("lower", no_lo, ">=", 1), ("upper", no_hi, "<=", 0)):
-            if missing[u].any():
-                i = int(np.argmax(missing[u]))
-                a = int(chosen[u, i, s])
-                if a >= 0:  # there is a bound, beyond the float64 range
-                    line, col = locate(int(atoms.src[a]))
-                    raise SpecError(f"{where}:{line}:{col}: input X_{i} has no finite {which} bound: this one is beyond "
-                                    f"the float64 range (about 1.8e308); vnncert needs a finite box on every input")
-                what = f"input X_{i} has no {which} bound"
-                at = where
-                if K > 1:  # point at the disjunct: its first relation
-                    what += f" in disjunct {k + 1}"
-                    r = dnf.rptr[k]
-                    if dnf.rptr[k + 1] > r:
-                        line, col = locate(int(atoms.src[dnf.rs[r]]))
-                        at, what = f"{where}:{line}:{col}", what + " (the one starting here)"
-                raise SpecError(f"{at}: {what}; expected a constraint such as ({rel} X_{i} <number>)")
-        i = int(np.argmax(empty[u]))
-        a_lo, a_hi = int(chosen[u, i, 1]), int(chosen[u, i, 0])
-        if undecided[u, i]:
-            lo, hi = _exact_str(-atoms.exact_value(a_lo)), _exact_str(atoms.exact_value(a_hi))
-        else:
-            lo, hi = repr(float(n_lo[u, i])), repr(float(n_hi[u, i]))
-        # the relations that set the two bounds; the error points at the later one
-        src_lo, src_hi = atoms.src[a_lo], atoms.src[a_hi]
-        at, other = (src_lo, src_hi) if src_lo > src_hi else (src_hi, src_lo)
-        (line, col), (oline, ocol) = locate(int(at)), locate(int(other))
-        if above[u, i]:
-            what = f"lower bound {lo} above upper bound {hi}"
-        else:
-            what = f"lower and upper bound {lo} and one of them strict"
-        tail = f" in disjunct {k + 1}" if K > 1 else ""
-        raise SpecError(f"{where}:{line}:{col}: empty input box{tail}: X_{i} has {what} "
-                        f"(the other bound is at line {oline}, column {ocol}); expected lower <= upper")
-
-    # general linear input constraints G x <= h (rare in VNN-LIB 1.0): per part, in atom order
-    g_parts: Dict[int, tuple] = {}
-    gm = is_g[a_idx]
-    if gm.any():
-        for u in np.unique(a_u[gm]).tolist():
-            rows = a_idx[gm & (a_u == u)]
-            G = np.zeros((rows.size, n_in))
-            for r, a in enumerate(rows.tolist()):
-                p0, p1 = atoms.cptr[a], atoms.cptr[a + 1]
-                G[r, atoms.cidx[p0:p1]] = atoms.cval[p0:p1]
-            g_parts[u] = (G, up[rows] + 0.0, atoms.strict[rows].copy()) + _row_exactness(atoms, rows)
-
-    # ---- group parts with equal regions ------------------------------------------------------------
-    rows_bytes = np.concatenate([lower.view(np.uint8).reshape(U, 8 * n_in), upper.view(np.uint8).reshape(U, 8 * n_in),
-                                 lo_s.view(np.uint8), hi_s.view(np.uint8), lo_d.view(np.uint8), hi_d.view(np.uint8)],
-                                axis=1)
-    if not g_parts and n_in == 0:
-        region_of = np.zeros(U, dtype=np.int64)
-    elif not g_parts:
-        _, region_of = np.unique(_rows_as_bytes(rows_bytes), return_inverse=True)
-        region_of = region_of.reshape(-1)
-    else:
-        seen: Dict[bytes, int] = {}
-        region_of = np.empty(U, dtype=np.int64)
-        for u in range(U):
-            key = rows_bytes[u].tobytes()
-            if u in g_parts:
-                G, h, G_s, h_d, h_x = g_parts[u]
-                key += b"".join(x.tobytes() for x in (G, h, G_s)) + repr((G.shape, h_d, h_x)).encode()
-            region_of[u] = seen.setdefault(key, len(seen))
-
-    # ---- output rows per disjunct ---------------------------------------------------------------------
-    live = ~conj_false
-    yr = np.flatnonzero((ny_r > 0) & live[range_conj])
-    y_idx, y_conj = _expand(dnf, yr, range_conj[yr])
-    keep = is_y[y_idx]
-    y_idx, y_conj = y_idx[keep], y_conj[keep]
-    n_rows = y_idx.size
-    A = np.zeros((n_rows, n_out))
-    cnt = nnz[y_idx]
-    entries = _ragged(atoms.cptr[y_idx], cnt)
-    A[np.repeat(np.arange(n_rows), cnt), atoms.cidx[entries]] = atoms.cval[entries]
-    bvec = up[y_idx] + 0.0
-    svec = atoms.strict[y_idx].copy()
-    dvec = atoms.rdir[y_idx].copy()
-    any_dir = bool(dvec.any())
-    # rows over several outputs with a right-hand side that is not a float64 keep its exact value
-    need = (cnt > 1) & (dvec != 0)
-    xvec = None
-    if need.any():
-        xvec = np.full(n_rows, None, dtype=object)
-        for r in np.flatnonzero(need).tolist():
-            xvec[r] = atoms.exact_value(int(y_idx[r]))
-    row_ptr = np.zeros(K + 1, dtype=np.int64)
-    np.cumsum(np.bincount(y_conj, minlength=K), out=row_ptr[1:])
-
-    # ---- cases, in order of first appearance ------------------------------------------------------------
-    live_k = np.flatnonzero(live)
-    if live_k.size == 0:
-        return []
-    counts = row_ptr[live_k + 1] - row_ptr[live_k]  # rows of live disjuncts are contiguous, in order
-    if (counts == counts[0]).all():
-        r = int(counts[0])
-        shape = (live_k.size, r)
-        hss = list(map(Halfspaces, A.reshape(live_k.size, r, n_out), bvec.reshape(shape), svec.reshape(shape),
-                       dvec.reshape(shape) if any_dir else repeat(None),
-                       map(tuple, xvec.reshape(shape)) if xvec is not None else repeat(None)))
-    else:
-        hss = [Halfspaces(A[i:j], bvec[i:j], svec[i:j], dvec[i:j] if any_dir else None,
-                          tuple(xvec[i:j]) if xvec is not None else None)
-               for i, j in zip(row_ptr[live_k].tolist(), row_ptr[live_k + 1].tolist())]
-    u_live = sig_of[live_k]
-    reg_live = region_of[u_live]
-    regs, first = np.unique(reg_live, return_index=True)
-    appearance = np.argsort(first, kind="stable")
-    rank = np.empty(int(regs.max()) + 1, dtype=np.int64)
-    rank[regs[appearance]] = np.arange(regs.size)
-    group = rank[reg_live]
-    if (np.diff(group) >= 0).all():
-        in_order = hss
-        cuts = np.searchsorted(group, np.arange(regs.size + 1)).tolist()
-    else:
-        perm = np.argsort(group, kind="stable")
-        in_order = [hss[i] for i in perm.tolist()]
-        cuts = np.searchsorted(group[perm], np.arange(regs.size + 1)).tolist()
-    reps = u_live[first[appearance]]
-    outs = [in_order[i:j] for i, j in zip(cuts, cuts[1:])]
-    lo_any, hi_any = lo_s.any(axis=1)[reps].tolist(), hi_s.any(axis=1)[reps].tolist()
-    dl_any, dh_any = lo_d.any(axis=1)[reps].tolist(), hi_d.any(axis=1)[reps].tolist()
-    if not (g_parts or any(lo_any) or any(hi_any)):  # the usual: closed boxes only
-        if not (any(dl_any) or any(dh_any)):
-            return list(map(Case, map(InputRegion, lower[reps], upper[reps]), outs))
-        none = repeat(None)
-        regions = map(InputRegion, lower[reps], upper[reps], none, none, none, none, none,
-                      [d if a else None for d, a in zip(lo_d[reps], dl_any)],
-                      [d if a else None for d, a in zip(hi_d[reps], dh_any)])
-        return list(map(Case, regions, outs))
-    cases = []
-    for u, low, high, los, his, lo_a, hi_a, ld, hd, ld_a, hd_a, out in zip(
-            reps.tolist(), lower[reps], upper[reps], lo_s[reps], hi_s[reps], lo_any, hi_any,
-            lo_d[reps], hi_d[reps], dl_any, dh_any, outs):
-        G, h, G_s, h_d, h_x = g_parts.get(u, (None,) * 5)
-        cases.append(Case(InputRegion(low, high, G, h, los if lo_a else None, his if hi_a else None, G_s,
-                                      ld if ld_a else None, hd if hd_a else None, h_d, h_x), out))
-    return cases
-
-
-def _row_exactness(atoms: _Atoms, rows: np.ndarray):
-    """(dir array or None, exact tuple or None) of the right-hand sides of these atoms, as
-    `InputRegion.h_dir` / `h_exact` want them."""
-    d = atoms.rdir[rows].copy()
-    if not d.any():
-        return None, None
-    return d, tuple(atoms.exact_value(int(a)) if d[k] else None for k, a in enumerate(rows.tolist()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1465,6 +885,5 @@ def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional
         raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}")
     if n_outputs is not None and n_out != n_outputs:
         raise SpecError(f"{where}: property declares {n_out} outputs (Y_0..Y_{n_out - 1}) but the network has {n_outputs}")
-    with np.errstate(over="ignore", invalid="ignore"):  # +-inf bounds are reported, not warned about
-        cases = _assemble(atoms, dnf, n_in, n_out, where, locate)
+    cases = assemble(atoms, dnf, n_in, n_out, Source(where, locate))
     return Spec(n_inputs=n_in, n_outputs=n_out, cases=cases, source=where, version="1.0")
