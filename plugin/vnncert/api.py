@@ -1,11 +1,16 @@
-"""The small Python API: `verify`, `load_spec`, `load_network`, `Outcome`."""
+"""The small Python API (`verify`, `load_spec`, `load_network`, `Outcome`) and the one verify pipeline.
+
+`run_query` is the supervised-verify function both command-line forms and `vnncert.verify` call:
+argument checks, the deadline, the killable child process, the mapping of what came back to an
+Outcome. `check_arguments` is the one check of the arguments they share.
+"""
 from __future__ import annotations
 
 import math
 import time
 from typing import Optional
 
-from .deadline import remaining
+from .deadline import deadline_from_start, remaining
 from .errors import VnncertError
 from .options import Options, apply_threads
 from .results import Outcome, Verdict
@@ -40,25 +45,56 @@ def verify(model: str, prop: str, mode: str = "auto", timeout: Optional[float] =
     stderr); otherwise engines stop cooperatively at the deadline. Bad input, including arguments
     the command line would refuse (`check_arguments`), gives Outcome(verdict=error, detail=message).
     """
+    since = time.monotonic()
     try:
         options = Options.make(mode=mode, seed=seed, threads=threads, **option_fields)
-        check_options(options, timeout)
-    except (TypeError, ValueError) as e:  # the same checks as the command line's
+    except TypeError as e:  # an option name that does not exist
         return Outcome(Verdict.ERROR, engine="api", detail=str(e))
-    deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
-    if not isolate:
-        return solve(model, prop, options, deadline)
-    from .supervise import run_supervised
-
-    engine_deadline = deadline - ENGINE_MARGIN if timeout is not None else deadline
-    res = run_supervised(lambda: solve(model, prop, options, engine_deadline), deadline, child_stdout="stderr")
-    return outcome_of(res, timeout)
+    return run_query(model, prop, options, timeout, since=since, isolate=isolate)
 
 
 ENGINE_MARGIN = 0.3  # seconds the engines stop before the hard deadline, to answer cleanly
 
 
-def outcome_of(res, timeout) -> Outcome:
+def run_query(model: str, prop: str, options: Options, timeout: Optional[float] = None, *,
+              since: Optional[float] = None, isolate: bool = True, child_stdout: str = "stderr",
+              quiet_warnings: bool = False) -> Outcome:
+    """Answer one query under one deadline: the one verify pipeline behind both `vnncert verify`
+    forms (VNN-COMP and VNN-LIB 2.0) and `vnncert.verify`.
+
+    1. The options and the timeout are checked (`check_options`); a bad one gives Outcome(error)
+       naming the argument the way the command line spells it.
+    2. The hard deadline is `timeout` seconds after `since` (a time.monotonic() value; None: the
+       start of this process, which is how the command line counts); no timeout, or inf, is none.
+    3. isolate=True: `solve` runs in a supervised child process (`supervise.run_supervised`) whose
+       whole process group is killed at the hard deadline; the engines are told to stop
+       ENGINE_MARGIN seconds earlier, to answer cleanly. The child's stdout goes to `child_stdout`
+       ("stderr", "null" or "inherit"); `quiet_warnings` hides its Python warnings.
+       isolate=False: `solve` runs in this process; the engines stop cooperatively at the deadline.
+    4. What came back (an Outcome, a kill at the deadline, a dead or failing child) becomes one
+       Outcome, with `seconds` set.
+    """
+    t0 = time.monotonic()
+    try:
+        check_options(options, timeout)
+    except (TypeError, ValueError) as e:
+        return Outcome(Verdict.ERROR, engine="arguments", detail=str(e))
+    limit = math.inf if timeout is None else float(timeout)
+    hard = deadline_from_start(limit) if since is None else since + limit
+    if isolate:
+        from .supervise import run_supervised
+
+        res = run_supervised(lambda: solve(model, prop, options, hard - ENGINE_MARGIN), hard,
+                             child_stdout=child_stdout, quiet_warnings=quiet_warnings)
+        out = _outcome_of(res, timeout)
+    else:
+        out = solve(model, prop, options, hard)
+    if not out.seconds:
+        out.seconds = time.monotonic() - t0
+    return out
+
+
+def _outcome_of(res, timeout) -> Outcome:
     from .supervise import ChildDied, ChildRaised, TimedOut
 
     if isinstance(res, Outcome):

@@ -245,16 +245,10 @@ def _error_into_result_file(argv: Sequence[str], known: Sequence[str]) -> None:
 
 
 def cmd_verify(args) -> int:
-    import math
-    import time
-
-    from .api import ENGINE_MARGIN, outcome_of, solve
-    from .deadline import deadline_from_start
-    from .api import check_arguments
+    from .api import check_options, run_query
     from .options import Options
     from .outputs import OutputError, check_distinct, check_writable
     from .results import Outcome, Verdict, write_json, write_result_file
-    from .supervise import run_supervised
 
     inputs = [("model" if i == 0 else "property" if i == 1 else "input", p) for i, p in enumerate(args.paths)]
     # 1) the result file: never one of the inputs, writable; it holds `unknown` from here on
@@ -272,10 +266,11 @@ def cmd_verify(args) -> int:
     # 2) the arguments and the sidecar, before any work
     problem = None
     json_ok = False
+    fields = {k: getattr(args, k) for k in ("relaxed_method", "sigma", "noise", "n0", "n", "alpha")
+              if getattr(args, k) is not None}
+    options = Options.make(mode=args.mode, seed=args.seed, threads=args.threads, **fields)
     try:
-        check_arguments(mode=args.mode, timeout=args.timeout, seed=args.seed, threads=args.threads,
-                        relaxed_method=args.relaxed_method, sigma=args.sigma, noise=args.noise, n0=args.n0,
-                        n=args.n, alpha=args.alpha)
+        check_options(options, args.timeout)
         if args.json:
             check_distinct([("--result-file", args.result_file), ("--json", args.json)], inputs)
             check_writable("--json", args.json)
@@ -287,18 +282,9 @@ def cmd_verify(args) -> int:
     if problem is not None:
         out = Outcome(Verdict.ERROR, engine="cli", detail=problem)
     else:
-        fields = {k: getattr(args, k) for k in ("relaxed_method", "sigma", "noise", "n0", "n", "alpha")
-                  if getattr(args, k) is not None}
-        options = Options.make(mode=args.mode, seed=args.seed, threads=args.threads, **fields)
         model, prop = args.paths
-        hard = deadline_from_start(args.timeout) if args.timeout is not None else math.inf
-        engine_deadline = hard - ENGINE_MARGIN
-        t0 = time.monotonic()
-        res = run_supervised(lambda: solve(model, prop, options, engine_deadline), hard,
-                             child_stdout="stderr" if args.verbose else "null", quiet_warnings=not args.verbose)
-        out = outcome_of(res, args.timeout)
-        if not out.seconds:
-            out.seconds = time.monotonic() - t0
+        out = run_query(model, prop, options, args.timeout, child_stdout="stderr" if args.verbose else "null",
+                        quiet_warnings=not args.verbose)
     comments = _certificate_comments(out)
     if args.json and json_ok:
         try:

@@ -19,11 +19,9 @@ analyse soundly (it says so and suggests `real`).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
@@ -347,28 +345,24 @@ def serialise_assignment(folder: str, decls, x, y, protect: Sequence[str] = ()) 
 
 
 def cmd_verify(args: Sequence[str]) -> int:
-    from .api import ENGINE_MARGIN, outcome_of, solve
-    from .deadline import deadline_from_start
+    from .api import check_options, run_query
     from .errors import VnncertError
     from .options import Options
     from .results import Verdict
     from .spec import detect_version, read_text
-    from .supervise import run_supervised
 
     from .cli import UsageError
-    from .api import check_arguments
     from .outputs import check_distinct, check_folder_writable
 
     try:
         a = verify_parser().parse_args(list(args))
     except UsageError:  # its line is on stderr already
         return EXIT_ERROR
-    try:  # the same checks as `vnncert verify MODEL PROP`
-        check_arguments(mode=a.mode, timeout=a.timeout, seed=a.seed, threads=a.threads)
+    options = Options(mode=a.mode, seed=a.seed, threads=a.threads)
+    try:  # the same checks as `vnncert verify MODEL PROP`, before any file is read
+        check_options(options, a.timeout)
     except ValueError as e:
         return _fail(str(e))
-    hard = deadline_from_start(a.timeout) if a.timeout is not None else math.inf
-    t0 = time.monotonic()
     try:
         given = _network_map(a.network)
         text = read_text(a.query)
@@ -399,13 +393,8 @@ def cmd_verify(args: Sequence[str]) -> int:
     except (VnncertError, ValueError) as e:
         return _fail(str(e))
 
-    options = Options(mode=a.mode, seed=a.seed, threads=a.threads)
-    engine_deadline = hard - ENGINE_MARGIN
-    res = run_supervised(lambda: solve(model, a.query, options, engine_deadline), hard,
-                         child_stdout="stderr" if a.verbose else "null", quiet_warnings=not a.verbose)
-    out = outcome_of(res, a.timeout)
-    if not out.seconds:
-        out.seconds = time.monotonic() - t0
+    out = run_query(model, a.query, options, a.timeout, child_stdout="stderr" if a.verbose else "null",
+                    quiet_warnings=not a.verbose)
     if out.verdict == Verdict.ERROR:
         return _fail(out.detail or "verification failed")
     if a.verbose:
