@@ -30,11 +30,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from vnncert.engines.milp_bounds import compute_bounds, output_lower_bounds
+    from vnncert.bounds.region import compute_bounds, output_lower_bounds
     from vnncert.engines.relaxed import Bounder
     from vnncert.network.layers import layer_graph
     from vnncert.network.loader import load_network
-    from vnncert.spec import load_spec
+    from vnncert import load_spec
 
     bench = Path(a.bench)
     rows = instances(bench)

@@ -15,7 +15,7 @@ from vnncert.network.layers import layer_graph
 from vnncert.network.loader import load_network
 from vnncert.options import Options
 from vnncert.results import Verdict
-from vnncert.spec import load_spec
+from vnncert import load_spec
 from vnncert.spec.model import Case, Halfspaces, InputRegion, Spec
 
 OPTS = Options(mode="exact", threads=1)
@@ -192,7 +192,7 @@ def _grid_min(lg, lo, hi, a, n=401):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
-    from vnncert.engines import exact
+    from vnncert.milp.solver import minimize
 
     sizes = [2, 8, 8, 3]
     net = load_network(mlp_onnx(tmp_path / f"m{seed}.onnx", random_mlp(seed, sizes)), threads=1)
@@ -201,12 +201,12 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
     a = np.array([1.0, -1.0, 0.0])
     m, slack, _ = _grid_min(lg, lo, hi, a)
     region = InputRegion(lo, hi)
-    r = exact.minimize(lg, region, a[None, :], np.zeros(1), deadline())
+    r = minimize(lg, region, a[None, :], np.zeros(1), deadline())
     assert r.status == "optimal"
     assert m - slack - 1e-6 <= r.incumbent <= m + 1e-6
     assert r.bound <= r.incumbent + 1e-6
     # the LP relaxation is a lower bound, never above the MILP optimum
-    lp = exact.minimize(lg, region, a[None, :], np.zeros(1), deadline(), binaries=False)
+    lp = minimize(lg, region, a[None, :], np.zeros(1), deadline(), binaries=False)
     assert lp.bound <= r.incumbent + 1e-6
 
 
@@ -220,7 +220,6 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
     if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound, no falsifier in front
         monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
         monkeypatch.setattr(exact, "REFINE_MIN_ROWS", 0)
-        monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
     if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain,
         # or too large a one: no chain, so no alpha-CROWN and no ReLU-split BaB either)
         monkeypatch.setattr(exact, "CHAIN_MAX_ELEMENTS", 0)
@@ -292,16 +291,17 @@ def test_no_unstable_relu(tmp_path, monkeypatch):
     from vnncert.engines import exact
 
     monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
-    monkeypatch.setattr(exact, "disjunct_bounds", lambda lg, case, bounds, dl: ([-np.inf] * len(case.output), [False] * len(case.output)))
     net = load_network(mlp_onnx(tmp_path / "s.onnx", random_mlp(4, [2, 6, 6, 2])), threads=1)
     c = np.array([0.3, -0.2])
     lo, hi = c - 1e-4, c + 1e-4
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     b = compute_bounds(layer_graph(net), InputRegion(lo, hi), deadline())
     assert sum(b.unstable) == 0
     y = net.evaluate(c[None, :])[0].astype(np.float64)
-    auto = Options(mode="auto", threads=1)  # no falsification pass: the MILP answers
+    from vnncert.options import ExactOptions
+
+    auto = Options(mode="auto", threads=1).with_(exact=ExactOptions(row_bounds=False))  # HiGHS answers
     out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] + 0.01])], 2), deadline(), auto)
     assert out.verdict == Verdict.SAT
     out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] - 0.01])], 2), deadline(), auto)
@@ -313,11 +313,13 @@ def test_candidates_that_do_not_replay_are_never_reported(tmp_path, monkeypatch)
     """If ONNX Runtime rejects every candidate, the engine must not say sat (nor unsat)."""
     from vnncert.engines import exact
 
+    from vnncert.milp import case
+
+    monkeypatch.setattr(case, "sat_outcome", lambda *a, **k: None)
     monkeypatch.setattr(exact, "sat_outcome", lambda *a, **k: None)
     net = load_network(mlp_onnx(tmp_path / "r.onnx", random_mlp(5, [2, 8, 2])), threads=1)
     lg = layer_graph(net)
     m, _, _ = _grid_min(lg, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0, -1.0]))
-    # (mode auto: the engine's own falsification pass of --mode exact would find the witness first)
     out = exact.check(net, spec_of([-1, -1], [1, 1], [([[1.0, -1.0]], [m + 0.5])], 2), deadline(8),
                       Options(mode="auto", threads=1))
     assert out.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT)
@@ -325,24 +327,25 @@ def test_candidates_that_do_not_replay_are_never_reported(tmp_path, monkeypatch)
 
 
 def test_unsat_margin_scales_with_the_model():
-    from vnncert.engines.exact import DUAL_FEAS_TOL, unsat_margin
-    from vnncert.engines.milp_encoding import Encoding
+    from vnncert.bounds.encoding import Encoding
+    from vnncert.milp.solver import unsat_margin
+    from vnncert.options import MilpOptions
 
     net = load_network(str(SPECS / "onnx" / "tiny_2in.onnx"), threads=1)
     lg = layer_graph(net)
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     small = compute_bounds(lg, InputRegion(np.zeros(2), np.ones(2)), deadline()).enc
     big = compute_bounds(lg, InputRegion(-100 * np.ones(2), 100 * np.ones(2)), deadline()).enc
     A = np.array([[1.0, -1.0]])
     assert isinstance(small, Encoding)
     assert 1e-6 <= unsat_margin(small, A) < unsat_margin(big, A)
-    assert unsat_margin(big, A) >= 10 * DUAL_FEAS_TOL * 200
+    assert unsat_margin(big, A) >= 10 * MilpOptions().dual_feas_tol * 200
 
 
 def test_lp_bounds_are_sound_and_tighter_than_crown():
     """Sound: below every sampled output. Tighter: the LP bound is at least the CROWN bound."""
-    from vnncert.engines.milp_bounds import compute_bounds, output_lower_bounds
+    from vnncert.bounds.region import compute_bounds, output_lower_bounds
 
     net = load_network(str(SPECS / "onnx" / "digits_mlp.onnx"), threads=1)
     spec = load_spec(str(SPECS / "vnnlib" / "digits_1_eps0.1.vnnlib"), net)
@@ -423,7 +426,7 @@ def test_lp_time_limits_hold_after_highs_has_run_for_longer_than_them(tmp_path):
     """HiGHS's time_limit is against its run clock, which adds up over the runs of one object:
     after many LPs on one TriangleLP, each further LP still gets the time it is given (a limit
     taken as absolute made every LP past that point stop at once, and the bound was lost)."""
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(3, [20, 80, 80, 80, 4])), threads=1)
     lg = layer_graph(net)

@@ -137,15 +137,19 @@ def test_exact_engine_alone_decides_the_lp(world, model, sat, unsat):
 
 @pytest.mark.parametrize("method", ["crown", "alpha-crown", "ibp", "lp"])
 def test_relaxed_engine_uses_the_lp_on_affine_regions(world, method):
-    """20 free inputs (no input splitting): the relaxed engine still answers, through the LP."""
-    from vnncert.engines import relaxed
+    """20 free inputs (no input splitting): the relaxed engine still answers, through the LP (under
+    `--relaxed-method lp` the router runs the LP engine in its place)."""
+    from vnncert import router
 
     models, props = world
     net = load_network(models["lin20"], threads=1)
     opts = Options.make(mode="relaxed", threads=1, relaxed_method=method)
-    out = relaxed.check(net, load_spec(props["conj20_unsat"], network=net), time.monotonic() + 60, opts)
+    engine, = router.plan(opts)
+    assert engine == ("lp" if method == "lp" else "relaxed")
+    check = router.engine_check(engine)
+    out = check(net, load_spec(props["conj20_unsat"], network=net), time.monotonic() + 60, opts)
     assert out.verdict == Verdict.UNSAT, out.detail
-    out = relaxed.check(net, load_spec(props["conj20_sat"], network=net), time.monotonic() + 60, opts)
+    out = check(net, load_spec(props["conj20_sat"], network=net), time.monotonic() + 60, opts)
     assert out.verdict == Verdict.SAT and out.witness_checked, out.detail
 
 

@@ -20,7 +20,7 @@ from test_exact import exact_check, spec_of
 
 def _bab_of(net, lo, hi, A, b):
     from vnncert.engines import exact, relu_bab
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     lg = layer_graph(net)
     bounds = compute_bounds(lg, InputRegion(np.asarray(lo, float), np.asarray(hi, float)), time.monotonic() + 60, method="crown")
@@ -95,10 +95,9 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path, monkeypatch):
     """A 6-input, 3 x 16 net with a threshold the LP relaxation cannot prove: the branch and bound
     proves it (unsat), agreeing with the MILP alone; just above the sampled minimum it is sat."""
     from vnncert.engines import exact
-    from vnncert.engines.milp_bounds import compute_bounds, output_lower_bounds
+    from vnncert.bounds.region import compute_bounds, output_lower_bounds
 
     monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
-    monkeypatch.setattr(exact, "FALSIFY_SECONDS", 0.0)
     net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
     lg = layer_graph(net)
     lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
@@ -149,7 +148,7 @@ def _sampled_chain(tmp_path, seed, alpha: bool):
     pre-activation bounds from CROWN (or alpha-CROWN, as the exact engine's LP-free route has
     them), copies, and each layer's pre-activations at 100,000 sampled inputs."""
     from vnncert.engines import exact
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, [5, 16, 16, 16, 3])), threads=1)
     lo, hi = -np.ones(5), np.ones(5)
@@ -250,7 +249,7 @@ def test_tightened_chain_skips_last_layer_rows_no_disjunct_reads(tmp_path, seed)
 def test_tightening_with_no_time_bounds_nothing(tmp_path):
     """A deadline already passed: no bound is claimed (infinite), nothing is searched."""
     from vnncert.engines import exact, relu_bab
-    from vnncert.engines.milp_bounds import compute_bounds
+    from vnncert.bounds.region import compute_bounds
 
     net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(0, [5, 16, 16, 3])), threads=1)
     lo, hi = -np.ones(5), np.ones(5)

@@ -1,7 +1,7 @@
 """The router's rule for unsupported operators (docs/usage.md, "Unsupported operators").
 
 Each engine reads the network through one converter of the op registry (the MILP layer graph
-for quick_bounds / exact / relaxed lp, the torch module for relaxed, ONNX Runtime alone for the
+for quick_bounds / exact / lp, the torch module for relaxed, ONNX Runtime alone for the
 falsifier and the probabilistic engine). No engine of the mode can take the network: `error`
 naming the op(s). Some can: they run, and an answer left `unknown` says which op kept which
 engines out (detail, and stats["note"], which the CLI prints on stderr without -v).
@@ -56,10 +56,11 @@ def world(tmp_path_factory):
                          ids=["exact", "relaxed", "relaxed-lp", "relaxed-alpha"])
 def test_no_engine_of_the_mode_takes_it_error_names_the_op(world, name, mode, kw):
     model, ops, sat, unsat = world[name]
+    engine = "lp" if kw.get("relaxed_method") == "lp" else mode  # the LP engine stands in for relaxed
     for prop in (sat, unsat):
         out = verify(model, prop, mode=mode, timeout=30, threads=1, **kw)
         assert out.verdict.value == "error", out.detail
-        assert re.search(_ops_re(ops) + rf": not supported by {mode}\b", out.detail), out.detail
+        assert re.search(_ops_re(ops) + rf": not supported by {engine}\b", out.detail), out.detail
         assert f"the only engine of --mode {mode}" in out.detail and "\n" not in out.detail
 
 
@@ -150,3 +151,22 @@ def test_cli_prints_the_note_on_stderr_without_verbose(world, tmp_path):
     assert res.read_text().splitlines()[0] == "unknown"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("vnncert: note: unsupported ONNX operator Erf: not supported by "), p.stderr
+
+
+def test_exact_mode_is_the_falsifier_then_the_exact_engine(tmp_path):
+    """--mode exact is a row of the router's table: the falsifier first, with at most
+    AttackOptions.lead_seconds / lead_share of the time, then the exact engine (which runs no
+    falsifier of its own). Without time for the lead, the exact engine finds the witness itself."""
+    from vnncert import router
+    from vnncert.options import AttackOptions, Options
+
+    assert router.plan(Options(mode="exact")) == ["attack", "exact"]
+    assert router.plan(Options.make(mode="auto", relaxed_method="lp")) == ["quick_bounds", "attack", "lp", "exact"]
+    model = gemm_then(tmp_path / "relu.onnx", "Relu")
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(box_spec(*UNIT, [["(>= Y_0 1.5)"]], 2))  # relu(x0 + x1) >= 1.5: sat
+    out = verify(model, str(prop), mode="exact", timeout=30, threads=1)
+    assert out.verdict.value == "sat" and out.engine == "attack" and out.witness_checked, out.detail
+    out = verify(model, str(prop), mode="exact", timeout=30, threads=1, attack=AttackOptions(lead_seconds=0.0))
+    assert out.verdict.value == "sat" and out.engine == "exact" and out.witness_checked, out.detail
+    assert out.detail.startswith("attack: unknown"), out.detail  # the lead ran (no time) and said so

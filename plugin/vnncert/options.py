@@ -18,6 +18,8 @@ class AttackOptions:
     samples: int = 4096  # random + corner samples over all cases: enough to hit ACAS Xu's sat regions
     pgd_restarts: int = 64  # PGD starts per round (at least one per disjunct)
     pgd_steps: int = 50  # PGD steps per start
+    lead_seconds: float = 10.0  # in front of a complete engine (--mode exact): HiGHS's own heuristics find witnesses slowly
+    lead_share: float = 0.1  # ... and at most this share of the time, so the complete engine keeps the rest
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,20 @@ class ActivationSplitOptions:
 class MilpOptions:
     """The Pyomo model and the HiGHS solve (milp/)."""
 
+    primal_feas_tol: float = 1e-7  # HiGHS's primal feasibility tolerance: only enlarges the searched set (safe side)
+    dual_feas_tol: float = 1e-9  # HiGHS's dual feasibility tolerance: the unsat margin is 10 x this x the column ranges
+    mip_feas_tol: float = 1e-6  # HiGHS's integrality tolerance: only enlarges the searched set (safe side)
+    sub_mips: bool = False  # RINS, RENS and root reduced-cost sub-MIPs: most of the time on these models, no answer helped
+    early_stop: float = 1.0  # seconds (at most 5 % of its time) a solve is told to stop before its deadline
+    spurious_retries: int = 3  # incumbents that do not replay: re-solves asking for a deeper violation
+    mip_gap: float = 1e-4  # relative gap at which HiGHS may stop (the cutoff decides unsat, not this)
+
 
 @dataclass(frozen=True)
 class ExactOptions:
     """The exact engine's pipeline (engines/exact.py)."""
+
+    row_bounds: bool = True  # rule disjuncts out by their rows' sound bounds before HiGHS (off: HiGHS decides; tests)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Quick proof before any heavy import: CROWN in numpy on the network's layer graph.
 
-One bound pass per case (engines/milp_bounds.py: interval and CROWN bounds with outward
+One bound pass per case (bounds/region.py: interval and CROWN bounds with outward
 widening and a relative slack, float64). `unsat` when every disjunct of every case is ruled out
 by some row's sound lower bound (> 0, or >= 0 for a strict row); otherwise `unknown`, and the
 router goes on to the falsifier and the torch-based engines. It never answers `sat`. It spares
@@ -19,9 +19,8 @@ MAX_CASES = 64  # beyond this the batched engines are faster than one numpy pass
 
 
 def check(network, spec, deadline: float, options: Options) -> Outcome:
+    from ..bounds.region import compute_bounds, disjunct_bounds
     from ..network.layers import layer_graph
-    from .exact import disjunct_bounds
-    from .milp_bounds import compute_bounds
 
     t0 = time.monotonic()
 

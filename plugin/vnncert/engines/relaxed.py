@@ -499,12 +499,8 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     t0 = time.monotonic()
     stats: dict = {}
     method = (options.relaxed.method or "crown").lower()
-    if method == "lp":  # the triangle LP relaxation of the exact engine's encoding (engines/exact.py, docs/exact.md)
-        from .exact import lp_check
-
-        return lp_check(network, spec, deadline, options)
-    if method not in METHODS:
-        return Outcome(Verdict.ERROR, engine="relaxed", detail=f"unknown relaxed method {method!r} (ibp, crown, alpha-crown, lp)")
+    if method not in METHODS:  # (lp is the router's: engines/lp.py)
+        return Outcome(Verdict.ERROR, engine="relaxed", detail=f"unknown relaxed method {method!r} (ibp, crown, alpha-crown)")
 
     def done(verdict, detail, out=None):
         o = out or Outcome(verdict, engine="relaxed", detail=detail)
@@ -604,8 +600,8 @@ def _affine_cases(network, spec, cases: List[int], deadline: float, everywhere_o
     numpy CROWN leaves no ReLU unstable, in a graph without max (at most MAX_AFFINE_CHECKS cases
     are looked at, one CROWN pass each). [] when the network has no layer graph."""
     from ..errors import VnncertError
+    from ..bounds.region import compute_bounds
     from ..network.layers import layer_graph
-    from .milp_bounds import compute_bounds
 
     try:
         lg = layer_graph(network)
@@ -629,12 +625,12 @@ def _affine_cases(network, spec, cases: List[int], deadline: float, everywhere_o
 
 def _lp_cases(network, spec, cases: List[int], deadline: float, options: Options,
               stats: dict) -> Tuple[Optional[Outcome], List[int]]:
-    """Decide cases on whose region the network is affine with the exact engine's LP (no binaries
-    there, so the LP of each disjunct is the problem itself): (a sat Outcome, replayed, or None;
-    the cases proven). A case the LP leaves open (optimum within the solver's margin of zero, or
-    the deadline) is neither."""
+    """Decide cases on whose region the network is affine with the LP (`milp.case.lp_case`: no
+    binaries there, so the LP of each disjunct is the problem itself): (a sat Outcome, replayed,
+    or None; the cases proven). A case the LP leaves open (optimum within the solver's margin of
+    zero, or the deadline) is neither."""
+    from ..milp.case import lp_case
     from ..network.layers import layer_graph
-    from .exact import check_case
 
     lg = layer_graph(network)
     st: dict = {}
@@ -643,7 +639,7 @@ def _lp_cases(network, spec, cases: List[int], deadline: float, options: Options
         if expired(deadline):
             break
         stats["lp_cases"] = stats.get("lp_cases", 0) + 1
-        r = check_case(network, spec, i, lg, deadline, options, st, milp=False)
+        r = lp_case(network, spec, i, lg, deadline, options, st, "relaxed")
         if r.verdict == Verdict.SAT:
             out = sat_outcome(network, spec, r.outcome.counterexample[0], engine="relaxed",
                               detail=f"the network is affine on case {i}'s region: {r.outcome.detail}")

@@ -2,7 +2,7 @@
 
 The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
 §4). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
-of every ReLU layer (from `milp_bounds.compute_bounds`: CROWN and alpha-CROWN):
+of every ReLU layer (from `bounds.region.compute_bounds`: CROWN and alpha-CROWN):
 
 * a *domain* fixes some of the ReLUs unstable at the root to active (z >= 0, relu(z) = z) or
   inactive (z <= 0, relu(z) = 0); its bound is a lower bound of each row a_i.y - b_i over the

@@ -1,9 +1,10 @@
-"""The MILP / LP encoding of a layer graph over one input region, in matrix form.
+"""The LP encoding of a layer graph over one input region, in matrix form: the triangle relaxation.
 
 One `Encoding` holds columns (variables with bounds, some integer) and rows
 (`row_lower <= A w <= row_upper`), grown layer by layer so bound tightening can solve LPs over
-the layers encoded so far (`engines.milp_bounds`) and the finished encoding becomes the MILP
-that `engines.exact.build_model` turns into a Pyomo model. The encoding (per neuron):
+the layers encoded so far (`bounds.lp`); `milp.encoding.add_binaries` adds the binaries that
+make it the MILP, and `milp.model.build_model` turns it into a Pyomo model. The encoding (per
+neuron):
 
 * input: one column per input with the box as bounds, rows `G x <= h`;
 * affine layers are equalities `v - W w = b`, where w are the columns of the variable layers
@@ -11,13 +12,13 @@ that `engines.exact.build_model` turns into a Pyomo model. The encoding (per neu
 * ReLU `z = max(v, 0)` with bounds l <= v <= u:
     - u <= 0 (stable inactive): no column, z is the constant 0;
     - l >= 0 (stable active): one column z with the equality `z - W w = b`;
-    - l < 0 < u: columns v, z in [0, u], rows z >= v, the triangle z <= u (v - l) / (u - l), and
-      for the MILP one binary d with z <= u d and z <= v - l (1 - d) (big-M from the bounds);
+    - l < 0 < u: columns v, z in [0, u], rows z >= v, the triangle z <= u (v - l) / (u - l)
+      (the MILP adds one binary d with z <= u d and z <= v - l (1 - d): milp/encoding.py);
 * max (MaxPool windows) `y = max_i v_i`: candidates i with u_i >= max_k l_k; rows y >= v_i;
-  with one candidate y = v_i, else binaries d_i, sum d_i = 1, y <= v_i + (U - l_i)(1 - d_i);
+  with one candidate y = v_i (the MILP adds binaries for the others: milp/encoding.py);
 * output: one column per output with the equalities of the last affine layer.
 
-All numbers are float64; bounds passed in must be sound (`milp_bounds` guarantees it).
+All numbers are float64; bounds passed in must be sound (`bounds.region` guarantees it).
 """
 from __future__ import annotations
 
@@ -254,32 +255,6 @@ class Encoding:
         elif L.kind == "max":
             self.add_max(idx, bounds[L.source])
 
-    def add_binaries(self, relax: bool = False) -> None:
-        """The MILP part: one binary per unstable ReLU (big-M rows), binaries per max window."""
-        if self.binaries_added:
-            return
-        self.binaries_added = True
-        for ur in self.unstable:
-            n = ur.neuron.size
-            d = self.add_cols(np.zeros(n), np.ones(n), "d", ur.layer, ur.neuron, integer=not relax)
-            ar = np.arange(n)
-            # z - u d <= 0
-            self.add_rows(np.concatenate([ar, ar]), np.concatenate([ur.z, d]), np.concatenate([np.ones(n), -ur.upper]),
-                          np.full(n, -np.inf), np.zeros(n))
-            # z - v - l d <= -l
-            self.add_rows(np.concatenate([ar, ar, ar]), np.concatenate([ur.z, ur.v, d]),
-                          np.concatenate([np.ones(n), -np.ones(n), -ur.lower]), np.full(n, -np.inf), -ur.lower)
-        for gidx, mg in enumerate(self.max_groups):
-            n = mg.cands.size
-            d = self.add_cols(np.zeros(n), np.ones(n), "dm", mg.layer, np.full(n, gidx), integer=not relax)
-            self.stats["max_binaries"] += n
-            self.add_rows(np.zeros(n), d, np.ones(n), [1.0], [1.0])
-            ar = np.arange(n)
-            big = mg.upper_max - mg.lower
-            # y - v_i + (U - l_i) d_i <= U - l_i
-            self.add_rows(np.concatenate([ar, ar, ar]), np.concatenate([np.full(n, mg.y), mg.cands, d]),
-                          np.concatenate([np.ones(n), -np.ones(n), big]), np.full(n, -np.inf), big)
-
     @property
     def n_binaries(self) -> int:
         return int(sum(self.col_int))
@@ -290,13 +265,3 @@ class Encoding:
     def input_cols(self) -> np.ndarray:
         return self.col_of[0]
 
-
-def encode(lg: LayerGraph, region, bounds, binaries: bool = True, relax: bool = False) -> Encoding:
-    """The whole encoding of lg over region with the given per-layer bounds."""
-    enc = Encoding(lg)
-    enc.add_input(region)
-    for L in lg.layers[1:]:
-        enc.add_layer(L.index, bounds)
-    if binaries:
-        enc.add_binaries(relax=relax)
-    return enc
