@@ -235,3 +235,98 @@ def test_empty_unsafe_set_is_unsat(tmp_path, linear_net):
     prop.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 1)"]], 2) + "(assert (<= 1.0 0.0))\n")
     p = run("verify", linear_net, prop, "--mode", "falsify", "--timeout", 30)
     assert p.returncode == 0 and p.stdout.splitlines()[0] == "unsat"
+
+
+# ---- which form of verify: the rule of vnncert/cli/__init__.py, one case per branch ----------------
+@pytest.mark.parametrize("args,form", [
+    # 1. an option only the VNN-LIB 2.0 form has: that form, whatever else is on the line
+    (["q.vnnlib", "--network", "f=m.onnx"], "standard"),
+    (["--network=f=m.onnx", "q.vnnlib"], "standard"),
+    (["q.vnnlib", "--serialise-assignments", "out"], "standard"),
+    (["m.onnx", "p.vnnlib", "--network", "f=m.onnx"], "standard"),  # its parser then refuses the extra path
+    (["q.vnnlib", "--netw", "f=m.onnx"], "standard"),  # a prefix, as argparse reads one
+    # 2. an option only the VNN-COMP form has: that form, whatever else is on the line
+    (["p.vnnlib", "--result-file", "r.txt"], "vnncomp"),  # its run then says it takes two paths
+    (["--result", "r.txt"], "vnncomp"),
+    (["m.onnx", "p.vnnlib", "--json", "r.json"], "vnncomp"),
+    (["m.onnx", "p.vnnlib", "--n", "5"], "vnncomp"),
+    (["m.onnx", "p.vnnlib", "--relaxed-method=lp"], "vnncomp"),
+    # 3. neither: one positional argument is the VNN-LIB 2.0 form, two the VNN-COMP form
+    (["q.vnnlib"], "standard"),
+    (["q.vnnlib", "--timeout", "5", "--mode", "falsify"], "standard"),
+    (["m.onnx", "p.vnnlib"], "vnncomp"),
+    (["m.onnx", "p.vnnlib", "--timeout", "5", "-v"], "vnncomp"),
+    (["--seed", "-5", "m.onnx", "p.vnnlib"], "vnncomp"),  # -5 is --seed's value
+    (["--", "-net.onnx", "p.vnnlib"], "vnncomp"),  # after --, every argument is positional
+    # 4. anything else: an error naming both forms
+    ([], None),
+    (["a", "b", "c"], None),
+    (["--timeout", "5"], None),
+    (["q.vnnlib", "--network", "f=m.onnx", "--result-file", "r.txt"], None),
+])
+def test_the_verify_form_rule(args, form):
+    from vnncert.cli import verify_form
+
+    got, why = verify_form(args)
+    assert got == form, (args, got, why)
+    if form is None:
+        assert "VNN-COMP form" in why and "VNN-LIB 2.0 form" in why
+
+
+def test_verify_lines_of_neither_form_are_one_error_naming_both(tmp_path, linear_net):
+    p = run("verify", linear_net, "a.vnnlib", "b.vnnlib")
+    assert p.returncode == 2 and p.stdout == ""
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "MODEL.onnx PROP.vnnlib (VNN-COMP form)" in err[0] and "(VNN-LIB 2.0 form)" in err[0]
+    assert "got 3 positional argument(s)" in err[0]
+    q, res = tmp_path / "q.vnnlib", tmp_path / "r.txt"
+    q.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 1.9)"]], 2))
+    p = run("verify", q, "--network", f"f={linear_net}", "--result-file", res)
+    assert p.returncode == 2 and "--network is an option of the VNN-LIB 2.0 form" in p.stderr
+    assert p.stdout == "error\n" and res.read_text() == "error\n"  # a named result file says so
+    res.unlink()
+    # an option of the VNN-COMP form picks that form: a missing model is its error, in its result file too
+    p = run("verify", q, "--result-file", res)
+    assert p.returncode == 2 and p.stdout == "error\n" and res.read_text() == "error\n"
+    assert "got 1 path(s)" in p.stderr and "(VNN-LIB 2.0 form)" in p.stderr
+    # one positional argument and no option of either form: the VNN-LIB 2.0 form, which needs --network
+    p = run("verify", q)
+    assert p.returncode == 2 and p.stdout == "" and "--network" in p.stderr
+
+
+def test_verify_help_states_the_rule_and_each_form_has_its_help(linear_net):
+    p = run("verify", "--help")
+    assert p.returncode == 0 and p.stderr == ""
+    assert "MODEL.onnx PROP.vnnlib" in p.stdout and "QUERY.vnnlib --network" in p.stdout
+    assert "The two forms of verify" in p.stdout and "--result-file" in p.stdout
+    p = run("verify", "q.vnnlib", "--network", f"f={linear_net}", "--help")
+    assert p.returncode == 0 and "VNN-LIB 2.0 verify" in p.stdout and "--serialise-assignments" in p.stdout
+    p = run("verify", "m.onnx", "p.vnnlib", "--help")
+    assert p.returncode == 0 and "--result-file" in p.stdout
+    assert "verify" in run("--help").stdout
+
+
+def test_result_file_carries_the_routers_note(tmp_path):
+    """An op that keeps engines out leaves a note; on an answer that is not sat the result file has
+    it as a comment line after the verdict (readers ignore comments; results.read_result_file)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    m = helper.make_model(helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [inp], [out]),
+                          opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "erf.onnx"))
+    prop, res = tmp_path / "p.vnnlib", tmp_path / "r.txt"
+    prop.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 2.0)"]], 2))  # erf < 1: unsat
+    p = run("verify", tmp_path / "erf.onnx", prop, "--mode", "auto", "--timeout", 30, "--threads", 1,
+            "--result-file", res)
+    assert p.returncode == 0 and p.stdout == "unknown\n", p.stderr
+    lines = res.read_text().splitlines()
+    assert lines[0] == "unknown" and len(lines) == 2
+    assert lines[1].startswith("; note: unsupported ONNX operator Erf: not supported by ")
+    assert p.stderr.strip() == "vnncert: " + lines[1][2:]
+    from vnncert.results import read_result_file
+
+    assert read_result_file(str(res))[0].value == "unknown"

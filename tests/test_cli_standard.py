@@ -16,7 +16,7 @@ from conftest import SPECS, shared_benchmark
 from helpers import mlp_onnx, slow_onnx
 
 import vnncert
-from vnncert import cli_standard
+from vnncert.cli import standard
 from vnncert.bench.instances import Instance
 from vnncert.bench.solvers import StandardCliSolver, drive, make_solver
 from vnncert.spec.vnnlib2 import THEORIES, spec_to_vnnlib2
@@ -70,19 +70,6 @@ def test_name_and_version_bytes():
     assert p.returncode == 0 and p.stdout == vnncert.__version__ + "\n" and p.stderr == ""
 
 
-@pytest.mark.parametrize("argv,ours", [
-    (["--name"], True), (["--version"], True), (["supports", "--vnnlib-versions"], True),
-    (["verify", "q.vnnlib", "--network", "f=m.onnx"], True), (["verify", "q.vnnlib"], True),
-    (["verify", "q.vnnlib", "--timeout", "5", "--mode", "falsify"], True),
-    (["verify", "--network=f=m.onnx", "q.vnnlib"], True),
-    (["verify", "m.onnx", "p.vnnlib"], False), (["verify", "m.onnx", "p.vnnlib", "--timeout", "5", "-v"], False),
-    (["verify", "--timeout", "5", "m.onnx", "p.vnnlib", "--result-file", "r.txt"], False),
-    (["verify"], False), (["verify", "--help"], False), (["spec", "show", "p.vnnlib"], False), ([], False),
-])
-def test_which_argv_are_the_standard_form(argv, ours):
-    assert cli_standard.handles(argv) is ours
-
-
 def _registry_ops():
     from vnncert.network import ops
 
@@ -104,14 +91,14 @@ def _registry_ops():
     ("--serialise-assignments", "true\n"),
 ])
 def test_supports_bytes(capsys, capability, expected):
-    assert cli_standard.main(["supports", capability]) == 0
+    assert standard.main(["supports", capability]) == 0
     assert capsys.readouterr().out == expected
 
 
 def test_supports_reads_theories_and_operators_off_the_code(capsys):
-    assert cli_standard.main(["supports", "--arithmetic-complexity-theories"]) == 0
+    assert standard.main(["supports", "--arithmetic-complexity-theories"]) == 0
     assert capsys.readouterr().out.split() == list(THEORIES["arithmetic-complexity"])
-    assert cli_standard.main(["supports", "--onnx-operators"]) == 0
+    assert standard.main(["supports", "--onnx-operators"]) == 0
     out = capsys.readouterr().out
     assert out == "".join(op + "\n" for op in _registry_ops())
     assert {"Gemm", "Relu", "MatMul"} <= set(out.split())
@@ -139,11 +126,11 @@ def test_sat_assignment_bytes(tmp_path, lin):
 def test_unknown_and_exact_values(tmp_path, lin, capsys):
     q = tmp_path / "q.vnnlib"
     q.write_text(query(["0.0", "0.0"], ["1.0", "1.0"], ["(>= Y[0,0] 2.5)"]))  # max y0 = 2
-    assert cli_standard.main(["verify", str(q), "--network", f"f={lin}", "--mode", "falsify", "--threads", "1"]) == 0
+    assert standard.main(["verify", str(q), "--network", f"f={lin}", "--mode", "falsify", "--threads", "1"]) == 0
     assert capsys.readouterr().out == "unknown\n"
     # values are printed exactly (positional, no exponent): float32(0.1) is not 0.1
     q.write_text(query(["0.1", "0.0"], ["0.1", "0.0"], ["(>= Y[0,0] 0.1)"]))
-    assert cli_standard.main(["verify", str(q), "--network", f"f={lin}", "--threads", "1"]) == 0
+    assert standard.main(["verify", str(q), "--network", f"f={lin}", "--threads", "1"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert out[:4] == ["sat", "X float32 [1,2]", "0.10000000149011612", "0.0"]
     assert float(out[2]) == float(np.float32(0.1)) and "e" not in "".join(out)
@@ -165,7 +152,7 @@ def test_serialise_assignments(tmp_path, lin, capsys):
     q = tmp_path / "q.vnnlib"
     q.write_text(query(["0.5", "0.25"], ["0.5", "0.25"], ["(>= Y[0,0] 0.75)"]))
     out = tmp_path / "a" / "b"
-    assert cli_standard.main(["verify", str(q), "--network", f"f={lin}", "--serialise-assignments", str(out),
+    assert standard.main(["verify", str(q), "--network", f"f={lin}", "--serialise-assignments", str(out),
                               "--threads", "1"]) == 0
     assert capsys.readouterr().out == "sat\n"
     assert sorted(os.listdir(out)) == ["X.pb", "Y.pb"]
@@ -182,14 +169,14 @@ def test_1_0_property_and_gz_through_the_standard_command(tmp_path, capsys):
 
     model = str(SPECS / "onnx" / "tiny_2in.onnx")
     prop = SPECS / "vnnlib" / "tiny_sat.vnnlib"
-    assert cli_standard.main(["verify", str(prop), "--network", f"anyname={model}", "--threads", "1"]) == 0
+    assert standard.main(["verify", str(prop), "--network", f"anyname={model}", "--threads", "1"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert out[0] == "sat" and out[1::2][:4] == ["X_0 Real []", "X_1 Real []", "Y_0 Real []", "Y_1 Real []"]
     gz = tmp_path / "q.vnnlib.gz"
     net = vnncert.load_network(model)
     spec = vnncert.load_spec(str(prop), network=net)
     gz.write_bytes(gzip.compress(spec_to_vnnlib2(spec, net.input_shape, net.output_shape).encode()))
-    assert cli_standard.main(["verify", str(gz), "--network", f"net={model}", "--threads", "1"]) == 0
+    assert standard.main(["verify", str(gz), "--network", f"net={model}", "--threads", "1"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert out[0] == "sat" and out[1] == "X float32 [1,2]" and out[4] == "Y float32 [1,2]"
 
@@ -245,7 +232,7 @@ def test_errors_go_to_stderr_with_exit_2(tmp_path, lin, half, capsys, case, need
         argv[1] = str(tmp_path / "nope.vnnlib")
     elif case == "missing_model":
         argv[3] = f"f={tmp_path / 'nope.onnx'}"
-    assert cli_standard.main(argv) == 2
+    assert standard.main(argv) == 2
     out = capsys.readouterr()
     assert out.out == ""
     assert needle in out.err and out.err.startswith("vnncert: error: ") and out.err.count("\n") == 1, out.err
@@ -254,7 +241,7 @@ def test_errors_go_to_stderr_with_exit_2(tmp_path, lin, half, capsys, case, need
 def test_real_query_is_the_consent_for_float16(tmp_path, half, capsys):
     q = tmp_path / "q.vnnlib"
     q.write_text(query(["0.5", "0.0"], ["1.0", "0.5"], ["(>= Y[0,1] Y[0,0])"], "real"))
-    assert cli_standard.main(["verify", str(q), "--network", f"f={half}", "--threads", "1"]) == 0
+    assert standard.main(["verify", str(q), "--network", f"f={half}", "--threads", "1"]) == 0
     out = capsys.readouterr().out.split("\n")
     assert out[0] == "sat" and out[1] == "X real [1,2]" and out[4] == "Y real [1,2]"
 
@@ -413,8 +400,8 @@ def test_acasxu_2_0_through_the_standard_command_agrees_with_1_0(tmp_path, capsy
         # in this process --timeout would count from pytest's start: the falsifier ends on its own budget
         assert cli.main(["verify", model, prop, "--mode", "falsify", "--threads", "1"]) == 0
         first_1_0 = capsys.readouterr().out.split("\n")[0]
-        assert cli_standard.main(["verify", str(q), "--network", f"net={model}", "--mode", "falsify",
-                                  "--threads", "1"]) == 0
+        assert standard.main(["verify", str(q), "--network", f"net={model}", "--mode", "falsify",
+                              "--threads", "1"]) == 0
         out = capsys.readouterr().out.split("\n")
         assert out[0] == first_1_0 and out[0] in ("sat", "unknown"), (onnx_name, prop_name)
         expected = truth.get((onnx_name, prop_name))

@@ -250,6 +250,12 @@ def _help_lists_name(tmp: Path, proc) -> None:
     assert "--name" in proc.stdout
 
 
+def _many_disjuncts(p: Path, n: int = 200_000) -> None:
+    """A 7 MB property with n two-row disjuncts: parsing it needs about 430 MB."""
+    disjuncts = " ".join(f"(and (>= Y_0 {i}) (<= Y_1 {i}))" for i in range(n))
+    p.write_text(HEAD + BOX + f"(assert (or {disjuncts}))\n")
+
+
 def _arg(case_id: str, args: Sequence[str], needle: str) -> Hostile:
     """A bad argument to `vnncert verify MODEL PROP`: exit 2, `error` on stdout and in the result file."""
     return Hostile(case_id, ["verify", "{tiny}", "{tmp}/p.vnnlib", *args, "--result-file", "{res}"],
@@ -285,7 +291,12 @@ PROCESS_CASES: List[Hostile] = [
                                                   "{tmp}/p.vnnlib"],
             files={"p.vnnlib": SAT}, result="error", stdout="error", stderr=r"--mode"),
     Hostile("arg-no-paths", ["verify", "--result-file", "{res}"], result="error", stdout="error",
-            stderr=r"required: PATH"),
+            stderr=r"verify takes MODEL\.onnx PROP\.vnnlib \(VNN-COMP form\) or QUERY\.vnnlib --network .*got 0 path"),
+    Hostile("arg-neither-form", ["verify", "{tiny}", "{tmp}/p.vnnlib", "{tmp}/p.vnnlib"], files={"p.vnnlib": SAT},
+            stderr=r"\(VNN-COMP form\) or .* \(VNN-LIB 2\.0 form\); got 3 positional", check=_no_stdout),
+    Hostile("arg-both-forms", ["verify", "{tmp}/p.vnnlib", "--network", "N={tiny}", "--result-file", "{res}"],
+            files={"p.vnnlib": SAT}, result="error", stdout="error",
+            stderr=r"--network is an option of the VNN-LIB 2\.0 form and --result-file one of the VNN-COMP form"),
     _std("std-timeout-abc", ["--timeout", "abc"], r"--timeout"),
     _std("std-timeout-nan", ["--timeout", "nan"], r"--timeout must be"),
     _std("std-timeout-negative", ["--timeout", "-1"], r"--timeout must be"),
@@ -302,6 +313,8 @@ PROCESS_CASES: List[Hostile] = [
     Hostile("cmd-spec-missing", ["spec"], stderr=r"required"),
     Hostile("cmd-spec-eps-nan", ["spec", "robustness", "--point", "0.5,0.5", "--label", "0", "--eps", "nan",
                                  "--n-classes", "2", "--out", "{tmp}/q.vnnlib"], stderr=r"--eps must be"),
+    Hostile("cmd-spec-show-out-of-memory", ["spec", "show", "{tmp}/big.vnnlib"], files={"big.vnnlib": _many_disjuncts},
+            mem_mb=300, stderr=r"^vnncert: error: \S*big\.vnnlib: out of memory while reading it$"),
     Hostile("cmd-spec-eps-missing-value", ["spec", "robustness", "--point", "0.5,0.5", "--eps"], stderr=r"--eps"),
     Hostile("cmd-smooth-sigma-negative", ["smooth", "certify", "{tiny}", "--data", "{tmp}/d.npz", "--sigma", "-1",
                                           "--out", "{tmp}/o.tsv"], stderr=r"--sigma must be"),

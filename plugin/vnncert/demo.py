@@ -1,7 +1,6 @@
-"""`make demo`: run `vnncert verify` on the shipped default (vnnlib_specs/instances.csv) and show the answers.
-
-When the probabilistic engine is installed it also prints the certified-accuracy table of the
-shipped noise-trained digits classifiers (a claim about the smoothed classifiers g).
+"""`make demo`: run `vnncert verify` on the shipped default (vnnlib_specs/instances.csv) and show the answers,
+then the certified-accuracy table of the shipped noise-trained digits classifiers (a claim about the
+smoothed classifiers g).
 """
 from __future__ import annotations
 
@@ -61,10 +60,6 @@ def detail_lines(detail: str, width: int = DETAIL_WIDTH) -> list:
 
 
 def _smoothing_table(out_dir: Path) -> None:
-    try:
-        from . import cli_smooth  # noqa: F401
-    except ImportError:
-        return
     data = SPECS / "data" / "digits_test.npz"
     tsvs = []
     print("\nRandomized smoothing (claims about the smoothed classifiers g, confidence 1 - alpha):")

@@ -1,10 +1,8 @@
 """`vnncert smooth certify|predict|report`: randomized smoothing over a data set (claims about g, not f)."""
 from __future__ import annotations
 
-import sys
-
-EXIT_OK = 0
-EXIT_ERROR = 2
+from ..options import SmoothingOptions
+from .common import EXIT_OK, fail
 
 _CLAIM = ("Every certificate is a claim about the smoothed classifier g(x) = argmax_c P(f(x+e) = c), holding with "
           "probability at least 1-alpha per example; it says nothing definite about the network f itself.")
@@ -16,13 +14,15 @@ def _common(p, predict: bool) -> None:
                    help="x (one row per example, the model's input shape or flat) and y (integer labels)")
     p.add_argument("--sigma", type=float, required=True,
                    help="noise scale: sigma of the Gaussian, lambda of Laplace / uniform noise")
-    p.add_argument("--noise", default="gaussian", choices=["gaussian", "laplace", "uniform"],
+    p.add_argument("--noise", default=SmoothingOptions.noise, choices=["gaussian", "laplace", "uniform"],
                    help="gaussian: L2 radii; laplace, uniform (on [-lambda, lambda]): L1 radii (default gaussian)")
     if not predict:
-        p.add_argument("--n0", type=int, default=100, help="selection samples (default 100)")
-    p.add_argument("--n", type=int, default=100_000, help="estimation samples (default 100000)")
-    p.add_argument("--alpha", type=float, default=0.001, help="failure probability per example (default 0.001)")
-    p.add_argument("--batch", type=int, default=10_000, help="noisy inputs per ONNX Runtime call (default 10000)")
+        p.add_argument("--n0", type=int, default=SmoothingOptions.n0, help="selection samples (default %(default)s)")
+    p.add_argument("--n", type=int, default=SmoothingOptions.n, help="estimation samples (default %(default)s)")
+    p.add_argument("--alpha", type=float, default=SmoothingOptions.alpha,
+                   help="failure probability per example (default %(default)s)")
+    p.add_argument("--batch", type=int, default=SmoothingOptions.batch,
+                   help="noisy inputs per ONNX Runtime call (default %(default)s)")
     p.add_argument("--skip", type=int, default=1, help="take every skip-th example (default 1)")
     p.add_argument("--max", type=int, default=-1, help="stop at this example index (default -1: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
@@ -62,18 +62,13 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _fail(message: str) -> int:
-    print(f"vnncert: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
-
-
 def run(args) -> int:
-    from .errors import VnncertError
+    from ..errors import VnncertError
 
     try:
         if args.smooth_cmd == "report":
-            from .outputs import check_distinct, check_writable
-            from .smoothing.report import report
+            from ..outputs import check_distinct, check_writable
+            from ..smoothing.report import report
 
             if args.plot:
                 check_distinct([("--plot", args.plot)], [("input", f) for f in args.files]
@@ -84,27 +79,26 @@ def run(args) -> int:
             return EXIT_OK
         return _run_dataset(args)
     except VnncertError as e:
-        return _fail(str(e))
-    except ValueError as e:  # argument checks (options.check_arguments, outputs) say what they mean
-        return _fail(" ".join(str(e).split()))
+        return fail(e)
+    except ValueError as e:  # argument checks (api.check_arguments, outputs) say what they mean
+        return fail(e)
     except (OSError, KeyError, RuntimeError) as e:
-        return _fail(" ".join(f"{type(e).__name__}: {e}".split()))
+        return fail(f"{type(e).__name__}: {e}")
 
 
 def _run_dataset(args) -> int:
-    from . import load_network
-    from .smoothing.report import certify_dataset, load_dataset, predict_dataset
-
-    from .api import check_arguments
-    from .outputs import check_distinct, check_writable
+    from .. import load_network
+    from ..api import check_arguments
+    from ..outputs import check_distinct, check_writable
+    from ..smoothing.report import certify_dataset, load_dataset, predict_dataset
 
     # the same checks as `vnncert verify --mode probabilistic`, then the outputs, before any work
     check_arguments(seed=args.seed, threads=args.threads, sigma=args.sigma, noise=args.noise,
                     n0=getattr(args, "n0", None), n=args.n, alpha=args.alpha, batch=args.batch)
     if args.skip < 1:
-        return _fail(f"--skip must be >= 1, got {args.skip}")
+        return fail(f"--skip must be >= 1, got {args.skip}")
     if args.max < -1:
-        return _fail(f"--max must be >= 0, or -1 for all, got {args.max}")
+        return fail(f"--max must be >= 0, or -1 for all, got {args.max}")
     outs = [("--out", args.out), ("--out's settings file", args.out + ".json")]
     check_distinct(outs, [("model", args.model), ("--data", args.data)])
     for what, path in outs:

@@ -10,13 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-EXIT_OK = 0
-EXIT_ERROR = 2
-
-
-def _fail(message: str) -> int:
-    print(f"vnncert: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+from .common import EXIT_OK, fail
 
 
 def add_parser(sub) -> None:
@@ -26,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from .router import MODES
+    from ..router import MODES
 
     p = sub.add_parser(
         "bench", help="run a benchmark suite (instances.csv) into a VNN-COMP results CSV (resumable)",
@@ -119,18 +113,18 @@ def _no_rows(message: str, notes) -> str:
 
 
 def cmd_bench(args) -> int:
-    from .bench.instances import InstancesError, load_suite
-    from .bench.runner import log_path, run_bench
-    from .bench.solvers import SolverUnavailable, make_solver
+    from ..bench.instances import InstancesError, load_suite
+    from ..bench.runner import log_path, run_bench
+    from ..bench.solvers import SolverUnavailable, make_solver
 
     if args.jobs < 1:
-        return _fail("--jobs must be at least 1")
+        return fail("--jobs must be at least 1")
     if not args.timeout_scale > 0:
-        return _fail("--timeout-scale must be positive")
+        return fail("--timeout-scale must be positive")
     if args.memory_limit is not None and not args.memory_limit > 0:
-        return _fail("--memory-limit must be positive")
+        return fail("--memory-limit must be positive")
     if not os.path.isdir(args.bench_dir):
-        return _fail(f"{args.bench_dir}: not a folder")
+        return fail(f"{args.bench_dir}: not a folder")
     threads = args.threads
     if threads is None:
         threads = 1 if args.scheduler else max(1, (os.cpu_count() or 1) // args.jobs)
@@ -140,21 +134,21 @@ def cmd_bench(args) -> int:
                              threads=threads, margin=args.margin, extra_args=tuple(args.verify_arg),
                              prepare_timeout=args.prepare_timeout)
     except (InstancesError, SolverUnavailable, FileNotFoundError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     if not instances:
-        return _fail(f"{args.bench_dir}: no instances")
-    from .bench.resultscsv import ResultsCsvError
+        return fail(f"{args.bench_dir}: no instances")
+    from ..bench.resultscsv import ResultsCsvError
 
     try:
         summary = run_bench(instances, solver, args.out, jobs=args.jobs, memory_limit_mb=args.memory_limit,
                             progress=not args.no_progress, scheduler=args.scheduler, argv=sys.argv,
                             keep_workdirs=args.keep_workdirs)
     except ResultsCsvError as e:
-        return _fail(f"{e} (not resuming into a file that is not a results CSV)")
+        return fail(f"{e} (not resuming into a file that is not a results CSV)")
     except RuntimeError as e:  # dask_runner.DaskUnavailable
-        return _fail(str(e))
+        return fail(str(e))
     except OSError as e:
-        return _fail(f"{e.filename or args.out}: {e.strerror}")
+        return fail(f"{e.filename or args.out}: {e.strerror}")
     for note in summary.notes:
         print(f"vnncert: {note}", file=sys.stderr)
     print(f"{solver.name}: {summary.line()}")
@@ -175,8 +169,8 @@ def cmd_bench(args) -> int:
 
 
 def _checker(args, csvs):
-    from .bench.score import default_roots
-    from .bench.witness import FileResolver, WitnessChecker
+    from ..bench.score import default_roots
+    from ..bench.witness import FileResolver, WitnessChecker
 
     for d in args.benchmarks:
         if not os.path.isdir(d):
@@ -187,55 +181,55 @@ def _checker(args, csvs):
 def cmd_score(args) -> int:
     import json
 
-    from .bench.resultscsv import ResultsCsvError
-    from .bench.score import GroundTruth, ToolResults, load_tool, render, score_tool, to_json
+    from ..bench.resultscsv import ResultsCsvError
+    from ..bench.score import GroundTruth, ToolResults, load_tool, render, score_tool, to_json
 
     try:
         parts = [load_tool(r) for r in args.results]
         name = args.name or parts[0].name
         tool = ToolResults(name, [e for p in parts for e in p.entries])
         if not tool.entries:
-            return _fail(_no_rows("no result rows to score", [n for p in parts for n in p.notes]))
+            return fail(_no_rows("no result rows to score", [n for p in parts for n in p.notes]))
         for note in (n for p in parts for n in p.notes):
             print(f"vnncert: {note}", file=sys.stderr)
         truth = GroundTruth(args.ground_truth) if args.ground_truth else None
         checker = None if args.no_check else _checker(args, sorted({c for c, _ in tool.entries}))
     except (ResultsCsvError, FileNotFoundError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     report = score_tool(tool, checker, truth)
     print(render(report), end="")
-    from .results import atomic_write
+    from ..results import atomic_write
 
     if args.markdown:
         atomic_write(args.markdown, render(report, markdown=True))
     if args.json:
         atomic_write(args.json, json.dumps(to_json(report), indent=2) + "\n")
     if args.cactus:
-        from .bench.plots import cactus
+        from ..bench.plots import cactus
 
         cactus({name: report.total.times}, args.cactus, title=f"{name}: instances solved vs time")
     return EXIT_OK
 
 
 def cmd_compare(args) -> int:
-    from .bench.compare import compare, write_outputs
-    from .bench.resultscsv import ResultsCsvError
-    from .bench.score import GroundTruth, load_tool
+    from ..bench.compare import compare, write_outputs
+    from ..bench.resultscsv import ResultsCsvError
+    from ..bench.score import GroundTruth, load_tool
 
     names = [n.strip() for n in args.names.split(",")] if args.names else []
     if names and len(names) != len(args.results):
-        return _fail(f"--names gives {len(names)} names for {len(args.results)} tools")
+        return fail(f"--names gives {len(names)} names for {len(args.results)} tools")
     try:
         tools = [load_tool(r, names[i] if names else None) for i, r in enumerate(args.results)]
         for arg, t in zip(args.results, tools):
             if not t.entries:
-                return _fail(_no_rows(f"{arg}: no result rows to compare", t.notes))
+                return fail(_no_rows(f"{arg}: no result rows to compare", t.notes))
         for note in (n for t in tools for n in t.notes):
             print(f"vnncert: {note}", file=sys.stderr)
         truth = GroundTruth(args.ground_truth) if args.ground_truth else None
         checker = None if args.check == "none" else _checker(args, sorted({c for t in tools for c, _ in t.entries}))
     except (ResultsCsvError, FileNotFoundError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     report = compare(tools, checker, truth, check=args.check)
     md, png = write_outputs(report, args.out)
     print(report.render(markdown=False, cactus_png=png), end="")

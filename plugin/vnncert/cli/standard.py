@@ -1,9 +1,8 @@
 """The VNN-LIB 2.0 standard command line (standard chapter 5): `--name`, `--version`, `verify`, `supports`.
 
-`cli.main` asks `handles(argv)` first. The standard form of `verify` is told apart from the
-VNN-COMP form `vnncert verify MODEL.onnx PROP.vnnlib` by its arguments alone: it is the standard
-form when `--network` or `--serialise-assignments` is given, or when exactly one path is given
-(the VNN-COMP form always has two). No file is opened to decide.
+`vnncert verify` runs this form or the VNN-COMP form (`cli/verify.py`) by the rule written in
+`cli/__init__.py` (the arguments alone decide: `--network` or `--serialise-assignments`, or
+exactly one positional argument and no option only the VNN-COMP form has, select this form).
 
 Output: the first stdout line is `sat`, `unsat`, `unknown` or `timed-out`; for `sat` the
 assignment follows in the command-line format (a header `NAME TYPE [dims]` per declared
@@ -24,11 +23,8 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import __version__
-
-NAME = "vnncert"
-EXIT_OK = 0
-EXIT_ERROR = 2
+from .. import __version__
+from .common import EXIT_ERROR, EXIT_OK, NAME, Parser, UsageError, fail
 
 CAPABILITIES = (
     "--onnx-opset-versions", "--onnx-element-types", "--onnx-operators", "--vnnlib-versions",
@@ -39,47 +35,11 @@ CAPABILITIES = (
 # the standard's own example spells this one with an extra "s"
 _CAPABILITY_ALIASES = {"--multiple-inputs-output-theories": "--multiple-input-output-theories"}
 
-_STANDARD_ONLY = ("--network", "--serialise-assignments", "--assignments")
-_FLAGS = {"-v", "--verbose", "-h", "--help"}
 _ANSWER_WORDS = {"sat": "sat", "unsat": "unsat", "unknown": "unknown", "timeout": "timed-out"}
 
 
-# ---- which argv are ours -------------------------------------------------------------------------
-def _positionals(args: Sequence[str]) -> Tuple[int, bool]:
-    """(number of positional arguments, whether a standard-only option appears)."""
-    n, standard, i = 0, False, 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            n += len(args) - i - 1
-            break
-        if any(a == o or a.startswith(o + "=") for o in _STANDARD_ONLY):
-            standard = True
-        if a.startswith("-") and len(a) > 1 and not re.fullmatch(r"-\d.*", a):
-            i += 1 if ("=" in a or a in _FLAGS) else 2
-            continue
-        n += 1
-        i += 1
-    return n, standard
-
-
-def handles(argv: Sequence[str]) -> bool:
-    """True for the argv of the standard interface (checked before the rest of the command line)."""
-    argv = list(argv)
-    if argv in (["--name"], ["--version"]):
-        return True
-    if not argv:
-        return False
-    if argv[0] in ("supports", "capabilities"):
-        return True
-    if argv[0] == "verify":
-        n, standard = _positionals(argv[1:])
-        return standard or n == 1
-    return False
-
-
 def add_parser(sub) -> None:
-    """Help entries in `vnncert --help` (the work is done by `main`, which `cli.main` calls first)."""
+    """The `supports` entry of `vnncert --help` (`cli.main` sends `supports ...` to `main` directly)."""
     p = sub.add_parser("supports", help="VNN-LIB 2.0: report one capability (the standard's `supports` command; "
                                         "`vnncert --name` prints the tool's name)",
                        description="Print what vnncert supports, in the VNN-LIB 2.0 format. One of: "
@@ -100,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
         return cmd_supports(argv[1:])
     if argv and argv[0] == "verify":
         return cmd_verify(argv[1:])
-    return _fail(f"not a VNN-LIB 2.0 command: {' '.join(argv)}")
+    return fail(f"not a VNN-LIB 2.0 command: {' '.join(argv)}")
 
 
 def _out(text: str) -> None:
@@ -108,18 +68,11 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _fail(message: str) -> int:
-    print(f"{NAME}: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
-
-
 # ---- supports ------------------------------------------------------------------------------------
 def onnx_operators() -> Tuple[List[str], str]:
     """Op types some converter of the op registry handles (read off the registry), and a note if none."""
-    try:
-        from .network import ops
-    except ImportError as e:
-        return [], f"the ONNX op registry is not available in this build ({e})"
+    from ..network import ops
+
     handlers = ops.all_handlers()
     methods = sorted({m for h in handlers.values() for m in dir(type(h))
                       if m.startswith("to_") and callable(getattr(type(h), m, None))})
@@ -138,7 +91,7 @@ def onnx_opset_range() -> Tuple[int, int]:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from .network.normalise import normalise_model
+    from ..network.normalise import normalise_model
 
     def model(opset: int):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
@@ -175,7 +128,7 @@ def onnx_opset_range() -> Tuple[int, int]:
 
 def capability_lines(capability: str) -> Tuple[List[str], str]:
     """The answer lines for one capability, and a note for stderr (empty when there is nothing to say)."""
-    from .spec.vnnlib2 import SOUND_ELEMENT_TYPES, THEORIES, VNNLIB_VERSIONS
+    from ..spec.vnnlib2 import SOUND_ELEMENT_TYPES, THEORIES, VNNLIB_VERSIONS
 
     if capability == "--onnx-opset-versions":
         lo, hi = onnx_opset_range()
@@ -206,14 +159,14 @@ def cmd_supports(args: Sequence[str]) -> int:
              f"CAPABILITY is one of:\n" + "".join(f"  {c}\n" for c in CAPABILITIES))
         return EXIT_OK
     if len(args) != 1:
-        return _fail(f"supports takes exactly one capability: {', '.join(CAPABILITIES)}")
+        return fail(f"supports takes exactly one capability: {', '.join(CAPABILITIES)}")
     cap = _CAPABILITY_ALIASES.get(args[0], args[0])
     if cap not in CAPABILITIES:
-        return _fail(f"unknown capability {args[0]!r}; the standard defines {', '.join(CAPABILITIES)}")
+        return fail(f"unknown capability {args[0]!r}; the standard defines {', '.join(CAPABILITIES)}")
     try:
         lines, note = capability_lines(cap)
     except Exception as e:  # a broken installation: say so rather than print a wrong answer
-        return _fail(f"cannot determine {cap}: {type(e).__name__}: {e}")
+        return fail(f"cannot determine {cap}: {type(e).__name__}: {e}")
     if note:
         print(f"{NAME}: note: {note}", file=sys.stderr)
     _out("".join(line + "\n" for line in lines))
@@ -222,13 +175,14 @@ def cmd_supports(args: Sequence[str]) -> int:
 
 # ---- verify --------------------------------------------------------------------------------------
 def verify_parser() -> argparse.ArgumentParser:
-    from .router import MODES
-
-    from .cli import Parser  # one line on stderr and exit 2 for a bad argument, as everywhere
+    from ..router import MODES
 
     p = Parser(prog=f"{NAME} verify", allow_abbrev=False,
-                description="VNN-LIB 2.0 verify: is the query satisfiable? First stdout line: sat, unsat, unknown "
-                            "or timed-out; for sat the assignment follows. Errors: stderr, exit code 2.")
+               description="VNN-LIB 2.0 verify: is the query satisfiable? First stdout line: sat, unsat, unknown "
+                           "or timed-out; for sat the assignment follows. Errors: stderr, exit code 2.",
+               epilog="This is the VNN-LIB 2.0 form of `vnncert verify`, chosen by --network or "
+                      "--serialise-assignments, or by one positional argument; `vnncert verify --help` shows the "
+                      "VNN-COMP form (MODEL.onnx PROP.vnnlib) and the rule that picks a form.")
     p.add_argument("query", metavar="QUERY", help="the VNN-LIB query (2.0; 1.0 is accepted too), .gz accepted")
     p.add_argument("--network", action="append", default=[], metavar="NAME=FILE",
                    help="the ONNX model of a declared network (once per network not declared equal-to another)")
@@ -275,7 +229,7 @@ def check_network_mapping(declared: Sequence[Tuple[str, Optional[str]]], given: 
 
 def _declarations_1_0(text: str, n_inputs: int, n_outputs: int):
     """A 1.0 query's variables in declaration order: scalar `Real` constants X_i / Y_j."""
-    from .spec.vnnlib2 import Declaration
+    from ..spec.vnnlib2 import Declaration
 
     names = re.findall(r"\(\s*declare-const\s+([XY]_\d+)\s", text)
     if sorted(names) != sorted([f"X_{i}" for i in range(n_inputs)] + [f"Y_{j}" for j in range(n_outputs)]):
@@ -311,7 +265,7 @@ def format_assignment(decls, x, y) -> str:
     a fractional part), the shortest decimal that reads back as that same float64 -- and hence, for a
     float32 model, as that same float32.
     """
-    from .spec.vnnlib2 import format_number
+    from ..spec.vnnlib2 import format_number
 
     lines = []
     for d, vals in assignment_arrays(decls, x, y):
@@ -331,8 +285,8 @@ def serialise_assignment(folder: str, decls, x, y, protect: Sequence[str] = ()) 
     import numpy as np
     from onnx import numpy_helper
 
-    from .outputs import check_distinct
-    from .results import atomic_write
+    from ..outputs import check_distinct
+    from ..results import atomic_write
 
     os.makedirs(folder, exist_ok=True)
     types = {"float32": np.float32, "float64": np.float64, "float16": np.float16}
@@ -345,14 +299,12 @@ def serialise_assignment(folder: str, decls, x, y, protect: Sequence[str] = ()) 
 
 
 def cmd_verify(args: Sequence[str]) -> int:
-    from .api import check_options, run_query
-    from .errors import VnncertError
-    from .options import Options
-    from .results import Verdict
-    from .spec import detect_version, read_text
-
-    from .cli import UsageError
-    from .outputs import check_distinct, check_folder_writable
+    from ..api import check_options, run_query
+    from ..errors import VnncertError
+    from ..options import Options
+    from ..outputs import check_distinct, check_folder_writable
+    from ..results import Verdict
+    from ..spec import detect_version, read_text
 
     try:
         a = verify_parser().parse_args(list(args))
@@ -362,13 +314,13 @@ def cmd_verify(args: Sequence[str]) -> int:
     try:  # the same checks as `vnncert verify MODEL PROP`, before any file is read
         check_options(options, a.timeout)
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     try:
         given = _network_map(a.network)
         text = read_text(a.query)
         where = os.path.basename(a.query)
         if detect_version(text) == "2.0":
-            from .spec.vnnlib2 import read_query
+            from ..spec.vnnlib2 import read_query
 
             q = read_query(text, where)
             for w in q.warnings:
@@ -391,12 +343,12 @@ def cmd_verify(args: Sequence[str]) -> int:
             if decls is not None:
                 check_distinct([("--serialise-assignments", _pb_path(a.serialise, d.name)) for d in decls], inputs)
     except (VnncertError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
     out = run_query(model, a.query, options, a.timeout, child_stdout="stderr" if a.verbose else "null",
                     quiet_warnings=not a.verbose)
     if out.verdict == Verdict.ERROR:
-        return _fail(out.detail or "verification failed")
+        return fail(out.detail or "verification failed")
     if a.verbose:
         print(f"{NAME}: {out.engine}: {out.detail} ({out.seconds:.3f} s)", file=sys.stderr)
     elif isinstance(out.stats, dict) and out.stats.get("note"):  # e.g. an op that kept engines out (router)
@@ -415,6 +367,6 @@ def cmd_verify(args: Sequence[str]) -> int:
         else:
             body = format_assignment(decls, x, y)
     except (OSError, ValueError) as e:
-        return _fail(f"found a satisfying assignment but cannot report it: {e}")
+        return fail(f"found a satisfying assignment but cannot report it: {e}")
     _out("sat\n" + body)
     return EXIT_OK
