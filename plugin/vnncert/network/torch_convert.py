@@ -18,65 +18,15 @@ it to prepended (a reshape). Reshape-like ops pick merged whenever the target st
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import NetworkError
 from .graph import Graph, Node
-
-
-@dataclass(frozen=True)
-class View:
-    shape: Tuple[int, ...]  # the ONNX shape (batch of one)
-    merged: bool
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
-    def rest(self) -> Tuple[int, ...]:
-        """Torch shape after the batch axis."""
-        return self.shape[1:] if self.merged else self.shape
-
-    def axis(self, a: int) -> int:
-        """Torch axis of ONNX axis `a` (negative allowed); the caller ensures it is not the merged batch axis."""
-        a = norm_axis(a, self.rank)
-        if self.merged:
-            if a == 0:
-                raise NetworkError("internal: ONNX axis 0 of a merged tensor is the batch axis")
-            return a
-        return a + 1
-
-
-def norm_axis(a: int, rank: int) -> int:
-    a = int(a)
-    if a < 0:
-        a += rank
-    if not 0 <= a < max(rank, 1):
-        raise NetworkError(f"axis {a} out of range for rank {rank}")
-    return a
-
-
-def resolve_reshape(in_shape: Sequence[int], target: Sequence[int], allowzero: bool = False) -> Tuple[int, ...]:
-    """ONNX Reshape semantics: 0 copies the input dim (unless allowzero), one -1 is inferred."""
-    total = int(np.prod(in_shape)) if len(in_shape) else 1
-    out = []
-    for i, t in enumerate(int(t) for t in target):
-        if t == 0 and not allowzero:
-            out.append(int(in_shape[i]))
-        else:
-            out.append(t)
-    if out.count(-1) > 1:
-        raise NetworkError(f"Reshape target {list(target)} has more than one -1")
-    if -1 in out:
-        known = int(np.prod([d for d in out if d != -1])) if len(out) > 1 else 1
-        out[out.index(-1)] = total // known if known else 0
-    if int(np.prod(out)) != total:
-        raise NetworkError(f"Reshape of {list(in_shape)} to {list(target)} changes the element count")
-    return tuple(out)
+from .ops import handler
+from .ops.base import norm_axis
+from .ops.torch_base import Reshape, StepModule, View
 
 
 class TorchBuilder:
@@ -111,6 +61,12 @@ class TorchBuilder:
         if name not in self.graph.constants:
             raise NetworkError(f"internal: {name!r} is not a constant")
         return self.graph.constants[name]
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        """The ONNX shape of tensor `name` (a constant's, or a computed tensor's view)."""
+        if self.is_const(name):
+            return tuple(np.asarray(self.const(name)).shape)
+        return self.view(name).shape
 
     def view(self, name: str) -> View:
         if name not in self.views:
@@ -151,8 +107,6 @@ class TorchBuilder:
 
     def reshape(self, name: str, target: Sequence[int], out: Optional[str] = None, merged: Optional[bool] = None) -> str:
         """Reshape the per-sample content of `name` to ONNX shape `target` (fully resolved)."""
-        from .ops.torch_layers import Reshape
-
         target = tuple(int(d) for d in target)
         if merged is None:
             merged = len(target) >= 2 and target[0] == 1
@@ -201,9 +155,6 @@ class TorchBuilder:
 
     # ---- the walk ------------------------------------------------------------------------------
     def build(self):
-        from .ops import handler
-        from .ops.torch_layers import Network
-
         g = self.graph
         for node in g.nodes:
             if id(node) in self.skip:
@@ -217,7 +168,7 @@ class TorchBuilder:
         in_view = self.view(g.input_name)
         n_in = int(np.prod(g.input_shape)) if g.input_shape else 1
         n_out = int(np.prod(out_view.shape)) if out_view.shape else 1
-        module = Network(self.steps, g.input_name, in_view.rest, self.ref[g.output_name], n_in, n_out,
+        module = StepModule(self.steps, g.input_name, in_view.rest, self.ref[g.output_name], n_in, n_out,
                          g.input_shape, out_view.shape)
         module.eval()
         return module

@@ -1,9 +1,12 @@
-"""One handler class per ONNX op type, in a registry (docs/architecture.md: like onnx/reference/ops/).
+"""One handler class per ONNX op type (or tight family), in a registry: one file per op.
 
-`supported_ops()` is what `vnncert supports --onnx-operators` prints. Adding an op is one
-small class in the file of its family, decorated with `@register("OpType")`.
+Each file owns its op's attribute parsing, evaluation (constant folding), torch lowering (its
+Steps), affine lowering (the layer graph) where piecewise linear, and its linear relaxation
+(docs/architecture.md, "How to add an ONNX operator"). `operators()` is what `vnncert supports
+--onnx-operators` prints; `lowerings(op)` says which of those the op has.
 """
-from .base import OpHandler, all_handlers, handler, register, supported_ops
-from . import activation, relu, elementwise, linear, conv, pool, normalization, shape, reduce  # noqa: F401  (register)
+from .base import OpHandler, all_handlers, handler, lowerings, operators, register, supported_ops
+from . import activation, relu, elementwise, linear, conv, pool, normalization, reduce  # noqa: F401  (register)
+from . import reshape, transpose, concat, slice  # noqa: F401  (register)
 
-__all__ = ["OpHandler", "register", "handler", "supported_ops", "all_handlers"]
+__all__ = ["OpHandler", "register", "handler", "supported_ops", "operators", "lowerings", "all_handlers"]

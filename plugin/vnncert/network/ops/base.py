@@ -1,36 +1,59 @@
-"""The op-handler registry: one class per ONNX op type, one instance registered per op.
+"""The op-handler registry: one class per ONNX op type (or tight family), one instance per op.
 
-A handler is a class with one method per converter. Today that is `to_torch(node, ctx)`
-(see `vnncert.network.torch_convert`), `to_affine(node, ctx)`, the lowering to the MILP's
-layer graph (see `vnncert.network.layers`), and `relaxation(l, u, xp)`, the linear relaxation
-the bounds layer uses for a nonlinear layer (Relu: `relu.relu_relaxation`, MaxPool:
-`pool.max_relaxation`). `supported_ops(method)` lists the op types whose
-handler implements that method, so `vnncert supports --onnx-operators` is read off the
-registry, never kept by hand.
+A handler implements the lowerings its op has, each a method:
+* `evaluate(node, values, opset) -> [outputs]`: the op on numpy constants (constant folding in
+  `vnncert.network.graph`); the base class runs onnx's reference evaluator, so every op folds,
+  and a handler overrides it where the op's own code (its attribute parsing, its index maps)
+  computes it directly;
+* `to_torch(node, ctx)`: the torch Steps (`vnncert.network.torch_convert` is the ctx);
+* `to_affine(node, ctx)`: the exact lowering to the layer graph's affine maps, ReLUs and max
+  nodes (`vnncert.network.layers.LayerBuilder` is the ctx), for piecewise-linear ops;
+* `relaxation(l, u, xp)`: the linear relaxation the bounds layer uses for the op's nonlinear
+  layer (Relu: `relu.relu_relaxation`, MaxPool: `pool.max_relaxation`).
+`supported_ops(method)` and `lowerings(op)` are read off the classes, so `vnncert supports
+--onnx-operators` and the router never keep a list by hand. The ctx of every method answers
+`is_const(name)`, `const(name)` and `shape(name)`, so an op parses its attributes once, in one
+function, for all of its lowerings.
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Type
+from typing import Dict, FrozenSet, List, Optional, Sequence, Type
 
-from ...errors import UnsupportedOperator
+import numpy as np
+
+from ...errors import NetworkError, UnsupportedOperator
 
 _REGISTRY: Dict[str, "OpHandler"] = {}
 
+# the lowerings a handler may implement, in the order `lowerings()` lists them
+METHODS = ("evaluate", "to_torch", "to_affine", "relaxation")
+# the converters among them: an op is "supported" when a converter handles it
+CONVERTERS = ("to_torch", "to_affine")
+
 
 class OpHandler:
-    """Base class: override the converter methods the op supports."""
+    """Base class: override the lowerings the op has."""
 
     op_type: str = ""
-    # converter method -> the op types (of a class registered for several) that it handles;
+    # method -> the op types (of a class registered for several) that it handles;
     # a method missing here handles all of them
     partial: Dict[str, FrozenSet[str]] = {}
+
+    def evaluate(self, node, values: List[Optional[np.ndarray]], opset: int) -> List[np.ndarray]:
+        """The op on numpy inputs (None for an absent optional input), by onnx's reference evaluator."""
+        return reference_evaluate(node, values, opset)
 
     def to_torch(self, node, ctx) -> None:  # pragma: no cover - overridden
         raise UnsupportedOperator(node.op_type, where="the torch converter", node_name=node.name)
 
+    def to_affine(self, node, ctx) -> None:  # pragma: no cover - overridden
+        raise UnsupportedOperator(node.op_type, where="the MILP encoder", node_name=node.name)
+
     def supports(self, method: str) -> bool:
+        """Whether this op's handler implements `method` itself (the base evaluate counts for
+        every op: the reference evaluator runs any op)."""
         impl = getattr(type(self), method, None)
-        if impl is None or impl is getattr(OpHandler, method, None):
+        if impl is None or (method != "evaluate" and impl is getattr(OpHandler, method, None)):
             return False
         only = self.partial.get(method)
         return only is None or self.op_type in only
@@ -62,5 +85,109 @@ def supported_ops(method: str = "to_torch") -> List[str]:
     return sorted(op for op, h in _REGISTRY.items() if h.supports(method))
 
 
+def operators() -> List[str]:
+    """Sorted op types some converter handles: what `vnncert supports --onnx-operators` lists."""
+    return sorted(op for op, h in _REGISTRY.items() if any(h.supports(m) for m in CONVERTERS))
+
+
+def lowerings(op_type: str) -> List[str]:
+    """The methods (of METHODS) the op's handler implements; [] for an op without a handler."""
+    h = _REGISTRY.get(op_type)
+    return [m for m in METHODS if h is not None and h.supports(m)]
+
+
 def all_handlers() -> Dict[str, OpHandler]:
     return dict(_REGISTRY)
+
+
+# ---- shared by the handlers ----------------------------------------------------------------------
+def reference_evaluate(node, values: List[Optional[np.ndarray]], opset: int) -> List[np.ndarray]:
+    """One node on numpy inputs with onnx's reference evaluator (ops without their own evaluate).
+
+    The node runs inside a one-node model that declares `opset`: the evaluator then picks the
+    op's version of that opset (a bare node gets the newest version, which reads e.g. a
+    Squeeze-11's `axes` attribute wrongly). Tensor attributes (ConstantOfShape's `value`) go
+    back as tensors."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(values)]
+    outs = [f"out{i}" for i in range(len(node.outputs))]
+    try:
+        proto = helper.make_node(node.op_type, names, outs)
+        for k, v in node.attrs.items():
+            # a tensor attribute (the IR keeps it as an array) goes back as a tensor, not a list
+            proto.attribute.append(helper.make_attribute(k, numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v))
+        ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.shape(v))
+               for n, v in zip(names, values) if n]
+        model = helper.make_model(helper.make_graph([proto], "fold", ins, [helper.make_empty_tensor_value_info(o) for o in outs]),
+                                  opset_imports=[helper.make_opsetid("", opset)])
+        feed = {n: np.asarray(v) for n, v in zip(names, values) if n}
+        return [np.asarray(r) for r in ReferenceEvaluator(model).run(None, feed)]
+    except Exception as e:
+        raise NetworkError(f"cannot fold constant node {node.op_type} {node.name!r}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+class Constants:
+    """The ctx of `evaluate`: every input is a constant (so the ops' attribute parsers run on it)."""
+
+    def __init__(self, node, values: Sequence[Optional[np.ndarray]], opset: int):
+        self.values = {n: np.asarray(v) for n, v in zip(node.inputs, values) if n and v is not None}
+        self.opset = opset
+
+    def is_const(self, name: str) -> bool:
+        return name in self.values
+
+    def const(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def shape(self, name: str):
+        return tuple(self.values[name].shape)
+
+
+def optional_input(node, ctx, i: int) -> Optional[np.ndarray]:
+    """Constant input i of node, None when absent; a variable there is a NetworkError."""
+    if len(node.inputs) > i and node.inputs[i]:
+        if not ctx.is_const(node.inputs[i]):
+            raise NetworkError(f"{node.op_type} node {node.name!r}: input {i} must be constant")
+        return np.asarray(ctx.const(node.inputs[i]))
+    return None
+
+
+def ints(v) -> List[int]:
+    """An int list from an attribute or a constant tensor (any shape)."""
+    return [int(a) for a in np.asarray(v).reshape(-1)]
+
+
+def norm_axis(a, rank: int) -> int:
+    """ONNX axis a (negative counts from the end) as 0..rank-1; out of range is a NetworkError."""
+    a = int(a)
+    if a < 0:
+        a += rank
+    if not 0 <= a < max(rank, 1):
+        raise NetworkError(f"axis {a} out of range for rank {rank}")
+    return a
+
+
+def prod(xs) -> int:
+    return int(np.prod(xs)) if len(xs) else 1
+
+
+class LazySteps:
+    """An op file's torch Step classes, made by `define()` (which imports torch) on first use, so
+    the registry imports without torch: `steps = LazySteps(_define)`, then `steps.Conv(...)`."""
+
+    def __init__(self, define):
+        self._define = define
+        self._classes: Optional[Dict[str, type]] = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._classes is None:
+            self._classes = self._define()
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import NetworkError
-from .base import OpHandler, register
+from ..affine import broadcast_shape, broadcast_to
+from .base import LazySteps, OpHandler, reference_evaluate, register
 
 
 def broadcast_const(ctx, x: str, c: np.ndarray):
@@ -25,9 +26,15 @@ def broadcast_const(ctx, x: str, c: np.ndarray):
 
 @register("Add", "Sub", "Mul", "Div")
 class ArithmeticOp(OpHandler):
-    def to_torch(self, node, ctx):
-        from .torch_layers import Binary, ConstOp
+    def evaluate(self, node, values, opset):
+        a, b = (np.asarray(v) for v in values[:2])
+        if node.op_type == "Div" and not (np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating)):
+            return reference_evaluate(node, values, opset)  # integer division: ONNX's rounding
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[node.op_type]
+        with np.errstate(all="ignore"):
+            return [np.asarray(f(a, b))]
 
+    def to_torch(self, node, ctx):
         a, b = node.inputs[0], node.inputs[1]
         out = node.outputs[0]
         ca, cb = ctx.is_const(a), ctx.is_const(b)
@@ -40,28 +47,132 @@ class ArithmeticOp(OpHandler):
             x, c, merged = broadcast_const(ctx, x, c)
             op = node.op_type
             const_first = ca and op in ("Sub", "Div")
-            ctx.emit(ConstOp(op, c, const_first), [x], [out], merged)
+            ctx.emit(steps.ConstOp(op, c, const_first), [x], [out], merged)
             return
         va, vb = ctx.view(a), ctx.view(b)
         if va.merged and vb.merged and va.rank == vb.rank:
-            ctx.emit(Binary(node.op_type), [a, b], [out], True)
+            ctx.emit(steps.Binary(node.op_type), [a, b], [out], True)
             return
         rank = max(va.rank, vb.rank)
         pa, pb = ctx.prepended(a, rank), ctx.prepended(b, rank)
-        ctx.emit(Binary(node.op_type), [pa, pb], [out], False)
+        ctx.emit(steps.Binary(node.op_type), [pa, pb], [out], False)
 
     def to_affine(self, node, ctx):
-        from ..layers import elementwise
-
-        ctx.set(node.outputs[0], elementwise(ctx, node, node.op_type))
+        """A tensor (op) a constant, or Add/Sub of two tensors (ONNX broadcasting)."""
+        op = node.op_type
+        a, b = ctx.sym(node.inputs[0]), ctx.sym(node.inputs[1])
+        shape = broadcast_shape(a.shape, b.shape)
+        if op in ("Add", "Sub"):
+            a, b = broadcast_to(a, shape), broadcast_to(b, shape)
+            ctx.set(node.outputs[0], a + b if op == "Add" else a - b)
+            return
+        if op == "Mul":
+            if not a.is_constant and not b.is_constant:
+                raise ctx.unsupported(node, "product of two variable tensors")
+            x, c = (b, a) if a.is_constant else (a, b)
+            x = broadcast_to(x, shape)
+            cv = np.broadcast_to(c.bias.reshape(c.shape), shape).reshape(-1)
+            ctx.set(node.outputs[0], x.scaled(cv))
+            return
+        if not b.is_constant:
+            raise ctx.unsupported(node, "division by a variable tensor")
+        x = broadcast_to(a, shape)
+        cv = np.broadcast_to(b.bias.reshape(b.shape), shape).reshape(-1)
+        if np.any(cv == 0):
+            raise NetworkError(f"Div node {node.name!r}: division by zero")
+        ctx.set(node.outputs[0], x.scaled(1.0 / cv))
 
 
 @register("Pow")
 class PowOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import Pow
-
         x, e = node.inputs[0], node.inputs[1]
         if ctx.is_const(x) or not ctx.is_const(e) or np.asarray(ctx.const(e)).size != 1:
             raise NetworkError(f"Pow node {node.name!r}: only a variable base with a constant scalar exponent is supported")
-        ctx.emit(Pow(float(np.asarray(ctx.const(e)).reshape(-1)[0])), [x], [node.outputs[0]], ctx.view(x).merged)
+        ctx.emit(steps.Pow(float(np.asarray(ctx.const(e)).reshape(-1)[0])), [x], [node.outputs[0]], ctx.view(x).merged)
+
+
+def _define_steps():
+    from .torch_base import Step, buffer, torch
+
+    class ConstOp(Step):
+        """x (op) c or c (op) x with a constant c broadcast over the batch."""
+
+        def __init__(self, op: str, const: np.ndarray, const_first: bool):
+            super().__init__()
+            self.op = op
+            self.const_first = const_first
+            buffer(self, "c", const)
+
+        @property
+        def affine(self) -> bool:
+            return not (self.op == "Div" and self.const_first)  # c / x is not affine
+
+        def forward(self, x):
+            c = self.c
+            if self.op == "Add":
+                return x + c
+            if self.op == "Mul":
+                return x * c
+            if self.op == "Sub":
+                return c - x if self.const_first else x - c
+            if self.op == "Div":
+                return c * torch.reciprocal(x) if self.const_first else x / c
+            raise ValueError(self.op)
+
+        def extra_repr(self) -> str:
+            return f"{self.op}, const shape {tuple(self.c.shape)}, const_first={self.const_first}"
+
+    class Binary(Step):
+        """Two variable operands (both carry the batch on axis 0)."""
+
+        def __init__(self, op: str):
+            super().__init__()
+            self.op = op
+
+        @property
+        def affine(self) -> bool:
+            return self.op in ("Add", "Sub")
+
+        def forward(self, x, y):
+            if self.op == "Add":
+                return x + y
+            if self.op == "Sub":
+                return x - y
+            if self.op == "Mul":
+                return x * y
+            if self.op == "Div":
+                return x / y
+            if self.op == "MatMul":
+                return torch.matmul(x, y)
+            raise ValueError(self.op)
+
+        def extra_repr(self) -> str:
+            return self.op
+
+    class Pow(Step):
+        """x ** p; an integer p >= 3 is built from squares and products (auto_LiRPA 0.3 bounds only x ** 2)."""
+
+        def __init__(self, exponent: float):
+            super().__init__()
+            self.exponent = float(exponent)
+
+        def forward(self, x):
+            p = self.exponent
+            if p == int(p) and 3 <= p <= 16:
+                return _int_power(x, int(p))
+            return torch.pow(x, p)
+
+    def _int_power(x, n: int):
+        if n == 1:
+            return x
+        if n == 2:
+            return torch.pow(x, 2.0)
+        half = _int_power(x, n // 2)
+        sq = torch.pow(half, 2.0)
+        return sq * x if n % 2 else sq
+
+    return {"ConstOp": ConstOp, "Binary": Binary, "Pow": Pow}
+
+
+steps = LazySteps(_define_steps)

@@ -1,10 +1,36 @@
-"""Gemm and MatMul with a constant operand -> nn.Linear (a following constant Add becomes the bias)."""
+"""Gemm and MatMul with a constant operand: torch nn.Linear (a following constant Add becomes
+the bias), sparse Kronecker matrices in the layer graph."""
 from __future__ import annotations
+
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from ...errors import NetworkError
-from .base import OpHandler, register
+from ..affine import Sym, index_grid, sparse
+from . import elementwise
+from .base import LazySteps, OpHandler, register
+
+
+class GemmAttrs(NamedTuple):
+    """Y = A' @ B + C for Gemm's A (A' = A transposed when trans_a), alpha and beta folded in."""
+
+    a: str
+    trans_a: bool
+    B: np.ndarray  # (K, N) float64: alpha * B', B' = B transposed when transB
+    C: Optional[np.ndarray]  # beta * C, float64, or None
+
+
+def gemm_attrs(node, ctx) -> GemmAttrs:
+    """A Gemm node's constants and attributes (the one parser of every Gemm lowering)."""
+    a, b = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    if ctx.is_const(a) or not ctx.is_const(b) or (c is not None and not ctx.is_const(c)):
+        raise NetworkError(f"Gemm node {node.name!r}: only a variable A with constant B and C is supported")
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    B = np.asarray(ctx.const(b), dtype=np.float64)
+    C = beta * np.asarray(ctx.const(c), dtype=np.float64) if c is not None else None
+    return GemmAttrs(a, bool(int(node.attr("transA", 0))), alpha * (B.T if int(node.attr("transB", 0)) else B), C)
 
 
 def _fusable_bias(ctx, y: str, n_out: int, out_rank: int):
@@ -26,8 +52,6 @@ def _fusable_bias(ctx, y: str, n_out: int, out_rank: int):
 
 def _emit_linear(ctx, node, x: str, weight: np.ndarray, bias, on_rows: bool = False):
     """weight (N, K); x's last axis (or second-to-last when on_rows) has K entries."""
-    from .torch_layers import Linear
-
     v = ctx.view(x)
     n_out = weight.shape[0]
     out_rank = max(v.rank, 1)
@@ -42,60 +66,55 @@ def _emit_linear(ctx, node, x: str, weight: np.ndarray, bias, on_rows: bool = Fa
     if on_rows and v.merged and v.rank == 2:
         x = ctx.prepended(x)
         v = ctx.view(x)
-    ctx.emit(Linear(weight, bias, on_rows=on_rows), [x], [out_name], v.merged)
+    ctx.emit(steps.Linear(weight, bias, on_rows=on_rows), [x], [out_name], v.merged)
 
 
 @register("Gemm")
 class GemmOp(OpHandler):
     def to_torch(self, node, ctx):
-        a, b = node.inputs[0], node.inputs[1]
-        c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
-        alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
-        trans_a, trans_b = int(node.attr("transA", 0)), int(node.attr("transB", 0))
-        if ctx.is_const(a) or not ctx.is_const(b) or (c is not None and not ctx.is_const(c)):
-            raise NetworkError(f"Gemm node {node.name!r}: only a variable A with constant B and C is supported")
-        B = np.asarray(ctx.const(b), dtype=np.float64)
-        W = alpha * (B if trans_b else B.T)  # (N, K)
+        g = gemm_attrs(node, ctx)
+        W = g.B.T  # (N, K)
         n_out = W.shape[0]
         bias = None
         extra = None
-        if c is not None:
-            C = beta * np.asarray(ctx.const(c), dtype=np.float64)
-            if C.size in (1, n_out) and all(d == 1 for d in C.shape[:-1]):
-                bias = np.broadcast_to(C.reshape(-1), (n_out,)).copy()
+        if g.C is not None:
+            if g.C.size in (1, n_out) and all(d == 1 for d in g.C.shape[:-1]):
+                bias = np.broadcast_to(g.C.reshape(-1), (n_out,)).copy()
             else:
-                extra = C  # varies along rows: added after the product
-        x = a
-        if trans_a:
-            from .torch_layers import Transpose
+                extra = g.C  # varies along rows: added after the product
+        x = g.a
+        if g.trans_a:
+            from .transpose import steps as transpose_steps
 
-            x = ctx.prepended(a)
-            t = ctx.fresh(a)
-            ctx.emit(Transpose((0, 2, 1)), [x], [t], False)
+            x = ctx.prepended(g.a)
+            t = ctx.fresh(g.a)
+            ctx.emit(transpose_steps.Transpose((0, 2, 1)), [x], [t], False)
             x = t
         if extra is None:
             _emit_linear(ctx, node, x, W, bias)
             return
-        from .elementwise import broadcast_const
-        from .torch_layers import ConstOp, Linear
-
         tmp = ctx.fresh(node.outputs[0])
         v = ctx.view(x)
-        ctx.emit(Linear(W, None), [x], [tmp], v.merged)
-        y, cc, merged = broadcast_const(ctx, tmp, extra)
-        ctx.emit(ConstOp("Add", cc, False), [y], [node.outputs[0]], merged)
+        ctx.emit(steps.Linear(W, None), [x], [tmp], v.merged)
+        y, cc, merged = elementwise.broadcast_const(ctx, tmp, extra)
+        ctx.emit(elementwise.steps.ConstOp("Add", cc, False), [y], [node.outputs[0]], merged)
 
     def to_affine(self, node, ctx):
-        from ..layers import gemm
-
-        ctx.set(node.outputs[0], gemm(ctx, node))
+        g = gemm_attrs(node, ctx)
+        x = ctx.sym(g.a)
+        if len(x.shape) != 2:
+            raise NetworkError(f"Gemm node {node.name!r}: A of rank {len(x.shape)}")
+        if g.trans_a:
+            x = x.take(np.ascontiguousarray(index_grid(x.shape).T))
+        y = matmul_const_right(x, g.B)
+        if g.C is not None:
+            y = y + Sym.constant(np.broadcast_to(g.C, y.shape))
+        ctx.set(node.outputs[0], y)
 
 
 @register("MatMul")
 class MatMulOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import Binary
-
         a, b = node.inputs
         ca, cb = ctx.is_const(a), ctx.is_const(b)
         if cb and not ca:
@@ -125,14 +144,14 @@ class MatMulOp(OpHandler):
         if va.rank < 2 or vb.rank < 2:
             raise NetworkError(f"MatMul node {node.name!r}: two variable operands need rank >= 2")
         if va.merged and vb.merged and va.rank == vb.rank:
-            ctx.emit(Binary("MatMul"), [a, b], [node.outputs[0]], True)
+            ctx.emit(elementwise.steps.Binary("MatMul"), [a, b], [node.outputs[0]], True)
             return
         rank = max(va.rank, vb.rank)
-        ctx.emit(Binary("MatMul"), [ctx.prepended(a, rank), ctx.prepended(b, rank)], [node.outputs[0]], False)
+        ctx.emit(elementwise.steps.Binary("MatMul"), [ctx.prepended(a, rank), ctx.prepended(b, rank)], [node.outputs[0]], False)
+    def evaluate(self, node, values, opset):
+        return [np.asarray(np.matmul(values[0], values[1]))]
 
     def to_affine(self, node, ctx):
-        from ..layers import matmul_const_left, matmul_const_right
-
         a, b = node.inputs
         if ctx.is_const(b) and not ctx.is_const(a):
             ctx.set(node.outputs[0], matmul_const_right(ctx.sym(a), ctx.const(b)))
@@ -140,3 +159,75 @@ class MatMulOp(OpHandler):
             ctx.set(node.outputs[0], matmul_const_left(ctx.const(a), ctx.sym(b)))
         else:
             raise ctx.unsupported(node, "product of two variable tensors")
+
+
+def matmul_const_right(x: Sym, B: np.ndarray) -> Sym:
+    """x @ B with B constant of rank 1 or 2 (ONNX MatMul semantics)."""
+    sp = sparse()
+    B = np.asarray(B, dtype=np.float64)
+    if x.shape == ():
+        raise NetworkError("MatMul of a scalar")
+    vec_b = B.ndim == 1
+    if vec_b:
+        B = B.reshape(-1, 1)
+    if B.ndim != 2:
+        raise NetworkError(f"MatMul with a constant operand of rank {B.ndim} is not supported")
+    K, M = B.shape
+    if x.shape[-1] != K:
+        raise NetworkError(f"MatMul shapes {list(x.shape)} and {list(B.shape)} do not match")
+    rows = x.size // K
+    mat = sp.kron(sp.identity(rows, format="csr"), sp.csr_matrix(B.T), format="csr")
+    out_shape = tuple(x.shape[:-1]) + (() if vec_b else (M,))
+    return x.linear(mat, None, out_shape)
+
+
+def matmul_const_left(A: np.ndarray, x: Sym) -> Sym:
+    """A @ x with A constant of rank 2 (or 1) and x of rank >= 1."""
+    sp = sparse()
+    A = np.asarray(A, dtype=np.float64)
+    vec_a = A.ndim == 1
+    if vec_a:
+        A = A.reshape(1, -1)
+    if A.ndim != 2:
+        raise NetworkError(f"MatMul with a constant operand of rank {A.ndim} is not supported")
+    N, K = A.shape
+    if len(x.shape) == 1:
+        if x.shape[0] != K:
+            raise NetworkError("MatMul shapes do not match")
+        return x.linear(sp.csr_matrix(A), None, () if vec_a else (N,))
+    if x.shape[-2] != K:
+        raise NetworkError(f"MatMul shapes {list(A.shape)} and {list(x.shape)} do not match")
+    Mcols = x.shape[-1]
+    batch = x.size // (K * Mcols)
+    mat = sp.kron(sp.identity(batch, format="csr"), sp.kron(sp.csr_matrix(A), sp.identity(Mcols, format="csr")), format="csr")
+    out_shape = tuple(x.shape[:-2]) + (() if vec_a else (N,)) + (Mcols,)
+    return x.linear(mat, None, out_shape)
+
+
+def _define_steps():
+    from .torch_base import Step, nn, torch
+
+    class Linear(Step):
+        """y = x W^T + b on the last axis (optionally on the second-to-last: transpose around it)."""
+
+        affine = True
+
+        def __init__(self, weight: np.ndarray, bias=None, on_rows: bool = False):
+            super().__init__()
+            w = np.array(weight, dtype=np.float32)
+            self.linear = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.as_tensor(w))
+                if bias is not None:
+                    self.linear.bias.copy_(torch.as_tensor(np.array(bias, dtype=np.float32).reshape(-1)))
+            self.on_rows = on_rows
+
+        def forward(self, x):
+            if self.on_rows:
+                return self.linear(x.transpose(-1, -2)).transpose(-1, -2)
+            return self.linear(x)
+
+    return {"Linear": Linear}
+
+
+steps = LazySteps(_define_steps)

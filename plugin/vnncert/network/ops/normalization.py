@@ -1,10 +1,23 @@
-"""BatchNormalization (inference) folded into the preceding Conv/Linear, else a per-channel affine."""
+"""BatchNormalization (inference): folded into the preceding Conv/Linear step, else a per-channel affine."""
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import NetworkError
-from .base import OpHandler, register
+from .base import LazySteps, OpHandler, register
+
+
+def scale_shift(node, ctx):
+    """(scale, shift), float64 per channel: y = scale * x + shift (the one parser of BatchNormalization)."""
+    if not all(ctx.is_const(n) for n in node.inputs[1:5]):
+        raise NetworkError(f"BatchNormalization node {node.name!r}: parameters must be constant")
+    if int(node.attr("training_mode", 0)):
+        raise NetworkError(f"BatchNormalization node {node.name!r}: training mode is not supported")
+    if len(ctx.shape(node.inputs[0])) < 2:
+        raise NetworkError(f"BatchNormalization node {node.name!r}: input of rank {len(ctx.shape(node.inputs[0]))}")
+    gamma, beta, mean, var = (np.asarray(ctx.const(n), dtype=np.float64).reshape(-1) for n in node.inputs[1:5])
+    scale = gamma / np.sqrt(var + float(node.attr("epsilon", 1e-5)))
+    return scale, beta - mean * scale
 
 
 @register("BatchNormalization")
@@ -12,27 +25,19 @@ class BatchNormalizationOp(OpHandler):
     def to_torch(self, node, ctx):
         import torch
 
+        from .conv import steps as conv_steps
         from .elementwise import broadcast_const
-        from .torch_layers import Affine, Conv, Linear
+        from .linear import steps as linear_steps
 
         x = node.inputs[0]
-        if not all(ctx.is_const(n) for n in node.inputs[1:5]):
-            raise NetworkError(f"BatchNormalization node {node.name!r}: parameters must be constant")
-        if int(node.attr("training_mode", 0)):
-            raise NetworkError(f"BatchNormalization node {node.name!r}: training mode is not supported")
-        gamma, beta, mean, var = (np.asarray(ctx.const(n), dtype=np.float64) for n in node.inputs[1:5])
-        eps = float(node.attr("epsilon", 1e-5))
-        scale = gamma / np.sqrt(var + eps)
-        shift = beta - mean * scale
+        scale, shift = scale_shift(node, ctx)
         v = ctx.view(x)
-        if v.rank < 2:
-            raise NetworkError(f"BatchNormalization node {node.name!r}: input of rank {v.rank}")
         # fold into the step that produced x when nothing else reads x
         last = ctx.steps[-1] if ctx.steps else None
         if (last is not None and last.out_names == [ctx.ref[x]] and len(ctx.consumers(x)) == 1
                 and x != ctx.graph.output_name and v.merged):
-            layer = last.conv if isinstance(last, Conv) and last.pad is None else None
-            if isinstance(last, Linear) and not last.on_rows and v.rank == 2:
+            layer = last.conv if isinstance(last, conv_steps.Conv) and last.pad is None else None
+            if isinstance(last, linear_steps.Linear) and not last.on_rows and v.rank == 2:
                 layer = last.linear
             if layer is not None:
                 with torch.no_grad():
@@ -50,10 +55,33 @@ class BatchNormalizationOp(OpHandler):
         c_shape = (len(scale),) + (1,) * (v.rank - 2)
         xx, sc, merged = broadcast_const(ctx, x, scale.reshape(c_shape))
         _, sh, _ = broadcast_const(ctx, x, shift.reshape(c_shape))
-        ctx.emit(Affine(sc, sh), [xx], [node.outputs[0]], merged)
+        ctx.emit(steps.Affine(sc, sh), [xx], [node.outputs[0]], merged)
 
     def to_affine(self, node, ctx):
-        from ..layers import batchnorm
+        x = ctx.sym(node.inputs[0])
+        scale, shift = scale_shift(node, ctx)
+        shp = (1, -1) + (1,) * (len(x.shape) - 2)
+        ctx.set(node.outputs[0], x.scaled(np.broadcast_to(scale.reshape(shp), x.shape).reshape(-1),
+                                          np.broadcast_to(shift.reshape(shp), x.shape).reshape(-1)))
 
-        ctx.set(node.outputs[0], batchnorm(ctx, node))
 
+def _define_steps():
+    from .torch_base import Step, buffer
+
+    class Affine(Step):
+        """x * scale + shift (a BatchNormalization not folded into its producer)."""
+
+        affine = True
+
+        def __init__(self, scale: np.ndarray, shift: np.ndarray):
+            super().__init__()
+            buffer(self, "scale", scale)
+            buffer(self, "shift", shift)
+
+        def forward(self, x):
+            return x * self.scale + self.shift
+
+    return {"Affine": Affine}
+
+
+steps = LazySteps(_define_steps)

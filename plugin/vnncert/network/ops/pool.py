@@ -1,10 +1,18 @@
-"""MaxPool, AveragePool, GlobalAveragePool on merged (N = 1) tensors."""
+"""MaxPool, AveragePool, GlobalAveragePool (windows over the spatial axes of an (N, C, ...) tensor).
+
+MaxPool lowers to the layer graph's max nodes, with `max_relaxation` the bounds layer uses for
+them; the averages are linear (sparse matrices)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
+
 from ...errors import NetworkError
-from .base import OpHandler, register
-from .conv import explicit_pads
+from ..affine import sparse
+from .base import LazySteps, OpHandler, register
 from .relu import array_namespace
+from .windows import Window, window, window_positions
 
 
 def max_relaxation(l, u, xp=None):
@@ -35,41 +43,55 @@ def max_relaxation(l, u, xp=None):
     return index, best_l >= others_u, upper
 
 
-def _pool_args(node, ctx, x):
-    kernel = list(node.attr("kernel_shape"))
-    nd = len(kernel)
-    strides = list(node.attr("strides", [1] * nd))
-    dilations = list(node.attr("dilations", [1] * nd))
-    pads = explicit_pads(node, ctx.view(x).shape[2:], kernel, strides, dilations)
-    if pads[:nd] != pads[nd:]:
+class PoolAttrs(NamedTuple):
+    window: Window
+    ceil_mode: bool
+    count_include_pad: bool
+
+
+def pool_attrs(node, ctx) -> PoolAttrs:
+    """A MaxPool / AveragePool node's attributes (the one parser of every pooling lowering)."""
+    if node.op_type == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
+        raise NetworkError(f"MaxPool node {node.name!r}: the Indices output is not supported")
+    w = window(node, ctx.shape(node.inputs[0])[2:], node.attr("kernel_shape"))
+    if node.op_type == "AveragePool" and any(d != 1 for d in w.dilations):
+        raise NetworkError(f"AveragePool node {node.name!r}: dilations are not supported")
+    return PoolAttrs(w, bool(node.attr("ceil_mode", 0)), bool(node.attr("count_include_pad", 0)))
+
+
+def _torch_window(node, ctx, a: PoolAttrs):
+    if not a.window.symmetric:
         raise NetworkError(f"{node.op_type} node {node.name!r}: asymmetric padding is not supported")
-    return nd, kernel, strides, pads[:nd], dilations
+    return a.window.kernel, a.window.strides, a.window.pads[:a.window.nd]
+
+
+def pool_windows(s, w: Window, ceil_mode: bool):
+    nd = w.nd
+    return window_positions(list(s.shape[2:]), w.kernel, w.strides, w.pads[:nd], w.pads[nd:], w.dilations, ceil_mode)
 
 
 @register("MaxPool")
 class MaxPoolOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import MaxPool
-
-        if len(node.outputs) > 1 and node.outputs[1]:
-            raise NetworkError(f"MaxPool node {node.name!r}: the Indices output is not supported")
+        a = pool_attrs(node, ctx)
         x = ctx.require_merged(node.inputs[0], node)
-        nd, kernel, strides, pads, dilations = _pool_args(node, ctx, x)
-        if int(node.attr("storage_order", 0)) != 0:
-            raise NetworkError(f"MaxPool node {node.name!r}: storage_order 1 is not supported")
-        ctx.emit(MaxPool(nd, kernel, strides, pads, dilations, node.attr("ceil_mode", 0)), [x], [node.outputs[0]], True)
+        kernel, strides, pads = _torch_window(node, ctx, a)
+        ctx.emit(steps.MaxPool(a.window.nd, kernel, strides, pads, a.window.dilations, a.ceil_mode), [x], [node.outputs[0]], True)
 
     def to_affine(self, node, ctx):
-        from ..layers import maxpool
-
-        if len(node.outputs) > 1 and node.outputs[1]:
-            raise NetworkError(f"MaxPool node {node.name!r}: the Indices output is not supported")
-        kernel = list(node.attr("kernel_shape"))
-        nd = len(kernel)
-        strides = list(node.attr("strides", [1] * nd))
-        dilations = list(node.attr("dilations", [1] * nd))
-        pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], kernel, strides, dilations)
-        ctx.set(node.outputs[0], maxpool(ctx, node, kernel, strides, dilations, pads))
+        """A max layer over the windows (padding never wins)."""
+        a = pool_attrs(node, ctx)
+        s = ctx.sym(node.inputs[0])
+        offsets, out_s = pool_windows(s, a.window, a.ceil_mode)
+        N, C = s.shape[0], s.shape[1]
+        n_sp = int(np.prod(s.shape[2:]))
+        cols = np.stack([np.where(inside, flat, -1) for _, flat, inside, _ in offsets], axis=1)  # (n_pos, K)
+        base = (np.arange(N * C) * n_sp)[:, None, None]
+        groups = np.where(cols[None] >= 0, cols[None] + base, -1).reshape(N * C * cols.shape[0], -1)
+        groups = groups[:, (groups >= 0).any(axis=0)]
+        if (groups < 0).all(axis=1).any():
+            raise NetworkError(f"MaxPool node {node.name!r}: a window covers only padding")
+        ctx.set(node.outputs[0], ctx.maximum(s, groups, (N, C) + tuple(out_s), node.outputs[0]))
 
     @staticmethod
     def relaxation(l, u, xp=None):
@@ -79,37 +101,85 @@ class MaxPoolOp(OpHandler):
 @register("AveragePool")
 class AveragePoolOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import AvgPool
-
+        a = pool_attrs(node, ctx)
         x = ctx.require_merged(node.inputs[0], node)
-        nd, kernel, strides, pads, dilations = _pool_args(node, ctx, x)
-        if any(d != 1 for d in dilations):
-            raise NetworkError(f"AveragePool node {node.name!r}: dilations are not supported")
-        ctx.emit(AvgPool(nd, kernel, strides, pads, node.attr("ceil_mode", 0), node.attr("count_include_pad", 0)),
+        kernel, strides, pads = _torch_window(node, ctx, a)
+        ctx.emit(steps.AvgPool(a.window.nd, kernel, strides, pads, a.ceil_mode, a.count_include_pad),
                  [x], [node.outputs[0]], True)
 
     def to_affine(self, node, ctx):
-        from ..layers import avgpool
-
-        kernel = list(node.attr("kernel_shape"))
-        nd = len(kernel)
-        strides = list(node.attr("strides", [1] * nd))
-        dilations = list(node.attr("dilations", [1] * nd))
-        if any(int(d) != 1 for d in dilations):
-            raise NetworkError(f"AveragePool node {node.name!r}: dilations are not supported")
-        pads = explicit_pads(node, ctx.shape(node.inputs[0])[2:], kernel, strides, dilations)
-        ctx.set(node.outputs[0], avgpool(ctx, node, kernel, strides, pads))
+        """A sparse matrix (count_include_pad and ceil_mode as ONNX defines them)."""
+        a = pool_attrs(node, ctx)
+        sp = sparse()
+        s = ctx.sym(node.inputs[0])
+        offsets, out_s = pool_windows(s, a.window, a.ceil_mode)
+        N, C = s.shape[0], s.shape[1]
+        n_pos, n_sp = int(np.prod(out_s)), int(np.prod(s.shape[2:]))
+        rows, cols = [], []
+        count = np.zeros(n_pos)
+        for _, flat, inside, padded in offsets:
+            count += padded if a.count_include_pad else inside
+            pos = np.flatnonzero(inside)
+            rows.append(pos)
+            cols.append(flat[pos])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        one = sp.csr_matrix((1.0 / count[rows], (rows, cols)), shape=(n_pos, n_sp))
+        ctx.set(node.outputs[0], s.linear(sp.kron(sp.identity(N * C, format="csr"), one, format="csr"), None,
+                                          (N, C) + tuple(out_s)))
 
 
 @register("GlobalAveragePool")
 class GlobalAveragePoolOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import GlobalAvgPool
-
         x = ctx.require_merged(node.inputs[0], node)
-        ctx.emit(GlobalAvgPool(ctx.view(x).rank - 2), [x], [node.outputs[0]], True)
+        ctx.emit(steps.GlobalAvgPool(ctx.view(x).rank - 2), [x], [node.outputs[0]], True)
 
     def to_affine(self, node, ctx):
-        from ..layers import global_avgpool
+        sp = sparse()
+        s = ctx.sym(node.inputs[0])
+        N, C = s.shape[0], s.shape[1]
+        n_sp = int(np.prod(s.shape[2:]))
+        one = sp.csr_matrix(np.full((1, n_sp), 1.0 / n_sp))
+        ctx.set(node.outputs[0], s.linear(sp.kron(sp.identity(N * C, format="csr"), one, format="csr"), None,
+                                          (N, C) + (1,) * (len(s.shape) - 2)))
 
-        ctx.set(node.outputs[0], global_avgpool(ctx, node))
+
+def _define_steps():
+    from .torch_base import Step, nn, torch
+
+    class MaxPool(Step):
+        def __init__(self, nd: int, kernel, stride, padding, dilation, ceil_mode: bool):
+            super().__init__()
+            cls = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[nd]
+            self.pool = cls(kernel_size=tuple(kernel), stride=tuple(stride), padding=tuple(padding),
+                            dilation=tuple(dilation), ceil_mode=bool(ceil_mode))
+
+        def forward(self, x):
+            return self.pool(x)
+
+    class AvgPool(Step):
+        affine = True
+
+        def __init__(self, nd: int, kernel, stride, padding, ceil_mode: bool, count_include_pad: bool):
+            super().__init__()
+            cls = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[nd]
+            self.pool = cls(kernel_size=tuple(kernel), stride=tuple(stride), padding=tuple(padding),
+                            ceil_mode=bool(ceil_mode), count_include_pad=bool(count_include_pad))
+
+        def forward(self, x):
+            return self.pool(x)
+
+    class GlobalAvgPool(Step):
+        affine = True
+
+        def __init__(self, nd: int):
+            super().__init__()
+            self.dims = tuple(range(2, 2 + nd))
+
+        def forward(self, x):
+            return torch.mean(x, dim=self.dims, keepdim=True)
+
+    return {"MaxPool": MaxPool, "AvgPool": AvgPool, "GlobalAvgPool": GlobalAvgPool}
+
+
+steps = LazySteps(_define_steps)

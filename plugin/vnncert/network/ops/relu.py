@@ -5,7 +5,10 @@ bounds layer calls it (numpy or torch, any shape, elementwise) instead of keepin
 """
 from __future__ import annotations
 
-from .base import OpHandler, register
+import numpy as np
+
+from . import activation
+from .base import LazySteps, OpHandler, register
 
 
 def array_namespace(x):
@@ -14,9 +17,7 @@ def array_namespace(x):
         import torch
 
         return torch
-    import numpy
-
-    return numpy
+    return np
 
 
 def relu_relaxation(l, u, xp=None):
@@ -49,11 +50,13 @@ def relu_relaxation(l, u, xp=None):
 
 @register("Relu")
 class ReluOp(OpHandler):
-    def to_torch(self, node, ctx):
-        from .torch_layers import Unary
+    def evaluate(self, node, values, opset):
+        x = np.asarray(values[0])
+        return [np.maximum(x, np.zeros((), x.dtype))]
 
+    def to_torch(self, node, ctx):
         x = node.inputs[0]
-        ctx.emit(Unary("Relu"), [x], [node.outputs[0]], ctx.view(x).merged)
+        ctx.emit(activation.steps.Unary("Relu"), [x], [node.outputs[0]], ctx.view(x).merged)
 
     def to_affine(self, node, ctx):
         ctx.set(node.outputs[0], ctx.relu(ctx.sym(node.inputs[0]), node.outputs[0]))
@@ -66,13 +69,28 @@ class ReluOp(OpHandler):
 @register("LeakyRelu")
 class LeakyReluOp(OpHandler):
     def to_torch(self, node, ctx):
-        from .torch_layers import LeakyRelu
-
         x = node.inputs[0]
-        ctx.emit(LeakyRelu(node.attr("alpha", 0.01)), [x], [node.outputs[0]], ctx.view(x).merged)
+        ctx.emit(steps.LeakyRelu(node.attr("alpha", 0.01)), [x], [node.outputs[0]], ctx.view(x).merged)
 
     def to_affine(self, node, ctx):
         # exact for every slope a: a x + (1 - a) relu(x)
         a = float(node.attr("alpha", 0.01))
         x = ctx.sym(node.inputs[0])
         ctx.set(node.outputs[0], x.scaled(a) + ctx.relu(x, node.outputs[0]).scaled(1.0 - a))
+
+
+def _define_steps():
+    from .torch_base import F, Step
+
+    class LeakyRelu(Step):
+        def __init__(self, alpha: float):
+            super().__init__()
+            self.alpha = float(alpha)
+
+        def forward(self, x):
+            return F.leaky_relu(x, self.alpha)
+
+    return {"LeakyRelu": LeakyRelu}
+
+
+steps = LazySteps(_define_steps)
