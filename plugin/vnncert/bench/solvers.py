@@ -400,15 +400,7 @@ def make_solver(solver_cmd: Optional[str] = None, vnncomp_scripts: Optional[str]
         return VnncompScriptsSolver(vnncomp_scripts, prepare_timeout=vnncert_options.get("prepare_timeout", 60.0),
                                     name=name)
     if solver_cmd:
-        cls = globals().get("StandardCliSolver")
-        if cls is None:
-            try:
-                from .standard_cli import StandardCliSolver as cls  # noqa: N813
-            except ImportError as e:
-                if getattr(e, "name", "") not in ("vnncert.bench.standard_cli", None) and "standard_cli" not in str(e):
-                    raise
-                raise SolverUnavailable("--solver-cmd (VNN-LIB 2.0 command-line solvers) is not available in this build") from None
-        return cls(solver_cmd, name=name)
+        return StandardCliSolver(solver_cmd, name=name)
     opts = {k: v for k, v in vnncert_options.items() if k in ("mode", "seed", "threads", "margin", "extra_args")}
     return VnncertSolver(name=name or "vnncert", **opts)
 
