@@ -10,7 +10,7 @@ model by `results.sat_outcome`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import numpy as np
@@ -20,6 +20,26 @@ from ..results import Certificate, Outcome, Verdict, sat_outcome
 from ..smoothing import ABSTAIN, NOISES, DeadlineReached, SmoothedClassifier, StopSampling
 
 ENGINE = "probabilistic"
+
+
+@dataclass
+class SmoothingStats:
+    """The figures of one --mode probabilistic run (Outcome.stats gets `as_dict()`): the settings,
+    then, after a full certification, the sampling's size and speed and the classes involved."""
+
+    noise: str
+    scale: float
+    n0: int
+    n: int
+    alpha: float
+    samples: Optional[int] = None  # n0 + n
+    sampling_seconds: Optional[float] = None
+    samples_per_second: Optional[float] = None
+    label: Optional[int] = None  # the property's label
+    selected: Optional[int] = None  # the class the n0 selection samples picked
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 # ---- VNN-LIB queries -----------------------------------------------------------------------------
@@ -118,7 +138,7 @@ def check(network, spec, deadline: float, options) -> Outcome:
     norm = NOISES[noise]
     centre = (query.lower + query.upper) / 2.0
     need = needed_radius(query, norm)
-    stats = {"noise": noise, "scale": scale, "n0": sm.n0, "n": sm.n, "alpha": sm.alpha}
+    stats = SmoothingStats(noise=noise, scale=scale, n0=sm.n0, n=sm.n, alpha=sm.alpha)
 
     # the centre is a point of the box: if f is already unsafe there, that is a witness
     hit = sat_outcome(network, spec, centre, ENGINE, detail="the box centre is a witness of f (replayed with ONNX Runtime)")
@@ -134,11 +154,12 @@ def check(network, spec, deadline: float, options) -> Outcome:
     except StopSampling:
         out = watch.outcome
         out.seconds = time.monotonic() - t0
-        out.stats = stats
+        out.stats = stats.as_dict()
         return out
     except DeadlineReached as e:
         return Outcome(Verdict.TIMEOUT, engine=ENGINE, seconds=time.monotonic() - t0,
-                       detail=f"smoothing stopped at the deadline after {e.samples} samples of one pass", stats=stats)
+                       detail=f"smoothing stopped at the deadline after {e.samples} samples of one pass",
+                       stats=stats.as_dict())
     finally:
         g.close()
 
@@ -157,8 +178,9 @@ def check(network, spec, deadline: float, options) -> Outcome:
                        predicted=int(res.prediction), count=int(res.count), pA_lower=float(res.pA_lower),
                        radius=float(res.radius), norm=norm, needed_radius=need, covered=covered, claim=claim)
     samples = int(sm.n0) + int(sm.n)
-    stats.update(samples=samples, sampling_seconds=res.seconds, samples_per_second=samples / max(res.seconds, 1e-9),
-                 label=query.label, selected=res.selected)
+    stats.samples, stats.sampling_seconds = samples, res.seconds
+    stats.samples_per_second = samples / max(res.seconds, 1e-9)
+    stats.label, stats.selected = query.label, res.selected
     if covered:
         detail = (f"g certified robust on the box ({what} radius {res.radius:.4g} > needed {need:.4g}, confidence "
                   f"1-alpha); a probabilistic claim about g, not a proof about f, so the verdict stays unknown")
@@ -169,4 +191,4 @@ def check(network, spec, deadline: float, options) -> Outcome:
     else:
         detail = f"g certified only up to {what} radius {res.radius:.4g} < needed {need:.4g}; no witness of f among {samples} samples"
     return Outcome(Verdict.UNKNOWN, engine=ENGINE, seconds=time.monotonic() - t0, certificate=cert,
-                   detail=detail, stats=stats)
+                   detail=detail, stats=stats.as_dict())
