@@ -134,10 +134,6 @@ class NoiseBank:
 
         pool.run(part, PARTS)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.data.nbytes)
-
     def stream(self, seed: int, key: Sequence[int], scale: float) -> "BankStream":
         ss = np.random.SeedSequence(entropy=int(seed), spawn_key=tuple(int(k) for k in key) + (0x5164,))
         g = np.random.Generator(np.random.PCG64(ss))
