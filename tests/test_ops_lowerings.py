@@ -74,6 +74,17 @@ def test_own_evaluation_agrees_with_the_reference(case):
         np.testing.assert_array_equal(g, w)
 
 
+def test_the_registry_imports_without_torch_or_scipy():
+    """Every op file registers on import, and none imports torch or scipy for it (start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vnncert.network.ops as ops, vnncert.network.layers, vnncert.network.graph; "
+            "print(len(ops.all_handlers()), [m for m in ('torch', 'scipy', 'onnx') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert int(out[0]) == len(all_handlers()) and out[1].strip() == "[]", out
+
+
 def test_the_registry_lists_each_ops_lowerings():
     assert lowerings("Relu") == ["evaluate", "to_torch", "to_affine", "relaxation"]
     assert lowerings("MaxPool") == ["evaluate", "to_torch", "to_affine", "relaxation"]
