@@ -215,6 +215,61 @@ def test_1_0_and_2_0_and_the_2_0_writer_agree_on_exact_values():
                 assert h1.strict.tolist() == h2.strict.tolist() and h1.b_dir.tolist() == h2.b_dir.tolist()
 
 
+def _same_normal_form(s1, s2):
+    """Bit for bit: the engines' floats, the directions, the exact right-hand sides, the strictness."""
+    assert (s1.n_inputs, s1.n_outputs, len(s1.cases)) == (s2.n_inputs, s2.n_outputs, len(s2.cases))
+    for c1, c2 in zip(s1.cases, s2.cases):
+        for f in ("lower", "upper", "lower_dir", "upper_dir", "lower_strict", "upper_strict", "G", "h", "h_dir"):
+            a, b = getattr(c1.region, f), getattr(c2.region, f)
+            assert (a is None) == (b is None), f
+            assert a is None or (a.dtype == b.dtype and a.tobytes() == b.tobytes()), f
+        assert c1.region.h_exact == c2.region.h_exact
+        assert len(c1.output) == len(c2.output)
+        for h1, h2 in zip(c1.output, c2.output):
+            for f in ("A", "b", "strict"):
+                assert getattr(h1, f).tobytes() == getattr(h2, f).tobytes(), f
+            assert (h1.b_dir is None) == (h2.b_dir is None) and (h1.b_dir is None or h1.b_dir.tolist() == h2.b_dir.tolist())
+            assert h1.b_exact == h2.b_exact
+
+
+@pytest.mark.parametrize("k", ["3", "-3", "0.1", "7"])
+@pytest.mark.parametrize("c", ["0.1", "1", "-0.7", "0.50000000000000001"])
+def test_a_scaled_single_variable_bound_parses_identically_in_1_0_and_2_0(k, c):
+    """`(<= (* k X_0) c)` is `X_0 <= c/k` (`>=` for k < 0) in both versions: one back end divides
+    through exactly and rounds outward from c/k, so 1.0 and 2.0 (over real) give the same floats, the
+    same directions and the same exact values; the same for an output bound and for a row over two
+    outputs whose coefficients are scaled to float64 numbers (its exact right-hand side is kept)."""
+    head1 = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    body1 = (f"(assert (<= (* {k} X_0) {c}))\n(assert (>= (* {k} X_0) -2))\n"
+             f"(assert (or (<= (* {k} Y_0) {c}) (<= (+ (* 0.1 Y_0) (* {k} Y_1)) {c})))\n")
+    k2 = k if "." in k else k + ".0"
+    c2 = _pos(c) if "." in c else c + ".0"
+    head2 = "(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [1]) (declare-output Y real [2]))\n"
+    body2 = (f"(assert (<= (* {k2} X[0]) {c2}))\n(assert (>= (* {k2} X[0]) -2.0))\n"
+             f"(assert (or (<= (* {k2} Y[0]) {c2}) (<= (+ (* 0.1 Y[0]) (* {k2} Y[1])) {c2})))\n")
+    s1, s2 = parse_spec(head1 + body1), parse_spec(head2 + body2)
+    assert (s1.version, s2.version) == ("1.0", "2.0")
+    _same_normal_form(s1, s2)
+    # and the values are c/k's, rounded outward, with c/k's own direction
+    q = Fraction(c) / Fraction(k)
+    r = s1.cases[0].region
+    lo_c, hi_c = (Fraction(-2) / Fraction(k), q) if Fraction(k) > 0 else (q, Fraction(-2) / Fraction(k))
+    for v, d, exact, up in ((r.upper[0], r.upper_dir, hi_c, True), (r.lower[0], r.lower_dir, lo_c, False)):
+        near, direction = nearest(exact)
+        assert (0 if d is None else int(d[0])) == direction
+        assert Fraction(float(v)) >= exact if up else Fraction(float(v)) <= exact
+        assert float(v) == near or float(np.nextafter(near, np.inf if up else -np.inf)) == float(v)
+    for x in (float(np.nextafter(r.upper[0], -np.inf)), float(r.upper[0]), float(r.lower[0])):
+        assert r.contains(np.array([[x]]))[0] == (lo_c <= Fraction(x) <= hi_c)
+    two = s1.cases[0].output[1]
+    assert two.A.shape == (1, 2) and two.rows == 1
+    if Fraction(k).denominator == 1 and Fraction(c) == Fraction(float(c)):
+        assert two.b_exact is None  # (0.1 Y_0 + k Y_1) * 10 <= 10 c: a float64 right-hand side
+    for y0 in (0.0, 1.0, -1.0):  # the row holds exactly when (0.1 y0 + k y1) <= c
+        y1 = float((Fraction(c) - Fraction(1, 10) * Fraction(y0)) / Fraction(k))
+        assert two.holds(np.array([[y0, y1]]))[0] == (Fraction(1, 10) * Fraction(y0) + Fraction(k) * Fraction(y1) <= Fraction(c))
+
+
 # ---- end to end: ONNX Runtime replays of float32 and float64 models -------------------------------------------
 def _identity(path, dtype):
     """y = x for one input, as a float32 or a float64 ONNX model (Gemm with weight 1)."""

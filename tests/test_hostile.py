@@ -195,6 +195,21 @@ SPEC_CASES: List[Hostile] = [
             result="error", stderr=r"^vnncert: error: p\.vnnlib:9:17: number with 1000002 characters \(at most 1000"),
     Hostile("spec-huge-exponent", VERIFY_P, files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 1e-99999999999))\n"},
             result="error", stderr=r"p\.vnnlib:9:17: exponent of '1e-99999999999' is out of range"),
+    # issue 19 item 9: one back end, one limit on the disjuncts (1.0 and 2.0), refused before anything is built
+    Hostile("spec-dnf-limit-v1", VERIFY_P, result="error", files={"p.vnnlib": HEAD + BOX
+            + "(assert (or " + " ".join(f"(<= Y_0 {i})" for i in range(1001)) + "))\n"
+            + "(assert (or " + " ".join(f"(>= Y_1 {i})" for i in range(1000)) + "))\n"},
+            stderr=r"p\.vnnlib:10:1: property expands to more than 1000000 disjuncts \(the limit\)$"),
+    Hostile("spec-dnf-limit-v2", ["verify", "{tiny}", "{tmp}/q.vnnlib", "--result-file", "{res}"], result="error", files={"q.vnnlib": V2_HEAD + "(assert (>= X[0,0] 0.5))\n(assert (<= X[0,0] 1.0))\n"
+                                   "(assert (>= X[0,1] 0.0))\n(assert (<= X[0,1] 0.5))\n"
+                                   + "(assert (or " + " ".join(f"(<= Y[0,0] {i}.0)" for i in range(1001)) + "))\n"
+                                   + "(assert (or " + " ".join(f"(>= Y[0,1] {i}.0)" for i in range(1000)) + "))\n"},
+            stderr=r"q\.vnnlib:11:\d+: property expands to more than 1000000 disjuncts \(the limit\)$"),
+    # the same rule on empty boxes in both versions: a single conjunction's empty box is an error
+    Hostile("spec-empty-box-v2", ["verify", "{tiny}", "{tmp}/q.vnnlib", "--result-file", "{res}"], result="error",
+            files={"q.vnnlib": V2_HEAD + "(assert (>= X[0,0] 0.5))\n(assert (<= X[0,0] 0.25))\n"
+                                         "(assert (>= X[0,1] 0.0))\n(assert (<= X[0,1] 0.5))\n(assert (<= Y[0,0] 0.0))\n"},
+            stderr=r"q\.vnnlib:7:\d+: empty input box: X\[0,0\] has lower bound 0\.5 above upper bound 0\.25"),
 ]
 
 # ---------------------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def _acas(net_id, prop):
     base = SHARED / "acasxu"
     if not base.is_dir():
         pytest.skip("needs ../shared/benchmarks/acasxu (not present beside this clone)")
-    from vnncert.spec import load_spec
+    from vnncert import load_spec
 
     net = load_network(str(base / "onnx" / f"ACASXU_run2a_{net_id}_batch_2000.onnx"), threads=1)
     return net, load_spec(str(base / "vnnlib" / f"prop_{prop}.vnnlib"), net)

@@ -345,6 +345,17 @@ def test_empty_box_in_a_disjunct_that_a_false_constant_removes_is_fine():
     assert len(s.cases) == 1 and len(s.cases[0].output) == 1
 
 
+def test_an_empty_box_among_several_disjuncts_is_dropped():
+    """It can never hold (the 2.0 rule too: spec/cases.py); only a single conjunction's empty box is an error."""
+    s = both(decl(1, 1) + "(assert (or (and (>= X_0 0) (<= X_0 1) (<= Y_0 0))\n  (and (>= X_0 5) (<= X_0 1) (<= Y_0 1))))")
+    assert len(s.cases) == 1 and s.cases[0].region.upper.tolist() == [1.0] and len(s.cases[0].output) == 1
+    assert s.cases[0].output[0].b.tolist() == [0.0]
+    # an empty box in every disjunct: no case (unsat by the property's own text), no missing-bound error
+    s = both(decl(2, 1) + "(assert (>= X_1 0))\n(assert (or (and (>= X_0 2) (<= X_0 1) (<= Y_0 0))\n"
+             "  (and (> X_0 1) (<= X_0 1) (<= Y_0 1))))")
+    assert s.cases == []
+
+
 @pytest.mark.parametrize("text", ["", "   \n\n", "; only a comment\n"])
 def test_empty_file(text):
     assert err(text) == f"{WHERE}: empty property: no declare-const found"

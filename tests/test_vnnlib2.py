@@ -8,6 +8,7 @@ from helpers import mlp_onnx
 
 from vnncert import load_network
 from vnncert.errors import SpecError
+from vnncert.signature import Signature, TensorSignature
 from vnncert.spec import detect_version, load_spec, parse_spec
 from vnncert.spec.vnnlib2 import (SOUND_ELEMENT_TYPES, THEORIES, format_number, parse_vnnlib2, read_query,
                                   round_to_type, spec_to_vnnlib2)
@@ -156,6 +157,16 @@ def test_contradictory_disjuncts_are_dropped_and_constants_evaluated():
     assert empty.cases == []  # unsatisfiable by its own text
 
 
+def test_a_single_conjunction_with_an_empty_box_is_an_error_as_in_1_0():
+    """The shared case assembly (spec/cases.py): among several disjuncts an empty box is dropped
+    (above); a query that is one conjunction with an empty box is an error, positioned as in 1.0."""
+    msg = error(net() + BOX + "(assert (>= X[0,0] 2.0))\n(assert (<= Y[0] 0.0))\n")
+    assert msg.startswith("q.vnnlib:9:13: empty input box: X[0,0] has lower bound 2.0 above upper bound 1.0"), msg
+    assert "(the other bound is at line 6, column 13)" in msg
+    msg = error(net() + BOX + "(assert (< X[0,1] 1.0))\n(assert (>= X[0,1] 1.0))\n(assert (<= Y[0] 0.0))\n")
+    assert "empty input box: X[0,1] has lower and upper bound 1.0 and one of them strict" in msg
+
+
 def test_package_warnings_are_kept_not_printed(capfd):
     text = net().replace("<2.0>", "<2.1>") + BOX + "(assert (<= Y[0] 0.0))\n"
     spec = parse(text)
@@ -218,16 +229,36 @@ def small_net(tmp_path_factory):
 
 def test_types_and_shapes_checked_against_the_model(small_net):
     ok = net("X float32 [1,2]", "Y float32 [1,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n"
-    assert parse(ok, network=small_net).n_inputs == 2
-    msg = error(ok.replace("float32", "float64"), network=small_net)
+    assert parse(ok, signature=small_net.signature).n_inputs == 2
+    msg = error(ok.replace("float32", "float64"), signature=small_net.signature)
     assert "declared float64" in msg and "is float32" in msg
-    assert "shape [3]" in error(net() + BOX + "(assert (<= Y[0] 0.0))\n", network=small_net)
-    msg = error(net("X float32 [4,2]", "Y float32 [4,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n", network=small_net)
+    assert "shape [3]" in error(net() + BOX + "(assert (<= Y[0] 0.0))\n", signature=small_net.signature)
+    msg = error(net("X float32 [4,2]", "Y float32 [4,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n", signature=small_net.signature)
     assert "dynamic dimension" in msg
     real = (net("X real [1,2]", "Y real [1,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n")
-    assert parse(real, network=small_net).declarations["real"] is True
+    assert parse(real, signature=small_net.signature).declarations["real"] is True
     mixed = net("X real [1,2]", "Y float32 [1,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n"
-    assert "mixes `real`" in error(mixed, network=small_net)
+    assert "mixes `real`" in error(mixed, signature=small_net.signature)
+
+
+def test_the_parser_knows_the_model_by_its_signature_only(small_net):
+    """`Network.signature` is a small value (names, shapes with symbolic dims as 1, element types);
+    a hand-made one checks a query exactly as the model's does (spec/ never sees the Network)."""
+    sig = small_net.signature
+    made = Signature((TensorSignature("x", (1, 2), "float32", (True, False)),),
+                     (TensorSignature("y", (1, 3), "float32", (True, False)),), "lin.onnx")
+    assert sig == made and (sig.n_inputs, sig.n_outputs) == (2, 3) and small_net.signature is sig
+    ok = net("X float32 [1,2]", "Y float32 [1,3]") + BOX + "(assert (<= Y[0,0] 0.0))\n"
+    assert parse(ok, signature=made).n_inputs == 2
+    for bad in (net("X float32 [4,2]", "Y float32 [4,3]"), net("X float64 [1,2]", "Y float64 [1,3]")):
+        q = bad + BOX + "(assert (<= Y[0,0] 0.0))\n"
+        assert error(q, signature=made) == error(q, signature=sig)
+    assert "lin.onnx" in error(net("X float32 [2]", "Y float32 [1,3]") + "(assert (<= Y[0,0] 0.0))\n", signature=made)
+    # 1.0: the counts come from the signature
+    one = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (<= Y_0 0))\n"
+    with pytest.raises(SpecError, match="property declares 1 inputs .* but the network has 2"):
+        parse_spec(one, where="p.vnnlib", signature=made)
+    assert parse_spec(one, where="p.vnnlib", signature=Signature.flat(1, 1)).n_inputs == 1
 
 
 def test_theories_match_what_is_refused():
@@ -267,11 +298,11 @@ def _compare(spec1, spec2, rounding, exact=False):
 @pytest.mark.parametrize("onnx_path,prop", _own_instances(), ids=lambda p: p.name)
 def test_same_normal_form_as_1_0(onnx_path, prop):
     network = load_network(str(onnx_path))
-    spec1 = load_spec(str(prop), network=network)
+    spec1 = load_spec(str(prop), signature=network.signature)
     real = spec_to_vnnlib2(spec1, network.input_shape, network.output_shape, "real")
-    _compare(spec1, parse(real, network=network), lambda a: np.asarray(a, dtype=np.float64), exact=True)
+    _compare(spec1, parse(real, signature=network.signature), lambda a: np.asarray(a, dtype=np.float64), exact=True)
     f32 = spec_to_vnnlib2(spec1, network.input_shape, network.output_shape, network.input_type_name)
-    _compare(spec1, parse(f32, network=network), lambda a: np.asarray(a, dtype=np.float32).astype(np.float64))
+    _compare(spec1, parse(f32, signature=network.signature), lambda a: np.asarray(a, dtype=np.float32).astype(np.float64))
 
 
 def test_same_answers_as_1_0(tmp_path):
@@ -288,7 +319,7 @@ def test_same_answers_as_1_0(tmp_path):
     seen = set()
     for onnx_path, prop in _own_instances()[:4]:
         network = load_network(str(onnx_path), threads=1)
-        spec1 = load_spec(str(prop), network=network)
+        spec1 = load_spec(str(prop), signature=network.signature)
         q = tmp_path / (prop.stem + ".2.vnnlib")
         q.write_text(spec_to_vnnlib2(spec1, network.input_shape, network.output_shape, network.input_type_name))
         o1 = solve(str(onnx_path), str(prop), opts, math.inf)

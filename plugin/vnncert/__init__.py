@@ -35,10 +35,12 @@ verify.__doc__ = "See vnncert.api.verify."
 
 
 def load_spec(path, network=None, n_inputs=None, n_outputs=None):
-    """Parse a VNN-LIB property (1.0 or 2.0, `.gz` accepted) into a `Spec`."""
+    """Parse a VNN-LIB property (1.0 or 2.0, `.gz` accepted) into a `Spec`; with a loaded `network`
+    it is checked against the model's inputs and outputs (`Network.signature`)."""
     from .spec import load_spec as _load
 
-    return _load(path, network=network, n_inputs=n_inputs, n_outputs=n_outputs)
+    return _load(path, signature=network.signature if network is not None else None, n_inputs=n_inputs,
+                 n_outputs=n_outputs)
 
 
 def load_network(path, threads=0):

@@ -26,7 +26,7 @@ def solve(model: str, prop: str, options: Options, deadline: float) -> Outcome:
     try:
         apply_threads(options.threads)
         network = load_network(model, threads=options.threads)
-        spec = load_spec(prop, network=network)
+        spec = load_spec(prop, signature=network.signature)
         if remaining(deadline) <= 0:
             return Outcome(Verdict.TIMEOUT, engine="load", seconds=time.monotonic() - t0, detail="deadline reached while loading")
         out = router.run(network, spec, options, deadline)

@@ -293,7 +293,7 @@ class StandardCliSolver(Solver):
         from ..spec import load_spec
 
         network = load_network(inst.onnx)
-        spec = load_spec(inst.vnnlib, network=network)
+        spec = load_spec(inst.vnnlib, signature=network.signature)
         etype = network.input_type_name
         if self.query_type == "real" or network.output_type_name != etype or not spec_float_exact(spec):
             etype = "real"

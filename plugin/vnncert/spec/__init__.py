@@ -1,4 +1,11 @@
-"""VNN-LIB text -> `Spec` (the normal form in `model.py`)."""
+"""VNN-LIB text -> `Spec` (the normal form in `model.py`).
+
+Two front ends, one back end: VNN-LIB 1.0 (`vnnlib1.py`) and 2.0 (`vnnlib2.py`, read with the
+`vnnlib` package) both write the atom table of `atoms.py`, put the property in disjunctive normal
+form with `dnf.py` (one limit) and hand both to the case assembly of `cases.py` (one rounding
+rule). What the parser learns of the model is a `Signature` (vnncert/signature.py): the input and
+output tensors' names, shapes and element types, never the `Network`.
+"""
 from __future__ import annotations
 
 import os
@@ -6,10 +13,12 @@ from typing import Optional
 
 from ..errors import SpecError
 from ..files import MAX_PROPERTY_BYTES, read_maybe_gzip
+from ..signature import Signature, TensorSignature
 from .model import Case, Halfspaces, InputRegion, Spec
 from .vnnlib1 import parse_vnnlib1
 
-__all__ = ["Spec", "Case", "Halfspaces", "InputRegion", "load_spec", "parse_spec", "read_text", "detect_version"]
+__all__ = ["Spec", "Case", "Halfspaces", "InputRegion", "Signature", "TensorSignature", "load_spec", "parse_spec",
+           "read_text", "detect_version"]
 
 
 def read_text(path: str) -> str:
@@ -34,20 +43,21 @@ def detect_version(text: str) -> str:
 
 
 def parse_spec(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
-               where: str = "<text>", network=None) -> Spec:
-    version = detect_version(text)
-    if version == "2.0":
-        try:
-            from .vnnlib2 import parse_vnnlib2
-        except ImportError:
-            raise SpecError(f"{where}: VNN-LIB 2.0 queries are not supported by this build") from None
-        return parse_vnnlib2(text, where=where, network=network)
+               where: str = "<text>", signature: Optional[Signature] = None) -> Spec:
+    """Parse VNN-LIB 1.0 or 2.0 text. With the model's `signature` a 1.0 property's variable counts
+    and a 2.0 query's declared shapes and element types are checked against the model (a 1.0
+    property can also be checked against bare counts, `n_inputs` / `n_outputs`)."""
+    if signature is not None:
+        n_inputs, n_outputs = signature.n_inputs, signature.n_outputs
+    if detect_version(text) == "2.0":
+        from .vnnlib2 import parse_vnnlib2  # loaded when needed: a 1.0 run never imports it
+
+        return parse_vnnlib2(text, where=where, signature=signature)
     return parse_vnnlib1(text, n_inputs, n_outputs, where=where)
 
 
-def load_spec(path: str, network=None, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None) -> Spec:
-    """Load a VNN-LIB property; with `network` the variable counts are checked against its shapes."""
-    if network is not None:
-        n_inputs, n_outputs = network.n_inputs, network.n_outputs
-    where = os.path.basename(path)
-    return parse_spec(read_text(path), n_inputs, n_outputs, where=where, network=network)
+def load_spec(path: str, signature: Optional[Signature] = None, n_inputs: Optional[int] = None,
+              n_outputs: Optional[int] = None) -> Spec:
+    """Load a VNN-LIB property (1.0 or 2.0, `.gz` accepted); with the model's `signature`
+    (`Network.signature`) it is checked against the model (see `parse_spec`)."""
+    return parse_spec(read_text(path), n_inputs, n_outputs, where=os.path.basename(path), signature=signature)

@@ -7,7 +7,8 @@ What is accepted (the standard's theories, VNN-LIB 2.0 chapter 4) is declared on
   that mixes the input with the output (SNC): the normal form keeps input region and output
   set apart. Anything else is a `SpecError` naming the theory it needs.
 - `X[i,j]` is the flat C-order position over the declared shape, which must be the ONNX shape
-  (symbolic ONNX dims count as 1, so a query must instantiate them to 1).
+  (symbolic ONNX dims count as 1, so a query must instantiate them to 1). The model is known
+  through its `Signature` (vnncert/signature.py), never as a `Network`.
 - Element types: the query's types must be the model's (error condition 2 of the standard's
   `verify`) unless the query is written over `real` throughout. vnncert analyses `float32`
   and `float64` (`SOUND_ELEMENT_TYPES`); any other declared type is refused (error
@@ -24,18 +25,16 @@ What is accepted (the standard's theories, VNN-LIB 2.0 chapter 4) is declared on
     float arithmetic, so it is refused with a message that says to declare `real`.
 - `<` / `>` stay strict (Halfspaces.strict, InputRegion.*_strict): only an unsat proof may
   relax them. `==` becomes two non-strict rows. `!=` becomes the disjunction of `<` and `>`
-  (exact: there are no NaNs among the values a query ranges over); the whole query is put in
-  disjunctive normal form and refused beyond `MAX_CONJUNCTIONS` disjuncts.
-- A disjunct whose input constraints are contradictory, or that holds a false constant
-  comparison, can never be satisfied and is dropped; a query whose disjuncts are all dropped
-  has no case at all (it is unsat by its own text).
-- Every input needs a finite lower and upper bound in every disjunct (the engines work on
-  boxes).
+  (exact: there are no NaNs among the values a query ranges over).
+- From the comparisons on, 2.0 is 1.0: the comparisons become atoms of the shared atom table
+  (spec/atoms.py: one normalisation rule), the query's disjunctive normal form has the shared
+  limit (spec/dnf.py, `MAX_DISJUNCTS`), and the shared case assembly (spec/cases.py) writes
+  the normal form with the one rounding rule and its rules on disjuncts (dropped when they can
+  never hold; every input bounded in every disjunct).
 - Constants are exact: over `real` a literal is the real number it spells (fractions.Fraction,
-  linear forms computed exactly), over a float type the literal rounded to that type; the
-  normal form keeps them as in 1.0 (spec/numbers.py, spec/model.py: arrays rounded outward,
-  witnesses checked exactly). Without a model a declared tensor may have at most
-  MAX_ELEMENTS_WITHOUT_MODEL elements (with one, its shape must be the model's).
+  linear forms computed exactly), over a float type the literal rounded to that type (correctly,
+  from its exact value: numbers.round_to_dtype). Without a model a declared tensor may have at
+  most MAX_ELEMENTS_WITHOUT_MODEL elements (with one, its shape must be the model's).
 
 Errors carry `file:line:column` where the package reports a line (column: where the offending
 symbol sits on that line); warnings of the package (e.g. a 2.x minor version) are kept in
@@ -48,7 +47,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -58,11 +56,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import SpecError
-from .model import Case, Halfspaces, InputRegion, Spec
-from .numbers import (MAX_NUMBER_CHARS, NON_FINITE, decimal_for, near_of_down, near_of_up, nearest, normalise_row,
-                      number_problem, round_down, round_up, shown, terminating_decimal)
+from ..signature import Signature
+from .atoms import (ONE, ZERO, AtomBuilder, Key, LinearForm, MixedKinds, NonLinear, combined, difference, negated,
+                    number, product)
+from .cases import Source, assemble
+from .dnf import Conjunctions, TooManyDisjuncts, conjoin, disjoin, from_lists
+from .model import Case, InputRegion, Spec
+from .numbers import (NON_FINITE, decimal_for, decimal_nearest, near_of_down, near_of_up, number_problem,
+                      round_to_dtype, shown, terminating_decimal)
 
-MAX_CONJUNCTIONS = 1_000_000
 # Without a model to check shapes against, a declared input or output may have at most this many
 # elements (2**24: sixteen times an ImageNet image); the normal form holds a few arrays of this size
 # per disjunct. With a model, the declared shapes must be the model's.
@@ -82,7 +84,6 @@ DTYPE_NAMES: Dict[str, str] = {
 # ones the normal form states exactly (see the module docstring). float16 and the integer types are
 # not claimed; `real` is always accepted (the user's consent to real-valued analysis).
 SOUND_ELEMENT_TYPES: Tuple[str, ...] = ("float32", "float64")
-_NUMPY_TYPES = {"float32": np.float32, "float64": np.float64}
 
 # The theories (standard chapter 4) the parser below accepts; `vnncert supports` prints these.
 THEORIES: Dict[str, Tuple[str, ...]] = {
@@ -96,13 +97,6 @@ VNNLIB_VERSIONS = ("1.0", "2.0")
 
 _VERSION = re.compile(r"\(\s*vnnlib-version\s*<(\d+)\.(\d+)>\s*\)")
 _PARSE_ERROR = re.compile(r"line (\d+), column (\d+): '(.*)'", re.S)
-
-# atom: (kind, ((flat index, coef), ...), rhs, strict) meaning sum coef*v <= rhs (< when strict);
-# kind "X" (input only), "Y" (output only) or "" (no variable); the coefficients exact float64s
-# (±1 for one variable), the right-hand side exact (a Fraction).
-Atom = Tuple[str, Tuple[Tuple[int, float], ...], Fraction, bool]
-_ZERO = Fraction(0)
-_ONE = Fraction(1)
 
 
 # ---- declarations ------------------------------------------------------------------------------
@@ -341,30 +335,14 @@ def read_query(text: str, where: str = "<text>") -> Query:
 # ---- constants ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=65536)
 def round_to_type(lexeme: str, element_type: str) -> float:
-    """The value a decimal literal denotes in `element_type` (round to nearest, ties to even), as float64.
-
-    `real` and `float64` keep the nearest float64 (what Python's float() gives, correctly rounded).
-    """
-    d = float(lexeme)
+    """The value a decimal literal denotes in `element_type` (round to nearest, ties to even), as
+    float64: correctly rounded from the literal's exact value (numbers.round_to_dtype: no double
+    rounding through float64). `real` and `float64` keep the nearest float64. ValueError when the
+    lexeme is not a decimal number."""
+    near, d = decimal_nearest(lexeme)
     if element_type != "float32":
-        return d
-    try:
-        f = struct.unpack("<f", struct.pack("<f", d))[0]  # C cast: round to nearest, ties to even
-    except OverflowError:
-        return math.copysign(math.inf, d)
-    if f == d or not math.isfinite(f):
-        return f
-    # decimal -> float64 -> float32 can round twice; only a float64 exactly halfway between two
-    # float32 neighbours is affected: settle those against the exact decimal value
-    f32 = np.float32(f)
-    other = float(np.nextafter(f32, np.float32(np.inf) if d > f else np.float32(-np.inf)))
-    if (f + other) / 2.0 != d:
-        return f
-    exact = Fraction(lexeme)
-    da, db = abs(Fraction(f) - exact), abs(Fraction(other) - exact)
-    if da != db:
-        return f if da < db else other
-    return f if (f32.view(np.uint32) & 1) == 0 else other
+        return near
+    return float(round_to_dtype(np.array([near]), np.array([d], dtype=np.int8), np.float32)[0])
 
 
 # ---- assertions --------------------------------------------------------------------------------
@@ -377,13 +355,10 @@ class _Unsupported(Exception):
 
 def _literal(e) -> Fraction:
     """The exact value of a literal of a `real` query."""
-    lexeme = e.lexeme
-    if len(lexeme) > MAX_NUMBER_CHARS:
-        raise _Unsupported(f"number with {len(lexeme)} characters (at most {MAX_NUMBER_CHARS} are accepted)", e)
     try:
-        return Fraction(lexeme)
-    except (ValueError, ZeroDivisionError):
-        raise _Unsupported(f"{lexeme[:200]!r} is not a number", e) from None
+        return number(e.lexeme)
+    except ValueError as why:
+        raise _Unsupported(str(why) if str(why) != "not a number" else f"{shown(e.lexeme)} is not a number", e) from None
 
 
 def _first_located(node):
@@ -403,13 +378,17 @@ def _first_located(node):
 
 
 class _Builder:
-    """Walks the package's typed AST into DNF atoms over flat input/output positions."""
+    """Walks the package's typed AST into atoms over flat input/output positions (spec/atoms.py)
+    and their disjunctive normal form (spec/dnf.py). The source of an atom is the index of its
+    comparison in `self.comparisons` (`locate` finds its line and column)."""
 
     def __init__(self, query: Query):
         import vnnlib
 
         self.v = vnnlib
         self.q = query
+        self.atoms = AtomBuilder()
+        self.comparisons: list = []
         self.kind_of: Dict[str, Tuple[str, Declaration]] = {}
         for d in query.declarations:
             self.kind_of[d.name] = ("X" if d.kind == "input" else "Y" if d.kind == "output" else "H", d)
@@ -418,8 +397,13 @@ class _Builder:
                     vnnlib.GreaterEqual: ("<=", True), vnnlib.GreaterThan: ("<", True),
                     vnnlib.Equal: ("==", False), vnnlib.NotEqual: ("!=", False)}
 
+    def locate(self, src: int) -> Optional[Tuple[int, int]]:
+        line, needle = _first_located(self.comparisons[src])
+        line, col = _line_col(self.q.text, line, needle)
+        return (line, col) if line else None
+
     # variables
-    def var(self, node) -> Tuple[str, int]:
+    def var(self, node) -> Key:
         kind, decl = self.kind_of[node.name]
         if kind == "H":
             raise _Unsupported(f"hidden node {node.name} (theory H) is not supported", node)
@@ -430,46 +414,26 @@ class _Builder:
         return kind, flat
 
     # linear forms (real queries), in exact rational arithmetic
-    def linear(self, e) -> Tuple[Dict[Tuple[str, int], Fraction], Fraction]:
+    def linear(self, e) -> LinearForm:
         v = self.v
         if isinstance(e, v.Var):
-            return {self.var(e): _ONE}, _ZERO
+            return {self.var(e): ONE}, ZERO
         if isinstance(e, v.Literal):
             return {}, _literal(e)
         if isinstance(e, v.Negate):
-            c, k = self.linear(e.expr)
-            return {key: -x for key, x in c.items()}, -k
+            return negated(self.linear(e.expr))
         if isinstance(e, v.Plus):
-            return self._sum([self.linear(a) for a in e.args], [1] * len(e.args))
+            return combined([self.linear(a) for a in e.args], [1] * len(e.args))
         if isinstance(e, v.Minus):
             parts = [self.linear(e.head)] + [self.linear(a) for a in e.rest]
-            return self._sum(parts, [1] + [-1] * (len(parts) - 1))
+            return combined(parts, [1] + [-1] * (len(parts) - 1))
         if isinstance(e, v.Multiply):
-            coefs, const = {}, _ONE
-            seen_var = False
-            for a in e.args:
-                c, k = self.linear(a)
-                if c:
-                    if seen_var:
-                        raise _Unsupported("product of two variables: polynomial arithmetic (theory POLY) is not supported", e)
-                    seen_var = True
-                    coefs = {key: x * const for key, x in c.items()}
-                    const = k * const
-                else:
-                    coefs = {key: x * k for key, x in coefs.items()}
-                    const *= k
-            return coefs, const
+            try:
+                return product([self.linear(a) for a in e.args])
+            except NonLinear:
+                raise _Unsupported("product of two variables: polynomial arithmetic (theory POLY) is not supported",
+                                   e) from None
         raise _Unsupported(f"unsupported arithmetic expression {e}", e)
-
-    @staticmethod
-    def _sum(parts, signs):
-        coefs: Dict[Tuple[str, int], Fraction] = {}
-        const = _ZERO
-        for (c, k), s in zip(parts, signs):
-            for key, x in c.items():
-                coefs[key] = coefs.get(key, _ZERO) + s * x
-            const += s * k
-        return coefs, const
 
     # exact shapes (floating-point queries)
     def simple(self, e):
@@ -489,15 +453,15 @@ class _Builder:
             return (s[0], -s[1], s[2])
         if isinstance(e, v.Multiply):
             args = list(e.args)
-            unit = [a for a in args if isinstance(a, v.Literal) and float(a.lexeme) in (1.0, -1.0)]
-            rest = [a for a in args if not (isinstance(a, v.Literal) and float(a.lexeme) in (1.0, -1.0))]
+            unit = [a for a in args if isinstance(a, v.Literal) and _unit(a.lexeme)]
+            rest = [a for a in args if not (isinstance(a, v.Literal) and _unit(a.lexeme))]
             if len(rest) == 1 and len(unit) == len(args) - 1:
                 s = self.simple(rest[0])
                 if s is None or s[0] != "var":
                     return None
                 sign = s[1]
                 for a in unit:
-                    sign *= float(a.lexeme)
+                    sign *= _unit(a.lexeme)
                 return ("var", sign, s[2])
             return None
         if isinstance(e, v.Plus):
@@ -526,8 +490,8 @@ class _Builder:
             stack.extend(n.children())
         return None
 
-    # comparisons -> (coefs, rhs, op) with op in <=, <, ==, != meaning coefs.v OP rhs
-    def comparison(self, node) -> List[List[Atom]]:
+    # comparisons -> atoms: `coefs . v  op  rhs`, op one of <=, <, ==, !=
+    def comparison(self, node) -> Conjunctions:
         try:
             op, flip = self.ops[type(node)]
         except KeyError:
@@ -538,17 +502,21 @@ class _Builder:
         a, b = self.simple(lhs), self.simple(rhs)
         etype = self._type_of(a) or self._type_of(b) or self.element_type(node)
         if etype is None or etype == "real":
-            cl, kl = self.linear(lhs)
-            cr, kr = self.linear(rhs)
-            coefs = dict(cl)
-            for key, x in cr.items():
-                coefs[key] = coefs.get(key, _ZERO) - x
-            return self._atoms(coefs, kr - kl, op, node)
-        coefs, bound = self._exact(a, b, etype, node)
-        if not math.isfinite(bound):
-            raise _Unsupported("comparison has a constant that is not finite in its element type", node)
-        # the constant rounded to the element type is the exact value the query compares with
-        return self._atoms({k: Fraction(x) for k, x in coefs.items()}, Fraction(bound), op, node)
+            coefs, bound = difference(self.linear(lhs), self.linear(rhs))
+        else:
+            fcoefs, fbound = self._exact(a, b, etype, node)
+            if not math.isfinite(fbound):
+                raise _Unsupported("comparison has a constant that is not finite in its element type", node)
+            # the constant rounded to the element type is the exact value the query compares with
+            coefs, bound = {k: Fraction(x) for k, x in fcoefs.items()}, Fraction(fbound)
+        self.comparisons.append(node)
+        try:
+            return self.atoms.relation(op, coefs, bound, len(self.comparisons) - 1)
+        except MixedKinds:
+            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
+                               "comparisons (theory MNC) are not supported", node) from None
+        except ValueError as e:
+            raise _Unsupported(str(e), node) from None
 
     def _type_of(self, s) -> Optional[str]:
         if s is None or s[0] == "const":
@@ -558,83 +526,65 @@ class _Builder:
 
     def _exact(self, a, b, etype: str, node):
         kinds = (a[0] if a else None, b[0] if b else None)
-        coefs: Dict[Tuple[str, int], float] = {}
-        if kinds == ("var", "const"):
-            return {a[2]: a[1]}, b[1] * round_to_type(b[2], etype)
-        if kinds == ("const", "var"):
-            return {b[2]: -b[1]}, -a[1] * round_to_type(a[2], etype)
-        if kinds == ("var", "var"):
-            coefs[a[2]] = a[1]
-            coefs[b[2]] = coefs.get(b[2], 0.0) - b[1]
-            return coefs, 0.0
-        if kinds == ("pair", "const") and float(b[2]) == 0.0:
-            for s, key in a[1]:
-                coefs[key] = coefs.get(key, 0.0) + s
-            return coefs, 0.0
-        if kinds == ("const", "pair") and float(a[2]) == 0.0:
-            for s, key in b[1]:
-                coefs[key] = coefs.get(key, 0.0) - s
-            return coefs, 0.0
+        coefs: Dict[Key, float] = {}
+        try:
+            if kinds == ("var", "const"):
+                return {a[2]: a[1]}, b[1] * round_to_type(b[2], etype)
+            if kinds == ("const", "var"):
+                return {b[2]: -b[1]}, -a[1] * round_to_type(a[2], etype)
+            if kinds == ("var", "var"):
+                coefs[a[2]] = a[1]
+                coefs[b[2]] = coefs.get(b[2], 0.0) - b[1]
+                return coefs, 0.0
+            if kinds == ("pair", "const") and round_to_type(b[2], etype) == 0.0:
+                for s, key in a[1]:
+                    coefs[key] = coefs.get(key, 0.0) + s
+                return coefs, 0.0
+            if kinds == ("const", "pair") and round_to_type(a[2], etype) == 0.0:
+                for s, key in b[1]:
+                    coefs[key] = coefs.get(key, 0.0) - s
+                return coefs, 0.0
+        except ValueError as why:
+            raise _Unsupported(str(why), node) from None
         raise _Unsupported(
             f"vnncert cannot evaluate this comparison exactly in {etype} arithmetic (it can: variable vs "
             f"constant, variable vs variable, sum or difference of two variables vs 0, each variable with an "
             f"optional sign); declare the query's variables `real` to consent to real-valued analysis "
             f"(VNN-LIB 2.0: queries over real; verify error condition 3)", node)
 
-    def _atoms(self, coefs: Dict[Tuple[str, int], Fraction], rhs: Fraction, op: str, node) -> List[List[Atom]]:
-        """`coefs . v  op  rhs` (exact) -> atoms; one variable: divided through by |coefficient|,
-        several: scaled until every coefficient is a float64 number (numbers.normalise_row)."""
-        coefs = {k: x for k, x in coefs.items() if x != 0}
-        kinds = {k[0] for k in coefs}
-        if len(kinds) > 1:
-            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
-                               "comparisons (theory MNC) are not supported", node)
-        kind = kinds.pop() if kinds else ""
-        try:
-            items, rhs = normalise_row(sorted((k[1], x) for k, x in coefs.items()), rhs)
-        except ValueError as e:
-            raise _Unsupported(str(e), node) from None
-        neg = tuple((i, -x) for i, x in items)
-        le = (kind, items, rhs, False)
-        ge = (kind, neg, -rhs, False)
-        if op == "<=":
-            return [[le]]
-        if op == "<":
-            return [[(kind, items, rhs, True)]]
-        if op == "==":
-            return [[le, ge]]
-        return [[(kind, items, rhs, True)], [(kind, neg, -rhs, True)]]  # !=
-
-    def dnf(self, node) -> List[List[Atom]]:
+    def dnf(self, node) -> Conjunctions:
         v = self.v
         if type(node) in self.ops:
             return self.comparison(node)
-        if isinstance(node, v.And):
-            result: List[List[Atom]] = [[]]
-            for child in node.args:
-                sub = self.dnf(child)
-                if len(sub) == 1:
-                    for conj in result:
-                        conj.extend(sub[0])
-                else:
-                    if len(result) * len(sub) > MAX_CONJUNCTIONS:
-                        raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", node)
-                    result = [r + s for r in result for s in sub]
-            return result
-        if isinstance(node, v.Or):
-            out: List[List[Atom]] = []
-            for child in node.args:
-                out.extend(self.dnf(child))
-                if len(out) > MAX_CONJUNCTIONS:
-                    raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", node)
-            return out
+        try:
+            if isinstance(node, v.And):
+                result: Conjunctions = [[]]
+                for child in node.args:
+                    result = conjoin(result, self.dnf(child))
+                return result
+            if isinstance(node, v.Or):
+                out: Conjunctions = []
+                for child in node.args:
+                    out = disjoin(out, self.dnf(child))
+                return out
+        except TooManyDisjuncts as e:
+            raise _Unsupported(str(e), node) from None
         if isinstance(node, v.Comparison):
             return self.comparison(node)
         raise _Unsupported(f"unsupported boolean expression {node}", node)
 
 
+def _unit(lexeme: str) -> float:
+    """+-1.0 when the literal is one or minus one, else 0.0 (false)."""
+    try:
+        v = float(lexeme)
+    except ValueError:
+        return 0.0
+    return v if v in (1.0, -1.0) else 0.0
+
+
 # ---- structure checks ----------------------------------------------------------------------------
-def _check_structure(q: Query, network) -> Tuple[Declaration, Declaration]:
+def _check_structure(q: Query, signature: Optional[Signature]) -> Tuple[Declaration, Declaration]:
     where, text = q.where, q.text
     if len(q.networks) != 1:
         names = ", ".join(n.name for n in q.networks)
@@ -656,8 +606,8 @@ def _check_structure(q: Query, network) -> Tuple[Declaration, Declaration]:
         raise _decl_error(where, text, "declare-input", x.name,
                           f"the query mixes `real` with {', '.join(sorted(types - {'real'}))}: a query over real must "
                           f"declare every variable `real`")
-    if network is not None:
-        _check_against_model(q, x, y, network)
+    if signature is not None:
+        _check_against_model(q, x, y, signature)
     else:
         for d in (x, y):
             if d.size > MAX_ELEMENTS_WITHOUT_MODEL:
@@ -674,29 +624,33 @@ def _check_structure(q: Query, network) -> Tuple[Declaration, Declaration]:
     return x, y
 
 
-def _check_against_model(q: Query, x: Declaration, y: Declaration, network) -> None:
+def _check_against_model(q: Query, x: Declaration, y: Declaration, signature: Signature) -> None:
+    """The declared element types and shapes against the model's (its `Signature`)."""
     where, text = q.where, q.text
-    model = getattr(network, "name", "the model")
+    model = signature.model
     real = x.element_type == "real"
-    for d, onnx_type, shape, symbolic in (
-            (x, network.input_type_name, tuple(network.input_shape), getattr(network, "_in_symbolic", None)),
-            (y, network.output_type_name, tuple(network.output_shape), getattr(network, "_out_symbolic", None))):
+    for d, tensors in ((x, signature.inputs), (y, signature.outputs)):
         what = "input" if d.kind == "input" else "output"
-        if not real and d.element_type != onnx_type:
+        if len(tensors) != 1:
             raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                              f"{d.name} is declared {d.element_type} but the {what} of {model} is {onnx_type} "
+                              f"{model} has {len(tensors)} {what}s; the query declares one (theory SIO)")
+        t = tensors[0]
+        if not real and d.element_type != t.element_type:
+            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                              f"{d.name} is declared {d.element_type} but the {what} of {model} is {t.element_type} "
                               f"(element types must match unless the query is over `real`)")
-        ok = len(d.shape) == len(shape) and all(a == b for a, b in zip(d.shape, shape))
-        if not ok and symbolic is not None and len(d.shape) == len(shape):
+        shape = t.shape
+        if len(d.shape) == len(shape) and all(a == b for a, b in zip(d.shape, shape)):
+            continue
+        if len(d.shape) == len(shape):
             bad = [i for i, (a, b) in enumerate(zip(d.shape, shape)) if a != b]
-            if all(symbolic[i] for i in bad):
+            if all(t.symbolic[i] for i in bad):
                 raise _decl_error(where, text, f"declare-{d.kind}", d.name,
                                   f"{d.name} instantiates the dynamic dimension(s) {bad} of {model}'s {what} to "
                                   f"{[d.shape[i] for i in bad]}; vnncert evaluates dynamic dimensions as 1")
-        if not ok:
-            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                              f"{d.name} is declared with shape [{','.join(map(str, d.shape))}] but the {what} of "
-                              f"{model} has shape [{','.join(map(str, shape))}]")
+        raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                          f"{d.name} is declared with shape [{','.join(map(str, d.shape))}] but the {what} of "
+                          f"{model} has shape [{','.join(map(str, shape))}]")
 
 
 # ---- normal form -------------------------------------------------------------------------------
@@ -707,131 +661,33 @@ def _index_name(decl: Declaration, flat: int) -> str:
     return f"{decl.name}[{','.join(str(int(i)) for i in idx)}]"
 
 
-def _rows(rows, n: int):
-    """Rows (items, exact rhs, strict) -> A, b rounded up, strict, b's directions (None: all exact) and
-    the exact right-hand sides of rows over several variables that are not float64s (None: none)."""
-    m = len(rows)
-    A = np.zeros((m, n))
-    near = np.empty(m)
-    d = np.zeros(m, dtype=np.int8)
-    s = np.empty(m, dtype=bool)
-    exact = [None] * m
-    for r, (items, rhs, strict) in enumerate(rows):
-        for i, c in items:
-            A[r, i] += c
-        near[r], d[r] = nearest(rhs)
-        s[r] = strict
-        if d[r] and len(items) > 1:
-            exact[r] = rhs
-    b = round_up(near, d)
-    has_dir = bool(d.any())
-    return A, b, s, (d if has_dir else None), (tuple(exact) if any(x is not None for x in exact) else None)
-
-
-def _assemble(conjs: List[List[Atom]], x: Declaration, y: Declaration, where: str) -> List[Case]:
-    n_in, n_out = x.size, y.size
-    groups: Dict[bytes, Tuple[InputRegion, List[Halfspaces]]] = {}
-    order: List[bytes] = []
-    many = len(conjs) > 1
-    for k, conj in enumerate(conjs):
-        # exact bounds per input (None: none yet); a strict relation wins a tie
-        lower: List[Optional[Fraction]] = [None] * n_in
-        upper: List[Optional[Fraction]] = [None] * n_in
-        lo_s = np.zeros(n_in, dtype=bool)
-        hi_s = np.zeros(n_in, dtype=bool)
-        g_rows, y_rows = [], []
-        false = False
-        for kind, items, rhs, strict in conj:
-            if kind == "X":
-                if len(items) == 1:
-                    i, c = items[0]  # c = +-1
-                    if c > 0:
-                        u = upper[i]
-                        if u is None or rhs < u or (rhs == u and strict):
-                            upper[i], hi_s[i] = rhs, strict
-                    else:
-                        lo, u = -rhs, lower[i]
-                        if u is None or lo > u or (lo == u and strict):
-                            lower[i], lo_s[i] = lo, strict
-                else:
-                    g_rows.append((items, rhs, strict))
-            elif kind == "Y":
-                y_rows.append((items, rhs, strict))
-            elif not (0 < rhs if strict else 0 <= rhs):
-                false = True
-        if false or any(lo is not None and hi is not None and (lo > hi or (lo == hi and (ls or hs)))
-                        for lo, hi, ls, hs in zip(lower, upper, lo_s, hi_s)):
-            continue  # this disjunct can never hold
-        for arr, side in ((lower, "lower"), (upper, "upper")):
-            missing = next((i for i, v in enumerate(arr) if v is None), None)
-            if missing is not None:
-                raise SpecError(f"{where}: input {_index_name(x, missing)} has no {side} bound"
-                                + (f" in disjunct {k + 1}" if many else "")
-                                + " (vnncert needs a finite box on every input)")
-        cache: Dict[Fraction, Tuple[float, int]] = {}
-
-        def pairs(vals):
-            near = np.empty(n_in)
-            d = np.zeros(n_in, dtype=np.int8)
-            for i, v in enumerate(vals):
-                nd = cache.get(v)
-                if nd is None:
-                    nd = cache[v] = nearest(v)
-                near[i], d[i] = nd
-            return near, d
-
-        lo_n, lo_d = pairs(lower)
-        hi_n, hi_d = pairs(upper)
-        lo_f, hi_f = round_down(lo_n, lo_d), round_up(hi_n, hi_d)
-        for arr, side in ((lo_f, "lower"), (hi_f, "upper")):
-            bad = np.flatnonzero(~np.isfinite(arr))
-            if bad.size:
-                raise SpecError(f"{where}: input {_index_name(x, int(bad[0]))} has no finite {side} bound"
-                                + (f" in disjunct {k + 1}" if many else "")
-                                + " (its bound is beyond the float64 range; vnncert needs a finite box on every input)")
-        G = h = G_s = h_d = h_x = None
-        if g_rows:
-            G, h, G_s, h_d, h_x = _rows(g_rows, n_in)
-        key = b"".join(a.tobytes() for a in (lo_f, hi_f, lo_s, hi_s, lo_d, hi_d))
-        if G is not None:
-            key += G.tobytes() + h.tobytes() + G_s.tobytes() + repr((h_d, h_x)).encode()
-        A, b, s, b_d, b_x = _rows(y_rows, n_out)
-        if key not in groups:
-            region = InputRegion(lo_f, hi_f, G, h, lo_s if lo_s.any() else None, hi_s if hi_s.any() else None, G_s,
-                                 lo_d if lo_d.any() else None, hi_d if hi_d.any() else None, h_d, h_x)
-            groups[key] = (region, [])
-            order.append(key)
-        groups[key][1].append(Halfspaces(A, b, s, b_d, b_x))
-    return [Case(groups[key][0], groups[key][1]) for key in order]
-
-
-def spec_from_query(q: Query, network=None) -> Spec:
-    x, y = _check_structure(q, network)
+def spec_from_query(q: Query, signature: Optional[Signature] = None) -> Spec:
+    """The normal form of a parsed query; with the model's `signature` its declared element types
+    and shapes are checked against the model's."""
+    x, y = _check_structure(q, signature)
     b = _Builder(q)
-    conjs: List[List[Atom]] = [[]]
+    conjs: Conjunctions = [[]]
     try:
         for assertion in q.ast.assertions:
-            sub = b.dnf(assertion.expr)
-            if len(sub) == 1:
-                for c in conjs:
-                    c.extend(sub[0])
-            else:
-                if len(conjs) * len(sub) > MAX_CONJUNCTIONS:
-                    raise _Unsupported(f"the query expands to more than {MAX_CONJUNCTIONS} disjuncts", assertion.expr)
-                conjs = [c + s for c in conjs for s in sub]
+            try:
+                conjs = conjoin(conjs, b.dnf(assertion.expr))
+            except TooManyDisjuncts as e:
+                raise _Unsupported(str(e), assertion.expr) from None
     except _Unsupported as e:
         line, needle = _first_located(e.node) if e.node is not None else (None, None)
         raise _at(q.where, q.text, line, needle, e.message) from None
-    cases = _assemble(conjs, x, y, q.where)
+    cases = assemble(b.atoms.atoms(), from_lists(conjs), x.size, y.size,
+                     Source(q.where, b.locate, functools.partial(_index_name, x)))
     decl = {"version": q.version, "real": q.real, "warnings": list(q.warnings),
             "networks": [{"name": n.name, "equal_to": n.equal_to, "isomorphic_to": n.isomorphic_to} for n in q.networks],
             "variables": [d.as_dict() for d in q.declarations]}
     return Spec(n_inputs=x.size, n_outputs=y.size, cases=cases, source=q.where, version="2.0", declarations=decl)
 
 
-def parse_vnnlib2(text: str, where: str = "<text>", network=None) -> Spec:
-    """Parse VNN-LIB 2.0 text; with `network` the declared element types and shapes are checked."""
-    return spec_from_query(read_query(text, where), network)
+def parse_vnnlib2(text: str, where: str = "<text>", signature: Optional[Signature] = None) -> Spec:
+    """Parse VNN-LIB 2.0 text; with the model's `signature` the declared element types and shapes
+    are checked."""
+    return spec_from_query(read_query(text, where), signature)
 
 
 # ---- writing 2.0 ---------------------------------------------------------------------------------
@@ -871,7 +727,7 @@ def _row_text(A_row, b: float, strict: bool, name: str, shape, d: int = 0, exact
             return f"({op} {_ref(name, shape, i)} {_constant(b, d, exact)})"
         return f"({'>' if strict else '>='} {_ref(name, shape, i)} {_constant(b, d, exact, negate=True)})"
     if len(nz) == 2 and b == 0.0 and d == 0 and sorted(c for _, c in nz) == [-1.0, 1.0]:
-        (i, ci), (j, cj) = nz
+        (i, ci), (j, _) = nz
         pos, neg = (i, j) if ci > 0 else (j, i)
         return f"({op} {_ref(name, shape, pos)} {_ref(name, shape, neg)})"
     if not nz:
