@@ -180,6 +180,14 @@ class AtomBuilder:
             raise MixedKinds("relation over inputs and outputs")
         kind = kinds.pop() if kinds else ""
         items, rhs = normalise_row(sorted((k[1], v) for k, v in coefs.items()), rhs)
+        return self._add(op, kind, items, rhs, src)
+
+    def bound(self, op: str, key: Key, sign: float, rhs: Fraction, src: int) -> List[List[int]]:
+        """`sign * v  op  rhs` for one variable and sign +-1: what `relation` makes of it (the
+        normalisation has nothing to do), without its general steps (the common atom)."""
+        return self._add(op, key[0], ((key[1], sign),), rhs, src)
+
+    def _add(self, op: str, kind: str, items, rhs: Fraction, src: int) -> List[List[int]]:
         neg = tuple((i, -v) for i, v in items)
         if op == "<=":
             new, dnf = [(kind, items, rhs, False)], [[0]]

@@ -500,6 +500,8 @@ class _Builder:
         if flip:
             lhs, rhs = rhs, lhs
         a, b = self.simple(lhs), self.simple(rhs)
+        if a is not None and b is not None and {a[0], b[0]} == {"var", "const"}:
+            return self._bound(op, a, b, node)  # the common atom, `+-v op c` or `c op +-v`
         etype = self._type_of(a) or self._type_of(b) or self.element_type(node)
         if etype is None or etype == "real":
             coefs, bound = difference(self.linear(lhs), self.linear(rhs))
@@ -517,6 +519,30 @@ class _Builder:
                                "comparisons (theory MNC) are not supported", node) from None
         except ValueError as e:
             raise _Unsupported(str(e), node) from None
+
+    def _bound(self, op: str, a, b, node) -> Conjunctions:
+        """A variable (with a sign) against a constant: `s v op c`, or `c op s v` = `-s v op -c`
+        (op is <=, <, == or !=). The constant is exact over `real`, rounded to the element type over
+        a float type; the same atoms `comparison` would make."""
+        (_, s, key), (_, t, lexeme) = (a, b) if a[0] == "var" else (b, a)
+        etype = self.type_of_kind[key[0]]
+        try:
+            if etype == "real":
+                c = number(lexeme)
+            else:
+                f = round_to_type(lexeme, etype)
+                if not math.isfinite(f):
+                    raise _Unsupported("comparison has a constant that is not finite in its element type", node)
+                c = Fraction(f)
+        except ValueError as why:
+            raise _Unsupported(str(why) if str(why) != "not a number" else f"{shown(lexeme)} is not a number",
+                               node) from None
+        if t < 0:
+            c = -c
+        if a[0] == "const":
+            s, c = -s, -c
+        self.comparisons.append(node)
+        return self.atoms.bound(op, key, s, c, len(self.comparisons) - 1)
 
     def _type_of(self, s) -> Optional[str]:
         if s is None or s[0] == "const":
