@@ -502,6 +502,29 @@ def _csv_tool(case_id: str, cmd: str, data: bytes, needle: str, *extra: str) -> 
     return Hostile(case_id, [cmd, "{tmp}/r.csv", *args, *extra], files={"r.csv": data}, stderr=needle, check=_no_stdout)
 
 
+def _small_net(kind: str):
+    """files entry: z = W x + b (W = [[1, 1], [1, -1]]) then one op. ONNX Runtime loads but cannot
+    run "reshape" (to 3 elements), "gather" (index 5 of 2), "clip-vector" (a bound that is not a
+    scalar); "clip-variable" (a bound computed from x) runs but no converter takes it."""
+    def make(p: Path) -> None:
+        import numpy as np
+        from onnx import helper
+
+        from helpers import graph_onnx
+
+        f32, i64 = np.float32, np.int64
+        tail, extra = {
+            "reshape": ([helper.make_node("Reshape", ["z", "s"], ["y"], name="rs")], {"s": np.asarray([1, 3], i64)}),
+            "gather": ([helper.make_node("Gather", ["z", "i"], ["y"], axis=1, name="ga")], {"i": np.asarray([5, 0], i64)}),
+            "clip-vector": ([helper.make_node("Clip", ["z", "lo"], ["y"], name="clip")], {"lo": np.asarray([0, 1], f32)}),
+            "clip-variable": ([helper.make_node("ReduceSum", ["z"], ["s"], keepdims=0),
+                               helper.make_node("Clip", ["z", "s"], ["y"], name="clip")], {}),
+        }[kind]
+        graph_onnx(p, [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1)] + tail,
+                   {"W": np.asarray([[1, 1], [1, -1]], f32), "b": np.zeros(2, f32), **extra})
+    return make
+
+
 NETWORK_CASES: List[Hostile] = [
     Hostile("net-missing", ["verify", "{tmp}/missing.onnx", "{tmp}/p.vnnlib", "--result-file", "{res}"],
             files={"p.vnnlib": HEAD + BOX + "(assert (>= Y_1 Y_0))\n"}, result="error", stderr=r"missing\.onnx"),
@@ -520,6 +543,14 @@ NETWORK_CASES: List[Hostile] = [
     Hostile("net-zero-input", ["verify", "{tmp}/m.onnx", "{tmp}/p.vnnlib", "--result-file", "{res}"],
             files={"m.onnx": _net(W=[[], []], in_shape=(1, 0)), "p.vnnlib": OP_UNSAT}, result="error",
             stderr=r"input 'x' has shape \[1, 0\]: no elements"),
+    # a model ONNX Runtime loads but cannot run: refused at load in one line (once an internal error
+    # with ONNX Runtime's log in auto/exact, unknown in relaxed)
+    _bad_net("net-runtime-reshape-auto", "auto", _small_net("reshape"),
+             r"ONNX Runtime cannot run the model: Reshape node 'rs': .*cannot be reshaped to the requested shape"),
+    _bad_net("net-runtime-gather-relaxed", "relaxed", _small_net("gather"),
+             r"ONNX Runtime cannot run the model: Gather node 'ga': indices element out of data bounds, idx=5"),
+    _bad_net("net-runtime-clip-bound-exact", "exact", _small_net("clip-vector"),
+             r"ONNX Runtime cannot run the model: Clip node 'clip': min->Shape\(\)\.IsScalar\(\) was false\. min should be a scalar\.$"),
     # ---- 10. unsupported operators: error when no engine of the mode takes the net, else a note ----
     _op("op-erf-exact", _net("Erf"), "exact", r"unsupported ONNX operator Erf: not supported by exact"),
     _op("op-sin-relaxed", _net("Sin"), "relaxed", r"unsupported ONNX operator Sin: not supported by relaxed"),

@@ -110,6 +110,13 @@ def _bad_models(d):
         "zero_input": (gemm_then(d / "zin.onnx", W=np.zeros((2, 0)), in_shape=(1, 0)), r"input 'x' has shape \[1, 0\]: no elements"),
         "zero_output": (gemm_then(d / "zout.onnx", W=np.zeros((0, 2)), b=np.zeros(0), out_shape=(1, 0)),
                         r"output 'y' has shape \[1, 0\]: no elements"),
+        # ONNX Runtime loads these but cannot run them, whatever the input
+        "runtime_reshape": (graph_onnx(d / "rs.onnx", [helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")],
+                                       {"s": np.array([1, 3], np.int64)}),
+                            r"ONNX Runtime cannot run the model: Reshape node 'rs': .*Input shape:\{1,2\}, requested shape:\{1,3\}$"),
+        "runtime_clip": (graph_onnx(d / "clip.onnx", [helper.make_node("Clip", ["x", "lo"], ["y"], name="c")],
+                                    {"lo": np.zeros(2, np.float32)}),
+                         r"ONNX Runtime cannot run the model: Clip node 'c': min->Shape\(\)\.IsScalar\(\) was false\. min should be a scalar\.$"),
     }
 
 

@@ -2,8 +2,8 @@
 
 Validation happens once, here, the same for every engine and mode: the protobuf parses, the
 ONNX checker accepts it, exactly one real input and one output, neither declared with a 0 dim,
-every floating-point constant finite, and ONNX Runtime creates a session on it (its reason, one
-line, otherwise). Each failure is a `NetworkError`.
+every floating-point constant finite, and ONNX Runtime creates a session on it and runs it once
+on a zero input (its reason, one line, otherwise). Each failure is a `NetworkError`.
 
 Conventions (docs/formats.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
 part of the shape, initializers listed as graph inputs are not inputs, and a model with more
@@ -40,12 +40,15 @@ def one_line_reason(e: BaseException, limit: int = MAX_REASON) -> str:
     `limit` characters."""
     msg = " ".join(str(e).split()) or type(e).__name__
     msg = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", msg)
-    # '/onnxruntime_src/.../model.cc:181 onnxruntime::Model::Model(onnx::ModelProto&&, ...) Unsupported ...'
-    m = re.match(r"^\S+\.(?:cc|cpp|h|hpp):\d+\s+", msg)
+    # 'Non-zero status code returned while running Reshape node. Name:'r' Status Message: ...'
+    msg = re.sub(r"^Non-zero status code returned while running (\w+) node\. Name:'([^']*)' Status Message:\s*",
+                 r"\1 node '\2': ", msg)
+    # '/onnxruntime_src/.../model.cc:181 onnxruntime::Model::Model(onnx::ModelProto&&, ...) [const] [[with T = float]]'
+    m = re.search(r"\S+\.(?:cc|cpp|h|hpp):\d+\s+", msg)
     if m:
         rest = msg[m.end():]
-        sig = re.match(r"^[^()]*\([^()]*\)\s*(?:const\s*)?", rest)
-        msg = rest[sig.end():] if sig and sig.end() < len(rest) else rest
+        sig = re.match(r"^(?:operator\(\)|[^()])*\((?:[^()]|\([^()]*\))*\)\s*(?:const\s*)?(?:\[with [^\]]*\]\s*)?", rest)
+        msg = msg[:m.start()] + (rest[sig.end():] if sig and sig.end() < len(rest) else rest)
     if len(msg) <= limit:
         return msg
     # too long: the first sentence, then those that carry numbers (versions, counts), as room allows
@@ -193,9 +196,11 @@ class Network:
         self._batched_session = None
         self._batched_bytes: Optional[bytes] = None
         self._batch_mode: Optional[str] = None
-        # ONNX Runtime loads the model now (tens of ms on small nets): a model it cannot run is an
-        # error before any engine, the same in every mode; every witness is replayed on this session
+        # ONNX Runtime loads the model now (tens of ms on small nets) and runs it once: a model it
+        # cannot load or run is an error before any engine, the same in every mode; every witness is
+        # replayed on this session
         self.session = self._make_session(model_bytes)
+        self._check_runs()
 
     # ---- ONNX Runtime --------------------------------------------------------------------------
     def _session_options(self):
@@ -216,6 +221,19 @@ class Network:
             return ort.InferenceSession(model_bytes, sess_options=self._session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:
             raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
+
+    def _check_runs(self) -> None:
+        """One run on a zero input: a model ONNX Runtime loads but cannot run (a Reshape to another
+        element count, a constant Gather index out of range, a Clip bound that is not a scalar)
+        fails on every input, so it is refused here, in one line, and ONNX Runtime logs nothing."""
+        import onnxruntime as ort
+
+        opts = ort.RunOptions()
+        opts.log_severity_level = 4
+        try:
+            self.session.run([self.output_name], {self.input_name: np.zeros(self.input_shape, self.input_dtype)}, opts)
+        except Exception as e:
+            raise NetworkError(f"{self.name}: ONNX Runtime cannot run the model: {one_line_reason(e)}") from None
 
     def session_for(self, model_bytes: bytes):
         """A session on a rewritten graph of this model (e.g. smoothing's sampling graph), with this

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import NetworkError
+from ..errors import NetworkError, UnsupportedOperator
 from .graph import Graph, Node
 from .ops import handler
 from .ops.base import norm_axis
@@ -33,6 +33,7 @@ class TorchBuilder:
     """Walks the IR and emits torch steps; op handlers call back into it."""
 
     SAMPLE_BATCH = 2
+    WHERE = "the torch converter"
 
     def __init__(self, graph: Graph):
         import torch
@@ -72,6 +73,10 @@ class TorchBuilder:
         if name not in self.views:
             raise NetworkError(f"internal: tensor {name!r} used before it is computed")
         return self.views[name]
+
+    def unsupported(self, node: Node, why: str = "") -> UnsupportedOperator:
+        """The error for a use of an op this converter cannot take (the router treats it as the op)."""
+        return UnsupportedOperator(node.op_type, where=self.WHERE + (f": {why}" if why else ""), node_name=node.name)
 
     def consumers(self, name: str) -> List[Node]:
         return [n for n in self.graph.consumers(name) if id(n) not in self.skip]
@@ -159,7 +164,7 @@ class TorchBuilder:
         for node in g.nodes:
             if id(node) in self.skip:
                 continue
-            h = handler(node.op_type, "to_torch", where="the torch converter")
+            h = handler(node.op_type, "to_torch", where=self.WHERE)
             for x in node.inputs:
                 if x and not self.is_const(x) and x not in self.views:
                     raise NetworkError(f"internal: {node.op_type} {node.name!r} reads {x!r} before it is computed")

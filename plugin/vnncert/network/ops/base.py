@@ -13,7 +13,8 @@ A handler implements the lowerings its op has, each a method:
 `supported_ops(method)` and `lowerings(op)` are read off the classes, so `vnncert supports
 --onnx-operators` and the router never keep a list by hand. The ctx of every method answers
 `is_const(name)`, `const(name)` and `shape(name)`, so an op parses its attributes once, in one
-function, for all of its lowerings.
+function, for all of its lowerings; a converter's ctx also makes `unsupported(node, why)`, the
+error for a use of the op it cannot take (the router treats it as the op being unsupported).
 """
 from __future__ import annotations
 
