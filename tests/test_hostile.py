@@ -558,6 +558,13 @@ NETWORK_CASES: List[Hostile] = [
     _op("op-erf-auto", _net("Erf"), "auto", r"^vnncert: note: unsupported ONNX operator Erf: not supported by quick_bounds, "
                                              r"relaxed, exact .*; only attack ran$", want="unknown"),
     _op("op-sin-falsify", _net("Sin"), "falsify", None, want="unknown"),
+    # a use of a supported op that no converter takes (Clip with a bound computed from x): named like an op
+    _op("op-clip-variable-bound-exact", _small_net("clip-variable"), "exact",
+        r"^vnncert: error: exact: unsupported ONNX operator Clip \(node 'clip'\) by the MILP encoder: a variable min, "
+        r"the only engine of --mode exact$"),
+    _op("op-clip-variable-bound-auto", _small_net("clip-variable"), "auto",
+        r"^vnncert: note: quick_bounds, exact: unsupported ONNX operator Clip \(node 'clip'\) by the MILP encoder: "
+        r"a variable min; relaxed: .* by the torch converter: a variable min; only attack ran$", want="unknown"),
     # ---- 8. bench: witnesses stay under --out's folder ----
     Hostile("bench-category-dotdot", ["bench", "{tmp}/b/suite", "--out", "{tmp}/out/r1/results.csv", "--category",
                                       "../../escaped", "--no-progress"],
