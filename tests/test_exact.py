@@ -38,10 +38,17 @@ def spec_of(lo, hi, disjuncts, n_out, G=None, h=None):
     return Spec(len(lo), n_out, [Case(region, hs)])
 
 
-def exact_check(net, spec, seconds=60.0):
+def exact_check(net, spec, seconds=60.0, options=OPTS):
     from vnncert.engines import exact
 
-    return exact.check(net, spec, deadline(seconds), OPTS)
+    return exact.check(net, spec, deadline(seconds), options)
+
+
+def no_split(options=OPTS):
+    """One MILP (or ReLU-split BaB) over the whole box: no input splitting in front."""
+    from vnncert.options import InputSplitOptions
+
+    return options.with_(input_split=InputSplitOptions(max_dims=0))
 
 
 # ---- ONNX graphs made in code --------------------------------------------------------------------
@@ -212,18 +219,21 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
 
 @pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab"])
 @pytest.mark.parametrize("seed", range(6))
-def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
+def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     from vnncert.engines import exact
+    from vnncert.options import BoundsOptions, ExactOptions
 
+    opts = OPTS
     if split in ("one-milp", "relu-bab"):  # one MILP over the whole box instead of input splitting with MILP leaves
-        monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
-    if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound, no falsifier in front
-        monkeypatch.setattr(exact, "BAB_MIN_UNSTABLE", 0)
-        monkeypatch.setattr(exact, "REFINE_MIN_ROWS", 0)
-    if split == "per-box":  # the CROWN of milp_bounds box by box (graphs that are not a ReLU chain,
-        # or too large a one: no chain, so no alpha-CROWN and no ReLU-split BaB either)
-        monkeypatch.setattr(exact, "CHAIN_MAX_ELEMENTS", 0)
-        assert exact._chain_of(layer_graph(load_network(mlp_onnx(tmp_path / "c.onnx", random_mlp(0, [2, 3, 2])), threads=1))) is None
+        opts = no_split()
+    if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound
+        opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0))
+    if split == "per-box":  # the numpy CROWN in the input splitting (graphs too large for a dense copy:
+        # no chain view either, so no alpha-CROWN and no ReLU-split BaB)
+        opts = opts.with_(bounds=BoundsOptions(dense_max_elements=0))
+        lg0 = layer_graph(load_network(mlp_onnx(tmp_path / "c.onnx", random_mlp(0, [2, 3, 2])), threads=1))
+        g = exact._Graph(lg0, opts)
+        assert g.chain is None and g.split is g.crown
     sizes = [2, 10, 10, 2]
     net = load_network(mlp_onnx(tmp_path / f"v{seed}.onnx", random_mlp(100 + seed, sizes)), threads=1)
     lg = layer_graph(net)
@@ -232,12 +242,12 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split, monkeypatch):
     m, slack, _ = _grid_min(lg, np.array(lo), np.array(hi), a)
     gap = 0.05
     # a grid point violates a . y <= m + gap: sat, with a replayed witness
-    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m + gap])], 2))
+    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m + gap])], 2), options=opts)
     assert out.verdict == Verdict.SAT and out.witness_checked
     _, y = out.counterexample
     assert a @ y.astype(np.float64) <= m + gap
     # nothing goes below m - slack: unsat
-    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - gap])], 2))
+    out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - gap])], 2), options=opts)
     assert out.verdict == Verdict.UNSAT
 
 
@@ -273,24 +283,21 @@ def test_infeasible_input_region_is_unsat(tmp_path):
 
 
 @pytest.mark.parametrize("split", [True, False], ids=["split", "one-milp"])
-def test_disjunct_without_rows_is_met_by_any_input(tmp_path, split, monkeypatch):
+def test_disjunct_without_rows_is_met_by_any_input(tmp_path, split):
     from vnncert.engines import exact
 
-    if not split:
-        monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
     net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(6, [2, 6, 2])), threads=1)
     region = InputRegion(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
     spec = Spec(2, 2, [Case(region, [Halfspaces(np.zeros((0, 2)), np.zeros(0), np.zeros(0, bool))])])
-    out = exact.check(net, spec, deadline(), Options(mode="auto", threads=1))
+    out = exact.check(net, spec, deadline(), OPTS if split else no_split())
     assert out.verdict == Verdict.SAT and out.witness_checked
 
 
-def test_no_unstable_relu(tmp_path, monkeypatch):
+def test_no_unstable_relu(tmp_path):
     """A box so small every ReLU is stable: no binaries, the MILP is an LP, answers still exact
     (the disjunct bounds are disabled so that HiGHS has to decide)."""
     from vnncert.engines import exact
 
-    monkeypatch.setattr(exact, "SPLIT_MAX_FREE_DIMS", 0)
     net = load_network(mlp_onnx(tmp_path / "s.onnx", random_mlp(4, [2, 6, 6, 2])), threads=1)
     c = np.array([0.3, -0.2])
     lo, hi = c - 1e-4, c + 1e-4
@@ -301,7 +308,7 @@ def test_no_unstable_relu(tmp_path, monkeypatch):
     y = net.evaluate(c[None, :])[0].astype(np.float64)
     from vnncert.options import ExactOptions
 
-    auto = Options(mode="auto", threads=1).with_(exact=ExactOptions(row_bounds=False))  # HiGHS answers
+    auto = no_split().with_(exact=ExactOptions(row_bounds=False))  # HiGHS answers
     out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] + 0.01])], 2), deadline(), auto)
     assert out.verdict == Verdict.SAT
     out = exact.check(net, spec_of(lo, hi, [([[1.0, 0.0]], [y[0] - 0.01])], 2), deadline(), auto)
@@ -312,16 +319,15 @@ def test_no_unstable_relu(tmp_path, monkeypatch):
 def test_candidates_that_do_not_replay_are_never_reported(tmp_path, monkeypatch):
     """If ONNX Runtime rejects every candidate, the engine must not say sat (nor unsat)."""
     from vnncert.engines import exact
-
     from vnncert.milp import case
+    from vnncert.search import falsify, input_split
 
-    monkeypatch.setattr(case, "sat_outcome", lambda *a, **k: None)
-    monkeypatch.setattr(exact, "sat_outcome", lambda *a, **k: None)
+    for module in (case, exact, input_split, falsify):  # every place a witness is replayed: ORT says no
+        monkeypatch.setattr(module, "sat_outcome", lambda *a, **k: None)
     net = load_network(mlp_onnx(tmp_path / "r.onnx", random_mlp(5, [2, 8, 2])), threads=1)
     lg = layer_graph(net)
     m, _, _ = _grid_min(lg, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([1.0, -1.0]))
-    out = exact.check(net, spec_of([-1, -1], [1, 1], [([[1.0, -1.0]], [m + 0.5])], 2), deadline(8),
-                      Options(mode="auto", threads=1))
+    out = exact.check(net, spec_of([-1, -1], [1, 1], [([[1.0, -1.0]], [m + 0.5])], 2), deadline(8), OPTS)
     assert out.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT)
     assert out.stats.get("spurious", 0) >= 1
 

@@ -171,34 +171,47 @@ def test_probabilistic_mode_on_an_affine_network(world, tmp_path):
 
 # ---- the bounding pieces themselves, with zero ReLUs or zero unstable ones ------------------------------
 def _chain(n_relu):
-    from vnncert.engines.relu_chain import AffineReluChain
+    from vnncert.bounds.chain import ChainView
 
     if n_relu == 0:
-        return AffineReluChain([W2], [np.zeros(2)])
-    return AffineReluChain([np.eye(2), W2], [np.ones(2), -W2.sum(axis=1)])
+        return ChainView([W2], [np.zeros(2)])
+    return ChainView([np.eye(2), W2], [np.ones(2), -W2.sum(axis=1)])
 
 
-@pytest.mark.parametrize("n_relu", [0, 1])
-def test_relu_chain_alpha_without_unstable_neurons(n_relu):
-    """optimize_final with nothing to optimise returns CROWN's bound, which is exact per row here."""
-    import torch
+@pytest.mark.parametrize("model", ["lin2", "relu_stable"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_crown_and_alpha_without_unstable_neurons(world, model, backend):
+    """CROWN on a network without ReLUs (or with every ReLU stable on the boxes) is exact per row;
+    alpha, with nothing to optimise, returns CROWN's bound; children of a box reuse its state."""
+    from vnncert import bounds
+    from vnncert.options import BoundsOptions
 
-    chain = _chain(n_relu)
-    lo = torch.zeros((3, 2), dtype=torch.float64)
-    hi = torch.ones((3, 2), dtype=torch.float64)
-    C = torch.as_tensor(np.broadcast_to(np.array([[1.0, 0.0], [0.0, -1.0]]), (3, 2, 2)).copy())
-    lb, _, (lows, ups), _ = chain.lower(lo, hi, C)
-    la = chain.optimize_final(lo, hi, C, lows, ups, iters=5)
-    np.testing.assert_allclose(la.numpy(), lb.numpy())
-    # min y0 = 0, min -y1 = -1 over the unit box
-    np.testing.assert_allclose(lb.numpy(), np.tile([0.0, -1.0], (3, 1)), atol=1e-12)
+    models, _ = world
+    net = load_network(models[model], threads=1)
+    g = bounds.prepare(net.layer_graph, backend)
+    lo, hi = np.array([[0.0, 0.0], [0.0, 0.5]]), np.array([[1.0, 1.0], [0.5, 1.0]])
+    C = np.broadcast_to(np.array([[1.0, 0.0], [0.0, -1.0]]), (2, 2, 2)).copy()
+    r = bounds.compute(g, lo, hi, C, want_A=True, want_state=True, want_scores=True)
+    assert r.unstable.tolist() == [0, 0] and r.A.shape == (2, 2, 2) and r.scores.shape == (2, 2, 2)
+    # exact per row: the minimum over the box's corners (the network is affine on it)
+    corners = np.array([[a, b] for a in (0, 1) for b in (0, 1)], float)
+    for i in range(2):
+        pts = lo[i] + corners * (hi[i] - lo[i])
+        ys = net.evaluate(pts).astype(np.float64) @ C[i].T
+        np.testing.assert_allclose(r.lower[i], ys.min(axis=0), atol=1e-6)
+    if backend == "torch":
+        a = bounds.compute(g, lo, hi, C, "alpha", intermediate=r.state, options=BoundsOptions(alpha_iters=5)).lower
+        np.testing.assert_allclose(a, r.lower)
+    child = bounds.compute(g, lo, (lo + hi) / 2, C, parent=r.state)
+    assert np.all(child.lower >= r.lower - 1e-9)
 
 
 @pytest.mark.parametrize("n_relu", [0, 1])
 def test_relu_split_bab_without_unstable_neurons(n_relu):
     """SplitBaB with U = 0: the root bound decides (proven), or the domain cannot be split
     (unknown: only an LP decides it); it never crashes and never guesses."""
-    from vnncert.engines.relu_bab import SplitBaB, optimised_rows
+    from vnncert.bounds.alpha_beta import optimised_rows
+    from vnncert.search.activation_split import SplitBaB
 
     chain = _chain(n_relu)
     lo, hi = np.zeros(2), np.ones(2)
@@ -215,16 +228,3 @@ def test_relu_split_bab_without_unstable_neurons(n_relu):
         l, u = optimised_rows(chain, lo, hi, lows, ups, 1, np.arange(2), 5, time.monotonic() + 30)
         np.testing.assert_allclose(l, [0.0, -1.0], atol=1e-9)
         np.testing.assert_allclose(u, [2.0, 1.0], atol=1e-9)
-
-
-def test_exact_box_bounder_on_an_affine_chain(world):
-    from vnncert.engines.exact import _BoxBounder
-    from vnncert.network.layers import layer_graph
-
-    models, _ = world
-    net = load_network(models["lin2"], threads=1)
-    bb = _BoxBounder(layer_graph(net), np.array([[1.0, 0.0]]))
-    assert bb.chain is not None and bb.chain.n_relu == 0
-    lb, A, unstable, _ = bb.bound([np.zeros(2), np.full(2, 0.5)], [np.ones(2), np.ones(2)], [None, None], None)
-    assert unstable.shape == (2,) and not unstable.any()
-    np.testing.assert_allclose(lb[:, 0], [0.0, 1.0], atol=1e-9)

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("auto_LiRPA")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from vnncert import bounds  # noqa: E402
 from vnncert.engines import relaxed  # noqa: E402
 from vnncert.network import Network, load_network  # noqa: E402
 from vnncert.options import Options  # noqa: E402
@@ -66,18 +67,23 @@ def _sampled_min(net, C, lo, hi, n=4000, seed=0):
     return (ys @ C.T).min(axis=0)
 
 
-@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("method", ["lirpa-ibp", "lirpa-crown", "lirpa-alpha", "interval", "crown", "alpha", "crown-numpy"])
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_bounds_hold_on_samples(method, which):
+    """Every method of the bounds layer, auto_LiRPA's and ours (torch; numpy), on an MLP and a CNN."""
     net = mlp(1, [4, 16, 16, 3]) if which == "mlp" else small_cnn(2)
-    b = relaxed.Bounder(net)
+    if method.startswith("lirpa-"):
+        g = bounds.prepare_lirpa(net)
+    else:
+        g = bounds.prepare(net.layer_graph, "numpy" if method.endswith("-numpy") else "torch")
+        method = method.replace("-numpy", "")
     rng = np.random.default_rng(3)
     C = rng.standard_normal((5, net.n_outputs))
     for trial in range(3):
         c = rng.uniform(-1, 1, net.n_inputs)
         w = rng.uniform(0.05, 0.5)
         lo, hi = c - w, c + w
-        lb, _ = b.lower(lo[None], hi[None], C[None], method)
+        lb = bounds.compute(g, lo[None], hi[None], C[None], method).lower
         smin = _sampled_min(net, C, lo, hi, seed=trial)
         # float32 ORT outputs against a float64 bound: allow float32 rounding of the outputs only
         assert np.all(lb[0] <= smin + 1e-5 * (1 + np.abs(smin))), (lb[0], smin)
@@ -86,7 +92,7 @@ def test_bounds_hold_on_samples(method, which):
 def test_bounds_are_float64_and_leave_the_float32_module_alone():
     net = mlp(4, [3, 8, 2])
     m32 = net.torch_module()
-    b = relaxed.Bounder(net)
+    b = bounds.prepare_lirpa(net)
     assert next(b.module.parameters()).dtype == torch.float64
     assert next(m32.parameters()).dtype == torch.float32
     assert torch.get_default_dtype() == torch.float32
@@ -94,11 +100,12 @@ def test_bounds_are_float64_and_leave_the_float32_module_alone():
 
 def test_crown_tighter_than_ibp_and_lA_shape():
     net = mlp(5, [2, 20, 20, 2])
-    b = relaxed.Bounder(net)
+    b = bounds.prepare_lirpa(net)
     C = np.array([[1.0, -1.0]])
     lo, hi = np.array([[-0.5, -0.5]]), np.array([[0.5, 0.5]])
-    l_ibp, _ = b.lower(lo, hi, C[None], "ibp")
-    l_crown, lA = b.lower(lo, hi, C[None], "crown", want_A=True)
+    l_ibp = bounds.compute(b, lo, hi, C[None], "lirpa-ibp").lower
+    r = bounds.compute(b, lo, hi, C[None], "lirpa-crown", want_A=True)
+    l_crown, lA = r.lower, r.A
     assert l_crown[0, 0] >= l_ibp[0, 0] - 1e-9
     assert lA.shape == (1, 1, 2)
 
@@ -106,8 +113,9 @@ def test_crown_tighter_than_ibp_and_lA_shape():
 def test_margin_needs_a_strictly_positive_gap():
     b = np.array([1.0, 1.0, 1.0])
     lower = np.array([1.0, 1.0 + 1e-12, 1.1])
-    assert relaxed.refuted_rows(lower, b).tolist() == [False, False, True]
-    assert not relaxed.refuted_rows(np.array([-np.inf]), np.array([0.0]))[0]
+    assert bounds.refutes(lower, b).tolist() == [False, False, True]
+    assert not bounds.refutes(np.array([-np.inf]), np.array([0.0]))[0]
+    assert not bounds.refutes(np.array([np.nan]), np.array([0.0]))[0]
 
 
 def _spec_max_at_least(n_in, lo, hi, A, b):
@@ -220,46 +228,44 @@ def test_acasxu_answers_never_contradict_ground_truth(net_id, prop):
         assert out.verdict.value == truth
 
 
-# ---- the relu-chain CROWN used inside input splitting ----------------------------------------------
+# ---- our CROWN (torch, over the layer graph) used inside input splitting -----------------------------
 def _chain(net):
-    import copy
-
-    from vnncert.engines.relu_chain import AffineReluChain
-
-    return AffineReluChain.from_module(copy.deepcopy(net.torch_module()).double(), net.n_inputs)
+    return relaxed.ours(net, OPTS)
 
 
-def test_relu_chain_is_at_least_as_tight_as_auto_lirpa_crown_and_sound():
-    """The chain's intermediate bounds are CROWN intersected with interval bounds, so its final
-    bounds are never looser than auto_LiRPA's CROWN; and they hold on sampled points."""
+def test_our_crown_is_at_least_as_tight_as_auto_lirpa_crown_and_sound():
+    """Our intermediate bounds are CROWN intersected with interval bounds, so the final bounds are
+    never looser than auto_LiRPA's CROWN (up to the margin rule's widening); and they hold on
+    sampled points."""
     net = mlp(11, [3, 16, 16, 16, 4], scale=1.5)
-    chain = _chain(net)
-    assert chain is not None and chain.widths == [16, 16, 16]
-    b = relaxed.Bounder(net)
+    g = _chain(net)
+    assert g is not None and g.backend == "torch" and [L.size for L in g.relus] == [16, 16, 16]
+    b = bounds.prepare_lirpa(net)
     rng = np.random.default_rng(0)
     C = rng.standard_normal((6, 3, 4))
     c = rng.uniform(-1, 1, (6, 3))
     w = rng.uniform(0.01, 0.5, (6, 1))
     lo, hi = c - w, c + w
-    ref, _ = b.lower(lo, hi, C, "crown")
-    got, A, _, _ = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C))
-    assert np.all(got.numpy() >= ref - 1e-9)
-    assert np.any(got.numpy() > ref + 1e-6)  # strictly tighter somewhere on these boxes
+    ref = bounds.compute(b, lo, hi, C, "lirpa-crown").lower
+    r = bounds.compute(g, lo, hi, C, want_A=True)
+    got, A = r.lower, r.A
+    assert np.all(got >= ref - 1e-6 * (1 + np.abs(ref)))
+    assert np.any(got > ref + 1e-6)  # strictly tighter somewhere on these boxes
     assert A.shape == (6, 3, 3)
     for i in range(6):
         xs = lo[i] + rng.random((4000, 3)) * (hi[i] - lo[i])
-        ys = chain.forward(torch.as_tensor(xs)).numpy() @ C[i].T
-        assert np.all(ys.min(axis=0) >= got.numpy()[i] - 1e-9)
+        ys = net.layer_graph.evaluate(xs) @ C[i].T
+        assert np.all(ys.min(axis=0) >= got[i] - 1e-9)
 
 
-def test_relu_chain_child_bounds_hold_on_samples():
+def test_child_bounds_hold_on_samples():
     """Children reuse the parent's intermediate bounds: still sound, checked by sampling."""
     net = mlp(12, [2, 20, 20, 20, 2], scale=2.0)
     chain = _chain(net)
     rng = np.random.default_rng(1)
     C = np.array([[[1.0, -1.0], [0.0, 1.0]]])
     lo, hi = np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]])
-    _, _, state, _ = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C))
+    state = bounds.compute(chain, lo, hi, C, want_state=True).state
     for _ in range(4):  # descend into random halves, carrying the state
         d = int(rng.integers(2))
         mid = (lo[0, d] + hi[0, d]) / 2
@@ -267,32 +273,37 @@ def test_relu_chain_child_bounds_hold_on_samples():
             hi = hi.copy(); hi[0, d] = mid
         else:
             lo = lo.copy(); lo[0, d] = mid
-        lb, _, state, scores = chain.lower(torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C),
-                                           parent=state, want_scores=True)
+        r = bounds.compute(chain, lo, hi, C, parent=state, want_scores=True, want_state=True)
+        state = r.state
         smin = _sampled_min(net, C[0], lo[0], hi[0], n=3000)
-        assert np.all(lb.numpy()[0] <= smin + 1e-5 * (1 + np.abs(smin)))
-        assert np.all(scores.numpy() >= 0)
+        assert np.all(r.lower[0] <= smin + 1e-5 * (1 + np.abs(smin)))
+        assert np.all(r.scores >= 0)
 
 
-def test_relu_chain_refuses_other_graphs():
+def test_graphs_without_a_layer_graph_go_to_auto_lirpa():
     rng = np.random.default_rng(2)
     W = rng.standard_normal((4, 3)).astype(np.float32)
     nodes = [helper.make_node("Gemm", ["x", "W"], ["g"], transB=1), helper.make_node("Sigmoid", ["g"], ["y"])]
     net = _model(nodes, {"W": W}, ["N", 3], ["N", 4])
     assert _chain(net) is None
+    lo, hi = -np.ones((1, 3)), np.ones((1, 3))
+    lb = bounds.compute(bounds.prepare_lirpa(net), lo, hi, np.eye(4)[None], "lirpa-crown").lower
+    assert np.all(np.isfinite(lb)) and np.all(lb[0] <= _sampled_min(net, np.eye(4), lo[0], hi[0]))
 
 
-def test_relu_chain_alpha_is_sound_and_no_looser():
+def test_alpha_is_sound_and_no_looser():
+    from vnncert.options import BoundsOptions
+
     net = mlp(13, [3, 24, 24, 24, 3], scale=2.0)
     chain = _chain(net)
     rng = np.random.default_rng(5)
     C = rng.standard_normal((4, 2, 3))
     c = rng.uniform(-1, 1, (4, 3))
     lo, hi = c - 0.3, c + 0.3
-    lt, ht, Ct = torch.as_tensor(lo), torch.as_tensor(hi), torch.as_tensor(C)
-    crown, _, (lows, ups), _ = chain.lower(lt, ht, Ct)
-    alpha = chain.optimize_final(lt, ht, Ct, lows, ups, iters=15)
-    assert np.all(alpha.numpy() >= crown.numpy() - 1e-12)
+    r = bounds.compute(chain, lo, hi, C, want_state=True)
+    alpha = bounds.compute(chain, lo, hi, C, "alpha", intermediate=r.state, options=BoundsOptions(alpha_iters=15)).lower
+    assert np.all(alpha >= r.lower - 1e-12)
+    assert np.any(alpha > r.lower + 1e-6)
     for k in range(4):
         smin = _sampled_min(net, C[k], lo[k], hi[k], n=3000, seed=k)
-        assert np.all(alpha.numpy()[k] <= smin + 1e-5 * (1 + np.abs(smin)))
+        assert np.all(alpha[k] <= smin + 1e-5 * (1 + np.abs(smin)))

@@ -72,8 +72,8 @@ def test_fixed_input_that_is_not_a_float32_is_reached_by_its_rounding(tmp_path):
     from helpers import mlp_onnx
 
     from vnncert import load_network
-    from vnncert.engines.attack import snap_into_box
     from vnncert.results import check_witness
+    from vnncert.search.falsify import snap_into_box
     from vnncert.spec import parse_spec
 
     net = load_network(mlp_onnx(tmp_path / "id.onnx", [(np.eye(2), np.zeros(2))]), threads=1)

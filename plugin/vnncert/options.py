@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Optional
 
 
 # Each engine (and each shared layer: bounds, search, milp, smoothing) reads its tuning constants from
@@ -20,11 +21,16 @@ class AttackOptions:
     pgd_steps: int = 50  # PGD steps per start
     lead_seconds: float = 10.0  # in front of a complete engine (--mode exact): HiGHS's own heuristics find witnesses slowly
     lead_share: float = 0.1  # ... and at most this share of the time, so the complete engine keeps the rest
+    max_corners: int = 1024  # box corners among the samples (all of them up to 10 free dims)
+    replays_per_round: int = 8  # unsafe-looking candidates replayed in ONNX Runtime per round (the best-scoring first)
+    pgd_cases: int = 16  # PGD runs on the cases whose samples came closest to the unsafe set, at most this many
 
 
 @dataclass(frozen=True)
 class QuickOptions:
     """The numpy CROWN pass before any heavy import (engines/quick_bounds.py)."""
+
+    max_cases: int = 64  # beyond this the batched engines are faster than one numpy pass per case
 
 
 @dataclass(frozen=True)
@@ -32,11 +38,22 @@ class RelaxedOptions:
     """The relaxed engine (engines/relaxed.py)."""
 
     method: str = "crown"  # ibp | crown | alpha-crown | lp
+    max_affine_checks: int = 64  # open cases checked for "no ReLU unstable on the box" (one numpy CROWN pass each)
 
 
 @dataclass(frozen=True)
 class BoundsOptions:
     """The bounds layer (bounds/)."""
+
+    chunk_values: int = 1 << 25  # back-substitution matrix entries per step (256 MiB of float64): rows go in chunks past it
+    box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x width, width) matrix stays near this (32 MiB)
+    dense_max_elements: int = 30_000_000  # dense float64 copy of the graph's weights (torch CROWN, the chain view): 240 MB
+    alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
+    alpha_lr: float = 0.25  # ... their learning rate (slopes live in [0, 1])
+    refine_elements: int = 2_000_000  # alpha-CROWN of intermediate rows: slopes (rows x earlier unstable ReLUs) per batch
+    lirpa_iterations: int = 20  # auto_LiRPA alpha-CROWN: optimisation steps (its default)
+    lirpa_lr: float = 0.1  # ... learning rate of the slopes
+    lirpa_patience: int = 5  # ... steps without improvement before it stops early
 
 
 @dataclass(frozen=True)
@@ -45,11 +62,39 @@ class InputSplitOptions:
 
     heuristic: str = "slack"  # input-split dimension: slack | smear | width | abswidth (docs/relaxed.md)
     max_dims: int = 16  # input splitting only when a case has at most this many free input dims
+    batch: int = 256  # boxes bounded per call at the start ...
+    batch_min: int = 16  # ... halved down to this while a call takes longer than batch_slow
+    batch_max: int = 4096  # ... doubled up to this while a call takes less than batch_fast
+    batch_fast: float = 0.2  # seconds (the deadline is checked between calls)
+    batch_slow: float = 0.8  # seconds
+    max_open_boxes: int = 2_000_000  # memory bound: past this many open boxes the search gives up (unknown)
+    max_state_bytes: int = 1 << 30  # ... and past this much memory for their intermediate bounds
+    min_width: float = 1e-9  # a box no wider than this in every free dim is not split further
+    leaf_unstable: int = 30  # exact engine: a box with at most this many unstable ReLUs goes to the MILP
+    min_leaf_seconds: float = 5.0  # ... with at least this long (or its share of the time left)
+    pgd_every: float = 2.0  # seconds between PGD runs on the most promising open boxes (0: none)
+    pgd_boxes: int = 4  # ... on this many of them
+    pgd_restarts: int = 8  # ... with this many restarts each
+    pgd_steps: int = 20  # ... of this many steps
 
 
 @dataclass(frozen=True)
 class ActivationSplitOptions:
-    """Activation-split (ReLU-split) branch and bound (search/)."""
+    """Activation-split (ReLU-split) branch and bound (search/) and its alpha/beta bound (bounds/alpha_beta.py)."""
+
+    batch_parents: int = 256  # domains split per round: 2 x 256 children of a 784-256x6-10 net take ~1 s on one core
+    root_iters: int = 40  # Adam steps on the root domain's alpha/beta
+    child_iters: int = 12  # ... on each child's, started from its parent's (8 proved fewer disjuncts on mnist_fc 256x6)
+    lr_alpha: float = 0.3  # Adam's learning rate of the lower slopes
+    lr_beta: float = 0.05  # ... of the split multipliers
+    step_dtype: str = "float32"  # the optimiser's steps (twice float64's speed on the CPU); every bound kept is float64
+    freeze_margin: float = 1e-3  # a child whose bound is above b by this (relative) leaves the optimisation early
+    check_points: int = 8  # unsafe-looking domain minimisers sent to ONNX Runtime per round at most
+    tighten_stall: float = 0.03  # tighten_rows stops when the second half of its time gained at most this share of its gain
+    tighten_min_seconds: float = 2.0  # ... but not before this long
+    tighten_min_rounds: int = 6  # ... nor before this many rounds
+    tighten_side_weight: float = 0.1  # a side (l or u) of a row is searched only when the chord's gap depends on it this much
+    trace: Optional[Callable[[dict], None]] = None  # called with each round's figures (benchmarks, debugging)
 
 
 @dataclass(frozen=True)
@@ -70,6 +115,12 @@ class ExactOptions:
     """The exact engine's pipeline (engines/exact.py)."""
 
     row_bounds: bool = True  # rule disjuncts out by their rows' sound bounds before HiGHS (off: HiGHS decides; tests)
+    lp_tighten_share: float = 0.35  # of the time left, on LP tightening of intermediate bounds (output-row LPs included)
+    bab_min_unstable: int = 60  # chains with this many unstable ReLUs after alpha-CROWN go to the ReLU-split BaB, no LPs
+    bab_quick_share: float = 0.05  # deep chains: the first ReLU-split search's share, before the bounds are tightened
+    tighten_share: float = 0.5  # ... the share of the time left that tightening the intermediate bounds by BaB gets
+    refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
+    refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from .encoding import Encoding
-from .margin import REL_SLACK
+from .margin import slack
 
 
 def new_highs():
@@ -141,7 +141,7 @@ class TriangleLP:
         total = row_term.sum() + col_term.sum()
         wmax = np.maximum(np.abs(lw), np.abs(uw))
         mag = np.abs(row_term).sum() + np.abs(col_term).sum() + (abs(self._AT) @ np.abs(y)) @ wmax + np.abs(c) @ wmax
-        return float(total - 1e-9 * (1.0 + mag))
+        return float(total - slack(total, magnitude=mag))
 
     def objective_bound(self, k: int, row_coefs: np.ndarray, time_limit=None) -> float:
         """Safe lower bound of row_coefs . value(affine layer k) (a combination of its rows)."""
@@ -174,7 +174,7 @@ def tighten_layer(lp: TriangleLP, k: int, lo: np.ndarray, hi: np.ndarray, deadli
                 v = lp.minimize(cols, vals, float(b[pos]), deadline - time.monotonic())
                 if v == np.inf:
                     return True
-                v = v - REL_SLACK * (1.0 + abs(v))
+                v = v - slack(v)
                 if v > lo[i]:
                     lo[i] = v
                     st["lp_tightened"] += 1
@@ -182,7 +182,7 @@ def tighten_layer(lp: TriangleLP, k: int, lo: np.ndarray, hi: np.ndarray, deadli
                 v = lp.minimize(cols, -vals, -float(b[pos]), deadline - time.monotonic())
                 if v == np.inf:
                     return True
-                v = -v + REL_SLACK * (1.0 + abs(v))
+                v = -v + slack(v)
                 if v < hi[i]:
                     hi[i] = v
                     st["lp_tightened"] += 1

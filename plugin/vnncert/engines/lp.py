@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 
 from ..deadline import expired
-from ..milp.case import lp_case
+from .. import bounds
+from ..milp.case import CaseStats, lp_case
 from ..options import Options
 from ..results import Outcome, Verdict
 
@@ -20,12 +21,14 @@ ENGINE = "lp"
 
 
 def check(network, spec, deadline: float, options: Options) -> Outcome:
-    from ..network.layers import layer_graph
-
     t0 = time.monotonic()
-    stats: dict = {}
-    lg = layer_graph(network)  # UnsupportedOperator goes to the router, which names the op
-    stats["relus"] = lg.n_relus
+    lg = network.layer_graph  # UnsupportedOperator goes to the router, which names the op
+    crown = bounds.prepare(lg, "numpy", options.bounds)
+    total = CaseStats()
+
+    def stats() -> dict:
+        return {"relus": lg.n_relus, "cases": len(spec.cases), **total.summary()}
+
     details = []
     proven = 0
     timed_out = False
@@ -33,12 +36,14 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         if expired(deadline):
             timed_out = True
             break
-        r = lp_case(network, spec, ci, lg, deadline, options, stats, ENGINE)
+        cs = CaseStats()
+        r = lp_case(network, spec, ci, lg, deadline, options, cs, ENGINE, crown)
+        total.add(cs)
         if r.verdict == Verdict.SAT:
             out = r.outcome
             out.seconds = time.monotonic() - t0
             out.detail = "lp: " + out.detail
-            out.stats = stats
+            out.stats = stats()
             return out
         if r.verdict == Verdict.UNSAT:
             proven += 1
@@ -47,7 +52,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
             details.append(f"case {ci}: {r.detail}")
     seconds = time.monotonic() - t0
     if proven == len(spec.cases):
-        return Outcome(Verdict.UNSAT, engine=ENGINE, seconds=seconds, stats=stats,
+        return Outcome(Verdict.UNSAT, engine=ENGINE, seconds=seconds, stats=stats(),
                        detail=f"lp: all {len(spec.cases)} case(s) proven by sound bounds / LP relaxation")
     verdict = Verdict.TIMEOUT if (timed_out or expired(deadline)) else Verdict.UNKNOWN
-    return Outcome(verdict, engine=ENGINE, seconds=seconds, stats=stats, detail=("lp: " + "; ".join(details))[:2000])
+    return Outcome(verdict, engine=ENGINE, seconds=seconds, stats=stats(), detail=("lp: " + "; ".join(details))[:2000])

@@ -1,0 +1,578 @@
+"""CROWN over the layer graph: the one implementation, numpy or torch, batched over boxes.
+
+The layer graph (`network.layers`) is a DAG of affine layers (sums of matrices applied to earlier
+*variable* layers: the input, ReLUs, max nodes) and nonlinear layers reading one affine layer.
+For a batch of input boxes (B, n_in):
+
+* **intermediate bounds**, layer by layer in topological order: interval bounds of each affine
+  layer from the bounds of the variable layers it reads, intersected with a parent box's bounds
+  when given (a child box lies inside its parent, so the parent's bounds stay valid); then, for
+  the rows those leave open, back-substitution (Zhang et al. 2018) to the input box: for a layer
+  read only by ReLUs, only the rows still unstable (a stable ReLU is relaxed exactly whatever
+  its bounds: on a child box most rows need nothing), gathered per box and padded to the batch
+  maximum; for a layer read by a max node (or the output), every row. A layer that reads only
+  the input needs no back-substitution (interval bounds of an affine map of a box are exact).
+* **the final pass**: lower bounds of C y per box (C: (B, R, n_out)), and on request the linear
+  coefficients in x of each row's bound (A) and the split scores of the input-split search
+  (how much of each row's looseness comes from each input dim: the triangle gap of every
+  unstable ReLU weighted by the row's coefficient on it, shared out over the input dims by that
+  neuron's own linear bounds).
+* **alpha** (torch): the final pass's lower ReLU slopes optimised per box, row and neuron
+  (Adam, projected to [0, 1]; any slope in [0, 1] is valid, so the best bound seen is kept).
+
+The relaxations are the ops' own (`network.ops.relu.relu_relaxation`,
+`network.ops.pool.max_relaxation`); every bound is widened by the one margin rule
+(`bounds.margin`). The numpy backend keeps the graph's matrices as they are (dense or sparse:
+the quick pass and one region at a time, no torch import); the torch backend holds a dense
+float64 copy (batched boxes and the optimised passes).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..network.ops.pool import max_relaxation
+from ..network.ops.relu import relu_relaxation
+from .margin import slack
+
+
+# ---- array backends ----------------------------------------------------------------------------
+class _NumpyOps:
+    name = "numpy"
+
+    def __init__(self):
+        import numpy
+
+        self.xp = numpy
+
+    def matrix(self, W):
+        import scipy.sparse as sp
+
+        return (W.tocsr(), abs(W).tocsr()) if sp.issparse(W) else (np.asarray(W, np.float64), np.abs(W))
+
+    def vector(self, v):
+        return np.asarray(v, np.float64)
+
+    def asarray(self, x):
+        return np.asarray(x, np.float64)
+
+    def mm(self, L, W):
+        """L (B, R, n) @ W (n, m) -> (B, R, m); W dense or CSR."""
+        import scipy.sparse as sp
+
+        if sp.issparse(W):
+            B, R, n = L.shape
+            return np.asarray((W.T @ L.reshape(B * R, n).T).T).reshape(B, R, W.shape[1])
+        return L @ W
+
+    def rowmm(self, X, W):
+        """X (B, n) @ W.T -> (B, m)."""
+        import scipy.sparse as sp
+
+        if sp.issparse(W):
+            return np.asarray((W @ X.T).T)
+        return X @ W.T
+
+    def gather_rows(self, W, order):
+        """W[order] for order (B, U) -> (B, U, n) dense."""
+        import scipy.sparse as sp
+
+        if sp.issparse(W):
+            B, U = order.shape
+            return W[order.reshape(-1)].toarray().reshape(B, U, W.shape[1])
+        return W[order]
+
+    def bdot(self, L, x):
+        return np.einsum("brn,bn->br", L, x)
+
+    def pos(self, x):
+        return np.maximum(x, 0.0)
+
+    def zeros(self, shape):
+        return np.zeros(shape)
+
+    def full(self, shape, v):
+        return np.full(shape, v)
+
+    def cat(self, parts, axis):
+        return np.concatenate(parts, axis=axis)
+
+    def arange(self, n):
+        return np.arange(n)
+
+    def order_first(self, need, U):
+        """Per row of need (B, n) bool, the indices of its True entries first (stable), U of them."""
+        return np.argsort(~need, axis=1, kind="stable")[:, :U]
+
+    def scatter_cols(self, M, idx, n):
+        """out (B, R, n) with out[b, r, idx[b, j]] += M[b, r, j]."""
+        import scipy.sparse as sp
+
+        B, R, m = M.shape
+        out = np.zeros((B, R, n))
+        for b in range(B):
+            P = sp.csr_matrix((np.ones(m), (np.arange(m), idx[b])), shape=(m, n))
+            out[b] = np.asarray((P.T @ M[b].T).T)
+        return out
+
+    def take_groups(self, x, gi):
+        """x (B, n), gi (m, k) -> (B, m, k)."""
+        return x[:, gi]
+
+    def take_index(self, gi, index):
+        """gi (m, k) int, index (B, m) -> gi[j, index[b, j]] (B, m)."""
+        return np.take_along_axis(np.broadcast_to(gi, index.shape + gi.shape[1:]), index[..., None], axis=-1)[..., 0]
+
+    def amax(self, x, axis):
+        return x.max(axis=axis)
+
+    def count(self, mask):
+        return np.asarray(mask.sum(axis=1), np.int64)
+
+    def numpy(self, x):
+        return x
+
+    def dense(self, W):
+        import scipy.sparse as sp
+
+        return W.toarray() if sp.issparse(W) else W
+
+    def normalise_rows(self, x):
+        """x / x.sum(-1) (rows summing to 0 stay 0)."""
+        return x / np.maximum(x.sum(-1, keepdims=True), 1e-300)
+
+
+class _TorchOps(_NumpyOps):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.xp = torch
+        self.torch = torch
+
+    def matrix(self, W):
+        from ..network.layers import as_dense
+
+        t = self.torch.as_tensor(as_dense(W))
+        return t, t.abs()
+
+    def vector(self, v):
+        return self.torch.as_tensor(np.asarray(v, np.float64))
+
+    def asarray(self, x):
+        return self.torch.as_tensor(np.asarray(x, np.float64)) if not isinstance(x, self.torch.Tensor) else x.double()
+
+    def mm(self, L, W):
+        return L @ W
+
+    def rowmm(self, X, W):
+        return X @ W.T
+
+    def gather_rows(self, W, order):
+        return W[order]
+
+    def bdot(self, L, x):
+        return self.torch.einsum("brn,bn->br", L, x)
+
+    def pos(self, x):
+        return x.clamp(min=0)
+
+    def zeros(self, shape):
+        return self.torch.zeros(shape, dtype=self.torch.float64)
+
+    def full(self, shape, v):
+        return self.torch.full(shape, v, dtype=self.torch.float64)
+
+    def cat(self, parts, axis):
+        return self.torch.cat(parts, dim=axis)
+
+    def arange(self, n):
+        return self.torch.arange(n)
+
+    def order_first(self, need, U):
+        return self.torch.sort((~need).to(self.torch.int8), dim=1, stable=True).indices[:, :U]
+
+    def scatter_cols(self, M, idx, n):
+        B, R, m = M.shape
+        out = self.torch.zeros((B, R, n), dtype=M.dtype)
+        return out.scatter_add_(2, idx[:, None, :].expand(B, R, m), M)
+
+    def take_groups(self, x, gi):
+        return x[:, gi]
+
+    def take_index(self, gi, index):
+        return self.torch.gather(gi.expand(index.shape[0], *gi.shape), 2, index[..., None])[..., 0]
+
+    def amax(self, x, axis):
+        return x.max(dim=axis).values
+
+    def count(self, mask):
+        return mask.sum(dim=1)
+
+    def numpy(self, x):
+        return x.detach().numpy()
+
+    def dense(self, W):
+        return W
+
+    def normalise_rows(self, x):
+        return x / x.sum(-1, keepdim=True).clamp(min=1e-300)
+
+
+# ---- results ---------------------------------------------------------------------------------
+@dataclass
+class BoxState:
+    """Per box, the bounds of every affine layer the nonlinear layers read: k -> (lo, hi) (B, n_k).
+    A child box may start from its parent's (`parent=`), or a box be bounded again from its own
+    (`intermediate=`)."""
+
+    bounds: Dict[int, Tuple[object, object]]
+
+    def __len__(self) -> int:
+        for lo, _ in self.bounds.values():
+            return int(lo.shape[0])
+        return 0
+
+    def take(self, idx) -> "BoxState":
+        if not self.bounds:
+            return self
+        lo0 = next(iter(self.bounds.values()))[0]
+        if type(lo0).__module__.startswith("torch"):
+            import torch
+
+            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return BoxState({k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()})
+
+    @staticmethod
+    def cat(parts: List["BoxState"]) -> "BoxState":
+        if len(parts) == 1 or not parts[0].bounds:
+            return parts[0]
+        lo0 = next(iter(parts[0].bounds.values()))[0]
+        if type(lo0).__module__.startswith("torch"):
+            import torch
+
+            cat = torch.cat
+        else:
+            cat = np.concatenate
+        return BoxState({k: (cat([p.bounds[k][0] for p in parts]), cat([p.bounds[k][1] for p in parts]))
+                         for k in parts[0].bounds})
+
+    def repeat2(self) -> "BoxState":
+        """Each box twice in a row of two halves (the two children of a split: [all, all])."""
+        return BoxState.cat([self, self])
+
+    @property
+    def bytes_per_box(self) -> int:
+        return 2 * 8 * sum(int(lo.shape[1]) for lo, _ in self.bounds.values())
+
+
+@dataclass
+class Pass:
+    """What one pass over the graph found for a batch of boxes."""
+
+    affine: Dict[int, Tuple[object, object]]  # affine layer -> (lo, hi) (B, n)
+    var: Dict[int, Tuple[object, object]]  # variable layer (input, relu, max) -> (lo, hi) (B, n)
+    shares: Dict[int, object] = field(default_factory=dict)  # affine layer -> (B, n_k, n_in) (scores)
+    stopped: bool = False  # the hook asked to stop (e.g. the LP proved the region empty)
+
+    def state(self, readers: Dict[int, List[str]]) -> BoxState:
+        return BoxState({k: v for k, v in self.affine.items() if k in readers})
+
+
+# ---- CROWN -----------------------------------------------------------------------------------
+class Crown:
+    """CROWN over one layer graph with one array backend (see the module docstring)."""
+
+    def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25):
+        self.lg = lg
+        self.ops = _TorchOps() if backend == "torch" else _NumpyOps()
+        self.backend = self.ops.name
+        self.chunk_values = int(chunk_values)
+        ops = self.ops
+        self.W: Dict[int, List[Tuple[int, object, object]]] = {}
+        self.b: Dict[int, object] = {}
+        for L in lg.layers:
+            if L.kind == "affine":
+                self.W[L.index] = [(s, *ops.matrix(W)) for s, W in L.terms]
+                self.b[L.index] = ops.vector(L.bias)
+        # affine layer -> kinds of the layers that read it
+        self.readers: Dict[int, List[str]] = {}
+        for L in lg.layers:
+            src = getattr(L, "source", None)
+            if src is not None:
+                self.readers.setdefault(src, []).append(L.kind)
+        self.input_only = {k: all(s == 0 for s, _, _ in terms) for k, terms in self.W.items()}
+        self.groups = {}
+        for L in lg.layers:
+            if L.kind == "max":
+                g = np.asarray(L.groups, np.int64)
+                valid = g >= 0
+                gi = np.where(valid, g, 0)
+                if self.backend == "torch":
+                    import torch
+
+                    self.groups[L.index] = (torch.as_tensor(gi), torch.as_tensor(valid))
+                else:
+                    self.groups[L.index] = (gi, valid)
+        self.relus = [L for L in lg.layers if L.kind == "relu"]
+        self.widest = max(L.size for L in lg.layers)
+        self._share_dims = None
+        self.stats: Dict[str, float] = {"crown_s": 0.0}
+
+    def reuse(self, lo, hi, state: BoxState) -> Pass:
+        """The pass of boxes whose intermediate bounds are known (`state`): the variable layers'
+        bounds from them, nothing bounded again."""
+        ops = self.ops
+        res = Pass(dict(state.bounds), {0: (ops.asarray(lo), ops.asarray(hi))})
+        for L in self.lg.layers[1:]:
+            if L.kind == "relu":
+                l, u = res.affine[L.source]
+                res.var[L.index] = (ops.pos(l), ops.pos(u))
+            elif L.kind == "max":
+                l, u = res.affine[L.source]
+                gi, valid = self.groups[L.index]
+                ninf = ops.full((), -np.inf)
+                res.var[L.index] = (ops.amax(ops.xp.where(valid, ops.take_groups(l, gi), ninf), 2),
+                                    ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
+        return res
+
+    # ---- intermediate bounds ---------------------------------------------------------------------
+    def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
+                     hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None) -> Pass:
+        """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
+
+        method "interval": interval bounds only; "crown": back-substitution where they leave rows
+        open. `output`: also CROWN bounds of the output layer (else it is not bounded). `hook(k,
+        lo, hi)` is called for each layer in order once its bounds are set (an affine layer's may
+        be tightened in place); a true return value stops the pass (`Pass.stopped`). `want_shares`:
+        each recomputed neuron's linear range shared out over the input dims `share_dims` (all:
+        None), what the split scores of `final` read."""
+        ops = self.ops
+        lo, hi = ops.asarray(lo), ops.asarray(hi)
+        res = Pass({}, {0: (lo, hi)})
+        self._share_dims = None
+        if share_dims is not None:
+            dims = np.asarray(share_dims, np.int64)
+            self._share_dims = ops.torch.as_tensor(dims) if self.backend == "torch" else dims
+        if hook is not None and hook(0, lo, hi):
+            res.stopped = True
+            return res
+        for L in self.lg.layers[1:]:
+            k = L.index
+            if L.kind == "relu":
+                l, u = res.affine[L.source]
+                res.var[k] = (ops.pos(l), ops.pos(u))
+            elif L.kind == "max":
+                l, u = res.affine[L.source]
+                gi, valid = self.groups[k]
+                ninf = ops.full((), -np.inf)
+                res.var[k] = (ops.amax(ops.xp.where(valid, ops.take_groups(l, gi), ninf), 2),
+                              ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
+            else:
+                if k == self.lg.output and not output and k not in self.readers:
+                    continue
+                res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
+            if hook is not None:
+                box = res.affine.get(k) or res.var.get(k)
+                if hook(k, *box):
+                    res.stopped = True
+                    return res
+        return res
+
+    def _affine_bounds(self, k: int, res: Pass, parent: Optional[BoxState], method: str, want_shares: bool, output: bool):
+        ops = self.ops
+        lo = hi = None
+        for s, W, absW in self.W[k]:
+            sl, su = res.var[s]
+            mid, rad = ops.rowmm((sl + su) / 2.0, W), ops.rowmm((su - sl) / 2.0, absW)
+            lo = mid - rad if lo is None else lo + mid - rad
+            hi = mid + rad if hi is None else hi + mid + rad
+        b = self.b[k]
+        lo, hi = lo + b, hi + b
+        lo, hi = lo - slack(lo), hi + slack(hi)
+        if parent is not None and k in parent.bounds:
+            pl, pu = parent.bounds[k]
+            lo, hi = ops.xp.maximum(lo, pl), ops.xp.minimum(hi, pu)
+        x_lo, x_hi = res.var[0]
+        if self.input_only[k]:
+            if want_shares and self.readers.get(k) and all(r == "relu" for r in self.readers[k]):
+                _, _, absW = self.W[k][0]
+                absW, rad = ops.dense(absW), (x_hi - x_lo) / 2.0
+                if self._share_dims is not None:
+                    absW, rad = absW[:, self._share_dims], rad[:, self._share_dims]
+                res.shares[k] = ops.normalise_rows(absW[None] * rad[:, None, :])
+            return lo, hi
+        if method == "interval":
+            return lo, hi
+        readers = self.readers.get(k, [])
+        relu_only = bool(readers) and all(r == "relu" for r in readers)
+        if not readers and not (output and k == self.lg.output):
+            return lo, hi
+        t0 = time.monotonic()
+        B, n = lo.shape
+        if relu_only:
+            need = (lo < 0) & (hi > 0)
+        else:
+            need = ops.xp.ones_like(lo, dtype=bool) if self.backend == "numpy" else ops.torch.ones_like(lo, dtype=ops.torch.bool)
+        counts = ops.count(need)
+        U = int(counts.max()) if B else 0
+        n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
+        shares = ops.zeros((B, n, n_dims)) if (want_shares and relu_only) else None
+        if U > 0:
+            order_all = ops.order_first(need, U)
+            step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
+            for c0 in range(0, U, step):
+                order = order_all[:, c0:c0 + step]
+                Uc = order.shape[1]
+                valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
+                start = {}
+                for s, W, _ in self.W[k]:
+                    Wr = ops.gather_rows(W, order)
+                    start[s] = ops.cat([Wr, -Wr], 1)
+                br = self.b[k][order]
+                lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None)
+                if shares is not None and self._share_dims is not None:
+                    A = A[..., self._share_dims]
+                new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
+                new_l, new_u = new_l - slack(new_l), new_u + slack(new_u)
+                rows = ops.arange(B)[:, None] + 0 * order
+                sel_r, sel_c = rows[valid], order[valid]
+                lo[sel_r, sel_c] = ops.xp.maximum(lo[sel_r, sel_c], new_l[valid])
+                hi[sel_r, sel_c] = ops.xp.minimum(hi[sel_r, sel_c], new_u[valid])
+                if shares is not None:
+                    rad = (x_hi - x_lo) / 2.0
+                    if self._share_dims is not None:
+                        rad = rad[:, self._share_dims]
+                    contrib = ops.normalise_rows((abs(A[:, :Uc]) + abs(A[:, Uc:])) * rad[:, None, :])
+                    shares[sel_r, sel_c] = contrib[valid]
+        if shares is not None:
+            res.shares[k] = shares
+        self.stats["crown_s"] += time.monotonic() - t0
+        return lo, hi
+
+    # ---- back-substitution -----------------------------------------------------------------------
+    def backward(self, start: Dict[int, object], bias, affine, var, want_A: bool = False,
+                 alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None):
+        """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
+        substituting every layer's relaxation back to the input box; with want_A also the
+        coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
+        (B, R, n) for its unstable neurons (alpha-CROWN); `slack_out`: relu layer -> |coefficient|
+        x triangle gap (B, R, n), the looseness splitting can remove (scores)."""
+        ops = self.ops
+        xp = ops.xp
+        pending = dict(start)
+        layers = self.lg.layers
+        while pending:
+            j = max(pending)
+            Lam = pending.pop(j)
+            if j == 0:
+                x_lo, x_hi = var[0]
+                lb = ops.bdot(ops.pos(Lam), x_lo) + ops.bdot(Lam - ops.pos(Lam), x_hi) + bias
+                return lb, (Lam if want_A else None)
+            L = layers[j]
+            if L.kind == "affine":
+                bias = bias + Lam @ self.b[j]
+                for s, W, _ in self.W[j]:
+                    M = ops.mm(Lam, W)
+                    pending[s] = pending[s] + M if s in pending else M
+            elif L.kind == "relu":
+                l, u = affine[L.source]
+                lo_s, up_s, up_b = relu_relaxation(l, u, xp)
+                pos = ops.pos(Lam)
+                neg = Lam - pos
+                if slack_out is not None:
+                    slack_out[j] = abs(Lam) * up_b[:, None, :]  # the chord's gap at 0: -l u / (u - l)
+                bias = bias + ops.bdot(neg, up_b)
+                if alphas is not None and j in alphas:
+                    unstable = ((l < 0) & (u > 0))[:, None, :]
+                    lo_r = xp.where(unstable, alphas[j], lo_s[:, None, :])
+                    M = pos * lo_r + neg * up_s[:, None, :]
+                else:
+                    M = pos * lo_s[:, None, :] + neg * up_s[:, None, :]
+                pending[L.source] = pending[L.source] + M if L.source in pending else M
+            elif L.kind == "max":
+                l, u = affine[L.source]
+                gi, valid = self.groups[j]
+                ninf = ops.full((), -np.inf)
+                index, exact, upper = max_relaxation(xp.where(valid, ops.take_groups(l, gi), ninf),
+                                                     xp.where(valid, ops.take_groups(u, gi), ninf), xp)
+                best = ops.take_index(gi, index)  # (B, m) source neuron of each window's lower bound
+                pos = ops.pos(Lam)
+                neg = Lam - pos
+                exact_f = exact.astype(np.float64) if self.backend == "numpy" else exact.double()
+                coef = pos + neg * exact_f[:, None, :]
+                bias = bias + ops.bdot(neg * (1.0 - exact_f)[:, None, :], xp.where(exact, ops.full((), 0.0), upper))
+                M = ops.scatter_cols(coef, best, int(l.shape[1]))
+                pending[L.source] = pending[L.source] + M if L.source in pending else M
+        # nothing reached the input (a constant): the bias alone
+        B, R = bias.shape
+        return bias, (ops.zeros((B, R, self.lg.n_inputs)) if want_A else None)
+
+    # ---- the final pass ----------------------------------------------------------------------------
+    def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None):
+        """Lower bounds (B, R) of C y (C (B, R, n_out)) given the intermediate bounds `res`; with
+        want_A the coefficients in x, with want_scores the split scores (B, R, dims) over the dims
+        `res.shares` were made for. The bounds are not widened here (`bounds.compute` does it)."""
+        ops = self.ops
+        C = ops.asarray(C)
+        k = self.lg.output
+        sl = {} if want_scores else None
+        lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
+                              alphas=alphas, slack_out=sl)
+        scores = None
+        if want_scores:
+            n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)
+            scores = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
+            for j, gap in sl.items():
+                sh = res.shares.get(self.lg.layers[j].source)
+                if sh is not None:
+                    scores = scores + gap @ sh
+        return lb, A, scores
+
+    def unstable(self, res: Pass):
+        """(B,) unstable ReLUs per box."""
+        total = 0
+        for R in self.relus:
+            l, u = res.affine[R.source]
+            total = total + self.ops.count((l < 0) & (u > 0))
+        return total
+
+    # ---- alpha on the final pass (torch) ---------------------------------------------------------
+    def optimise_final(self, C, res: Pass, iters: int, lr: float):
+        """Lower bounds (B, R) of C y with the lower ReLU slopes of the final back-substitution
+        optimised per box, row and neuron (alpha-CROWN on the last pass only; the intermediate
+        bounds stay as given). Any slope in [0, 1] gives a valid bound, so the best bound seen over
+        the iterations is returned, evaluated in float64."""
+        import torch
+
+        C = self.ops.asarray(C)
+        B, R = C.shape[0], C.shape[1]
+        alphas = {}
+        any_unstable = False
+        for L in self.relus:
+            l, u = res.affine[L.source]
+            lo_s, _, _ = relu_relaxation(l, u, torch)
+            alphas[L.index] = lo_s[:, None, :].expand(B, R, l.shape[1]).clone().requires_grad_(True)
+            any_unstable = any_unstable or bool(((l < 0) & (u > 0)).any())
+        if not any_unstable:  # nothing relaxed: CROWN's bound is exact for each row
+            with torch.no_grad():
+                return self.final(C, res)[0]
+        opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+        best = None
+        for it in range(iters + 1):
+            lb = self.final(C, res, alphas=alphas)[0]
+            cur = lb.detach()
+            best = cur if best is None else torch.maximum(best, cur)
+            if it == iters:
+                break
+            opt.zero_grad()
+            (-lb.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                for a in alphas.values():
+                    a.clamp_(0.0, 1.0)
+        return best

@@ -1,0 +1,282 @@
+"""Branch and bound on ReLU splits (as in beta-CROWN): the activation-split search.
+
+The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
+§4). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
+of every ReLU layer; each domain is bounded by `bounds.alpha_beta.AlphaBeta` (alpha and beta
+optimised, one widened float64 pass kept):
+
+* a domain is closed when some row's bound refutes it (`bounds.margin.refutes`, the one margin
+  rule); otherwise it is split on the free neuron with the largest score: BaBSR's estimate
+  |max(w.b.(s - 1), w.b.s) + min(w, 0).c| (w the weight the bound puts on the neuron, b its
+  pre-activation bias, s and c the chord's slope and intercept) plus the intercept score
+  -min(w, 0).c alone, summed over the rows (docs/exact.md §4 has the measurements);
+* the input that minimises a domain's linear bound is run through the chain in float64; when it
+  lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
+  witness is reported;
+* `proven` when every domain is closed. A domain in which every unstable ReLU is split but whose
+  bound stays below zero is given up (`unknown`): the network is affine there, so only an LP could
+  decide it, and the engine never guesses.
+
+`tighten_rows` runs the same search on intermediate rows (min z_r and min -z_r) to tighten the
+bounds of a layer (α,β-CROWN's intermediate-bound refinement, with this bound instead of a MILP).
+The limits are `ActivationSplitOptions`; `options.trace`, when set, is called once per round.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+
+from ..bounds.alpha_beta import AlphaBeta
+from ..bounds.margin import refutes
+from ..options import ActivationSplitOptions
+
+
+@dataclass
+class BabResult:
+    status: str  # proven | sat | timeout | unknown
+    outcome: object = None
+    stats: dict = field(default_factory=dict)
+
+
+class _Domains:
+    """A batch of domains: splits (N, U) int8 in {-1, 0, 1}, alpha and beta (N, R, U) float32,
+    bounds (N, R), depth, and (from the branching scores) the neuron each would be split on next
+    and whether one is left."""
+
+    def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None):
+        self.split, self.alpha, self.beta, self.lb, self.depth = split, alpha, beta, lb, depth
+        if scores is not None:
+            if scores.shape[1]:
+                branch, can_split = scores.argmax(dim=1), scores.max(dim=1).values >= 0
+            else:
+                branch, can_split = torch.zeros(len(lb), dtype=torch.long), torch.zeros(len(lb), dtype=torch.bool)
+        self.branch, self.can_split = branch, can_split
+
+    def __len__(self) -> int:
+        return int(self.split.shape[0])
+
+    def _fields(self):
+        return (self.split, self.alpha, self.beta, self.lb, self.depth, None, self.branch, self.can_split)
+
+    def take(self, sel) -> "_Domains":
+        return _Domains(*[None if f is None else f[sel] for f in self._fields()])
+
+    def cat(self, other: "_Domains") -> "_Domains":
+        return _Domains(*[None if a is None else torch.cat([a, b]) for a, b in zip(self._fields(), other._fields())])
+
+
+def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j: int, rows: np.ndarray,
+                 deadline: float, stats: Optional[dict] = None, options: ActivationSplitOptions = ActivationSplitOptions()):
+    """Bounds (l, u) of the given rows of the chain's affine layer j (j >= 1) over the box [lo, hi]
+    by branch and bound on the ReLUs before it (α,β-CROWN's intermediate-bound refinement, with
+    this module's bound instead of a MILP): one objective per row and side (min z_r, min -z_r)
+    that matters (`options.tighten_side_weight`; a side not searched gets no bound, -inf / inf), all
+    searched in one batch; each round splits every objective's least-proven domains. A
+    domain whose bound refutes `-z <= 0` or `z <= 0` (the one margin rule) is closed: that side of
+    the neuron is proven, and splitting it further would not change its sign. The search stops
+    at the deadline or once it stalls (the second half of its time gained at most `options.tighten_stall`
+    of its total gain: bounds improve fast, then slowly); then each objective's bound is the
+    least bound over its leaves (open, closed and given-up ones), every one of them a float64
+    bound of `AlphaBeta.bound` (widened), so sound. Rows whose objectives all close become stable.
+    -inf/inf where nothing was bounded before the deadline."""
+    o = options
+
+    rows = np.asarray(rows, np.int64)
+    k = rows.size
+    n = chain.W[j].shape[0]
+    l_out = np.full(k, -np.inf)
+    u_out = np.full(k, np.inf)
+    if k == 0 or time.monotonic() > deadline:
+        return l_out, u_out
+    A = np.zeros((2 * k, n))
+    A[np.arange(k), rows] = 1.0
+    A[k + np.arange(k), rows] = -1.0
+    bab = AlphaBeta(chain.prefix(j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * k), options)
+    U = bab.U
+    zero = np.zeros(1)
+    leaf_min = np.full(2 * k, np.inf)  # per objective, the least bound of its closed and given-up leaves
+
+    def settle(dom: _Domains, obj):
+        """Record closed and unsplittable domains as leaves; return the open ones."""
+        lb = dom.lb[:, 0]
+        closed = torch.as_tensor(refutes(dom.lb.numpy(), zero[None, :]).any(axis=1))
+        leaf = closed | ~dom.can_split
+        if bool(leaf.any()):
+            np.minimum.at(leaf_min, obj[leaf].numpy(), lb[leaf].numpy())
+        keep = ~leaf
+        return dom.take(keep), obj[keep]
+
+    # the sides worth searching: the chord's largest gap u(-l)/(u - l) changes with l at the rate
+    # u^2/(u - l)^2 and with u at l^2/(u - l)^2, so a side much farther from zero than the
+    # other hardly matters (it keeps its given bound). The two weights sum to at least 1/2, so
+    # every row keeps at least one side
+    l0 = np.asarray(lows[j], np.float64)[rows]
+    u0 = np.asarray(ups[j], np.float64)[rows]
+    w = np.concatenate([u0, l0]) ** 2 / np.concatenate([u0 - l0, u0 - l0]) ** 2
+    searched = ~(w < o.tighten_side_weight)
+    obj = torch.as_tensor(np.flatnonzero(searched))
+    split = torch.zeros((obj.numel(), U), dtype=torch.int8)
+    alpha = bab.root_state()[1][:, :1, :].expand(obj.numel(), 1, U).clone()
+    beta = torch.zeros((obj.numel(), 1, U), dtype=torch.float32)
+    t_start = time.monotonic()
+    lb, alpha, beta, sc, _ = bab.bound(split, alpha, beta, o.root_iters, deadline, obj=obj)
+    root = np.full(2 * k, np.inf)
+    root[obj.numpy()] = lb[:, 0].numpy()
+    gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
+    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc), obj)
+    rounds = domains = 0
+    while len(pool) and time.monotonic() < deadline:
+        # each objective's least-proven domains: a share of the batch per objective with open domains
+        key = pool.lb[:, 0]
+        order = torch.argsort(key)
+        o_sorted, perm = torch.sort(pobj[order], stable=True)
+        order = order[perm]
+        _, counts = torch.unique_consecutive(o_sorted, return_counts=True)
+        per = max(1, o.batch_parents // counts.numel())
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(order.numel()) - torch.repeat_interleave(starts, counts)
+        pick = torch.zeros(order.numel(), dtype=torch.bool)
+        pick[order[rank < per]] = True
+        parents, p_obj = pool.take(pick), pobj[pick]
+        pool, pobj = pool.take(~pick), pobj[~pick]
+        m = len(parents)
+        c_obj = p_obj.repeat(2)
+        children, _ = branch(bab, parents, deadline, zero, obj=c_obj)
+        children, c_obj = settle(children, c_obj)
+        pool, pobj = pool.cat(children), torch.cat([pobj, c_obj])
+        rounds += 1
+        domains += 2 * m
+        cur = leaf_min.copy()
+        if len(pool):
+            np.minimum.at(cur, pobj.numpy(), pool.lb[:, 0].numpy())
+        now = time.monotonic()
+        gains.append((now, float(np.clip(cur[searched] - root[searched], 0.0, 1e6).sum())))
+        if o.trace is not None:
+            o.trace({"tighten_round": rounds, "t": now, "open": len(pool), "bounds": cur})
+        # diminishing returns: stop when the second half of the time so far gained less than
+        # options.tighten_stall of the total gain
+        if now - t_start > o.tighten_min_seconds and rounds >= o.tighten_min_rounds:
+            half = next(g for t, g in gains if t >= t_start + (now - t_start) / 2)
+            if gains[-1][1] - half <= o.tighten_stall * gains[-1][1]:
+                break
+    best = leaf_min.copy()
+    if len(pool):
+        np.minimum.at(best, pobj.numpy(), pool.lb[:, 0].numpy())
+    best[~searched] = -np.inf  # no bound from this search
+    l_out = best[:k]
+    u_out = -best[k:]
+    if stats is not None:
+        stats["rounds"] = stats.get("rounds", 0) + rounds
+        stats["domains"] = stats.get("domains", 0) + domains
+    return l_out, u_out
+
+
+def branch(bab: AlphaBeta, parents: _Domains, deadline: float, freeze, obj=None):
+    """Two children per parent (its branching neuron active / inactive), starting from the
+    parent's alpha and beta, bounded for `options.child_iters` steps: (children, minimising inputs)."""
+    n = len(parents)
+    split = torch.cat([parents.split, parents.split])
+    split[torch.arange(2 * n), parents.branch.repeat(2)] = torch.cat([torch.ones(n, dtype=torch.int8),
+                                                                      -torch.ones(n, dtype=torch.int8)])
+    lb, alpha, beta, sc, x = bab.bound(split, torch.cat([parents.alpha, parents.alpha]),
+                                        torch.cat([parents.beta, parents.beta]), bab.options.child_iters, deadline,
+                                        freeze=freeze, obj=obj)
+    return _Domains(split, alpha, beta, lb, torch.cat([parents.depth, parents.depth]) + 1, sc), x
+
+
+class SplitBaB(AlphaBeta):
+    """Branch and bound over the ReLUs of a chain (`bounds.chain.ChainView`) for one disjunct."""
+
+    def __init__(self, chain, lo, hi, lows, ups, A, b, options: ActivationSplitOptions = ActivationSplitOptions()):
+        super().__init__(chain, lo, hi, lows, ups, A, b, options)
+        self.pool: Optional[_Domains] = None  # open domains (None before the root is bounded)
+        self.stats = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0,
+                      "unresolved_leaves": 0}
+
+    def branch(self, parents: "_Domains", deadline: float, freeze, obj=None):
+        return branch(self, parents, deadline, freeze, obj)
+
+    # ---- the search ------------------------------------------------------------------------------
+    def _closed(self, lb):
+        """Domains some row of which is refuted (the one margin rule, strict rows included)."""
+        return torch.as_tensor(refutes(lb.numpy(), self.b[None, :]).any(axis=1))
+
+    def _unsafe_points(self, x, lb):
+        """Candidate witnesses: each domain's minimiser for its worst row, kept when the chain
+        (float64) puts it in the unsafe set; at most `options.check_points`, least bound first."""
+        worst = lb.argmin(dim=1)
+        pts = x[torch.arange(x.shape[0]), worst]
+        with torch.no_grad():
+            y = self.chain.forward(pts) @ self.A.T
+        cand = torch.nonzero((y <= torch.as_tensor(self.b)).all(dim=1)).flatten()
+        if cand.numel() == 0:
+            return None
+        order = torch.argsort(lb.max(dim=1).values[cand])[:self.options.check_points]
+        return pts[cand[order]].numpy()
+
+    def _check(self, x, lb, try_points):
+        pts = self._unsafe_points(x, lb)
+        if pts is None:
+            return None
+        self.stats["points_checked"] += len(pts)
+        return try_points(pts)
+
+    def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]]) -> BabResult:
+        """Search until `deadline`. After a `timeout`, calling run again continues the same tree."""
+        t0 = time.monotonic()
+        st = self.stats
+        b = self.b
+
+        def finish(status, outcome=None):
+            st["seconds"] = round(st.get("seconds", 0.0) + time.monotonic() - t0, 3)
+            return BabResult(status, outcome, st)
+
+        if self.pool is None:  # the root
+            split, alpha, beta = self.root_state()
+            lb, alpha, beta, sc, x = self.bound(split, alpha, beta, self.options.root_iters, deadline)
+            st["root_lb"] = float((lb.numpy() - b).max())
+            st["domains"] = 1
+            out = self._check(x, lb, try_points)
+            if out is not None:
+                return finish("sat", out)
+            self.pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc).take(~self._closed(lb))
+        pool = self.pool
+        while len(pool):
+            if time.monotonic() > deadline:
+                self.pool = pool
+                st["open_domains"] = len(pool)
+                return finish("timeout")
+            # domains with nothing left to split: given up (see the module docstring)
+            stuck = ~pool.can_split
+            if bool(stuck.any()):
+                st["unresolved_leaves"] += int(stuck.sum())
+                pool = pool.take(~stuck)
+                continue
+            # the least-proven domains first
+            key = (pool.lb - torch.as_tensor(b)).max(dim=1).values
+            n = min(self.options.batch_parents, key.numel())
+            rest = torch.ones(key.numel(), dtype=torch.bool)
+            rest[torch.topk(-key, n).indices] = False
+            parents, pool = pool.take(~rest), pool.take(rest)
+            children, c_x = self.branch(parents, deadline, b)
+            c_lb = children.lb
+            st["rounds"] += 1
+            st["domains"] += 2 * n
+            st["max_depth"] = max(st["max_depth"], int(children.depth.max()))
+            out = self._check(c_x, c_lb, try_points)
+            if out is not None:
+                return finish("sat", out)
+            keep = ~self._closed(c_lb)
+            if self.options.trace is not None:
+                self.options.trace({"round": st["rounds"], "t": time.monotonic() - t0, "open": len(pool) + int(keep.sum()),
+                       "worst": float(key.min()), "closed_children": int((~keep).sum())})
+            pool = pool.cat(children.take(keep))
+        self.pool = pool
+        st.pop("open_domains", None)
+        if st["unresolved_leaves"]:
+            return finish("unknown")
+        return finish("proven")

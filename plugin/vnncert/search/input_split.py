@@ -1,0 +1,393 @@
+"""Input-split branch and bound: the one search over input boxes, shared by the relaxed and the
+exact engine (docs/relaxed.md §3, docs/exact.md §4).
+
+For one case, the rows of all its disjuncts `A y <= b` are one matrix C (`CaseRows`). Boxes are
+bounded in batches (`bounds.compute`: the torch CROWN with each child starting from its parent's
+intermediate bounds, the numpy CROWN, or auto_LiRPA); a disjunct is dropped for a box and its
+sub-boxes once a row refutes it there (`bounds.margin.refutes`), a box is closed when every
+disjunct is. For the boxes left open:
+
+* alpha (torch CROWN): the final pass's lower slopes optimised on them;
+* candidates: every open box's centre and the corner minimising its best open row's linear
+  bound, evaluated in ONNX Runtime in one batch; any point in the unsafe set goes through
+  `results.sat_outcome`; every `pgd_every` seconds the falsifier's PGD runs on the few boxes
+  whose centres come closest to the unsafe set;
+* a leaf (the exact engine passes one: bounds + MILP on the sub-box) takes a box with at most
+  `leaf_unstable` unstable ReLUs, or one too thin to split, with a share of the time left;
+* otherwise the box is halved along one free input dim (`heuristic`: slack | smear | width |
+  abswidth) and both halves go on the stack (depth first, in batches that grow while a call
+  stays short: bounded memory; past `max_open_boxes` boxes, or `max_state_bytes` of their
+  intermediate bounds, the search gives up).
+
+Inputs the property fixes (`InputRegion.fixed()`: one ulp wide after outward rounding) are never
+split. `unsat` for the case only when every box is closed (by a bound or a leaf); `sat` only
+with a replayed witness; otherwise `unknown` / `timeout`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from .. import bounds
+from ..bounds.crown import BoxState
+from ..deadline import expired, remaining
+from ..options import Options
+from ..results import Outcome, Verdict, sat_outcome
+from .falsify import padded_spec, pgd_search
+
+
+@dataclass
+class CaseRows:
+    """All rows of a case's disjuncts: C (R, n_out), b (R,), owner (R,) = disjunct index."""
+
+    C: np.ndarray
+    b: np.ndarray
+    owner: np.ndarray
+    n_disjuncts: int
+    empty_disjunct: bool  # a disjunct with no rows (every output unsafe): never refutable
+
+    @staticmethod
+    def of(case, n_outputs: int) -> "CaseRows":
+        Cs, bs, own = [], [], []
+        empty = False
+        for k, hs in enumerate(case.output):
+            if hs.rows == 0:
+                empty = True
+            Cs.append(np.asarray(hs.A, dtype=np.float64).reshape(-1, n_outputs))
+            bs.append(np.asarray(hs.b, dtype=np.float64).reshape(-1))
+            own.append(np.full(hs.rows, k))
+        C = np.concatenate(Cs, axis=0) if Cs else np.zeros((0, n_outputs))
+        b = np.concatenate(bs) if bs else np.zeros(0)
+        owner = np.concatenate(own).astype(np.int64) if own else np.zeros(0, np.int64)
+        rows = CaseRows(C, b, owner, len(case.output), empty)
+        if not rows.C.shape[0]:  # bounding needs at least one row: a zero row with b = +inf never refutes
+            rows = CaseRows(np.zeros((1, n_outputs)), np.array([np.inf]), np.array([-1]), rows.n_disjuncts, empty)
+        return rows
+
+    def refuted(self, lower: np.ndarray, alive: Optional[np.ndarray] = None) -> np.ndarray:
+        """(K, n_disjuncts) bool: disjuncts some row of which `lower` (K, R) refutes (or already dead)."""
+        row_ok = bounds.refutes(lower, self.b[None, :])
+        out = np.zeros((row_ok.shape[0], self.n_disjuncts), dtype=bool)
+        for k in range(self.n_disjuncts):
+            sel = self.owner == k
+            if sel.any():
+                out[:, k] = row_ok[:, sel].any(axis=1)
+        return out if alive is None else out | ~alive
+
+    def closed(self, dead: np.ndarray) -> np.ndarray:
+        """(K,) boxes on which every disjunct is refuted (never when a disjunct has no rows)."""
+        return dead.all(axis=1) & (not self.empty_disjunct)
+
+
+@dataclass
+class InputSplitStats:
+    """What one search did (summed over the cases of an engine run)."""
+
+    boxes: int = 0  # boxes bounded
+    bound_seconds: float = 0.0
+    alpha_seconds: float = 0.0
+    alpha_refuted: int = 0  # boxes alpha closed after CROWN left them open
+    candidates: int = 0  # points evaluated in ONNX Runtime
+    pgd_calls: int = 0
+    splits: int = 0
+    max_depth: int = 0
+    leaves: int = 0  # boxes handed to the leaf (exact: the MILP)
+    leaf_unsat: int = 0
+    unresolved: int = 0  # boxes too thin to split that nothing decided
+    gave_up_open: int = 0  # open boxes when the memory bound stopped the search (0: it did not)
+
+
+class _Boxes:
+    """Open boxes: lo/hi (K, n) float64, alive (K, n_disjuncts), depth (K,), optional bounds state."""
+
+    def __init__(self, lo, hi, alive, depth, state: Optional[BoxState]):
+        self.lo, self.hi, self.alive, self.depth, self.state = lo, hi, alive, depth, state
+
+    def __len__(self) -> int:
+        return self.lo.shape[0]
+
+    def take(self, idx) -> "_Boxes":
+        return _Boxes(self.lo[idx], self.hi[idx], self.alive[idx], self.depth[idx],
+                      None if self.state is None else self.state.take(idx))
+
+    @staticmethod
+    def cat(parts: List["_Boxes"]) -> "_Boxes":
+        if len(parts) == 1:
+            return parts[0]
+        state = None if parts[0].state is None else BoxState.cat([p.state for p in parts])
+        return _Boxes(*[np.concatenate([getattr(p, f) for p in parts]) for f in ("lo", "hi", "alive", "depth")], state)
+
+
+# a leaf: (lo, hi, open disjuncts, deadline) -> (verdict, sat outcome or None)
+Leaf = Callable[[np.ndarray, np.ndarray, np.ndarray, float], Tuple[Verdict, Optional[Outcome]]]
+
+
+class InputSplit:
+    """Input-split branch and bound for case `ci` of `spec` (see the module docstring).
+
+    `graph`: what `bounds.compute` bounds with (`bounds.prepare(...)` or `bounds.prepare_lirpa(...)`),
+    `method` its method ("crown" for ours; "lirpa-*" for auto_LiRPA's)."""
+
+    def __init__(self, network, spec, ci: int, graph, method: str, options: Options, deadline: float,
+                 stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None):
+        self.network, self.spec, self.ci = network, spec, ci
+        self.case = spec.cases[ci]
+        self.rows = CaseRows.of(self.case, spec.n_outputs)
+        self.graph, self.method = graph, method
+        self.options, self.o = options, options.input_split
+        self.deadline, self.stats, self.engine, self.leaf = deadline, stats, engine, leaf
+        self.rng = np.random.default_rng(options.seed + ci)
+        reg = self.case.region
+        self.lo0, self.hi0 = reg.lower.astype(np.float64), reg.upper.astype(np.float64)
+        self.free = ~reg.fixed()
+        self.free_dims = np.flatnonzero(self.free)
+        self.width0 = np.where(self.hi0 > self.lo0, self.hi0 - self.lo0, 1.0)
+        self.ours = isinstance(graph, bounds.Crown)
+        self.torch = self.ours and graph.backend == "torch"
+        self.heuristic = self.o.heuristic
+        self.max_open = self.o.max_open_boxes
+
+    # ---- candidates -> witness ---------------------------------------------------------------------
+    def try_points(self, xs: np.ndarray) -> Optional[Outcome]:
+        if not xs.shape[0]:
+            return None
+        xs = self.case.region.snap_input(xs, self.network.input_dtype)
+        ys = self.network.evaluate(xs).astype(np.float64)
+        self.stats.candidates += xs.shape[0]
+        for i in np.flatnonzero(self.case.unsafe(ys))[:self.options.attack.replays_per_round]:
+            out = sat_outcome(self.network, self.spec, xs[i], engine=self.engine,
+                              detail="witness found during input splitting, replayed with ONNX Runtime on the original model")
+            if out is not None:
+                return out
+        return None
+
+    def _violation(self, xs: np.ndarray) -> np.ndarray:
+        ys = self.network.evaluate(xs).astype(np.float64)
+        return np.stack([hs.violation(ys) for hs in self.case.output], axis=1).min(axis=1)
+
+    def _pgd(self, lo, hi, alive) -> Optional[Outcome]:
+        """The falsifier's PGD on the few open boxes whose centres come closest to the unsafe set."""
+        from ..spec.model import Case, InputRegion, Spec
+
+        try:
+            self.network.torch_module()
+        except Exception:  # no torch module for this network: candidates only
+            return None
+        k = min(self.o.pgd_boxes, lo.shape[0])
+        pick = np.argsort(self._violation((lo + hi) / 2))[:k]
+        m = max(1, max(hs.rows for hs in self.case.output))
+        cases = []
+        for i in pick:
+            outs = [hs for d, hs in enumerate(self.case.output) if alive[i, d]] or list(self.case.output)
+            cases.append(Case(InputRegion(lo[i].copy(), hi[i].copy()), outs))
+        sub = padded_spec(Spec(self.spec.n_inputs, self.spec.n_outputs, cases), m)
+        o = self.options.attack
+        from dataclasses import replace
+
+        self.stats.pgd_calls += 1
+        out = pgd_search(self.network, sub, self.deadline, replace(o, pgd_restarts=self.o.pgd_restarts, pgd_steps=self.o.pgd_steps),
+                         self.rng, list(range(len(cases))), {})
+        if out is None:
+            return None
+        return sat_outcome(self.network, self.spec, out.counterexample[0], engine=self.engine,
+                           detail="PGD witness in a sub-box during input splitting, replayed with ONNX Runtime")
+
+    # ---- bounds ------------------------------------------------------------------------------------
+    def _bound(self, boxes: _Boxes):
+        K = len(boxes)
+        C = np.broadcast_to(self.rows.C[None], (K,) + self.rows.C.shape).copy()
+        want_scores = self.heuristic == "slack" and self.ours
+        r = bounds.compute(self.graph, boxes.lo, boxes.hi, C, self.method, parent=boxes.state,
+                           want_A=True, want_scores=want_scores, want_state=self.ours,
+                           score_dims=self.free_dims if want_scores else None, options=self.options.bounds,
+                           deadline=self.deadline)
+        return r
+
+    def _alpha(self, lo, hi, state: BoxState) -> np.ndarray:
+        C = np.broadcast_to(self.rows.C[None], (lo.shape[0],) + self.rows.C.shape).copy()
+        return bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds).lower
+
+    # ---- the search --------------------------------------------------------------------------------
+    def run(self) -> Tuple[Optional[Outcome], str]:
+        """(sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
+        rows, st, o = self.rows, self.stats, self.o
+        stack: List[_Boxes] = [_Boxes(self.lo0[None].copy(), self.hi0[None].copy(), np.ones((1, rows.n_disjuncts), bool),
+                                      np.zeros(1, np.int64), None)]
+        n_open = 1
+        batch = o.batch
+        last_pgd = time.monotonic()
+        while n_open:
+            if expired(self.deadline):
+                return None, "timeout"
+            per_box = stack[-1].state.bytes_per_box if stack[-1].state is not None else 0
+            if n_open > min(self.max_open, o.max_state_bytes // max(1, per_box)):
+                st.gave_up_open = n_open
+                return None, "unknown"
+            # pop up to `batch` boxes from the top of the stack (depth first: bounded memory)
+            parts = [stack.pop()]
+            have = len(parts[0])
+            while have < batch and stack:
+                parts.append(stack.pop())
+                have += len(parts[-1])
+            boxes = _Boxes.cat(parts)
+            if len(boxes) > batch:
+                stack.append(boxes.take(np.arange(batch, len(boxes))))
+                boxes = boxes.take(np.arange(batch))
+            K = len(boxes)
+            n_open -= K
+            t0 = time.monotonic()
+            r = self._bound(boxes)
+            dt = time.monotonic() - t0
+            st.boxes += K
+            st.bound_seconds += dt
+            st.max_depth = max(st.max_depth, int(boxes.depth.max()))
+            # grow the batch while one call stays short (deadline checks happen between calls)
+            if dt < o.batch_fast and batch < o.batch_max:
+                batch *= 2
+            elif dt > o.batch_slow and batch > o.batch_min:
+                batch //= 2
+            dead = rows.refuted(r.lower, boxes.alive)
+            idx = np.flatnonzero(~rows.closed(dead))
+            if not idx.size:
+                continue
+            op = boxes.take(idx)
+            op.alive = ~dead[idx]
+            olb, oA = r.lower[idx], (r.A[idx] if r.A is not None else None)
+            oS = r.scores[idx] if r.scores is not None else None
+            unstable = r.unstable[idx] if r.unstable is not None else None
+            op.state = r.state.take(idx) if r.state is not None else None
+            # alpha: the final pass's lower slopes, on the boxes CROWN left open
+            if self.torch and self.options.bounds.alpha_iters > 0 and op.state is not None:
+                t1 = time.monotonic()
+                olb = np.maximum(olb, self._alpha(op.lo, op.hi, op.state))
+                st.alpha_seconds += time.monotonic() - t1
+                dead2 = rows.refuted(olb, op.alive)
+                still = ~rows.closed(dead2)
+                st.alpha_refuted += int((~still).sum())
+                if not still.all():
+                    keep = np.flatnonzero(still)
+                    op, olb = op.take(keep), olb[keep]
+                    dead2 = dead2[keep]
+                    oA = oA[keep] if oA is not None else None
+                    oS = oS[keep] if oS is not None else None
+                    unstable = unstable[keep] if unstable is not None else None
+                    if not len(op):
+                        continue
+                op.alive = ~dead2
+            # cheap candidates: centres and the corners minimising the open rows' linear lower bounds
+            cands = [(op.lo + op.hi) / 2]
+            if oA is not None:
+                a = oA[np.arange(len(op)), self._best_open_rows(olb, op.alive)]
+                cands.append(np.where(a > 0, op.lo, op.hi))
+            out = self.try_points(np.concatenate(cands))
+            if out is not None:
+                return out, "sat"
+            if o.pgd_every > 0 and time.monotonic() - last_pgd > o.pgd_every and remaining(self.deadline) > 1.0:
+                out = self._pgd(op.lo, op.hi, op.alive)
+                last_pgd = time.monotonic()
+                if out is not None:
+                    return out, "sat"
+            splittable = ((op.hi - op.lo) * self.free > o.min_width).any(axis=1)
+            # leaves: few unstable ReLUs left, or too thin to split
+            if self.leaf is not None:
+                small = ~splittable if unstable is None else (~splittable | (unstable <= o.leaf_unstable))
+                decided = np.zeros(len(op), bool)
+                for j in np.flatnonzero(small):
+                    if expired(self.deadline):
+                        return None, "timeout"
+                    st.leaves += 1
+                    budget = max(o.min_leaf_seconds, remaining(self.deadline) / (n_open + len(op) + 1))
+                    verdict, leaf_out = self.leaf(op.lo[j], op.hi[j], np.flatnonzero(op.alive[j]),
+                                                  min(self.deadline, time.monotonic() + budget))
+                    if verdict == Verdict.SAT and leaf_out is not None:
+                        return leaf_out, "sat"
+                    if verdict == Verdict.UNSAT:
+                        st.leaf_unsat += 1
+                        decided[j] = True
+                if decided.any():
+                    keep = np.flatnonzero(~decided)
+                    op, olb, splittable = op.take(keep), olb[keep], splittable[keep]
+                    oA = oA[keep] if oA is not None else None
+                    oS = oS[keep] if oS is not None else None
+            if not splittable.all():
+                st.unresolved += int((~splittable).sum())
+                keep = np.flatnonzero(splittable)
+                op, olb = op.take(keep), olb[keep]
+                oA = oA[keep] if oA is not None else None
+                oS = oS[keep] if oS is not None else None
+            if not len(op):
+                continue
+            dim = self._split_dims(op.lo, op.hi, op.alive, olb, oA, oS)
+            k = len(op)
+            mid = (op.lo[np.arange(k), dim] + op.hi[np.arange(k), dim]) / 2
+            left_hi = op.hi.copy()
+            left_hi[np.arange(k), dim] = mid
+            right_lo = op.lo.copy()
+            right_lo[np.arange(k), dim] = mid
+            stack.append(_Boxes(np.concatenate([op.lo, right_lo]), np.concatenate([left_hi, op.hi]),
+                                np.concatenate([op.alive, op.alive]), np.concatenate([op.depth, op.depth]) + 1,
+                                None if op.state is None else op.state.repeat2()))
+            n_open += 2 * k
+            st.splits += k
+        if st.unresolved:
+            return None, "unknown"
+        return None, "refuted"
+
+    def _best_open_rows(self, lb: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Per box, the row of an open disjunct whose bound is closest to refuting it."""
+        rows = self.rows
+        gap = lb - rows.b[None, :]
+        row_alive = alive[:, np.clip(rows.owner, 0, None)] & (rows.owner[None, :] >= 0)
+        gap = np.where(row_alive, gap, -np.inf)
+        return gap.argmax(axis=1)
+
+    def _split_dims(self, lo, hi, alive, lb, lA, slack=None) -> np.ndarray:
+        """The free input dim to halve, per open box (docs/relaxed.md compares the heuristics).
+
+        slack: where the relaxation's looseness comes from (our CROWN: the triangle gap of every
+               unstable neuron, weighted by the row's back-substituted coefficients and shared out
+               over the input dims the neuron depends on; `slack` is over the free dims; without
+               it, as with auto_LiRPA, width);
+        smear: |coefficient of the linear lower bound| x width;
+        width: width relative to the case's box; abswidth: absolute width."""
+        w = (hi - lo) * self.free
+        min_width = self.o.min_width
+        per_row = None
+        if self.heuristic == "slack" and slack is not None:
+            per_row = np.zeros(slack.shape[:2] + (w.shape[1],))
+            per_row[..., self.free_dims] = slack
+        elif self.heuristic == "smear" and lA is not None:
+            per_row = np.abs(lA) * w[:, None, :]
+        if per_row is not None:
+            # sum over the open disjuncts of their best row's scores
+            rows = self.rows
+            gap = lb - rows.b[None, :]
+            row_alive = alive[:, np.clip(rows.owner, 0, None)] & (rows.owner[None, :] >= 0)
+            score = np.zeros_like(w)
+            k = np.arange(lo.shape[0])
+            for d in range(rows.n_disjuncts):
+                sel = np.flatnonzero(rows.owner == d)
+                if not sel.size:
+                    continue
+                g = np.where(row_alive[:, sel], gap[:, sel], -np.inf)
+                best = sel[g.argmax(axis=1)]
+                score += np.where(alive[:, d:d + 1], per_row[k, best], 0.0)
+            score = np.where(w > min_width, score, 0.0)
+            flat = ~(score.max(axis=1) > 0)
+            if flat.any():  # nothing to go on (no unstable neuron, zero coefficients): widest dim
+                score[flat] = (w / self.width0)[flat]
+        elif self.heuristic == "abswidth":
+            score = w.copy()
+        else:
+            score = w / self.width0
+        score = np.where(w > min_width, score, -np.inf)
+        return score.argmax(axis=1)
+
+
+def split_case(network, spec, ci: int, graph, method: str, options: Options, deadline: float,
+               stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None) -> Tuple[Optional[Outcome], str]:
+    """`InputSplit(...).run()`: (sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
+    return InputSplit(network, spec, ci, graph, method, options, deadline, stats, engine, leaf).run()

@@ -1,0 +1,91 @@
+"""The bounds layer (plugin/vnncert/bounds/): one CROWN over the layer graph, numpy and torch alike,
+sound on DAGs with max nodes and residual adds, its parent-bound reuse and the one margin rule."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import mlp_onnx, random_mlp
+
+from vnncert import bounds
+from vnncert.bounds import margin
+from vnncert.network.loader import load_network
+
+from test_exact import branchy_net, conv_net
+
+torch = pytest.importorskip("torch")
+
+
+def _boxes(n, k, w, seed):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-1, 1, (k, n))
+    return c - w, c + w
+
+
+@pytest.mark.parametrize("make", [conv_net, branchy_net], ids=["conv-maxpool", "residual"])
+def test_crown_numpy_and_torch_agree_and_hold_on_samples(tmp_path, make):
+    """A DAG of the layer graph's kinds (conv as a sparse matrix, max nodes from MaxPool, a residual
+    add): numpy and torch give the same bounds, below every sampled output, never looser than
+    interval bounds once intersected with them (`output_box`); a child (half its parent) started
+    from its parent's intermediate bounds is sound too."""
+    net = load_network(make(tmp_path), threads=1)
+    lg = net.layer_graph
+    assert any(L.kind == "max" for L in lg.layers) == (make is conv_net)
+    lo, hi = _boxes(lg.n_inputs, 4, 0.3, 0)
+    C = np.broadcast_to(np.random.default_rng(1).standard_normal((3, lg.n_outputs)), (4, 3, lg.n_outputs)).copy()
+    rn = bounds.compute(bounds.prepare(lg, "numpy"), lo, hi, C, want_state=True, want_A=True)
+    rt = bounds.compute(bounds.prepare(lg, "torch"), lo, hi, C, want_state=True, want_A=True)
+    np.testing.assert_allclose(rn.lower, rt.lower, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(rn.A, rt.A, rtol=1e-9, atol=1e-9)
+    ibp = bounds.compute(lg, lo, hi, C, "interval").lower
+    boxed = bounds.compute(lg, lo, hi, C, output_box=True).lower
+    assert np.all(boxed >= ibp) and np.all(boxed >= rn.lower)
+    half = (lo + hi) / 2
+    child = bounds.compute(bounds.prepare(lg, "torch"), lo, half, C, parent=rt.state).lower
+    rng = np.random.default_rng(2)
+    for b in range(4):
+        for top, lb in ((hi, boxed), (half, child)):
+            xs = lo[b] + rng.random((20_000, lg.n_inputs)) * (top[b] - lo[b])
+            ys = lg.evaluate(xs) @ C[b].T
+            assert np.all(ys.min(axis=0) >= lb[b]), b
+
+
+def test_output_box_intersects_the_rows_with_interval_bounds(tmp_path):
+    net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(3, [4, 12, 12, 3])), threads=1)
+    lg = net.layer_graph
+    lo, hi = _boxes(4, 2, 0.5, 3)
+    C = np.broadcast_to(np.eye(3), (2, 3, 3)).copy()
+    plain = bounds.compute(lg, lo, hi, C).lower
+    boxed = bounds.compute(lg, lo, hi, C, output_box=True).lower
+    assert np.all(boxed >= plain)
+
+
+def test_the_margin_rule():
+    """Widening is outward and grows with the value; a row is refuted only by a clear margin, and
+    never by a missing bound (nan, -inf)."""
+    lo, hi = margin.widen(np.array([-1.0, 0.0, 1e6]), np.array([1.0, 0.0, 2e6]))
+    assert np.all(lo < [-1.0, 0.0, 1e6]) and np.all(hi > [1.0, 0.0, 2e6])
+    assert 1e6 - lo[2] > 0.0 - lo[1]
+    b = np.zeros(4)
+    assert margin.refutes(np.array([1e-8, 1e-6, np.nan, -np.inf]), b).tolist() == [False, True, False, False]
+    assert np.all(margin.widen_lower(np.array([np.nan, 1.0])) == [-np.inf, 1.0 - margin.slack(1.0)])
+
+
+def test_the_quick_pass_imports_no_torch(tmp_path):
+    """The numpy CROWN (bounds.compute on the numpy backend) and the quick engine never import
+    torch: easy instances are answered before its ~1.5 s import."""
+    model = mlp_onnx(tmp_path / "m.onnx", random_mlp(3, [2, 8, 8, 1]))
+    code = ("import sys, time, numpy as np\n"
+            "from vnncert import load_network\n"
+            "from vnncert.engines import quick_bounds\n"
+            "from vnncert.options import Options\n"
+            "from vnncert.spec.model import Case, Halfspaces, InputRegion, Spec\n"
+            f"net = load_network({str(model)!r}, threads=1)\n"
+            "spec = Spec(2, 1, [Case(InputRegion(-np.ones(2), np.ones(2)), [Halfspaces(-np.ones((1, 1)), -np.array([1e6]), np.zeros(1, bool))])])\n"
+            "out = quick_bounds.check(net, spec, time.monotonic() + 60, Options(threads=1))\n"
+            "print(out.verdict.value, 'torch' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == ["unsat", "False"], p.stdout + p.stderr
