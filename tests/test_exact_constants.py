@@ -159,6 +159,21 @@ def test_front_ends_keep_the_same_exact_values():
     assert [(float(v), int(d)) for v, d in zip(vals, dirs)] == [nearest(Fraction(t)) for t in toks]
 
 
+def test_nearest_is_the_nearest_float64_and_the_sign_of_the_error():
+    """numbers.nearest decides the direction in integers; checked here in Fraction arithmetic."""
+    import random
+
+    rng = random.Random(5)
+    vals = [Fraction(rng.randint(-10 ** 30, 10 ** 30), rng.randint(1, 10 ** rng.randint(0, 40))) for _ in range(3000)]
+    vals += [Fraction(1, 3), Fraction(-1, 10), Fraction(0), Fraction(2 ** 53 + 1), Fraction(1, 2 ** 1075)]
+    for c in vals:
+        near, d = nearest(c)
+        below, above = float(np.nextafter(near, -np.inf)), float(np.nextafter(near, np.inf))
+        err = c - Fraction(near)
+        assert d == (err > 0) - (err < 0)
+        assert abs(err) <= abs(c - Fraction(below)) and abs(err) <= abs(c - Fraction(above))
+
+
 def test_rows_over_several_outputs_use_rational_arithmetic_when_float64_cannot_tell():
     A = np.array([[1.0, -1.0]])
     big, tiny = 2.0 ** 60, 2.0 ** -60

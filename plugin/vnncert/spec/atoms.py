@@ -216,14 +216,16 @@ class AtomBuilder:
         cidx = [i for a in rows for i, _ in a[1]]
         cval = [c for a in rows for _, c in a[1]]
         exact = [a[2] for a in rows]
-        cache: Dict[Fraction, Tuple[float, int]] = {}
-        near = np.empty(len(exact))
-        rdir = np.empty(len(exact), dtype=np.int8)
-        for k, c in enumerate(exact):
-            nd = cache.get(c)
+        cache: Dict[Tuple[int, int], Tuple[float, int]] = {}  # keyed by integers: a Fraction's hash is slow
+        pairs = []
+        for c in exact:
+            key = (c.numerator, c.denominator)
+            nd = cache.get(key)
             if nd is None:
-                nd = cache[c] = nearest(c)
-            near[k], rdir[k] = nd
+                nd = cache[key] = nearest(c)
+            pairs.append(nd)
+        near = np.array([p[0] for p in pairs], dtype=np.float64).reshape(-1)
+        rdir = np.array([p[1] for p in pairs], dtype=np.int8).reshape(-1)
         return Atoms(kinds, near, rdir, [a[3] for a in rows], cptr, cidx, cval, self.src, exact)
 
 

@@ -121,10 +121,13 @@ def _assemble(atoms: Atoms, dnf: Dnf, n_in: int, n_out: int, source: Source) -> 
     xr = np.flatnonzero(nx_r > 0)
     sig[range_conj[xr], 2 * slot[xr]] = dnf.rs[xr]
     sig[range_conj[xr], 2 * slot[xr] + 1] = dnf.re[xr]
-    _, rep, sig_of = np.unique(_rows_as_bytes(sig), return_index=True, return_inverse=True)
-    sig_of = sig_of.reshape(-1)
+    if K == 1:  # one disjunct (most properties): one part, no sorting
+        rep = sig_of = np.zeros(1, dtype=np.int64)
+    else:
+        _, rep, sig_of = np.unique(_rows_as_bytes(sig), return_index=True, return_inverse=True)
+        sig_of = sig_of.reshape(-1)
     U = rep.size
-    sel_r = xr[np.isin(range_conj[xr], rep)]
+    sel_r = xr if K == 1 else xr[np.isin(range_conj[xr], rep)]
     u_of_conj = np.full(K, -1, dtype=np.int64)
     u_of_conj[rep] = np.arange(U)
     a_idx, a_u = _expand(dnf, sel_r, u_of_conj[range_conj[sel_r]])
@@ -258,7 +261,7 @@ def _assemble(atoms: Atoms, dnf: Dnf, n_in: int, n_out: int, source: Source) -> 
     rows_bytes = np.concatenate([lower.view(np.uint8).reshape(U, 8 * n_in), upper.view(np.uint8).reshape(U, 8 * n_in),
                                  lo_s.view(np.uint8), hi_s.view(np.uint8), lo_d.view(np.uint8), hi_d.view(np.uint8)],
                                 axis=1)
-    if not g_parts and n_in == 0:
+    if U == 1 or (not g_parts and n_in == 0):
         region_of = np.zeros(U, dtype=np.int64)
     elif not g_parts:
         _, region_of = np.unique(_rows_as_bytes(rows_bytes), return_inverse=True)
@@ -315,7 +318,10 @@ def _assemble(atoms: Atoms, dnf: Dnf, n_in: int, n_out: int, source: Source) -> 
                for i, j in zip(row_ptr[live_k].tolist(), row_ptr[live_k + 1].tolist())]
     u_live = sig_of[live_k]
     reg_live = region_of[u_live]
-    regs, first = np.unique(reg_live, return_index=True)
+    if reg_live.size == 1:
+        regs, first = reg_live, np.zeros(1, dtype=np.int64)
+    else:
+        regs, first = np.unique(reg_live, return_index=True)
     appearance = np.argsort(first, kind="stable")
     rank = np.empty(int(regs.max()) + 1, dtype=np.int64)
     rank[regs[appearance]] = np.arange(regs.size)

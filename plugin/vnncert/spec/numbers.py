@@ -98,14 +98,16 @@ def decimal_nearest(token: str) -> Tuple[float, int]:
 def nearest(c: Fraction) -> Tuple[float, int]:
     """(near, dir) of an exact value: the nearest float64 (ties to even, ±inf past the range)
     and the sign of c - near."""
+    n, m = c.numerator, c.denominator
     try:
-        near = c.numerator / c.denominator  # int / int is correctly rounded in CPython
+        near = n / m  # int / int is correctly rounded in CPython
     except OverflowError:
         return (math.inf if c > 0 else -math.inf), (-1 if c > 0 else 1)
     if math.isinf(near):
         return near, (-1 if near > 0 else 1)
-    d = c - Fraction(near)
-    return near + 0.0, (d > 0) - (d < 0)
+    p, q = near.as_integer_ratio()
+    lhs, rhs = n * q, p * m  # c - near = (n q - p m) / (m q), m q > 0
+    return near + 0.0, (lhs > rhs) - (lhs < rhs)
 
 
 def next_up(x: np.ndarray) -> np.ndarray:

@@ -111,7 +111,7 @@ class Declaration:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
     def header(self) -> str:
         """The command-line assignment header: `NAME TYPE [d1,d2]`."""
