@@ -119,7 +119,7 @@ class WitnessChecker:
         self.cache_size = cache_size
 
     def _net(self, path: str):
-        from .. import load_network
+        from ..network import load_network
 
         if path in self._nets:
             self._nets.move_to_end(path)
@@ -131,13 +131,13 @@ class WitnessChecker:
         return net
 
     def _spec(self, path: str, onnx: str, net):
-        from .. import load_spec
+        from ..spec import load_spec
 
         key = (path, onnx)
         if key in self._specs:
             self._specs.move_to_end(key)
             return self._specs[key]
-        spec = load_spec(path, network=net)
+        spec = load_spec(path, signature=net.signature)
         self._specs[key] = spec
         while len(self._specs) > self.cache_size:
             self._specs.popitem(last=False)

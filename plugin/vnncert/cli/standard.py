@@ -73,10 +73,7 @@ def onnx_operators() -> Tuple[List[str], str]:
     """Op types some converter of the op registry handles (read off the registry), and a note if none."""
     from ..network import ops
 
-    handlers = ops.all_handlers()
-    methods = sorted({m for h in handlers.values() for m in dir(type(h))
-                      if m.startswith("to_") and callable(getattr(type(h), m, None))})
-    names = sorted({op for op, h in handlers.items() if any(h.supports(m) for m in methods)})
+    names = ops.operators()
     return names, "" if names else "the ONNX op registry lists no converter yet"
 
 
