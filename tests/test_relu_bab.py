@@ -237,20 +237,19 @@ def test_tightened_rows_are_sound_and_tighter_than_alpha_crown(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_tightened_chain_skips_last_layer_rows_no_disjunct_reads(tmp_path, seed):
-    """`exact._tighten_chain` with the open disjuncts' rows: the last ReLU layer's rows whose
-    weight in every row's bound is >= 0 are left to alpha-CROWN (their upper chord is never read);
-    every layer's bounds still contain the sampled pre-activations."""
-    from vnncert.engines import exact
-    from vnncert.milp.case import CaseStats
-    from vnncert.options import Options
+    """`search.activation_split.tighten_chain` with the open disjuncts' rows: the last ReLU
+    layer's rows whose weight in every row's bound is >= 0 are left to alpha-CROWN (their upper
+    chord is never read); every layer's bounds still contain the sampled pre-activations."""
+    from vnncert.options import ActivationSplitOptions, BoundsOptions
+    from vnncert.search.activation_split import ActivationSplitStats, tighten_chain
 
     lo, hi, chain, lows, ups, zs = _sampled_chain(tmp_path, seed, alpha=True)
-    region = InputRegion(lo, hi)
     out_A = np.array([[1.0, -1.0, 0.0]])
     lam = out_A @ chain.W[-1].numpy()
     for A in (None, out_A):
-        cs = CaseStats()
-        tl, tu = exact._tighten_chain(chain, region, lows, ups, time.monotonic() + 6.0, cs, Options(threads=1), out_A=A)
+        cs = ActivationSplitStats()
+        tl, tu = tighten_chain(chain, lo, hi, lows, ups, time.monotonic() + 6.0, 30, ActivationSplitOptions(), BoundsOptions(),
+                               cs, out_A=A)
         for j, z in enumerate(zs):
             assert np.all(z >= tl[j] - 1e-9) and np.all(z <= tu[j] + 1e-9)
         if A is None:

@@ -209,7 +209,7 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
         last = Outcome(Verdict.TIMEOUT, engine=last.engine, detail=last.detail,
                        certificate=last.certificate, stats=last.stats)
     last.seconds = time.monotonic() - t0
-    last.stats = {**stats, **({} if not isinstance(last.stats, dict) else {})}
+    last.stats = dict(stats)  # every engine's figures, by engine
     if len(details) > 1:
         last.detail = "; ".join(details)
     if excluded:

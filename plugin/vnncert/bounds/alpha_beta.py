@@ -246,3 +246,25 @@ def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray],
         l_out[s:s + r.size] = lb[:r.size]
         u_out[s:s + r.size] = -lb[r.size:]
     return l_out, u_out
+
+
+def row_refiner(chain, lg, region, deadline: float, lp_deadline: float, iters: int, min_rows: int,
+                options: BoundsOptions = BoundsOptions(), split_options: ActivationSplitOptions = ActivationSplitOptions()):
+    """A `refine` hook for `bounds.region.compute_bounds`: alpha-CROWN bounds (`optimised_rows`,
+    `iters` steps) of a layer's unstable rows when `chain` (the graph's chain view) is given and
+    either the layer has at least `min_rows` of them or `lp_deadline` has passed (the LP is
+    tighter, and on a few rows cheap enough); else None. Over the input box (extra constraints
+    G x <= h left out: valid, only weaker)."""
+    affine = [L.index for L in lg.layers if L.kind == "affine"]
+    relu_src = [L.source for L in lg.layers if L.kind == "relu"]
+    position = {k: j for j, k in enumerate(affine)}
+
+    def refine(k, rows, layers):
+        if chain is None or (rows.size < min_rows and time.monotonic() < lp_deadline):
+            return None
+        j = position[k]
+        lows = [layers[s][0] for s in relu_src[:j]]
+        ups = [layers[s][1] for s in relu_src[:j]]
+        return optimised_rows(chain, region.lower, region.upper, lows, ups, j, rows, iters, deadline, options, split_options)
+
+    return refine

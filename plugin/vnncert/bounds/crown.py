@@ -232,11 +232,6 @@ class BoxState:
 
     bounds: Dict[int, Tuple[object, object]]
 
-    def __len__(self) -> int:
-        for lo, _ in self.bounds.values():
-            return int(lo.shape[0])
-        return 0
-
     def take(self, idx) -> "BoxState":
         if not self.bounds:
             return self

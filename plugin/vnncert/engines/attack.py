@@ -7,13 +7,15 @@ that witness, else `unknown` (or `timeout`). Never `unsat`.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 
 from ..deadline import expired
+from ..errors import VnncertError
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
-from ..search.falsify import max_rows, padded_spec, pgd_search, random_search
+from ..search.falsify import FalsifyStats, max_rows, padded_spec, pgd_search, random_search
 
 ENGINE = "attack"
 
@@ -22,18 +24,18 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     t0 = time.monotonic()
     o = options.attack
     rng = np.random.default_rng(options.seed)
-    stats: dict = {}
+    stats = FalsifyStats()
     out, best = random_search(network, spec, deadline, o, rng, stats)
     if out is not None:
         out.seconds = time.monotonic() - t0
-        out.stats = stats
+        out.stats = asdict(stats)
         out.detail = "sampling witness, replayed with ONNX Runtime on the original model"
         return out
-    detail = f"no witness in {stats.get('samples', 0)} samples"
+    detail = f"no witness in {stats.samples} samples"
     if not expired(deadline) and o.pgd_steps > 0:
         try:
             _ = network.torch_module()
-        except Exception as e:  # converter missing or unsupported op: sampling only
+        except VnncertError as e:  # no torch conversion of an op of the network: sampling only
             detail += f"; PGD skipped ({e})"
         else:
             order = list(np.argsort(best)[: max(1, min(len(spec.cases), o.pgd_cases))])
@@ -44,8 +46,8 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
                 confirmed = sat_outcome(network, spec, out.counterexample[0], engine=ENGINE, detail=out.detail)
                 if confirmed is not None:
                     confirmed.seconds = time.monotonic() - t0
-                    confirmed.stats = stats
+                    confirmed.stats = asdict(stats)
                     return confirmed
-            detail += f"; no witness in {stats.get('pgd_steps', 0)} PGD steps"
+            detail += f"; no witness in {stats.pgd_steps} PGD steps"
     verdict = Verdict.TIMEOUT if expired(deadline) else Verdict.UNKNOWN
-    return Outcome(verdict, engine=ENGINE, seconds=time.monotonic() - t0, detail=detail, stats=stats)
+    return Outcome(verdict, engine=ENGINE, seconds=time.monotonic() - t0, detail=detail, stats=asdict(stats))

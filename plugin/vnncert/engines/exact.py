@@ -18,7 +18,7 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
    disjuncts first go to the ReLU-split branch and bound (`search.activation_split.SplitBaB`, on
    the same bounds); with two or more ReLU layers that first search is short (`bab_quick_share`),
    then the intermediate bounds are tightened by branch and bound over the earlier layers' ReLUs
-   (`_tighten_chain`, `search.activation_split.tighten_rows`) and the open disjuncts are searched
+   (`search.activation_split.tighten_chain`) and the open disjuncts are searched
    again with the rest of the time; a disjunct it gives up on (a fully split domain it cannot
    close) goes on to step 4's MILP with the time left;
 4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
@@ -36,9 +36,9 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from ..deadline import expired
 from ..milp.case import CaseResult, CaseStats, bound_case, milp_disjuncts, record_bounds, region_empty, try_points
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
+from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_chain
 from ..search.input_split import InputSplitStats, split_case
 
 ENGINE = "exact"
@@ -58,10 +59,12 @@ class ExactStats:
     relus: int = 0
     cases: int = 0  # cases (and input-split leaves) decided by bounds + BaB + MILP
     case: CaseStats = field(default_factory=CaseStats)  # their sum
+    bab: ActivationSplitStats = field(default_factory=ActivationSplitStats)
     split: InputSplitStats = field(default_factory=InputSplitStats)
 
     def summary(self) -> dict:
-        return {"relus": self.relus, "cases": self.cases, **self.case.summary(), "split": asdict(self.split)}
+        return {"relus": self.relus, "cases": self.cases, **self.case.summary(), **self.bab.summary(),
+                "split": asdict(self.split)}
 
 
 class _Graph:
@@ -74,14 +77,11 @@ class _Graph:
         self.options = options
         self.crown = bounds.prepare(lg, "numpy", options.bounds)
         self.chain = ChainView.of(lg, options.bounds.dense_max_elements)
-        self._split = None
 
-    @property
+    @functools.cached_property
     def split(self):
-        if self._split is None:
-            fits = dense_size(self.lg) <= self.options.bounds.dense_max_elements
-            self._split = bounds.prepare(self.lg, "torch", self.options.bounds) if fits else self.crown
-        return self._split
+        fits = dense_size(self.lg) <= self.options.bounds.dense_max_elements
+        return bounds.prepare(self.lg, "torch", self.options.bounds) if fits else self.crown
 
 
 def check(network, spec, deadline: float, options: Options) -> Outcome:
@@ -198,20 +198,27 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             lows = [bounds_.layers[k][0] for k in relu_inputs]
             ups = [bounds_.layers[k][1] for k in relu_inputs]
             deep = g.chain.n_relu >= 2
+            disjuncts = [(hs.A, hs.b) for hs in case.output]
+            so = options.activation_split
+
+            def replay(xs):
+                return try_points(network, spec, case, xs, ci, ENGINE, source="the minimiser of a ReLU-split domain's bound")
+
             # a first, short search on alpha-CROWN's bounds (most cases close here); then the
             # intermediate bounds are tightened by branch and bound and the search starts again
             now = time.monotonic()
             first = now + o.bab_quick_share * max(0.0, deadline - now) if deep else deadline
-            r = _bab_disjuncts(network, spec, case, ci, g.chain, lows, ups, open_d, first, cs, options)
-            if r is not None:
-                return r
-            if deep and open_d and not expired(deadline):
+            out = search_disjuncts(g.chain, region.lower, region.upper, lows, ups, disjuncts, open_d, first, replay, so, stats.bab)
+            if out is None and deep and open_d and not expired(deadline):
                 now = time.monotonic()
-                lows, ups = _tighten_chain(g.chain, region, lows, ups, now + o.tighten_share * max(0.0, deadline - now), cs,
-                                           options, out_A=np.vstack([case.output[d].A for d in open_d]))
-                r = _bab_disjuncts(network, spec, case, ci, g.chain, lows, ups, open_d, deadline, cs, options)
-                if r is not None:
-                    return r
+                lows, ups = tighten_chain(g.chain, region.lower, region.upper, lows, ups,
+                                          now + o.tighten_share * max(0.0, deadline - now), o.refine_iters, so,
+                                          options.bounds, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
+                out = search_disjuncts(g.chain, region.lower, region.upper, lows, ups, disjuncts, open_d, deadline, replay, so,
+                                       stats.bab, search=2)
+            if out is not None:
+                cs.witness_from = "bab"
+                return CaseResult(Verdict.SAT, outcome=out)
             if not open_d:
                 return CaseResult(Verdict.UNSAT, detail="every disjunct ruled out (bounds or ReLU-split branch and bound)")
             if expired(deadline):
@@ -221,105 +228,6 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
     finally:
         stats.cases += 1
         stats.case.add(cs)
-
-
-def _bab_disjuncts(network, spec, case, ci: int, chain, lows, ups, open_d: List[int], deadline: float, cs: CaseStats,
-                   options: Options) -> Optional[CaseResult]:
-    """Run `search.activation_split.SplitBaB` on the open disjuncts (in place: proven ones leave
-    `open_d`) with the pre-activation bounds (lows, ups) of the ReLU layers, in two passes like
-    the MILP: equal shares first, then the time left over, continuing each disjunct's tree where
-    pass 1 left it. A SAT CaseResult when a witness replays, else None (what is left open goes
-    to the MILP with the time that is left)."""
-    from ..search.activation_split import SplitBaB
-
-    region = case.region
-    latest: Dict[int, dict] = {}  # per disjunct, its search's statistics after its last run
-    earlier = list(cs.bab)  # runs of an earlier search of this case (before tightening)
-    t0 = time.monotonic()
-
-    def try_points_(xs):
-        return try_points(network, spec, case, xs, ci, ENGINE, source="the minimiser of a ReLU-split domain's bound")
-
-    given_up: List[int] = []
-    searches: Dict[int, SplitBaB] = {}
-    try:
-        for pass_no in (1, 2):
-            todo = [di for di in open_d if di not in given_up]
-            for pos, di in enumerate(todo):
-                if expired(deadline):
-                    break
-                hs = case.output[di]
-                left = len(todo) - pos
-                share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
-                if di not in searches:
-                    searches[di] = SplitBaB(chain, region.lower, region.upper, lows, ups, hs.A, hs.b, options.activation_split)
-                r = searches[di].run(min(deadline, time.monotonic() + share), try_points_)
-                latest[di] = {**r.stats, "disjunct": di, "status": r.status, "passes": pass_no, "search": 2 if earlier else 1}
-                cs.bab = earlier + list(latest.values())
-                if r.status == "sat":
-                    cs.witness_from = "bab"
-                    return CaseResult(Verdict.SAT, outcome=r.outcome)
-                if r.status == "proven":
-                    open_d.remove(di)
-                elif r.status == "unknown":
-                    given_up.append(di)
-                if r.status != "timeout":
-                    del searches[di]  # only an unfinished tree is kept (for pass 2)
-            if len(open_d) == len(given_up):
-                break
-        return None
-    finally:
-        cs.bab_s += time.monotonic() - t0
-
-
-def _tighten_chain(chain, region, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, cs: CaseStats,
-                   options: Options, out_A: Optional[np.ndarray] = None):
-    """Tighter pre-activation bounds of the ReLU layers 2.. of a chain: layer by layer, alpha-CROWN
-    again on the rows still unstable (the layers before are tighter now), then
-    `search.activation_split.tighten_rows` (branch and bound over the ReLUs before the layer) on
-    those rows, each layer with an equal share of the time left to `deadline`. New arrays, each the
-    intersection with the old bounds (every one of them widened by the margin rule, docs/exact.md §2).
-
-    With `out_A` (the rows of the disjuncts still open, stacked), the last ReLU layer's rows that
-    no disjunct's bound reads are left as they are: a lower bound of a.y reads neuron k's upper
-    chord only where (a W_L)_k < 0, and elsewhere its lower slope alone, which needs no bounds
-    (slope 1 or 0 is as good as knowing the neuron active or inactive)."""
-    from ..bounds.alpha_beta import optimised_rows
-    from ..search.activation_split import tighten_rows
-
-    t0 = time.monotonic()
-    lows = [np.array(v, np.float64) for v in lows]
-    ups = [np.array(v, np.float64) for v in ups]
-    st: dict = {}  # tighten_rows' counts (rounds, domains)
-    skipped = 0  # rows of the last layer no open disjunct reads
-    n = len(lows)
-    for j in range(1, n):
-        if expired(deadline):
-            break
-        rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
-        if j > 1 and rows.size:
-            rl, ru = optimised_rows(chain, region.lower, region.upper, lows, ups, j, rows, options.exact.refine_iters, deadline,
-                                    options.bounds, options.activation_split)
-            lows[j][rows] = np.maximum(lows[j][rows], rl)
-            ups[j][rows] = np.minimum(ups[j][rows], ru)
-            rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
-        if j == n - 1 and out_A is not None and rows.size:
-            lam = np.asarray(out_A, np.float64) @ chain.W[-1].numpy()
-            read = (lam[:, rows] < 0).any(axis=0)
-            skipped = int((~read).sum())
-            rows = rows[read]
-        if not rows.size:
-            continue
-        share = (deadline - time.monotonic()) / (n - j)
-        tl, tu = tighten_rows(chain, region.lower, region.upper, lows, ups, j, rows,
-                              min(deadline, time.monotonic() + share), st, options.activation_split)
-        lows[j][rows] = np.maximum(lows[j][rows], tl)
-        ups[j][rows] = np.minimum(ups[j][rows], tu)
-    cs.tighten_s += time.monotonic() - t0
-    cs.tighten_domains += int(st.get("domains", 0))
-    cs.unstable_tightened = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
-    cs.tighten_rows_skipped += skipped
-    return lows, ups
 
 
 def _sub_spec(spec, case, lower, upper, disjuncts=None):
@@ -333,28 +241,10 @@ def _sub_spec(spec, case, lower, upper, disjuncts=None):
 
 
 def _refiner(g: _Graph, region, deadline: float, lp_deadline: float, options: Options):
-    """For `bounds.region.compute_bounds`: alpha-CROWN bounds (`bounds.alpha_beta.optimised_rows`,
-    `ExactOptions.refine_iters` steps) of a layer's unstable rows when the graph is an
-    affine/ReLU chain and either the layer has at least `refine_min_rows` of them or the LP share
-    is spent (the LP is tighter, and on a few rows cheap enough); else None. Over the input box
-    (extra constraints G x <= h left out: valid, only weaker)."""
-    lg = g.lg
-    affine = [L.index for L in lg.layers if L.kind == "affine"]
-    relu_src = [L.source for L in lg.layers if L.kind == "relu"]
-    position = {k: j for j, k in enumerate(affine)}
+    """alpha-CROWN of a layer's unstable rows on chains (`bounds.alpha_beta.row_refiner`) with
+    `ExactOptions.refine_iters` steps, on layers with `refine_min_rows` of them or past the LP share."""
+    from ..bounds.alpha_beta import row_refiner
+
     o = options.exact
-
-    def refine(k, rows, layers):
-        if rows.size < o.refine_min_rows and time.monotonic() < lp_deadline:
-            return None
-        if g.chain is None:
-            return None
-        from ..bounds.alpha_beta import optimised_rows
-
-        j = position[k]
-        lows = [layers[s][0] for s in relu_src[:j]]
-        ups = [layers[s][1] for s in relu_src[:j]]
-        return optimised_rows(g.chain, region.lower, region.upper, lows, ups, j, rows, o.refine_iters, deadline,
-                              options.bounds, options.activation_split)
-
-    return refine
+    return row_refiner(g.chain, g.lg, region, deadline, lp_deadline, o.refine_iters, o.refine_min_rows, options.bounds,
+                       options.activation_split)

@@ -42,12 +42,6 @@ class CaseStats:
     disjuncts: int = 0
     disjuncts_by_bounds: int = 0  # disjuncts some row's bound refutes
     witness_from: str = ""  # lp | bab | milp
-    bab_s: float = 0.0  # ReLU-split branch and bound
-    bab: List[dict] = field(default_factory=list)  # one entry per disjunct search run
-    tighten_s: float = 0.0  # branch-and-bound tightening of intermediate bounds
-    tighten_domains: int = 0
-    tighten_rows_skipped: int = 0
-    unstable_tightened: List[int] = field(default_factory=list)  # per ReLU layer, after the tightening
     build_s: float = 0.0  # Pyomo model
     set_instance_s: float = 0.0  # ... handed to HiGHS
     solve_s: float = 0.0  # HiGHS
@@ -74,15 +68,11 @@ class CaseStats:
                 setattr(self, f.name, a + b)
 
     def summary(self) -> dict:
-        """Every field (lists of runs and solves as their counts and totals)."""
+        """Every field (the list of HiGHS solves as their count and nodes)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "bab":
-                if v:
-                    out.update(bab_runs=len(v), bab_domains=int(sum(r["domains"] for r in v)),
-                               bab_proven=sum(r["status"] == "proven" for r in v), bab_max_depth=max(r["max_depth"] for r in v))
-            elif f.name == "milp":
+            if f.name == "milp":
                 if v:
                     out.update(milp_solves=len(v), milp_nodes=int(sum(m["nodes"] for m in v)))
             elif isinstance(v, float):

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..bounds.alpha_beta import AlphaBeta
+from ..bounds.alpha_beta import AlphaBeta, optimised_rows
 from ..bounds.margin import refutes
-from ..options import ActivationSplitOptions
+from ..deadline import expired
+from ..options import ActivationSplitOptions, BoundsOptions
 
 
 @dataclass
@@ -280,3 +281,114 @@ class SplitBaB(AlphaBeta):
         if st["unresolved_leaves"]:
             return finish("unknown")
         return finish("proven")
+
+
+@dataclass
+class ActivationSplitStats:
+    """What the ReLU-split searches and tightenings of an engine run did."""
+
+    bab_s: float = 0.0
+    runs: List[dict] = field(default_factory=list)  # one entry per disjunct search (its last run)
+    tighten_s: float = 0.0
+    tighten_domains: int = 0
+    tighten_rows_skipped: int = 0  # last-layer rows no open disjunct reads
+    unstable_tightened: List[int] = field(default_factory=list)  # per ReLU layer, after the last tightening
+
+    def summary(self) -> dict:
+        out = {"bab_s": round(self.bab_s, 4), "tighten_s": round(self.tighten_s, 4), "tighten_domains": self.tighten_domains,
+               "tighten_rows_skipped": self.tighten_rows_skipped, "unstable_tightened": self.unstable_tightened}
+        if self.runs:
+            out.update(bab_runs=len(self.runs), bab_domains=int(sum(r["domains"] for r in self.runs)),
+                       bab_proven=sum(r["status"] == "proven" for r in self.runs),
+                       bab_max_depth=max(r["max_depth"] for r in self.runs))
+        return out
+
+
+def search_disjuncts(chain, lo, hi, lows, ups, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
+                     deadline: float, try_points: Callable, options: ActivationSplitOptions, stats: ActivationSplitStats,
+                     search: int = 1):
+    """`SplitBaB` on the open disjuncts (`disjuncts[d]` = (A, b); in place: proven ones leave
+    `open_d`) with the pre-activation bounds (lows, ups) of the ReLU layers, in two passes: equal
+    shares first, then the time left over, continuing each disjunct's tree where pass 1 left it.
+    The sat outcome `try_points` returned, else None (what is left open is the caller's)."""
+    latest: Dict[int, dict] = {}
+    t0 = time.monotonic()
+    given_up: List[int] = []
+    searches: Dict[int, SplitBaB] = {}
+    try:
+        for pass_no in (1, 2):
+            todo = [di for di in open_d if di not in given_up]
+            for pos, di in enumerate(todo):
+                if expired(deadline):
+                    break
+                A, b = disjuncts[di]
+                left = len(todo) - pos
+                share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
+                if di not in searches:
+                    searches[di] = SplitBaB(chain, lo, hi, lows, ups, A, b, options)
+                r = searches[di].run(min(deadline, time.monotonic() + share), try_points)
+                entry = latest.get(di)
+                if entry is None:  # one entry per disjunct and search, kept up to date
+                    entry = latest[di] = {}
+                    stats.runs.append(entry)
+                entry.clear()
+                entry.update({**r.stats, "disjunct": di, "status": r.status, "passes": pass_no, "search": search})
+                if r.status == "sat":
+                    return r.outcome
+                if r.status == "proven":
+                    open_d.remove(di)
+                elif r.status == "unknown":
+                    given_up.append(di)
+                if r.status != "timeout":
+                    del searches[di]  # only an unfinished tree is kept (for pass 2)
+            if len(open_d) == len(given_up):
+                break
+        return None
+    finally:
+        stats.bab_s += time.monotonic() - t0
+
+
+def tighten_chain(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, refine_iters: int,
+                  options: ActivationSplitOptions, bounds_options: BoundsOptions, stats: ActivationSplitStats,
+                  out_A: Optional[np.ndarray] = None):
+    """Tighter pre-activation bounds of the ReLU layers 2.. of a chain over the box [lo, hi]: layer
+    by layer, alpha-CROWN again (`refine_iters` steps) on the rows still unstable (the layers before
+    are tighter now), then `tighten_rows` (branch and bound over the ReLUs before the layer) on
+    those rows, each layer with an equal share of the time left to `deadline`. New arrays, each the
+    intersection with the old bounds (every one of them widened by the margin rule).
+
+    With `out_A` (the rows of the disjuncts still open, stacked), the last ReLU layer's rows that
+    no disjunct's bound reads are left as they are: a lower bound of a.y reads neuron k's upper
+    chord only where (a W_L)_k < 0, and elsewhere its lower slope alone, which needs no bounds
+    (slope 1 or 0 is as good as knowing the neuron active or inactive)."""
+    t0 = time.monotonic()
+    lows = [np.array(v, np.float64) for v in lows]
+    ups = [np.array(v, np.float64) for v in ups]
+    st: dict = {}  # tighten_rows' counts (rounds, domains)
+    skipped = 0
+    n = len(lows)
+    for j in range(1, n):
+        if expired(deadline):
+            break
+        rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
+        if j > 1 and rows.size:
+            rl, ru = optimised_rows(chain, lo, hi, lows, ups, j, rows, refine_iters, deadline, bounds_options, options)
+            lows[j][rows] = np.maximum(lows[j][rows], rl)
+            ups[j][rows] = np.minimum(ups[j][rows], ru)
+            rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
+        if j == n - 1 and out_A is not None and rows.size:
+            lam = np.asarray(out_A, np.float64) @ chain.W[-1].numpy()
+            read = (lam[:, rows] < 0).any(axis=0)
+            skipped = int((~read).sum())
+            rows = rows[read]
+        if not rows.size:
+            continue
+        share = (deadline - time.monotonic()) / (n - j)
+        tl, tu = tighten_rows(chain, lo, hi, lows, ups, j, rows, min(deadline, time.monotonic() + share), st, options)
+        lows[j][rows] = np.maximum(lows[j][rows], tl)
+        ups[j][rows] = np.minimum(ups[j][rows], tu)
+    stats.tighten_s += time.monotonic() - t0
+    stats.tighten_domains += int(st.get("domains", 0))
+    stats.unstable_tightened = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
+    stats.tighten_rows_skipped += skipped
+    return lows, ups

@@ -10,6 +10,7 @@ just outside the property's own region.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
@@ -18,6 +19,13 @@ from ..deadline import expired
 from ..options import AttackOptions
 from ..results import Outcome, sat_outcome
 from ..spec.model import Case, InputRegion
+
+@dataclass
+class FalsifyStats:
+    samples: int = 0  # sampled inputs evaluated in ONNX Runtime
+    pgd_steps: int = 0  # PGD steps (each over all restarts at once)
+    replays: int = 0  # candidates replayed on the original model
+
 
 def snap_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, dtype, region: Optional[InputRegion] = None) -> np.ndarray:
     """Cast x to `dtype` and nudge values that rounding pushed outside [lower, upper] back inside.
@@ -71,18 +79,18 @@ def _violation(case: Case, y: np.ndarray) -> np.ndarray:
     return np.stack([hs.violation(y) for hs in case.output], axis=1)
 
 
-def _try_candidates(network, spec, xs: np.ndarray, scores: np.ndarray, limit: int, stats: dict) -> Optional[Outcome]:
+def _try_candidates(network, spec, xs: np.ndarray, scores: np.ndarray, limit: int, stats: FalsifyStats) -> Optional[Outcome]:
     """Replay the `limit` best-scoring candidates; the first confirmed one becomes the sat outcome."""
     order = np.argsort(scores)[:limit]
     for i in order:
-        stats["replays"] = stats.get("replays", 0) + 1
+        stats.replays += 1
         out = sat_outcome(network, spec, xs[i], engine="attack")
         if out is not None:
             return out
     return None
 
 
-def random_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator, stats: dict):
+def random_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator, stats: FalsifyStats):
     """Sample every case; returns (sat Outcome or None, per-case best score)."""
     n_cases = len(spec.cases)
     per_case = max(8, min(options.samples, (options.samples * 4) // max(1, n_cases)))
@@ -98,7 +106,7 @@ def random_search(network, spec, deadline: float, options: AttackOptions, rng: n
         if not sum(sizes):
             continue
         ys = network.evaluate(np.concatenate(pts, axis=0)).astype(np.float64)
-        stats["samples"] = stats.get("samples", 0) + int(sum(sizes))
+        stats.samples += int(sum(sizes))
         off = 0
         for j, (case, p) in enumerate(zip(cases, pts)):
             y = ys[off:off + p.shape[0]]
@@ -116,7 +124,7 @@ def random_search(network, spec, deadline: float, options: AttackOptions, rng: n
 
 
 def pgd_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator,
-               case_order: List[int], stats: dict) -> Optional[Outcome]:
+               case_order: List[int], stats: FalsifyStats) -> Optional[Outcome]:
     """Projected sign-gradient descent on each disjunct's violation, restarts spread over disjuncts.
 
     `spec` must have every disjunct padded to one row count (`padded_spec`)."""
@@ -152,7 +160,7 @@ def pgd_search(network, spec, deadline: float, options: AttackOptions, rng: np.r
             margins = torch.einsum("rmo,ro->rm", Aw, y) - bw
             loss_each = margins.max(dim=1).values
             grad, = torch.autograd.grad(loss_each.sum(), x)
-            stats["pgd_steps"] = stats.get("pgd_steps", 0) + 1
+            stats.pgd_steps += 1
             with torch.no_grad():
                 good = np.flatnonzero(loss_each.detach().numpy() <= 0)
                 if good.size:

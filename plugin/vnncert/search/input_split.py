@@ -36,7 +36,7 @@ from ..bounds.crown import BoxState
 from ..deadline import expired, remaining
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
-from .falsify import padded_spec, pgd_search
+from .falsify import FalsifyStats, padded_spec, pgd_search
 
 
 @dataclass
@@ -170,11 +170,12 @@ class InputSplit:
 
     def _pgd(self, lo, hi, alive) -> Optional[Outcome]:
         """The falsifier's PGD on the few open boxes whose centres come closest to the unsafe set."""
+        from ..errors import VnncertError
         from ..spec.model import Case, InputRegion, Spec
 
         try:
             self.network.torch_module()
-        except Exception:  # no torch module for this network: candidates only
+        except VnncertError:  # no torch conversion of an op of the network: candidates only
             return None
         k = min(self.o.pgd_boxes, lo.shape[0])
         pick = np.argsort(self._violation((lo + hi) / 2))[:k]
@@ -189,7 +190,7 @@ class InputSplit:
 
         self.stats.pgd_calls += 1
         out = pgd_search(self.network, sub, self.deadline, replace(o, pgd_restarts=self.o.pgd_restarts, pgd_steps=self.o.pgd_steps),
-                         self.rng, list(range(len(cases))), {})
+                         self.rng, list(range(len(cases))), FalsifyStats())
         if out is None:
             return None
         return sat_outcome(self.network, self.spec, out.counterexample[0], engine=self.engine,
