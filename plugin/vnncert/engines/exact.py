@@ -48,7 +48,6 @@ from ..deadline import expired
 from ..milp.case import CaseResult, CaseStats, bound_case, milp_disjuncts, record_bounds, region_empty, try_points
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
-from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_chain
 from ..search.input_split import InputSplitStats, split_case
 
 ENGINE = "exact"
@@ -59,12 +58,12 @@ class ExactStats:
     relus: int = 0
     cases: int = 0  # cases (and input-split leaves) decided by bounds + BaB + MILP
     case: CaseStats = field(default_factory=CaseStats)  # their sum
-    bab: ActivationSplitStats = field(default_factory=ActivationSplitStats)
+    bab: "ActivationSplitStats" = None  # made when a ReLU-split search runs (it imports torch)
     split: InputSplitStats = field(default_factory=InputSplitStats)
 
     def summary(self) -> dict:
-        return {"relus": self.relus, "cases": self.cases, **self.case.summary(), **self.bab.summary(),
-                "split": asdict(self.split)}
+        return {"relus": self.relus, "cases": self.cases, **self.case.summary(),
+                **(self.bab.summary() if self.bab is not None else {}), "split": asdict(self.split)}
 
 
 class _Graph:
@@ -194,6 +193,10 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
         if sum(bounds_.unstable) >= o.bab_min_unstable and g.chain is not None:
+            from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_chain
+
+            if stats.bab is None:
+                stats.bab = ActivationSplitStats()
             relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
             lows = [bounds_.layers[k][0] for k in relu_inputs]
             ups = [bounds_.layers[k][1] for k in relu_inputs]
