@@ -1,6 +1,6 @@
 """vnncert: VNN-COMP / VNN-LIB neural-network verification with exact, relaxed and probabilistic engines.
 
-Public surface: `verify`, `load_spec`, `load_network`, `Outcome`, `Verdict`, `Options`.
+Public surface: `verify`, `verify_query`, `load_spec`, `load_network`, `Outcome`, `Verdict`, `Options`.
 """
 __version__ = "0.1.0"
 
@@ -34,6 +34,15 @@ def verify(*args, **kwargs):
 verify.__doc__ = "See vnncert.api.verify."
 
 
+def verify_query(*args, **kwargs):
+    from .api import verify_query as _verify_query
+
+    return _verify_query(*args, **kwargs)
+
+
+verify_query.__doc__ = "See vnncert.api.verify_query: a VNN-LIB 2.0 query over several named networks."
+
+
 def load_spec(path, network=None, n_inputs=None, n_outputs=None):
     """Parse a VNN-LIB property (1.0 or 2.0, `.gz` accepted) into a `Spec`; with a loaded `network`
     it is checked against the model's inputs and outputs (`Network.signature`)."""
@@ -50,5 +59,5 @@ def load_network(path, threads=0):
     return _load(path, threads=threads)
 
 
-__all__ = ["verify", "load_spec", "load_network", "Outcome", "Verdict", "Certificate", "Options",
+__all__ = ["verify", "verify_query", "load_spec", "load_network", "Outcome", "Verdict", "Certificate", "Options",
            "VnncertError", "SpecError", "NetworkError", "UnsupportedOperator", "__version__"]

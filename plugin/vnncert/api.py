@@ -1,14 +1,18 @@
-"""The small Python API (`verify`, `load_spec`, `load_network`, `Outcome`) and the one verify pipeline.
+"""The small Python API (`verify`, `verify_query`, `load_problem`, `load_spec`, `load_network`,
+`Outcome`) and the one verify pipeline.
 
-`run_query` is the supervised-verify function both command-line forms and `vnncert.verify` call:
-argument checks, the deadline, the killable child process, the mapping of what came back to an
-Outcome. `check_arguments` is the one check of the arguments they share.
+`run_query` is the supervised-verify function both command-line forms, `vnncert.verify` and
+`vnncert.verify_query` call: argument checks, the deadline, the killable child process, the
+mapping of what came back to an Outcome. `check_arguments` is the one check of the arguments they
+share. `load_problem` is how a query and its models become one network and one normal form
+(several networks, several inputs and outputs, hidden nodes: network/compose.py).
 """
 from __future__ import annotations
 
 import math
+import os
 import time
-from typing import Optional
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 from .deadline import deadline_from_start, remaining
 from .errors import VnncertError
@@ -16,22 +20,90 @@ from .options import Options, apply_threads
 from .results import Outcome, Verdict
 
 
-def solve(model: str, prop: str, options: Options, deadline: float) -> Outcome:
-    """Load, parse and route one query in this process. Bad input becomes Outcome(error)."""
-    from . import router
+Models = Union[str, Mapping[str, str]]  # one model file, or declared network name -> model file
+
+
+def check_network_mapping(declared, given: Mapping[str, str], query: str) -> None:
+    """Standard error condition 1: exactly one model per declared network not declared `equal-to`.
+    `declared` is [(network name, the network it is equal-to or None)]; ValueError otherwise."""
+    equal_to = dict(declared)
+    for name in given:
+        if name not in equal_to:
+            names = ", ".join(n for n, _ in declared)
+            raise ValueError(f"--network {name}=...: {query} declares no network {name!r} (it declares {names})")
+        if equal_to[name] is not None:
+            raise ValueError(f"--network {name}=...: {query} declares {name!r} equal-to {equal_to[name]!r}, "
+                             f"so it takes no model of its own")
+    for name, eq in declared:
+        if eq is None and name not in given:
+            raise ValueError(f"no model for network {name!r} declared in {query}: give --network {name}=FILE.onnx")
+
+
+def model_map(query, model: Models) -> Dict[str, str]:
+    """Declared network name -> model file for a parsed 2.0 query (`spec.vnnlib2.Query`): `model` is
+    a mapping (checked: `check_network_mapping`) or one file for the one network needing a model."""
+    need = query.networks_needing_models()
+    if isinstance(model, str):
+        if len(need) != 1:
+            raise ValueError(f"{query.where} declares {len(need)} networks that need a model ({', '.join(need)}); "
+                             f"one model file was given: name each, `vnncert verify QUERY --network NAME=FILE ...` "
+                             f"or vnncert.verify_query(query, networks={{NAME: FILE, ...}})")
+        return {need[0]: model}
+    given = dict(model)
+    check_network_mapping([(n.name, n.equal_to) for n in query.networks], given, query.where)
+    return given
+
+
+def load_problem(model: Models, prop: str, threads: int = 0):
+    """(network, spec) for a property and its model(s): the network the engines run on and the
+    normal form over its flat input and output.
+
+    A VNN-LIB 1.0 property takes one model (a file, or a mapping with one entry); a 2.0 query one
+    model per declared network not declared `equal-to` another (a mapping by declared name; one
+    file when one network needs a model). What the query needs beyond one network's input box and
+    outputs (several networks, inputs or outputs, hidden nodes, comparisons across them,
+    arithmetic) makes the network a `ComposedNetwork` (network/compose.py); its witnesses are
+    replayed on the original files. Errors are VnncertError (bad files, bad queries) or
+    ValueError (a mapping that does not match the query)."""
     from .network import load_network
-    from .spec import load_spec
+    from .network.compose import load_model_file, network_for
+    from .spec import detect_version, parse_spec, read_text
+
+    text = read_text(prop)
+    where = os.path.basename(prop)
+    if detect_version(text) != "2.0":
+        if not isinstance(model, str):
+            if len(model) != 1:
+                raise ValueError(f"{where} is a VNN-LIB 1.0 property (one network): give exactly one model, got "
+                                 f"{len(model)}")
+            model = next(iter(model.values()))
+        network = load_network(model, threads=threads)
+        return network, parse_spec(text, where=where, signature=network.signature)
+    from .spec.vnnlib2 import parse_vnnlib2, read_declarations
+
+    q = read_declarations(text, where)
+    files = {name: load_model_file(path) for name, path in model_map(q, model).items()}
+    spec = parse_vnnlib2(text, where, signatures={name: f.signature for name, f in files.items()}, query=q)
+    return network_for(spec.composition, files, threads=threads, real=q.real), spec
+
+
+def solve(model: Models, prop: str, options: Options, deadline: float) -> Outcome:
+    """Load, parse and route one query in this process. Bad input becomes Outcome(error). A
+    composed network's witness is reported as the declared variables: every declared input in
+    declaration order, then the declared hidden nodes and outputs (`ComposedNetwork.declared`)."""
+    from . import router
 
     t0 = time.monotonic()
     try:
         apply_threads(options.threads)
-        network = load_network(model, threads=options.threads)
-        spec = load_spec(prop, signature=network.signature)
+        network, spec = load_problem(model, prop, threads=options.threads)
         if remaining(deadline) <= 0:
             return Outcome(Verdict.TIMEOUT, engine="load", seconds=time.monotonic() - t0, detail="deadline reached while loading")
         out = router.run(network, spec, options, deadline)
-    except VnncertError as e:
+    except (VnncertError, ValueError) as e:
         return Outcome(Verdict.ERROR, engine="load", seconds=time.monotonic() - t0, detail=str(e))
+    if out.counterexample is not None and hasattr(network, "declared"):
+        out.counterexample = network.declared(*out.counterexample)
     out.stats = {**(out.stats or {}), "load_seconds": round(time.monotonic() - t0 - out.seconds, 6)}
     return out
 
@@ -53,14 +125,54 @@ def verify(model: str, prop: str, mode: str = "auto", timeout: Optional[float] =
     return run_query(model, prop, options, timeout, since=since, isolate=isolate)
 
 
+def verify_query(query: str, networks: Models, mode: str = "auto", timeout: Optional[float] = None, seed: int = 0,
+                 threads: int = 0, isolate: bool = False, **option_fields) -> Outcome:
+    """Answer a VNN-LIB 2.0 query over its networks: `networks` maps each declared network not
+    declared `equal-to` another to its ONNX file (`{"teacher": "t.onnx", "student": "s.onnx"}`),
+    as `vnncert verify QUERY --network NAME=FILE ...` does. The rest is `verify`'s. For `sat` the
+    counterexample is (every declared input in declaration order, the declared hidden nodes and
+    outputs in declaration order), flat; `named_assignment` splits it by variable."""
+    return verify(networks if not isinstance(networks, str) else networks, query, mode=mode, timeout=timeout,
+                  seed=seed, threads=threads, isolate=isolate, **option_fields)
+
+
+def named_assignment(outcome: Outcome, query: str) -> Dict[str, "np.ndarray"]:
+    """A sat outcome's counterexample as {declared variable: values in its declared shape}, in
+    declaration order (a VNN-LIB 1.0 property: X_i and Y_j scalars)."""
+    import numpy as np
+
+    from .spec import detect_version, read_text
+    from .spec.vnnlib2 import read_declarations
+
+    if outcome.counterexample is None:
+        raise ValueError("the outcome has no counterexample")
+    x, y = (np.asarray(v).reshape(-1) for v in outcome.counterexample)
+    text = read_text(query)
+    if detect_version(text) != "2.0":
+        return {**{f"X_{i}": x[i:i + 1] for i in range(x.size)}, **{f"Y_{j}": y[j:j + 1] for j in range(y.size)}}
+    out: Dict[str, np.ndarray] = {}
+    ox = oy = 0
+    for d in read_declarations(text, os.path.basename(query)).declarations:
+        if d.kind == "input":
+            out[d.name] = x[ox:ox + d.size].reshape(d.shape)
+            ox += d.size
+        else:
+            out[d.name] = y[oy:oy + d.size].reshape(d.shape)
+            oy += d.size
+    if ox != x.size or oy != y.size:
+        raise ValueError(f"the counterexample has {x.size} + {y.size} values; {query} declares {ox} + {oy}")
+    return out
+
+
 ENGINE_MARGIN = 0.3  # seconds the engines stop before the hard deadline, to answer cleanly
 
 
-def run_query(model: str, prop: str, options: Options, timeout: Optional[float] = None, *,
+def run_query(model: Models, prop: str, options: Options, timeout: Optional[float] = None, *,
               since: Optional[float] = None, isolate: bool = True, child_stdout: str = "stderr",
               quiet_warnings: bool = False) -> Outcome:
     """Answer one query under one deadline: the one verify pipeline behind both `vnncert verify`
-    forms (VNN-COMP and VNN-LIB 2.0) and `vnncert.verify`.
+    forms (VNN-COMP and VNN-LIB 2.0), `vnncert.verify` and `vnncert.verify_query`. `model` is one
+    model file or a mapping from declared network names to files (`load_problem`).
 
     1. The options and the timeout are checked (`check_options`); a bad one gives Outcome(error)
        naming the argument the way the command line spells it.

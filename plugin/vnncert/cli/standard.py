@@ -209,21 +209,6 @@ def _network_map(pairs: Sequence[str]) -> Dict[str, str]:
     return out
 
 
-def check_network_mapping(declared: Sequence[Tuple[str, Optional[str]]], given: Dict[str, str], query: str) -> None:
-    """Standard error condition 1: exactly one model per declared network not declared `equal-to`."""
-    equal_to = dict(declared)
-    for name in given:
-        if name not in equal_to:
-            names = ", ".join(n for n, _ in declared)
-            raise ValueError(f"--network {name}=...: {query} declares no network {name!r} (it declares {names})")
-        if equal_to[name] is not None:
-            raise ValueError(f"--network {name}=...: {query} declares {name!r} equal-to {equal_to[name]!r}, "
-                             f"so it takes no model of its own")
-    for name, eq in declared:
-        if eq is None and name not in given:
-            raise ValueError(f"no model for network {name!r} declared in {query}: give --network {name}=FILE.onnx")
-
-
 def _declarations_1_0(text: str, n_inputs: int, n_outputs: int):
     """A 1.0 query's variables in declaration order: scalar `Real` constants X_i / Y_j."""
     from ..spec.vnnlib2 import Declaration
@@ -237,21 +222,30 @@ def _declarations_1_0(text: str, n_inputs: int, n_outputs: int):
 def assignment_arrays(decls, x, y) -> List[Tuple[object, object]]:
     """[(declaration, values in row-major order)] from the flat witness (x, y), declaration order kept.
 
-    A 2.0 declaration is the whole input or output tensor; a 1.0 declaration (network "") is the
-    scalar X_i / Y_j.
+    A 2.0 witness is every declared input in declaration order (x) and every declared hidden node
+    and output in declaration order (y): each declaration takes the next values of its vector. A
+    1.0 declaration (network "") is the scalar X_i / Y_j.
     """
     import numpy as np
 
+    x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
     out = []
+    at = {"x": 0, "y": 0}
     for d in decls:
-        flat = x if d.kind == "input" else y
+        which = "x" if d.kind == "input" else "y"
+        flat = x if which == "x" else y
         if d.network == "":
             i = int(d.name[2:])
-            flat = flat[i:i + 1]
-        vals = np.asarray(flat).reshape(-1)
+            vals = flat[i:i + 1]
+        else:
+            vals = flat[at[which]:at[which] + d.size]
+            at[which] += d.size
         if vals.size != d.size:
             raise ValueError(f"witness has {vals.size} values for {d.name}, which is declared with {d.size}")
         out.append((d, vals))
+    if decls and decls[0].network != "" and (at["x"], at["y"]) != (x.size, y.size):
+        raise ValueError(f"witness has {x.size} input and {y.size} output values; the query declares "
+                         f"{at['x']} and {at['y']}")
     return out
 
 
@@ -296,7 +290,7 @@ def serialise_assignment(folder: str, decls, x, y, protect: Sequence[str] = ()) 
 
 
 def cmd_verify(args: Sequence[str]) -> int:
-    from ..api import check_options, run_query
+    from ..api import check_options, model_map, run_query
     from ..errors import VnncertError
     from ..options import Options
     from ..outputs import check_distinct, check_folder_writable
@@ -317,13 +311,14 @@ def cmd_verify(args: Sequence[str]) -> int:
         text = read_text(a.query)
         where = os.path.basename(a.query)
         if detect_version(text) == "2.0":
-            from ..spec.vnnlib2 import read_query
+            from ..spec.vnnlib2 import read_declarations
 
-            q = read_query(text, where)
+            q = read_declarations(text, where)
             for w in q.warnings:
                 print(f"{NAME}: {w}", file=sys.stderr)
-            check_network_mapping([(n.name, n.equal_to) for n in q.networks], given, where)
-            model = given[q.networks_needing_models()[0]] if q.networks_needing_models() else None
+            model = model_map(q, given)
+            if not model:
+                raise ValueError(f"{where}: no network needs a model")
             decls = q.declarations
         else:  # a 1.0 property has no network declaration: exactly one model, under any name
             if len(given) != 1:
@@ -331,8 +326,6 @@ def cmd_verify(args: Sequence[str]) -> int:
                                  f"--network NAME=FILE.onnx, got {len(given)}")
             model = next(iter(given.values()))
             decls = None
-        if model is None:
-            raise ValueError(f"{where}: no network needs a model")
         if a.serialise:  # before any work: the folder takes files, and none of them is an input
             check_folder_writable("--serialise-assignments", a.serialise)
             inputs = [("query", a.query)] + [(f"network {n}", f) for n, f in given.items()]
@@ -359,7 +352,7 @@ def cmd_verify(args: Sequence[str]) -> int:
         decls = _declarations_1_0(text, x.size, y.size)
     try:
         if a.serialise:
-            serialise_assignment(a.serialise, decls, x, y, protect=[a.query, model])
+            serialise_assignment(a.serialise, decls, x, y, protect=[a.query] + list(given.values()))
             body = ""
         else:
             body = format_assignment(decls, x, y)

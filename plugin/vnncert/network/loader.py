@@ -1,13 +1,15 @@
 """ONNX file -> `Network`: checked model, shapes, op inventory, batched ONNX Runtime evaluation.
 
-Validation happens once, here, the same for every engine and mode: the protobuf parses, the
-ONNX checker accepts it, exactly one real input and one output, neither declared with a 0 dim,
-every floating-point constant finite, and ONNX Runtime creates a session on it and runs it once
-on a zero input (its reason, one line, otherwise). Each failure is a `NetworkError`.
+Validation happens once, here, the same for every engine and mode (`ModelFile`): the protobuf
+parses, the ONNX checker accepts it, no input or output is declared with a 0 dim, every
+floating-point constant is finite; `Network` then takes a model with exactly one real input and
+one output, and ONNX Runtime creates a session on it and runs it once on a zero input (its
+reason, one line, otherwise). Each failure is a `NetworkError`. A model with several inputs or
+outputs, and everything a VNN-LIB 2.0 query composes (hidden nodes, several networks), becomes
+one `Network` in network/compose.py (`load_network` there picks).
 
 Conventions (docs/formats.md, "Our conventions"): symbolic dims count as 1, a fixed leading dim is
-part of the shape, initializers listed as graph inputs are not inputs, and a model with more
-than one real input or output is a clear error.
+part of the shape, initializers listed as graph inputs are not inputs.
 """
 from __future__ import annotations
 
@@ -22,7 +24,11 @@ from ..errors import NetworkError
 from ..files import read_maybe_gzip
 
 _ONNX_TO_NUMPY = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64}
-_ONNX_TYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 6: "int32", 7: "int64", 16: "bfloat16"}
+# TensorProto element types -> the standard's names (ONNX "Set 1", as VNN-LIB 2.0 spells them)
+_ONNX_TYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+                    10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128",
+                    16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz", 19: "float8e5m2", 20: "float8e5m2fnuz",
+                    21: "uint4", 22: "int4", 23: "float4e2m1"}
 # TensorProto float types: FLOAT, FLOAT16, DOUBLE, BFLOAT16, the FLOAT8 and FLOAT4 kinds
 _FLOAT_TYPES = {1, 10, 11, 16, 17, 18, 19, 20, 23}
 
@@ -142,16 +148,27 @@ def _dims(value_info) -> Tuple[Tuple[int, ...], List[bool]]:
     return tuple(dims), symbolic
 
 
-class Network:
-    """A loaded ONNX model. Engines use `evaluate` (batched) and `replay` (the original file, one input)."""
+def _tensor_signature(value_info):
+    from ..signature import TensorSignature
 
-    def __init__(self, path: str, model_bytes: bytes, threads: int = 0):
+    shape, symbolic = _dims(value_info)
+    elem = value_info.type.tensor_type.elem_type
+    return TensorSignature(value_info.name, shape, _ONNX_TYPE_NAMES.get(elem, str(elem)), tuple(symbolic))
+
+
+class ModelFile:
+    """A checked ONNX model file, with any number of inputs and outputs: the protobuf parses, the
+    ONNX checker accepts it, no input or output is declared with a 0 dim, every floating-point
+    constant is finite. `inputs` / `outputs` are its real inputs (initializers listed as inputs
+    are not inputs) and its outputs, in the graph's order, as `TensorSignature`s. `Network`
+    builds on it (exactly one input and one output); network/compose.py composes several."""
+
+    def __init__(self, path: str, model_bytes: bytes, name: Optional[str] = None):
         import onnx
 
         self.path = path
-        self.name = os.path.basename(path)
-        self.threads = int(threads)
-        self._bytes = model_bytes
+        self.name = name or os.path.basename(path)
+        self.bytes = model_bytes
         try:
             model = onnx.load_from_string(model_bytes)
         except Exception as e:  # protobuf's DecodeError and friends
@@ -164,35 +181,102 @@ class Network:
         self.model = model
         graph = model.graph
         inits = {i.name for i in graph.initializer}
-        real_inputs = [i for i in graph.input if i.name not in inits]
-        if len(real_inputs) != 1:
-            names = ", ".join(i.name for i in real_inputs) or "none"
-            raise NetworkError(f"{self.name}: model has {len(real_inputs)} real inputs ({names}); exactly one is supported")
+        self.input_infos = [i for i in graph.input if i.name not in inits]
+        self.output_infos = list(graph.output)
+        if not self.input_infos:
+            raise NetworkError(f"{self.name}: model has no real input (every graph input is an initializer)")
+        for what, infos in (("input", self.input_infos), ("output", self.output_infos)):
+            for vi in infos:
+                if _zero_dims(vi):
+                    raise NetworkError(f"{self.name}: {what} {vi.name!r} has shape {_declared(vi)}: no elements to verify")
+        self.inputs = tuple(_tensor_signature(vi) for vi in self.input_infos)
+        self.outputs = tuple(_tensor_signature(vi) for vi in self.output_infos)
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        bad = non_finite_constant(model)
+        if bad:
+            raise NetworkError(f"{self.name}: {bad}; the weights of a network to verify must be finite")
+
+    @property
+    def signature(self):
+        """The inputs and outputs as a `vnncert.signature.Signature`."""
+        from ..signature import Signature
+
+        return Signature(self.inputs, self.outputs, self.name)
+
+    def input_dtype(self, k: int) -> np.dtype:
+        """The numpy dtype of input k (float32/float64/float16; NetworkError otherwise)."""
+        elem = self.input_infos[k].type.tensor_type.elem_type
+        if elem not in (1, 10, 11):
+            raise NetworkError(f"{self.name}: input {self.input_infos[k].name!r} has element type "
+                               f"{_ONNX_TYPE_NAMES.get(elem, elem)}, which is not supported (float32/float64/float16 are)")
+        return np.dtype(_ONNX_TO_NUMPY[elem])
+
+
+def session_options(threads: int):
+    """ONNX Runtime session options: `threads` intra-op threads (0: its default), its log silenced."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads > 0:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.log_verbosity_level = 0
+    return so
+
+
+def make_session(name: str, model_bytes: bytes, threads: int):
+    """An ONNX Runtime CPU session on `model_bytes`; NetworkError with ORT's reason, one line."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(model_bytes, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise NetworkError(f"{name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
+
+
+def run_quietly(session, outputs, feeds):
+    """session.run with ONNX Runtime's own log silenced (its failure is the caller's to word)."""
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.log_severity_level = 4
+    return session.run(outputs, feeds, opts)
+
+
+class Network:
+    """A loaded ONNX model with one input and one output (docs/formats.md; a model with several is
+    composed into one of these by `network/compose.py`). Engines use `evaluate` (batched) and
+    `replay` (the original file, one input)."""
+
+    def __init__(self, path: str, model_bytes: bytes, threads: int = 0, model_file: Optional[ModelFile] = None):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.threads = int(threads)
+        self._bytes = model_bytes
+        mf = model_file if model_file is not None else ModelFile(path, model_bytes, self.name)
+        self.model = model = mf.model
+        graph = model.graph
+        if len(mf.input_infos) != 1:
+            names = ", ".join(i.name for i in mf.input_infos)
+            raise NetworkError(f"{self.name}: model has {len(mf.input_infos)} real inputs ({names}); this loader takes "
+                               f"exactly one (vnncert.network.load_network composes the others)")
         if len(graph.output) != 1:
-            raise NetworkError(f"{self.name}: model has {len(graph.output)} outputs; exactly one is supported")
-        self.input_info = real_inputs[0]
+            raise NetworkError(f"{self.name}: model has {len(graph.output)} outputs; this loader takes exactly one "
+                               f"(vnncert.network.load_network composes the others)")
+        self.input_info = mf.input_infos[0]
         self.output_info = graph.output[0]
-        for what, vi in (("input", self.input_info), ("output", graph.output[0])):
-            if _zero_dims(vi):
-                raise NetworkError(f"{self.name}: {what} {vi.name!r} has shape {_declared(vi)}: no elements to verify")
         self.input_name = self.input_info.name
         self.output_name = self.output_info.name
         self.input_shape, self._in_symbolic = _dims(self.input_info)
         self.output_shape, self._out_symbolic = _dims(self.output_info)
-        elem = self.input_info.type.tensor_type.elem_type
-        if elem not in (1, 10, 11):
-            raise NetworkError(f"{self.name}: input element type {_ONNX_TYPE_NAMES.get(elem, elem)} is not supported (float32/float64/float16 are)")
-        self.input_dtype = np.dtype(_ONNX_TO_NUMPY[elem])
-        self.input_type_name = _ONNX_TYPE_NAMES[elem]
-        out_elem = self.output_info.type.tensor_type.elem_type
-        self.output_type_name = _ONNX_TYPE_NAMES.get(out_elem, str(out_elem))
+        self.input_dtype = mf.input_dtype(0)
+        self.input_type_name = mf.inputs[0].element_type
+        self.output_type_name = mf.outputs[0].element_type
         self.n_inputs = int(np.prod(self.input_shape))
         self.n_outputs = int(np.prod(self.output_shape))
-        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        self.opset = mf.opset
         self.ops = sorted({n.op_type for n in graph.node})
-        bad = non_finite_constant(model)
-        if bad:
-            raise NetworkError(f"{self.name}: {bad}; the weights of a network to verify must be finite")
         self._batched_session = None
         self._batched_bytes: Optional[bytes] = None
         self._batch_mode: Optional[str] = None
@@ -204,34 +288,17 @@ class Network:
 
     # ---- ONNX Runtime --------------------------------------------------------------------------
     def _session_options(self):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        if self.threads > 0:
-            so.intra_op_num_threads = self.threads
-            so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        so.log_verbosity_level = 0
-        return so
+        return session_options(self.threads)
 
     def _make_session(self, model_bytes: bytes):
-        import onnxruntime as ort
-
-        try:
-            return ort.InferenceSession(model_bytes, sess_options=self._session_options(), providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise NetworkError(f"{self.name}: ONNX Runtime cannot load the model: {one_line_reason(e)}") from None
+        return make_session(self.name, model_bytes, self.threads)
 
     def _check_runs(self) -> None:
         """One run on a zero input: a model ONNX Runtime loads but cannot run (a Reshape to another
         element count, a constant Gather index out of range, a Clip bound that is not a scalar)
         fails on every input, so it is refused here, in one line, and ONNX Runtime logs nothing."""
-        import onnxruntime as ort
-
-        opts = ort.RunOptions()
-        opts.log_severity_level = 4
         try:
-            self.session.run([self.output_name], {self.input_name: np.zeros(self.input_shape, self.input_dtype)}, opts)
+            run_quietly(self.session, [self.output_name], {self.input_name: np.zeros(self.input_shape, self.input_dtype)})
         except Exception as e:
             raise NetworkError(f"{self.name}: ONNX Runtime cannot run the model: {one_line_reason(e)}") from None
 
@@ -243,7 +310,12 @@ class Network:
     def replay(self, x: np.ndarray) -> np.ndarray:
         """Run the ORIGINAL model (`self.session`, the one every witness is replayed on) on one
         input cast to the input dtype -> flat output (input dtype values). Old models that list
-        initializers as inputs need no feed for them: ONNX Runtime uses the initializer."""
+        initializers as inputs need no feed for them: ONNX Runtime uses the initializer. (A
+        composed network replays its original files instead: network/compose.py.)"""
+        return self._run_one(x)
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        """This network's own model (`self.session`) on one input -> flat output."""
         xin = np.asarray(x).astype(self.input_dtype).reshape(self.input_shape)
         y = self.session.run([self.output_name], {self.input_name: xin})[0]
         return np.asarray(y).reshape(-1)
@@ -266,7 +338,7 @@ class Network:
                     rng = np.random.default_rng(0)
                     xs = rng.standard_normal((3, self.n_inputs))
                     batched = self._run_batched(sess, xs, probe=True)
-                    single = np.stack([self.replay(x) for x in xs])
+                    single = np.stack([self._run_one(x) for x in xs])
                     if batched.shape == single.shape and np.allclose(batched, single, rtol=1e-4, atol=1e-5, equal_nan=True):
                         self._batched_session = sess
                         self._batched_bytes = candidate
@@ -336,7 +408,7 @@ class Network:
         if self._batch_mode == "batched":
             outs = [self._run_batched(self._batched_session, xs[i:i + chunk]) for i in range(0, xs.shape[0], chunk)]
             return np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_outputs))
-        return np.stack([self.replay(x) for x in xs]) if len(xs) else np.zeros((0, self.n_outputs))
+        return np.stack([self._run_one(x) for x in xs]) if len(xs) else np.zeros((0, self.n_outputs))
 
     # ---- other representations ---------------------------------------------------------------
     def normalised_model(self):
@@ -398,5 +470,6 @@ class Network:
 
 
 def load_network(path: str, threads: int = 0) -> Network:
-    """Load and check an ONNX model (`.onnx` or `.onnx.gz`)."""
+    """Load and check an ONNX model (`.onnx` or `.onnx.gz`) with one input and one output
+    (`vnncert.network.load_network` takes any number of each)."""
     return Network(path, read_model_bytes(path), threads=threads)

@@ -47,13 +47,22 @@ def parse_spec(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[in
     """Parse VNN-LIB 1.0 or 2.0 text. With the model's `signature` a 1.0 property's variable counts
     and a 2.0 query's declared shapes and element types are checked against the model (a 1.0
     property can also be checked against bare counts, `n_inputs` / `n_outputs`)."""
+    tensors = None
     if signature is not None:
         n_inputs, n_outputs = signature.n_inputs, signature.n_outputs
+
+        def made(kind: str, ts) -> str:
+            if len(ts) < 2:
+                return ""
+            shapes = ", ".join(f"{t.name} [{','.join(map(str, t.shape))}]" for t in ts)
+            return f" ({len(ts)} real {kind}: {shapes}, flattened and concatenated in the model's order)"
+
+        tensors = (made("inputs", signature.inputs), made("outputs", signature.outputs))
     if detect_version(text) == "2.0":
         from .vnnlib2 import parse_vnnlib2  # loaded when needed: a 1.0 run never imports it
 
         return parse_vnnlib2(text, where=where, signature=signature)
-    return parse_vnnlib1(text, n_inputs, n_outputs, where=where)
+    return parse_vnnlib1(text, n_inputs, n_outputs, where=where, tensors=tensors)
 
 
 def load_spec(path: str, signature: Optional[Signature] = None, n_inputs: Optional[int] = None,

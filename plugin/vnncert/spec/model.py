@@ -309,6 +309,9 @@ class Spec:
     version: str = "1.0"
     # VNN-LIB 2.0 declarations (names, shapes, dtypes) when known; used by the 2.0 CLI output.
     declarations: Optional[dict] = field(default=None, compare=False)
+    # what a 2.0 query asks of its models beyond one input box and output halfspaces
+    # (vnncert.signature.Composition: the layout of the flat vectors and how to build the network)
+    composition: Optional[object] = field(default=None, compare=False)
 
     def find_violation(self, x: np.ndarray, y: np.ndarray, input_dtype=np.float64) -> Optional[int]:
         """Index of a case whose region contains x and whose output set contains y, or None.

@@ -865,9 +865,11 @@ def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
 
 # ---------------------------------------------------------------------------------------------
 def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None,
-                  where: str = "<text>") -> Spec:
+                  where: str = "<text>", tensors: Optional[Tuple[str, str]] = None) -> Spec:
     """Parse VNN-LIB 1.0 text. With n_inputs/n_outputs (from the ONNX shapes) the declarations are
-    checked (a declaration beyond them is an error before anything of that size is allocated)."""
+    checked (a declaration beyond them is an error before anything of that size is allocated).
+    `tensors`: how the model's inputs and outputs are made up, for messages (a model with several
+    inputs or outputs: X_i and Y_j run over them concatenated in the model's order)."""
     try:
         parsed = None if _may_nest_too_deeply(text) else _bulk_parse(text, n_inputs, n_outputs)
         if parsed is not None:
@@ -881,9 +883,12 @@ def parse_vnnlib1(text: str, n_inputs: Optional[int] = None, n_outputs: Optional
     except RecursionError:
         raise SpecError(f"{where}: expressions nested too deeply to parse") from None
     n_in, n_out, atoms, dnf, _ = parsed
+    made = tensors or ("", "")
     if n_inputs is not None and n_in != n_inputs:
-        raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}")
+        raise SpecError(f"{where}: property declares {n_in} inputs (X_0..X_{n_in - 1}) but the network has {n_inputs}"
+                        f"{made[0]}")
     if n_outputs is not None and n_out != n_outputs:
-        raise SpecError(f"{where}: property declares {n_out} outputs (Y_0..Y_{n_out - 1}) but the network has {n_outputs}")
+        raise SpecError(f"{where}: property declares {n_out} outputs (Y_0..Y_{n_out - 1}) but the network has "
+                        f"{n_outputs}{made[1]}")
     cases = assemble(atoms, dnf, n_in, n_out, Source(where, locate))
     return Spec(n_inputs=n_in, n_outputs=n_out, cases=cases, source=where, version="1.0")

@@ -1,36 +1,43 @@
-"""VNN-LIB 2.0 (parsed and type-checked by the `vnnlib` package) -> `Spec`, the 1.0 normal form.
+"""VNN-LIB 2.0 -> `Spec`, the 1.0 normal form, and the `Composition` the query needs.
+
+Two front ends, as for 1.0: the bulk front end (spec/vnnlib2_bulk.py) reads the common shapes
+(declarations, asserts of `and` / `or` over comparisons of a variable with a number or with a
+variable of the same kind) in bulk; everything else is parsed and type-checked by the `vnnlib`
+package, whose typed AST `_Builder` walks here. The package is also the reference the tests
+compare the bulk front end against. Both write the atoms of spec/atoms.py over the flat vectors
+of `Layout`, so from the atoms on 2.0 is 1.0 (spec/dnf.py, spec/cases.py).
 
 What is accepted (the standard's theories, VNN-LIB 2.0 chapter 4) is declared once, in
-`THEORIES` and `SOUND_ELEMENT_TYPES`, and `vnncert supports` prints those same tuples:
+`THEORIES` and `SOUND_ELEMENT_TYPES`, and `vnncert supports` prints those same tuples. Beyond
+one network's input box and output halfspaces, everything is turned into one composed network
+whose flat output vector the normal form talks about (signature.Composition; network/compose.py
+builds it), so the engines do not change:
 
-- one network (SNET), one input and one output (SIO), no hidden nodes (NH), and no comparison
-  that mixes the input with the output (SNC): the normal form keeps input region and output
-  set apart. Anything else is a `SpecError` naming the theory it needs.
+- several networks (MNET, MENET, MINET: `equal-to` runs the same model, `isomorphic-to` a model
+  of the same structure), several inputs and outputs per network (MIO): the free input vector u
+  holds every declared input, flattened in declaration order (the standard makes it the model's
+  order); inputs the query equates in every disjunct (`(== X[i] A[j])` at the top level) share
+  one position of u, so that `f(x) - g(x)` is bounded over one shared x;
+- hidden nodes (H): the declared tensors become outputs of the composed graph;
+- comparisons relating inputs to hidden nodes or outputs (MNC): the inputs are copied to the
+  output vector, so every such row is an output row;
+- arithmetic: over `real`, linear expressions are exact rows (LIN) and a product of variables
+  (POLY) is a derived output (the product of its factors, exact); over `float32` / `float64`
+  a comparison of a variable with a constant or a variable, or of a sum or difference of two
+  variables with 0, is a row as it stands (its float meaning is exact), and any other
+  expression (LIN, POLY) is a derived output computed in the standard's float semantics: one
+  IEEE operation per step, n-ary sums and products folded left, `(- a b c)` as
+  `a + -(b + c)`, constants rounded to the element type (docs/vnnlib2.md, "Arithmetic").
 - `X[i,j]` is the flat C-order position over the declared shape, which must be the ONNX shape
-  (symbolic ONNX dims count as 1, so a query must instantiate them to 1). The model is known
-  through its `Signature` (vnncert/signature.py), never as a `Network`.
-- Element types: the query's types must be the model's (error condition 2 of the standard's
+  (symbolic ONNX dims count as 1, so a query must instantiate them to 1). The models are known
+  through their `Signature`s (vnncert/signature.py), never as `Network`s.
+- Element types: the query's types must be the models' (error condition 2 of the standard's
   `verify`) unless the query is written over `real` throughout. vnncert analyses `float32`
   and `float64` (`SOUND_ELEMENT_TYPES`); any other declared type is refused (error
   condition 3) and the user may consent to real-valued analysis by declaring `real`.
-- Arithmetic, soundly for the declared type:
-  * over `real`, any linear expression (sums, differences, negation, scaling by constants;
-    theory LIN); a product of two variables is refused (POLY);
-  * over a floating-point type, the comparisons whose floating-point meaning the normal form
-    states exactly: variable against constant (the constant is rounded to the element type,
-    round-to-nearest-even, as the type's semantics reads it), variable against variable, and
-    a sum or difference of two variables against 0 (its sign is exact in IEEE arithmetic);
-    each variable may carry a sign or a factor of +-1 (theories BND and OUTC). Any other
-    expression would be analysed in real arithmetic while the query asks about rounded
-    float arithmetic, so it is refused with a message that says to declare `real`.
 - `<` / `>` stay strict (Halfspaces.strict, InputRegion.*_strict): only an unsat proof may
   relax them. `==` becomes two non-strict rows. `!=` becomes the disjunction of `<` and `>`
   (exact: there are no NaNs among the values a query ranges over).
-- From the comparisons on, 2.0 is 1.0: the comparisons become atoms of the shared atom table
-  (spec/atoms.py: one normalisation rule), the query's disjunctive normal form has the shared
-  limit (spec/dnf.py, `MAX_DISJUNCTS`), and the shared case assembly (spec/cases.py) writes
-  the normal form with the one rounding rule and its rules on disjuncts (dropped when they can
-  never hold; every input bounded in every disjunct).
 - Constants are exact: over `real` a literal is the real number it spells (fractions.Fraction,
   linear forms computed exactly), over a float type the literal rounded to that type (correctly,
   from its exact value: numbers.round_to_dtype). Without a model a declared tensor may have at
@@ -51,14 +58,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import SpecError
-from ..signature import Signature
-from .atoms import (ONE, ZERO, AtomBuilder, Key, LinearForm, MixedKinds, NonLinear, combined, difference, negated,
-                    number, product)
+from ..signature import Composition, Derived, HiddenNode, NetworkUse, Signature, TensorSignature
+from .atoms import ONE, ZERO, AtomBuilder, Key, LinearForm, difference, number
 from .cases import Source, assemble
 from .dnf import Conjunctions, TooManyDisjuncts, conjoin, disjoin, from_lists
 from .model import Case, InputRegion, Spec
@@ -80,18 +86,18 @@ DTYPE_NAMES: Dict[str, str] = {
 }
 
 # Element types vnncert analyses for the declared type's own semantics: witnesses are replayed in
-# that type with ONNX Runtime and checked exactly; the comparisons accepted over these types are the
-# ones the normal form states exactly (see the module docstring). float16 and the integer types are
-# not claimed; `real` is always accepted (the user's consent to real-valued analysis).
+# that type with ONNX Runtime and checked exactly, the query's arithmetic is evaluated in that type
+# (see the module docstring). float16 and the integer types are not claimed; `real` is always
+# accepted (the user's consent to real-valued analysis).
 SOUND_ELEMENT_TYPES: Tuple[str, ...] = ("float32", "float64")
 
 # The theories (standard chapter 4) the parser below accepts; `vnncert supports` prints these.
 THEORIES: Dict[str, Tuple[str, ...]] = {
-    "hidden-node": ("NH",),
-    "multiple-input-output": ("SIO",),
-    "multiple-network": ("SNET",),
-    "multiple-node-comparison": ("SNC",),
-    "arithmetic-complexity": ("BND", "OUTC", "LIN"),  # LIN over `real`; over float types see above
+    "hidden-node": ("NH", "H"),
+    "multiple-input-output": ("SIO", "MIO"),
+    "multiple-network": ("SNET", "MENET", "MINET", "MNET"),
+    "multiple-node-comparison": ("SNC", "MNC"),
+    "arithmetic-complexity": ("BND", "OUTC", "LIN", "POLY"),
 }
 VNNLIB_VERSIONS = ("1.0", "2.0")
 
@@ -144,7 +150,8 @@ class NetworkDecl:
 
 @dataclass
 class Query:
-    """A parsed, type-checked 2.0 query: its networks and declarations in order, and the AST."""
+    """A parsed, type-checked 2.0 query: its networks and declarations in order, and the package's
+    AST."""
 
     text: str
     where: str
@@ -194,16 +201,18 @@ def _at(where: str, text: str, line: Optional[int], needle: Optional[str], messa
     return SpecError(f"{loc}: {message}")
 
 
-def _find_decl(text: str, keyword: str, name: str) -> Tuple[Optional[int], Optional[int]]:
-    m = re.search(r"\(\s*" + re.escape(keyword) + r"\s+" + re.escape(name) + r"\b", text)
+def _find_decl(text: str, keyword: str, name: str, nth: int = 0) -> Tuple[Optional[int], Optional[int]]:
+    """(line, column) of the nth `(keyword name` in the text."""
+    found = re.finditer(r"\(\s*" + re.escape(keyword) + r"\s+" + re.escape(name) + r"(?![\w])", text)
+    m = next((m for k, m in enumerate(found) if k == nth), None)
     if not m:
         return None, None
     off = m.start()
     return text.count("\n", 0, off) + 1, off - (text.rfind("\n", 0, off) + 1) + 1
 
 
-def _decl_error(where: str, text: str, keyword: str, name: str, message: str) -> SpecError:
-    line, col = _find_decl(text, keyword, name)
+def _decl_error(where: str, text: str, keyword: str, name: str, message: str, nth: int = 0) -> SpecError:
+    line, col = _find_decl(text, keyword, name, nth)
     return SpecError(f"{where}:{line}:{col}: {message}" if line else f"{where}: {message}")
 
 
@@ -345,6 +354,155 @@ def round_to_type(lexeme: str, element_type: str) -> float:
     return float(round_to_dtype(np.array([near]), np.array([d], dtype=np.int8), np.float32)[0])
 
 
+# ---- where each variable lives: the layout of u and z ---------------------------------------------
+# provisional output positions of derived values (their final place is known once the walk is over)
+_DERIVED_BASE = 1 << 40
+MAX_POLY_TERMS = 10_000  # monomials of one expanded product (a product of sums multiplies out)
+
+
+class Layout:
+    """The flat vectors of the normal form for a query (signature.Composition says the order).
+
+    Inputs: every declared input element has a position in the declared-inputs vector (networks
+    in order, inputs in order, each flattened in C order); `ties` (pairs of such positions that
+    the query equates in every disjunct) merge positions, and u lists what remains in order.
+    Outputs: the declared hidden nodes and outputs (per network, in declaration order), then the
+    inputs exposed to the output, then the derived values."""
+
+    def __init__(self, q: "Query", ties: Sequence[Tuple[int, int]] = ()):
+        self.q = q
+        self.offset: Dict[str, int] = {}  # declared variable -> offset in its vector
+        self.decl: Dict[str, Declaration] = {}
+        nx = nz = 0
+        for d in q.declarations:
+            self.decl[d.name] = d
+            if d.kind == "input":
+                self.offset[d.name] = nx
+                nx += d.size
+            else:
+                self.offset[d.name] = nz
+                nz += d.size
+        self.n_declared_inputs = nx
+        self.n_declared = nz
+        parent = list(range(nx)) if ties else None
+        if ties:
+            def find(i: int) -> int:
+                while parent[i] != i:
+                    parent[i] = parent[parent[i]]
+                    i = parent[i]
+                return i
+
+            for a, b in ties:
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+            roots = np.array([find(i) for i in range(nx)], dtype=np.int64)
+            _, self.u_of = np.unique(roots, return_inverse=True)
+            self.u_of = self.u_of.reshape(-1).astype(np.int64)
+            self.n_free = int(self.u_of.max()) + 1 if nx else 0
+        else:
+            self.u_of = None
+            self.n_free = nx
+        self.exposed: Dict[int, int] = {}  # u position -> exposure index
+        self.derived: List[tuple] = []  # (element type, program, leaves, consts)
+        self.derived_id: Dict[tuple, int] = {}
+
+    def key(self, d: Declaration, flat: int) -> Key:
+        pos = self.offset[d.name] + flat
+        if d.kind == "input":
+            return "X", int(self.u_of[pos]) if self.u_of is not None else pos
+        return "Y", pos
+
+    def expose(self, u: int) -> int:
+        """The output position of input u copied to the output."""
+        k = self.exposed.setdefault(u, len(self.exposed))
+        return self.n_declared + k
+
+    def base_position(self, key: Key) -> int:
+        """The position of a variable in the base vector (declared outputs, then exposed inputs)."""
+        return self.expose(key[1]) if key[0] == "X" else key[1]
+
+    def derive(self, etype: str, program: tuple, leaves: Sequence[int], consts: Sequence[float]) -> Key:
+        """The provisional output key of a derived value (equal ones share one)."""
+        sig = (etype, program, tuple(leaves), tuple(consts))
+        j = self.derived_id.get(sig)
+        if j is None:
+            j = self.derived_id[sig] = len(self.derived)
+            self.derived.append(sig)
+        return "Y", _DERIVED_BASE + j
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_declared + len(self.exposed) + len(self.derived)
+
+    def finish(self, atoms: AtomBuilder) -> Tuple[Derived, ...]:
+        """Group the derived values (one group per element type and program, in order of first
+        use), give them their final positions and move the atoms' provisional keys there."""
+        groups: Dict[tuple, List[int]] = {}
+        for j, (etype, program, _, _) in enumerate(self.derived):
+            groups.setdefault((etype, program), []).append(j)
+        final = np.empty(len(self.derived), dtype=np.int64)
+        pos = self.n_declared + len(self.exposed)
+        out = []
+        for (etype, program), members in groups.items():
+            final[members] = pos + np.arange(len(members))
+            pos += len(members)
+            n_leaves = sum(1 for s in program if s[0] == "in")
+            n_consts = sum(1 for s in program if s[0] == "c")
+            leaves = tuple(np.array([self.derived[j][2][k] for j in members], dtype=np.int64) for k in range(n_leaves))
+            consts = tuple(np.array([self.derived[j][3][k] for j in members], dtype=np.float64) for k in range(n_consts))
+            out.append(Derived(etype, program, leaves, consts))
+        if self.derived:
+            for a, (kind, items, rhs, strict) in enumerate(atoms.rows):
+                if kind == "Y" and any(i >= _DERIVED_BASE for i, _ in items):
+                    atoms.rows[a] = (kind, tuple((int(final[i - _DERIVED_BASE]) if i >= _DERIVED_BASE else i, c)
+                                                 for i, c in items), rhs, strict)
+        return tuple(out)
+
+    def needs_composition(self) -> bool:
+        q = self.q
+        return (len(q.networks) > 1 or any(len(n.inputs) != 1 or len(n.outputs) != 1 or n.hidden for n in q.networks)
+                or bool(self.exposed) or bool(self.derived) or self.n_free != self.n_declared_inputs)
+
+    def composition(self, derived: Tuple[Derived, ...]) -> Composition:
+        q = self.q
+        u_of = self.u_of if self.u_of is not None else np.arange(self.n_declared_inputs, dtype=np.int64)
+        uses = []
+        for n in q.networks:
+            def sig(d: Declaration) -> TensorSignature:
+                return TensorSignature(d.name, d.shape, d.element_type)
+
+            start = self.offset[n.inputs[0].name] if n.inputs else 0
+            size = sum(d.size for d in n.inputs)
+            line, col = _find_decl(q.text, "declare-network", n.name)
+            where = f"{q.where}:{line}:{col}" if line else q.where
+            hidden = []
+            for d in n.hidden:
+                hl, hc = _find_decl(q.text, "declare-hidden", d.name)
+                hidden.append(HiddenNode(d.onnx_name or "", sig(d), f"{q.where}:{hl}:{hc}" if hl else q.where))
+            uses.append(NetworkUse(n.name, n.equal_to or n.name, tuple(sig(d) for d in n.inputs), tuple(hidden),
+                                   tuple(sig(d) for d in n.outputs), u_of[start:start + size].copy(),
+                                   n.isomorphic_to, where))
+        exposed = np.array(list(self.exposed), dtype=np.int64)
+        return Composition(tuple(uses), self.n_free, exposed, derived)
+
+    def input_name(self, u: int) -> str:
+        """How an element of u is written: its first declared input element."""
+        u_of = self.u_of if self.u_of is not None else None
+        pos = int(np.argmax(u_of == u)) if u_of is not None else int(u)
+        for d in self.q.declarations:
+            if d.kind == "input" and self.offset[d.name] <= pos < self.offset[d.name] + d.size:
+                return _index_name(d, pos - self.offset[d.name])
+        return f"input {u}"
+
+
+def _index_name(decl: Declaration, flat: int) -> str:
+    if not decl.shape:
+        return decl.name
+    idx = np.unravel_index(flat, decl.shape)
+    return f"{decl.name}[{','.join(str(int(i)) for i in idx)}]"
+
+
 # ---- assertions --------------------------------------------------------------------------------
 class _Unsupported(Exception):
     def __init__(self, message: str, node=None):
@@ -377,22 +535,69 @@ def _first_located(node):
     return None, None
 
 
-class _Builder:
-    """Walks the package's typed AST into atoms over flat input/output positions (spec/atoms.py)
-    and their disjunctive normal form (spec/dnf.py). The source of an atom is the index of its
-    comparison in `self.comparisons` (`locate` finds its line and column)."""
+def _ties(q: "Query", layout_offsets: Dict[str, int], decls: Dict[str, Declaration]) -> List[Tuple[int, int]]:
+    """Pairs of declared-input positions that the query equates in every disjunct: `(== A B)` of two
+    input variables at the top level (an assert, or an `and` of the top level)."""
+    import vnnlib
 
-    def __init__(self, query: Query):
+    out = []
+    stack = [a.expr for a in q.ast.assertions]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, vnnlib.And):
+            stack.extend(e.args)
+        elif isinstance(e, vnnlib.Equal) and isinstance(e.lhs, vnnlib.Var) and isinstance(e.rhs, vnnlib.Var):
+            da, db = decls[e.lhs.name], decls[e.rhs.name]
+            if da.kind == db.kind == "input" and da.element_type == db.element_type:
+                out.append((layout_offsets[da.name] + _flat(e.lhs, da), layout_offsets[db.name] + _flat(e.rhs, db)))
+    return out
+
+
+def _flat(node, decl: Declaration) -> int:
+    flat = 0
+    for i, s in zip(list(node.indices), decl.shape):
+        flat = flat * s + int(i)
+    return flat
+
+
+Poly = Dict[Tuple[Key, ...], Fraction]  # monomial (sorted keys, () for the constant) -> exact coefficient
+
+
+class _TooManyTerms(ValueError):
+    pass
+
+
+def _poly_product(a: Poly, b: Poly) -> Poly:
+    out: Poly = {}
+    for ma, ca in a.items():
+        for mb, cb in b.items():
+            m = tuple(sorted(ma + mb))
+            out[m] = out.get(m, ZERO) + ca * cb
+        if len(out) > MAX_POLY_TERMS:
+            raise _TooManyTerms()
+    return out
+
+
+class _Builder:
+    """Walks the package's typed AST into atoms over the flat vectors of `Layout` (spec/atoms.py)
+    and their disjunctive normal form (spec/dnf.py). The source of an atom is the index of its
+    comparison in `self.comparisons` (`locate` finds its line and column).
+
+    A comparison whose sides relate inputs to hidden nodes or outputs has its inputs copied to
+    the output (`Layout.expose`); a product of variables (any query) and, over a float type, any
+    arithmetic whose float value the normal form cannot state as a row becomes a derived value
+    (`Layout.derive`), which the composed network computes and the witness replay evaluates in
+    the standard's arithmetic."""
+
+    def __init__(self, query: "Query", layout: Layout):
         import vnnlib
 
         self.v = vnnlib
         self.q = query
+        self.layout = layout
         self.atoms = AtomBuilder()
         self.comparisons: list = []
-        self.kind_of: Dict[str, Tuple[str, Declaration]] = {}
-        for d in query.declarations:
-            self.kind_of[d.name] = ("X" if d.kind == "input" else "Y" if d.kind == "output" else "H", d)
-        self.type_of_kind = {k: d.element_type for k, d in self.kind_of.values()}
+        self.decl: Dict[str, Declaration] = layout.decl
         self.ops = {vnnlib.LessEqual: ("<=", False), vnnlib.LessThan: ("<", False),
                     vnnlib.GreaterEqual: ("<=", True), vnnlib.GreaterThan: ("<", True),
                     vnnlib.Equal: ("==", False), vnnlib.NotEqual: ("!=", False)}
@@ -404,36 +609,57 @@ class _Builder:
 
     # variables
     def var(self, node) -> Key:
-        kind, decl = self.kind_of[node.name]
-        if kind == "H":
-            raise _Unsupported(f"hidden node {node.name} (theory H) is not supported", node)
-        idx = list(node.indices)
-        flat = 0
-        for i, s in zip(idx, decl.shape):
-            flat = flat * s + int(i)
-        return kind, flat
+        d = self.decl[node.name]
+        return self.layout.key(d, _flat(node, d))
 
-    # linear forms (real queries), in exact rational arithmetic
-    def linear(self, e) -> LinearForm:
+    # polynomial forms (real queries), in exact rational arithmetic
+    def poly(self, e) -> Poly:
         v = self.v
         if isinstance(e, v.Var):
-            return {self.var(e): ONE}, ZERO
+            return {(self.var(e),): ONE}
         if isinstance(e, v.Literal):
-            return {}, _literal(e)
+            return {(): _literal(e)}
         if isinstance(e, v.Negate):
-            return negated(self.linear(e.expr))
-        if isinstance(e, v.Plus):
-            return combined([self.linear(a) for a in e.args], [1] * len(e.args))
-        if isinstance(e, v.Minus):
-            parts = [self.linear(e.head)] + [self.linear(a) for a in e.rest]
-            return combined(parts, [1] + [-1] * (len(parts) - 1))
+            return {m: -c for m, c in self.poly(e.expr).items()}
+        if isinstance(e, (v.Plus, v.Minus)):
+            parts = [self.poly(a) for a in e.args] if isinstance(e, v.Plus) else \
+                [self.poly(e.head)] + [{m: -c for m, c in self.poly(a).items()} for a in e.rest]
+            out: Poly = {}
+            for p in parts:
+                for m, c in p.items():
+                    out[m] = out.get(m, ZERO) + c
+            return out
         if isinstance(e, v.Multiply):
-            try:
-                return product([self.linear(a) for a in e.args])
-            except NonLinear:
-                raise _Unsupported("product of two variables: polynomial arithmetic (theory POLY) is not supported",
-                                   e) from None
+            out = {(): ONE}
+            for a in e.args:
+                try:
+                    out = _poly_product(out, self.poly(a))
+                except _TooManyTerms:
+                    raise _Unsupported(f"the product expands to more than {MAX_POLY_TERMS} monomials", e) from None
+            return out
         raise _Unsupported(f"unsupported arithmetic expression {e}", e)
+
+    def linear(self, e) -> LinearForm:
+        """The exact linear form of a real expression; a monomial of degree >= 2 (theory POLY) is a
+        derived value, the product of its factors."""
+        coefs: Dict[Key, Fraction] = {}
+        const = ZERO
+        for m, c in self.poly(e).items():
+            if c == 0:
+                continue
+            if not m:
+                const += c
+                continue
+            if len(m) == 1:
+                key = m[0]
+            else:
+                leaves = [self.layout.base_position(k) for k in m]
+                program = [("in", 0)]
+                for i in range(1, len(m)):
+                    program += [("in", i), ("mul", len(program) - 1, len(program))]
+                key = self.layout.derive("real", tuple(program), leaves, ())
+            coefs[key] = coefs.get(key, ZERO) + c
+        return coefs, const
 
     # exact shapes (floating-point queries)
     def simple(self, e):
@@ -486,9 +712,73 @@ class _Builder:
         while stack:
             n = stack.pop()
             if isinstance(n, self.v.Var):
-                return self.kind_of[n.name][1].element_type
+                return self.decl[n.name].element_type
             stack.extend(n.children())
         return None
+
+    # derived values over a float type: the expression in the standard's float semantics
+    def derived(self, e, etype: str) -> Key:
+        steps: List[tuple] = []
+        leaves: List[int] = []
+        consts: List[float] = []
+        v = self.v
+
+        def emit(step: tuple) -> int:
+            steps.append(step)
+            return len(steps) - 1
+
+        def walk(x) -> int:
+            if isinstance(x, v.Var):
+                leaves.append(self.layout.base_position(self.var(x)))
+                return emit(("in", len(leaves) - 1))
+            if isinstance(x, v.Literal):
+                try:
+                    c = round_to_type(x.lexeme, etype)
+                except ValueError as why:
+                    raise _Unsupported(str(why) if str(why) != "not a number" else f"{shown(x.lexeme)} is not a number",
+                                       x) from None
+                if not math.isfinite(c):
+                    raise _Unsupported(f"the constant {shown(x.lexeme)} is not finite in {etype}", x)
+                consts.append(c)
+                return emit(("c", len(consts) - 1))
+            if isinstance(x, v.Negate):
+                return emit(("neg", walk(x.expr)))
+            if isinstance(x, (v.Plus, v.Multiply)):
+                op = "add" if isinstance(x, v.Plus) else "mul"
+                args = list(x.args)
+                acc = walk(args[0])
+                for a in args[1:]:
+                    acc = emit((op, acc, walk(a)))
+                return acc
+            if isinstance(x, v.Minus):
+                # the standard's semantics: (- a b c ...) is a + -(b + c + ...), the sum folded left;
+                # a + -(s) is the same IEEE operation as a - s
+                head = walk(x.head)
+                rest = list(x.rest)
+                acc = walk(rest[0])
+                for a in rest[1:]:
+                    acc = emit(("add", acc, walk(a)))
+                return emit(("sub", head, acc))
+            raise _Unsupported(f"unsupported arithmetic expression {x}", x)
+
+        walk(e)
+        return self.layout.derive(etype, tuple(steps), leaves, consts)
+
+    def side(self, e, s, etype: str) -> LinearForm:
+        """One side of a float comparison as an exact linear form over values: a variable (with a
+        sign), a constant in the element type, or a derived value."""
+        if s is not None and s[0] == "var":
+            return {s[2]: Fraction(s[1])}, ZERO
+        if s is not None and s[0] == "const":
+            try:
+                c = round_to_type(s[2], etype)
+            except ValueError as why:
+                raise _Unsupported(str(why) if str(why) != "not a number" else f"{shown(s[2])} is not a number",
+                                   e) from None
+            if not math.isfinite(c):
+                raise _Unsupported("comparison has a constant that is not finite in its element type", e)
+            return {}, Fraction(s[1] * c)
+        return {self.derived(e, etype): ONE}, ZERO
 
     # comparisons -> atoms: `coefs . v  op  rhs`, op one of <=, <, ==, !=
     def comparison(self, node) -> Conjunctions:
@@ -502,21 +792,29 @@ class _Builder:
         a, b = self.simple(lhs), self.simple(rhs)
         if a is not None and b is not None and {a[0], b[0]} == {"var", "const"}:
             return self._bound(op, a, b, node)  # the common atom, `+-v op c` or `c op +-v`
-        etype = self._type_of(a) or self._type_of(b) or self.element_type(node)
+        etype = self.element_type(node)
         if etype is None or etype == "real":
             coefs, bound = difference(self.linear(lhs), self.linear(rhs))
         else:
-            fcoefs, fbound = self._exact(a, b, etype, node)
-            if not math.isfinite(fbound):
-                raise _Unsupported("comparison has a constant that is not finite in its element type", node)
-            # the constant rounded to the element type is the exact value the query compares with
-            coefs, bound = {k: Fraction(x) for k, x in fcoefs.items()}, Fraction(fbound)
+            exact = self._exact(a, b, etype, node)
+            if exact is not None:
+                fcoefs, fbound = exact
+                if not math.isfinite(fbound):
+                    raise _Unsupported("comparison has a constant that is not finite in its element type", node)
+                # the constant rounded to the element type is the exact value the query compares with
+                coefs, bound = {k: Fraction(x) for k, x in fcoefs.items()}, Fraction(fbound)
+            else:
+                coefs, bound = difference(self.side(lhs, a, etype), self.side(rhs, b, etype))
+        kinds = {k[0] for k, c in coefs.items() if c != 0}
+        if len(kinds) > 1:  # inputs related to outputs or hidden nodes: the inputs are copied to the output
+            moved: Dict[Key, Fraction] = {}
+            for k, c in coefs.items():
+                k2 = ("Y", self.layout.expose(k[1])) if k[0] == "X" else k
+                moved[k2] = moved.get(k2, ZERO) + c
+            coefs = moved
         self.comparisons.append(node)
         try:
             return self.atoms.relation(op, coefs, bound, len(self.comparisons) - 1)
-        except MixedKinds:
-            raise _Unsupported("comparison relates the input and the output of the network: multi-node "
-                               "comparisons (theory MNC) are not supported", node) from None
         except ValueError as e:
             raise _Unsupported(str(e), node) from None
 
@@ -525,7 +823,7 @@ class _Builder:
         (op is <=, <, == or !=). The constant is exact over `real`, rounded to the element type over
         a float type; the same atoms `comparison` would make."""
         (_, s, key), (_, t, lexeme) = (a, b) if a[0] == "var" else (b, a)
-        etype = self.type_of_kind[key[0]]
+        etype = self.element_type(node)
         try:
             if etype == "real":
                 c = number(lexeme)
@@ -544,13 +842,10 @@ class _Builder:
         self.comparisons.append(node)
         return self.atoms.bound(op, key, s, c, len(self.comparisons) - 1)
 
-    def _type_of(self, s) -> Optional[str]:
-        if s is None or s[0] == "const":
-            return None
-        key = s[2] if s[0] == "var" else s[1][0][1]
-        return self.type_of_kind[key[0]]
-
     def _exact(self, a, b, etype: str, node):
+        """The comparisons whose float meaning is a row over the variables themselves: variable vs
+        constant, variable vs variable, a sum or difference of two variables vs 0 (its sign is
+        exact). None for any other shape (derived values then)."""
         kinds = (a[0] if a else None, b[0] if b else None)
         coefs: Dict[Key, float] = {}
         try:
@@ -572,11 +867,7 @@ class _Builder:
                 return coefs, 0.0
         except ValueError as why:
             raise _Unsupported(str(why), node) from None
-        raise _Unsupported(
-            f"vnncert cannot evaluate this comparison exactly in {etype} arithmetic (it can: variable vs "
-            f"constant, variable vs variable, sum or difference of two variables vs 0, each variable with an "
-            f"optional sign); declare the query's variables `real` to consent to real-valued analysis "
-            f"(VNN-LIB 2.0: queries over real; verify error condition 3)", node)
+        return None
 
     def dnf(self, node) -> Conjunctions:
         v = self.v
@@ -610,88 +901,104 @@ def _unit(lexeme: str) -> float:
 
 
 # ---- structure checks ----------------------------------------------------------------------------
-def _check_structure(q: Query, signature: Optional[Signature]) -> Tuple[Declaration, Declaration]:
+def _check_structure(q: "Query", signatures: Mapping[str, Signature]) -> None:
+    """Names, element types and shapes of the declarations; against the models' signatures where
+    given (`signatures[network]`; a network declared `equal-to` another runs that one's model)."""
     where, text = q.where, q.text
-    if len(q.networks) != 1:
-        names = ", ".join(n.name for n in q.networks)
-        raise _decl_error(where, text, "declare-network", q.networks[1].name,
-                          f"the query declares {len(q.networks)} networks ({names}); vnncert handles one "
-                          f"network (theory SNET)")
-    net = q.networks[0]
-    if net.hidden:
-        h = net.hidden[0]
-        raise _decl_error(where, text, "declare-hidden", h.name,
-                          f"hidden node {h.name} ({h.onnx_name!r}): hidden-node declarations (theory H) are not supported")
-    if len(net.inputs) != 1 or len(net.outputs) != 1:
-        raise _decl_error(where, text, "declare-network", net.name,
-                          f"network {net.name} declares {len(net.inputs)} input(s) and {len(net.outputs)} output(s); "
-                          f"vnncert handles one of each (theory SIO)")
-    x, y = net.inputs[0], net.outputs[0]
-    types = {x.element_type, y.element_type}
+    seen = set()
+    for n in q.networks:
+        if n.name in seen:
+            raise _decl_error(where, text, "declare-network", n.name, f"network {n.name} is declared twice (the "
+                                                                       f"standard asks for unique network names)", 1)
+        seen.add(n.name)
+    decls = q.declarations
+    types = {d.element_type for d in decls}
     if "real" in types and len(types) > 1:
-        raise _decl_error(where, text, "declare-input", x.name,
+        first = next(d for d in decls if d.element_type != "real")
+        raise _decl_error(where, text, f"declare-{first.kind}", first.name,
                           f"the query mixes `real` with {', '.join(sorted(types - {'real'}))}: a query over real must "
                           f"declare every variable `real`")
-    if signature is not None:
-        _check_against_model(q, x, y, signature)
-    else:
-        for d in (x, y):
-            if d.size > MAX_ELEMENTS_WITHOUT_MODEL:
-                raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                                  f"{d.name} has {d.size} elements; without a model to check its shape against, "
-                                  f"vnncert reads at most {MAX_ELEMENTS_WITHOUT_MODEL} (give the model)")
+    for d in decls:
+        if any(s < 1 for s in d.shape):
+            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                              f"{d.name} is declared with shape [{','.join(map(str, d.shape))}]: no elements")
+    for n in q.networks:
+        sig = signatures.get(n.equal_to or n.name)
+        if sig is not None:
+            _check_against_model(q, n, sig)
+        else:
+            for d in n.inputs + n.outputs + n.hidden:
+                if d.size > MAX_ELEMENTS_WITHOUT_MODEL:
+                    raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                                      f"{d.name} has {d.size} elements; without a model to check its shape against, "
+                                      f"vnncert reads at most {MAX_ELEMENTS_WITHOUT_MODEL} (give the model)")
     if "real" not in types:
-        for d in (x, y):
+        for d in decls:
             if d.element_type not in SOUND_ELEMENT_TYPES:
                 raise _decl_error(where, text, f"declare-{d.kind}", d.name,
                                   f"{d.name} is declared {d.element_type}, which vnncert cannot analyse soundly "
                                   f"(it does {', '.join(SOUND_ELEMENT_TYPES)}); declare the query's variables "
                                   f"`real` to consent to real-valued analysis")
-    return x, y
 
 
-def _check_against_model(q: Query, x: Declaration, y: Declaration, signature: Signature) -> None:
-    """The declared element types and shapes against the model's (its `Signature`)."""
+def _check_against_model(q: "Query", net: NetworkDecl, signature: Signature) -> None:
+    """The declared inputs and outputs of one network against its model's (count, order, element
+    types, shapes): the standard asks for all of them, in the model's order."""
     where, text = q.where, q.text
     model = signature.model
-    real = x.element_type == "real"
-    for d, tensors in ((x, signature.inputs), (y, signature.outputs)):
-        what = "input" if d.kind == "input" else "output"
-        if len(tensors) != 1:
-            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                              f"{model} has {len(tensors)} {what}s; the query declares one (theory SIO)")
-        t = tensors[0]
-        if not real and d.element_type != t.element_type:
-            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                              f"{d.name} is declared {d.element_type} but the {what} of {model} is {t.element_type} "
-                              f"(element types must match unless the query is over `real`)")
-        shape = t.shape
-        if len(d.shape) == len(shape) and all(a == b for a, b in zip(d.shape, shape)):
-            continue
-        if len(d.shape) == len(shape):
-            bad = [i for i, (a, b) in enumerate(zip(d.shape, shape)) if a != b]
-            if all(t.symbolic[i] for i in bad):
+    real = q.real
+    for what, declared, tensors in (("input", net.inputs, signature.inputs), ("output", net.outputs, signature.outputs)):
+        if len(declared) != len(tensors):
+            raise _decl_error(where, text, "declare-network", net.name,
+                              f"network {net.name} declares {len(declared)} {what}(s) but {model} has {len(tensors)} "
+                              f"({', '.join(t.name for t in tensors)}): the standard asks for every {what} of the model, "
+                              f"in the model's order")
+        for d, t in zip(declared, tensors):
+            the = f"the {what} of {model}" if len(tensors) == 1 else f"the {what} {t.name!r} of {model}"
+            if not real and d.element_type != t.element_type:
                 raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                                  f"{d.name} instantiates the dynamic dimension(s) {bad} of {model}'s {what} to "
-                                  f"{[d.shape[i] for i in bad]}; vnncert evaluates dynamic dimensions as 1")
-        raise _decl_error(where, text, f"declare-{d.kind}", d.name,
-                          f"{d.name} is declared with shape [{','.join(map(str, d.shape))}] but the {what} of "
-                          f"{model} has shape [{','.join(map(str, shape))}]")
+                                  f"{d.name} is declared {d.element_type} but {the} is {t.element_type} (element "
+                                  f"types must match unless the query is over `real`)")
+            shape = t.shape
+            if len(d.shape) == len(shape) and all(a == b for a, b in zip(d.shape, shape)):
+                continue
+            if len(d.shape) == len(shape):
+                bad = [i for i, (a, b) in enumerate(zip(d.shape, shape)) if a != b]
+                if all(t.symbolic[i] for i in bad):
+                    raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                                      f"{d.name} instantiates the dynamic dimension(s) {bad} of {the} to "
+                                      f"{[d.shape[i] for i in bad]}; vnncert evaluates dynamic dimensions as 1")
+            raise _decl_error(where, text, f"declare-{d.kind}", d.name,
+                              f"{d.name} is declared with shape [{','.join(map(str, d.shape))}] but {the} has "
+                              f"shape [{','.join(map(str, shape))}]")
+
+
+def _signatures(q: "Query", signature: Optional[Signature],
+                signatures: Optional[Mapping[str, Signature]]) -> Dict[str, Signature]:
+    """The models' signatures by declared network name; a lone `signature` is the model of the one
+    network that needs one."""
+    out: Dict[str, Signature] = dict(signatures or {})
+    if signature is not None:
+        need = q.networks_needing_models()
+        if len(need) != 1:
+            raise SpecError(f"{q.where}: the query declares {len(need)} networks that need a model "
+                            f"({', '.join(need)}); one model was given (name each: --network NAME=FILE)")
+        out[need[0]] = signature
+    return out
 
 
 # ---- normal form -------------------------------------------------------------------------------
-def _index_name(decl: Declaration, flat: int) -> str:
-    if not decl.shape:
-        return decl.name
-    idx = np.unravel_index(flat, decl.shape)
-    return f"{decl.name}[{','.join(str(int(i)) for i in idx)}]"
-
-
-def spec_from_query(q: Query, signature: Optional[Signature] = None) -> Spec:
-    """The normal form of a parsed query; with the model's `signature` its declared element types
-    and shapes are checked against the model's."""
-    x, y = _check_structure(q, signature)
-    b = _Builder(q)
+def spec_from_query(q: "Query", signature: Optional[Signature] = None,
+                    signatures: Optional[Mapping[str, Signature]] = None) -> Spec:
+    """The normal form of a parsed query (and its `Composition` when it needs more than one
+    network's input box and outputs); with the models' signatures the declared element types and
+    shapes are checked against the models'."""
+    _check_structure(q, _signatures(q, signature, signatures))
+    layout = Layout(q)
+    ties = _ties(q, {k: v for k, v in layout.offset.items() if layout.decl[k].kind == "input"}, layout.decl)
+    if ties:
+        layout = Layout(q, ties)
+    b = _Builder(q, layout)
     conjs: Conjunctions = [[]]
     try:
         for assertion in q.ast.assertions:
@@ -702,18 +1009,44 @@ def spec_from_query(q: Query, signature: Optional[Signature] = None) -> Spec:
     except _Unsupported as e:
         line, needle = _first_located(e.node) if e.node is not None else (None, None)
         raise _at(q.where, q.text, line, needle, e.message) from None
-    cases = assemble(b.atoms.atoms(), from_lists(conjs), x.size, y.size,
-                     Source(q.where, b.locate, functools.partial(_index_name, x)))
+    derived = layout.finish(b.atoms)
+    composition = layout.composition(derived) if layout.needs_composition() else None
+    cases = assemble(b.atoms.atoms(), from_lists(conjs), layout.n_free, layout.n_outputs,
+                     Source(q.where, b.locate, layout.input_name))
+    return _spec(q, layout, cases, composition)
+
+
+def _spec(q: "Query", layout: Layout, cases, composition) -> Spec:
     decl = {"version": q.version, "real": q.real, "warnings": list(q.warnings),
             "networks": [{"name": n.name, "equal_to": n.equal_to, "isomorphic_to": n.isomorphic_to} for n in q.networks],
             "variables": [d.as_dict() for d in q.declarations]}
-    return Spec(n_inputs=x.size, n_outputs=y.size, cases=cases, source=q.where, version="2.0", declarations=decl)
+    return Spec(n_inputs=layout.n_free, n_outputs=layout.n_outputs, cases=cases, source=q.where, version="2.0",
+                declarations=decl, composition=composition)
 
 
-def parse_vnnlib2(text: str, where: str = "<text>", signature: Optional[Signature] = None) -> Spec:
-    """Parse VNN-LIB 2.0 text; with the model's `signature` the declared element types and shapes
-    are checked."""
-    return spec_from_query(read_query(text, where), signature)
+def parse_vnnlib2(text: str, where: str = "<text>", signature: Optional[Signature] = None,
+                  signatures: Optional[Mapping[str, Signature]] = None, front_end: str = "auto",
+                  query: Optional["Query"] = None) -> Spec:
+    """Parse VNN-LIB 2.0 text; with the model's `signature` (one network needs a model) or the
+    models' `signatures` (by declared network name) the declared element types and shapes are
+    checked. `front_end`: "auto" (the bulk front end for the common shapes, the `vnnlib`
+    package for the rest), "package" (the package only: the reference) or "bulk" (the bulk
+    front end only; SpecError where it does not apply). `query`: the text's declarations when
+    already read (`read_declarations`); the package's parse is reused when it holds one."""
+    if front_end not in ("auto", "package", "bulk"):
+        raise ValueError(f"front_end must be auto, package or bulk, got {front_end!r}")
+    if front_end == "bulk":
+        raise SpecError(f"{where}: not a shape the bulk front end reads")
+    if query is None or query.ast is None:
+        query = read_query(text, where)
+    return spec_from_query(query, signature, signatures)
+
+
+def read_declarations(text: str, where: str = "<text>") -> "Query":
+    """The query's version, networks and declarations: read by the bulk front end's header reader
+    for the common shapes (no AST then: `Query.ast` is None), else by the package (which parses and
+    type-checks the whole query)."""
+    return read_query(text, where)
 
 
 # ---- writing 2.0 ---------------------------------------------------------------------------------
