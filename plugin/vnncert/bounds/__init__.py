@@ -100,20 +100,23 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
 
         grad = torch.no_grad()
         grad.__enter__()
+    alpha = method == "alpha" and crown.backend == "torch" and options.alpha_iters > 0
+    lb = A = scores = None
     try:
         if method == "interval":
-            lb, A, scores = _interval_rows(crown, res, C), None, None
-        else:
+            lb = _interval_rows(crown, res, C)
+        elif not alpha or want_A or want_scores:
             lb, A, scores = crown.final(C, res, want_A=want_A, want_scores=want_scores)
     finally:
         if grad is not None:
             grad.__exit__(None, None, None)
-    lb = ops.numpy(lb)
+    lb = None if lb is None else ops.numpy(lb)
+    if alpha:  # its first step is CROWN's own slopes: never looser than the plain pass
+        la = ops.numpy(crown.optimise_final(C, res, options.alpha_iters, options.alpha_lr))
+        la = np.where(np.isnan(la), -np.inf, la)
+        lb = la if lb is None else np.maximum(lb, la)
     if method != "interval" and output_box and crown.lg.output in res.affine:
         lb = np.maximum(lb, ops.numpy(_interval_rows(crown, res, C)))
-    if method == "alpha" and crown.backend == "torch" and options.alpha_iters > 0:
-        la = ops.numpy(crown.optimise_final(C, res, options.alpha_iters, options.alpha_lr))
-        lb = np.maximum(lb, np.where(np.isnan(la), -np.inf, la))
     out = Result(widen_lower(lb))
     if A is not None:
         out.A = ops.numpy(A)

@@ -450,13 +450,24 @@ class Crown:
         return lo, hi
 
     # ---- back-substitution -----------------------------------------------------------------------
+    def relaxations(self, affine) -> Dict[int, tuple]:
+        """relu layer -> (lower slope, upper slope, upper intercept, unstable mask (B, 1, n)), once
+        for passes that repeat over the same intermediate bounds (alpha's steps)."""
+        out = {}
+        for L in self.relus:
+            l, u = affine[L.source]
+            out[L.index] = (*relu_relaxation(l, u, self.ops.xp), ((l < 0) & (u > 0))[:, None, :])
+        return out
+
     def backward(self, start: Dict[int, object], bias, affine, var, want_A: bool = False,
-                 alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None):
+                 alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
+                 relax: Optional[Dict[int, tuple]] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
         (B, R, n) for its unstable neurons (alpha-CROWN); `slack_out`: relu layer -> |coefficient|
-        x triangle gap (B, R, n), the looseness splitting can remove (scores)."""
+        x triangle gap (B, R, n), the looseness splitting can remove (scores); `relax`: the relu
+        relaxations made beforehand (`relaxations`)."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
@@ -466,7 +477,8 @@ class Crown:
             Lam = pending.pop(j)
             if j == 0:
                 x_lo, x_hi = var[0]
-                lb = ops.bdot(ops.pos(Lam), x_lo) + ops.bdot(Lam - ops.pos(Lam), x_hi) + bias
+                pos = ops.pos(Lam)
+                lb = ops.bdot(pos, x_lo) + ops.bdot(Lam - pos, x_hi) + bias
                 return lb, (Lam if want_A else None)
             L = layers[j]
             if L.kind == "affine":
@@ -475,15 +487,18 @@ class Crown:
                     M = ops.mm(Lam, W)
                     pending[s] = pending[s] + M if s in pending else M
             elif L.kind == "relu":
-                l, u = affine[L.source]
-                lo_s, up_s, up_b = relu_relaxation(l, u, xp)
+                if relax is not None:
+                    lo_s, up_s, up_b, unstable = relax[j]
+                else:
+                    l, u = affine[L.source]
+                    lo_s, up_s, up_b = relu_relaxation(l, u, xp)
+                    unstable = ((l < 0) & (u > 0))[:, None, :] if alphas is not None and j in alphas else None
                 pos = ops.pos(Lam)
                 neg = Lam - pos
                 if slack_out is not None:
                     slack_out[j] = abs(Lam) * up_b[:, None, :]  # the chord's gap at 0: -l u / (u - l)
                 bias = bias + ops.bdot(neg, up_b)
                 if alphas is not None and j in alphas:
-                    unstable = ((l < 0) & (u > 0))[:, None, :]
                     lo_r = xp.where(unstable, alphas[j], lo_s[:, None, :])
                     M = pos * lo_r + neg * up_s[:, None, :]
                 else:
@@ -508,7 +523,7 @@ class Crown:
         return bias, (ops.zeros((B, R, self.lg.n_inputs)) if want_A else None)
 
     # ---- the final pass ----------------------------------------------------------------------------
-    def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None):
+    def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None):
         """Lower bounds (B, R) of C y (C (B, R, n_out)) given the intermediate bounds `res`; with
         want_A the coefficients in x, with want_scores the split scores (B, R, dims) over the dims
         `res.shares` were made for. The bounds are not widened here (`bounds.compute` does it)."""
@@ -517,7 +532,7 @@ class Crown:
         k = self.lg.output
         sl = {} if want_scores else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
-                              alphas=alphas, slack_out=sl)
+                              alphas=alphas, slack_out=sl, relax=relax)
         scores = None
         if want_scores:
             n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)
@@ -557,9 +572,10 @@ class Crown:
             with torch.no_grad():
                 return self.final(C, res)[0]
         opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+        relax = self.relaxations(res.affine)
         best = None
         for it in range(iters + 1):
-            lb = self.final(C, res, alphas=alphas)[0]
+            lb = self.final(C, res, alphas=alphas, relax=relax)[0]
             cur = lb.detach()
             best = cur if best is None else torch.maximum(best, cur)
             if it == iters:
