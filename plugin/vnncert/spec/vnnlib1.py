@@ -11,7 +11,9 @@ Two front ends feed one vectorised back end:
   (the nearest float64, the same bits as float(), and the direction of its rounding, see
   `_numbers`). It gives up (returns None) on anything else: terms such as `(+ Y_0 Y_1)`,
   `true`, anything that is not a decimal number (`nan`, `inf`, `1_000`), a comparison of two
-  constants, non-ASCII text, anything malformed -- and the tree front end takes over.
+  constants, non-ASCII text, anything malformed -- and the tree front end takes over. Its
+  structure passes (the lists of the text; the DNF of the asserts over atom ranges) are shared
+  with VNN-LIB 2.0's bulk front end in spec/bulk.py.
 * **Tree front end** (`_tree_parse`): one pass of a compiled tokenizer, an explicit-stack
   S-expression builder and a recursive walk with the full term language, in exact rational
   arithmetic (fractions.Fraction). It handles every input the bulk front end gave up on and
@@ -39,13 +41,16 @@ import numpy as np
 from ..errors import SpecError
 from .atoms import (CONST, IN, ONE, OUT, ZERO, AtomBuilder, Atoms, LinearForm, MixedKinds, NonLinear, combined,
                     difference, negated, number, product)
+from .bulk import PAD as _PAD
+from .bulk import GiveUp as _GiveUp
+from .bulk import assertion_dnf, scan
+from .bulk import is_word as _is_word
 from .cases import Source, assemble
-from .dnf import Conjunctions, Dnf, TooManyDisjuncts, conjoin, conjoin_all, disjoin, from_lists, ragged
+from .dnf import Conjunctions, TooManyDisjuncts, conjoin, disjoin, from_lists
 from .model import Spec
 from .numbers import clip, decimal_nearest, number_problem, scaled_dirs, shown
 
 _TOKEN = re.compile(r";[^\n]*|\(|\)|[^\s();]+")
-_COMMENT = re.compile(r";[^\n]*")
 _VAR = re.compile(r"([XY])_(\d+)\Z")
 _IGNORED_COMMANDS = {"check-sat", "get-model", "exit", "set-logic", "set-info", "set-option"}
 _RELATIONS = {"<=", ">=", "<", ">", "="}
@@ -63,10 +68,6 @@ class _Located(Exception):
         self.message = message
         self.token = token
         self.atom = atom
-
-
-class _GiveUp(Exception):
-    """Internal: the bulk front end does not handle this text; the tree front end will."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,24 +305,6 @@ def _count(declared: Dict[str, Tuple[str, int]], kind: str, where: str) -> int:
 # ---------------------------------------------------------------------------------------------
 _MAX_DIGITS = 9  # variable indices below 10**9 (bulk front end)
 _MAX_INDEX_DIGITS = 9  # a declared index must be below 10**9 (tree front end)
-# ASCII control characters that str.split() and the tokenizer's \s do not treat as whitespace
-_CONTROL = bytes(range(0, 9)) + bytes(range(14, 28))
-
-
-def _chars(b: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """(m, width) uint8: the first `width` characters from each start (padded with 0 past the end)."""
-    pos = starts[:, None] + np.arange(width)
-    out = b[np.minimum(pos, b.size - 1)]
-    out[pos >= b.size] = 0
-    return out
-
-
-def _is_word(b: np.ndarray, ts: np.ndarray, te: np.ndarray, word: bytes) -> np.ndarray:
-    n = len(word)
-    ok = (te - ts) == n
-    if ok.any():
-        ok[ok] = (_chars(b, ts[ok], n) == np.frombuffer(word, np.uint8)).all(axis=1)
-    return ok
 
 
 _WIDE = 40  # longer number tokens take the float() path one by one
@@ -411,7 +394,6 @@ _FRAC_STATE = np.zeros(13 * 6, dtype=np.int8)
 _FRAC_STATE[5 * 6] = 1
 _POW10_EXACT = np.array([float(f"1e{k}") for k in range(23)])  # all exactly representable
 _TWO_53 = 2 ** 53
-_PAD = 64  # zero bytes appended to the text so that column reads never run off its end
 
 
 def _numbers(text: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -560,10 +542,6 @@ def _numbers_columns(b: np.ndarray, ts: np.ndarray, width: int, dfa: np.ndarray)
     return vals, dirs, m_val, e10, good
 
 
-def _blank(m: "re.Match") -> str:
-    return " " * len(m.group(0))
-
-
 def _bulk_parse(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
     """-> (n_in, n_out, atoms, dnf, n_asserts) for the VNN-COMP shapes, or None."""
     try:
@@ -573,82 +551,11 @@ def _bulk_parse(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[i
 
 
 def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = None):
-    if ";" in text:
-        text = _COMMENT.sub(_blank, text)  # same length: offsets stay those of the original text
-    if not text.isascii():
-        raise _GiveUp
-    raw = text.encode("ascii")
-    if len(raw.translate(None, _CONTROL)) != len(raw):
-        raise _GiveUp  # control characters that are token characters for the tokenizer
-    if not raw:
-        raise _GiveUp
-    b = np.frombuffer(raw, dtype=np.uint8)
-    bp = np.frombuffer(raw + bytes(_PAD), dtype=np.uint8)  # for column reads past a token's end
-
-    # ---- parentheses ---------------------------------------------------------------------------
-    is_open = b == ord("(")
-    paren = is_open | (b == ord(")"))
-    ev = np.flatnonzero(paren)
-    if ev.size == 0:
-        raise _GiveUp
-    ev_open = is_open[ev]
-    depth = np.cumsum(ev_open.view(np.int8) * np.int8(2) - np.int8(1), dtype=np.int64)  # depth after each event
-    if depth[-1] != 0 or depth.min() < 0:
-        raise _GiveUp
-    oe = np.flatnonzero(ev_open)  # event index of every list's '('
-    level = depth[oe]  # 1 for top-level lists
-    inner = ~ev_open[oe + 1]  # the next parenthesis closes it: no sub-lists
-    open_at = ev[oe]
-
-    # ---- tokens ----------------------------------------------------------------------------------
-    edge = np.zeros(b.size + 2, dtype=np.int8)
-    tc = edge[1:-1].view(bool)
-    np.greater(b, 32, out=tc)  # every other ASCII character <= 32 is whitespace here
-    tc[ev] = False
-    step = np.diff(edge)  # +1 where a token starts, -1 just past its end
-    bounds = np.flatnonzero(step)
-    ts, te = bounds[0::2], bounds[1::2]
-    if ts.size and ts[0] < ev[0]:
-        raise _GiveUp  # a token before the first '('
-    # gap[k]: number of tokens between parenthesis k and the next one
-    gap = np.add.reduceat((step[:b.size] == 1).view(np.int8), ev, dtype=np.int64)
-    if gap[~ev_open].any():
-        raise _GiveUp  # a token after a ')': bare tokens beside sub-lists, or at the top level
-    first_after = np.cumsum(gap) - gap  # index of the first token after each parenthesis
-    first = first_after[oe]  # the head token of each list
-    own = gap[oe]  # tokens of a list before its first sub-list (all of them if innermost)
-    if not own.all():
-        raise _GiveUp  # `()` or `((...` : the tree front end explains
-    if (own[~inner] != 1).any():
-        raise _GiveUp  # a branch list with more than its head before its first sub-list
-    inner_ntok = own[inner]
-
-    # ---- branch lists (assert / and / or), their closing parenthesis and their parents ------------
-    bi = np.flatnonzero(~inner)  # list ids of branch lists
-    b_head_tok = first[bi]
-    b_hs, b_he = ts[b_head_tok], te[b_head_tok]
-    b_level = level[bi]
-    # a branch list's ')' is the next ')' at its level; closes of branch lists follow a ')'
-    ce = np.flatnonzero(~ev_open)
-    ce = ce[~ev_open[ce - 1]] if ce.size else ce
-    c_level = depth[ce] + 1
-    big = np.int64(ev.size + 1)
-    ckey = c_level.astype(np.int64) * big + ce
-    ckey.sort()
-    b_close_ev = ckey[np.searchsorted(ckey, b_level.astype(np.int64) * big + oe[bi])] % big
-    b_close_at = ev[b_close_ev]
-    # parent of every branch list: the last branch list one level up opened before it
-    bkey = b_level.astype(np.int64) * big + oe[bi]
-    border = np.argsort(bkey, kind="stable")  # by (level, position)
-    bkey_sorted = bkey[border]
-    b_parent = np.full(bi.size, -1, dtype=np.int64)  # branch index, -1 for the top level
-    deep = np.flatnonzero(b_level > 1)
-    if deep.size:
-        k = np.searchsorted(bkey_sorted, (b_level[deep] - 1).astype(np.int64) * big + oe[bi[deep]]) - 1
-        b_parent[deep] = border[k]
+    sc = scan(text)  # the list structure (spec/bulk.py)
+    text, b, bp, ts, te, level = sc.text, sc.b, sc.bp, sc.ts, sc.te, sc.level
+    first, open_at, ii, inner_ntok = sc.first, sc.open_at, sc.ii, sc.inner_ntok
 
     # ---- innermost lists: declarations, relations, ignored commands -----------------------------
-    ii = np.flatnonzero(inner)
     three = inner_ntok == 3
     top = level[ii] == 1
     if not three.all():
@@ -693,41 +600,10 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
             raise _GiveUp  # an index beyond the network's: the tree front end points at it
         counts.append(n)
     n_in, n_out = counts
-
-    # branch lists: assert at the top level with one child, and/or below
-    is_assert = _is_word(b, b_hs, b_he, b"assert")
-    is_and = _is_word(b, b_hs, b_he, b"and")
-    is_or = _is_word(b, b_hs, b_he, b"or")
-    if not (is_assert | is_and | is_or).all():
-        raise _GiveUp
-    if ((b_level == 1) != is_assert).any() or not is_assert.any():
-        raise _GiveUp
-    if open_at[i3[d]].max() > open_at[bi[is_assert]].min():
-        raise _GiveUp  # a declaration after an assert: the tree front end decides
     r = np.flatnonzero(is_rel)
+    if r.size == 0:
+        raise _GiveUp  # no relation (no assert, or asserts of odd shapes): the tree front end words it
     rel_list = i3[r]
-    if (level[rel_list] == 1).any():
-        raise _GiveUp  # a relation as a top-level command
-    # every list below the top level is a relation or a branch list now; relations inside each
-    # branch list: rel_at[b_r0:b_r1]
-    rel_at = open_at[rel_list]
-    b_r0 = np.searchsorted(rel_at, open_at[bi])
-    b_r1 = np.searchsorted(rel_at, b_close_at)
-    if (b_r1 == b_r0).any():
-        raise _GiveUp  # a branch list without a relation (the tree front end handles odd shapes)
-    n_sub = np.bincount(b_parent[b_parent >= 0], minlength=bi.size)
-    flat = n_sub == 0  # no branch sub-lists: all relations inside are its children
-    sub_order = np.argsort(b_parent, kind="stable")
-    sub_start = np.searchsorted(b_parent[sub_order], np.arange(bi.size))
-    # an assert has one child: one relation, or one sub-list holding all its relations
-    a_idx = np.flatnonzero(is_assert)
-    a_flat = flat[a_idx]
-    if (b_r1[a_idx[a_flat]] - b_r0[a_idx[a_flat]] != 1).any():
-        raise _GiveUp
-    a_deep = a_idx[~a_flat]
-    child = sub_order[sub_start[a_deep]]
-    if ((n_sub[a_deep] != 1) | (b_r0[child] != b_r0[a_deep]) | (b_r1[child] != b_r1[a_deep])).any():
-        raise _GiveUp
 
     # ---- relations -> atoms -------------------------------------------------------------------------
     ta, tb = h[r] + 1, h[r] + 2
@@ -752,65 +628,11 @@ def _bulk(text: str, n_inputs: Optional[int] = None, n_outputs: Optional[int] = 
     else:
         atoms, atom_off = _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, open_at[rel_list])
 
-    # ---- boolean structure -> DNF over atom ranges ------------------------------------------------
-    def own_relations(j: int, subs: np.ndarray) -> np.ndarray:
-        """Relations that are children of branch list j itself (not inside its sub-lists)."""
-        r0, r1 = int(b_r0[j]), int(b_r1[j])
-        cover = np.bincount(b_r0[subs] - r0, minlength=r1 - r0 + 1) - np.bincount(b_r1[subs] - r0, minlength=r1 - r0 + 1)
-        return np.flatnonzero(np.cumsum(cover)[:-1] == 0) + r0
-
-    def dnf(j: int) -> Dnf:
-        if flat[j]:
-            if is_or[j]:
-                rr = np.arange(b_r0[j], b_r1[j])
-                return Dnf.each(atom_off[rr], atom_off[rr + 1])
-            return Dnf.single(int(atom_off[b_r0[j]]), int(atom_off[b_r1[j]]))  # and, assert
-        subs = sub_order[sub_start[j]:sub_start[j] + n_sub[j]]
-        if is_assert[j]:
-            return dnf(int(subs[0]))
-        rels = own_relations(j, subs)
-        if is_or[j] and flat[subs].all():
-            # the usual shape, (or (and ...) (and ...) ...), in bulk: every child relation, flat
-            # and, and relation of a flat or is one disjunct of one range; text order
-            sub_or = subs[is_or[subs]]
-            sub_and = subs[~is_or[subs]]
-            or_rel = ragged(b_r0[sub_or], b_r1[sub_or] - b_r0[sub_or])
-            singles = np.concatenate([rels, or_rel])
-            pos = np.concatenate([rel_at[singles], open_at[bi[sub_and]]])
-            start = np.concatenate([atom_off[singles], atom_off[b_r0[sub_and]]])
-            stop = np.concatenate([atom_off[singles + 1], atom_off[b_r1[sub_and]]])
-            order = np.argsort(pos, kind="stable")
-            return Dnf.each(start[order], stop[order])
-        # children in text order: sub-lists and runs of relations
-        items = [(int(open_at[bi[s]]), 1, int(s), 0) for s in subs.tolist()]
-        if rels.size:
-            cut = np.flatnonzero(np.diff(rels) != 1) + 1
-            for run in np.split(rels, cut):
-                items.append((int(rel_at[run[0]]), 0, int(run[0]), int(run[-1]) + 1))
-        items.sort()
-        if is_or[j]:
-            parts = []
-            for _, is_sub, x, y in items:
-                if is_sub:
-                    parts.append(dnf(x))
-                else:
-                    rr = np.arange(x, y)
-                    parts.append(Dnf.each(atom_off[rr], atom_off[rr + 1]))
-            return Dnf.any_of(parts)
-        return conjoin_all([dnf(x) if is_sub else Dnf.single(int(atom_off[x]), int(atom_off[y]))
-                             for _, is_sub, x, y in items])
-
-    asserts = np.flatnonzero(is_assert)  # in text order
-    # plain asserts (one relation each) in bulk: each run of them is one conjunction of ranges
-    plain = flat[asserts]
-    cut = np.flatnonzero(np.diff(plain.view(np.int8))) + 1
-    parts = []
-    for run in np.split(asserts, cut):
-        if flat[run[0]]:
-            parts.append(Dnf.join_single([Dnf(np.array([0, run.size]), atom_off[b_r0[run]], atom_off[b_r1[run]])]))
-        else:
-            parts.extend(dnf(j) for j in run.tolist())
-    return n_in, n_out, atoms, conjoin_all(parts), int(asserts.size)
+    # ---- boolean structure -> DNF over atom ranges (spec/bulk.py) ---------------------------------
+    dnf, n_asserts, assert_lists = assertion_dnf(sc, rel_list, atom_off)
+    if open_at[i3[d]].max() > open_at[assert_lists].min():
+        raise _GiveUp  # a declaration after an assert: the tree front end decides
+    return n_in, n_out, atoms, dnf, n_asserts
 
 
 def _general_atoms(text, bp, ts, te, ta, tb, ka, ia, kb, ib, rop, rel_src):
