@@ -115,3 +115,40 @@ def if_onnx(path, then_const=(0.0, 0.0)):
              helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)]
     return graph_onnx(path, nodes, {"W": np.array([[1.0, 1.0], [1.0, -1.0]], np.float32), "b": np.zeros(2, np.float32),
                                     "zero": np.asarray(0.0, np.float32)})
+
+
+def assert_lowerings_agree(net, xs, layers=True, rtol=1e-5, atol=1e-5):
+    """The network's torch module and (when `layers`) its layer graph give ONNX Runtime's outputs on
+    the flat inputs xs (B, n_inputs). Returns ONNX Runtime's outputs."""
+    import torch
+
+    xs = np.asarray(xs, np.float64).astype(np.float32).astype(np.float64)
+    want = net.evaluate(xs).astype(np.float64)
+    with torch.no_grad():
+        got = net.torch_module()(torch.as_tensor(xs, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg="torch module vs ONNX Runtime")
+    if layers:
+        np.testing.assert_allclose(net.layer_graph.evaluate(xs), want, rtol=rtol, atol=atol,
+                                   err_msg="layer graph vs ONNX Runtime")
+    return want
+
+
+def op_model(path, nodes, inits, in_shape, out_shape=None, opset=13, ir_version=8):
+    """A model of onnx.helper nodes from input `x` (float32, in_shape) to output `y`, its output
+    shape left to shape inference when out_shape is None; checked by the ONNX checker. Returns path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape) if out_shape is not None else None)
+    init = [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()]
+    m = helper.make_model(helper.make_graph(nodes, "g", [inp], [out], init), opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
+    if out_shape is None:
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+        shape = [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim]
+        del m.graph.output[:]
+        m.graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, shape))
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return str(path)

@@ -105,16 +105,16 @@ def test_unsupported_operator_is_named(tmp_path):
 
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
-    g = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [inp], [out])
+    g = helper.make_graph([helper.make_node("Atan", ["x"], ["y"])], "g", [inp], [out])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    onnx.save(m, str(tmp_path / "erf.onnx"))
+    onnx.save(m, str(tmp_path / "atan.onnx"))
     from vnncert import load_network
     from vnncert.errors import UnsupportedOperator
 
-    net = load_network(str(tmp_path / "erf.onnx"))
-    assert "Erf" in net.ops
-    with pytest.raises(UnsupportedOperator, match="Erf"):
+    net = load_network(str(tmp_path / "atan.onnx"))
+    assert "Atan" in net.ops
+    with pytest.raises(UnsupportedOperator, match="Atan"):
         net.torch_module()
 
 

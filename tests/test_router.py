@@ -24,15 +24,16 @@ from vnncert.api import verify  # noqa: E402
 # y = op(W x), W = [[1, 1], [1, -1]], x in [0, 1]^2: y0 = op(x0 + x1) with x0 + x1 in [0, 2]
 UNIT = ([0.0, 0.0], [1.0, 1.0])
 MODELS = {
-    # erf(s) for s in [0, 2]: [0, 0.9953]; sin(s): [0, 1]; the If takes its then-branch (sum Wx = 2 x0 >= 0): y = W x
-    "erf": (lambda d: gemm_then(d / "erf.onnx", "Erf"), ["Erf"], "(>= Y_0 0.5)", "(>= Y_0 1.5)"),
-    "sin": (lambda d: gemm_then(d / "sin.onnx", "Sin"), ["Sin"], "(>= Y_0 0.5)", "(>= Y_0 1.5)"),
+    # ops no converter has: atan(s) for s in [0, 2]: [0, 1.1071]; asinh(s): [0, 1.4436]; the If takes its
+    # then-branch (sum Wx = 2 x0 >= 0): y = W x
+    "atan": (lambda d: gemm_then(d / "atan.onnx", "Atan"), ["Atan"], "(>= Y_0 0.5)", "(>= Y_0 1.5)"),
+    "asinh": (lambda d: gemm_then(d / "asinh.onnx", "Asinh"), ["Asinh"], "(>= Y_0 0.5)", "(>= Y_0 1.5)"),
     "if": (lambda d: if_onnx(d / "if.onnx"), ["Greater", "If"], "(>= Y_0 1.5)", "(>= Y_0 2.5)"),
 }
 
 
 def _ops_re(ops):
-    """`Erf` / `Greater (node 'cond'), If (node 'branch')` as the router names them."""
+    """`Atan` / `Greater (node 'cond'), If (node 'branch')` as the router names them."""
     node = r"(?: \(node '[^']*'\))?"
     return r"unsupported ONNX operators? " + ", ".join(re.escape(op) + node for op in ops)
 
@@ -117,40 +118,40 @@ def test_a_handler_refusing_one_use_of_its_op_counts_the_same(tmp_path):
 
 
 def test_the_op_sets_come_from_the_registry(world, monkeypatch):
-    """A handler registered for an op (here a to_torch for Sin) lets the engines that use that
+    """A handler registered for an op (here a to_torch for Asinh) lets the engines that use that
     converter run: the rule has no list of its own."""
     from vnncert.network.ops import base
 
-    class SinOp(base.OpHandler):
+    class AsinhOp(base.OpHandler):
         def to_torch(self, node, ctx):
             from torch import nn
 
-            class Sin(nn.Module):
+            class Asinh(nn.Module):
                 def forward(self, x):
-                    return x.sin()
+                    return x.asinh()
 
             x = node.inputs[0]
-            ctx.emit(Sin(), [x], [node.outputs[0]], ctx.view(x).merged)
+            ctx.emit(Asinh(), [x], [node.outputs[0]], ctx.view(x).merged)
 
-    h = SinOp()
-    h.op_type = "Sin"
-    monkeypatch.setitem(base._REGISTRY, "Sin", h)
-    model, _, _, unsat = world["sin"]
+    h = AsinhOp()
+    h.op_type = "Asinh"
+    monkeypatch.setitem(base._REGISTRY, "Asinh", h)
+    model, _, _, unsat = world["asinh"]
     out = verify(model, unsat, mode="relaxed", timeout=30, threads=1)
-    assert out.verdict.value != "error", out.detail  # relaxed ran (auto_LiRPA may or may not bound sin)
+    assert out.verdict.value != "error", out.detail  # relaxed ran (auto_LiRPA may or may not bound asinh)
     out = verify(model, unsat, mode="exact", timeout=30, threads=1)
     assert out.verdict.value == "error" and "not supported by exact" in out.detail
 
 
 def test_cli_prints_the_note_on_stderr_without_verbose(world, tmp_path):
-    model, _, _, unsat = world["erf"]
+    model, _, _, unsat = world["atan"]
     res = tmp_path / "r.txt"
     p = subprocess.run([sys.executable, "-m", "vnncert.cli", "verify", model, unsat, "--threads", "1", "--timeout", "30",
                         "--result-file", str(res)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.splitlines()[0] == "unknown", p.stderr
     assert res.read_text().splitlines()[0] == "unknown"
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("vnncert: note: unsupported ONNX operator Erf: not supported by "), p.stderr
+    assert len(lines) == 1 and lines[0].startswith("vnncert: note: unsupported ONNX operator Atan: not supported by "), p.stderr
 
 
 def test_exact_mode_is_the_falsifier_then_the_exact_engine(tmp_path):

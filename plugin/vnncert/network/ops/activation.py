@@ -1,5 +1,10 @@
-"""Smooth elementwise activations and Neg, Identity and Dropout: the tensor keeps its view.
+"""Smooth elementwise activations (Sigmoid, Tanh, Exp, Log, Sqrt, Reciprocal, Softplus, Erf, Sin,
+Cos), Sign, and Neg, Identity and Dropout: the tensor keeps its view.
 
+The smooth ones have a torch step (auto_LiRPA 0.3 bounds all of them but Erf) and a float-sound
+linear relaxation (`smooth.relax`, interface in `smooth.py`); none has an affine lowering (not
+piecewise linear). Sign is not continuous: a torch step (its gradient is 0, so PGD learns nothing
+from it, but sampling runs) and constant bounds (`smooth.sign_relaxation`), no affine lowering.
 Relu and LeakyRelu (piecewise linear, with the relu relaxation) live in `relu.py`; their torch
 step is this file's `Unary` too."""
 from __future__ import annotations
@@ -7,16 +12,27 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import NetworkError
+from . import smooth
 from .base import LazySteps, OpHandler, register
 
+SMOOTH = ("Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Softplus", "Erf", "Sin", "Cos")
 
-@register("Sigmoid", "Tanh", "Exp", "Neg", "Sqrt", "Reciprocal")
+
+@register(*SMOOTH, "Sign", "Neg")
 class UnaryOp(OpHandler):
-    # evaluate: Neg here, the others by the reference evaluator; the MILP lowers only Neg (affine)
-    partial = {"evaluate": frozenset({"Neg"}), "to_affine": frozenset({"Neg"})}
+    # evaluate: Neg here, the others by the reference evaluator; the MILP lowers only Neg (affine);
+    # every op but Neg has a relaxation
+    partial = {"evaluate": frozenset({"Neg"}), "to_affine": frozenset({"Neg"}),
+               "relaxation": frozenset(SMOOTH + ("Sign",))}
 
     def evaluate(self, node, values, opset):
         return [np.negative(np.asarray(values[0]))]
+
+    def relaxation(self, l, u, xp=None):
+        """(lower_slope, lower_intercept, upper_slope, upper_intercept) over [l, u] (`smooth.py`)."""
+        if self.op_type == "Sign":
+            return smooth.sign_relaxation(l, u, xp)
+        return smooth.relax(smooth.FUNCTIONS[self.op_type], l, u, xp)
 
     def to_torch(self, node, ctx):
         x = node.inputs[0]
@@ -78,6 +94,20 @@ def _define_steps():
                 return torch.sqrt(x)
             if op == "Reciprocal":
                 return torch.reciprocal(x)
+            if op == "Log":
+                return torch.log(x)
+            if op == "Softplus":
+                return F.softplus(x)
+            if op == "Erf":
+                return torch.erf(x)
+            if op == "Sin":
+                return torch.sin(x)
+            if op == "Cos":
+                return torch.cos(x)
+            if op == "Sign":
+                return torch.sign(x)
+            if op == "Abs":
+                return torch.abs(x)
             raise ValueError(op)
 
         def extra_repr(self) -> str:

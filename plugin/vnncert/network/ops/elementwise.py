@@ -1,10 +1,15 @@
-"""Add, Sub, Mul, Div (by constants or between two tensors) and Pow by a constant exponent."""
+"""Add, Sub, Mul, Div (by constants or between two tensors) and Pow by a constant exponent.
+
+Mul of two variable tensors is not piecewise linear (no affine lowering); its relaxation is the
+bilinear one (`smooth.bilinear_relaxation`). Pow's relaxation is `smooth.power(p)`'s: any real
+base for an integer exponent, a base >= 0 otherwise."""
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import NetworkError
 from ..affine import broadcast_shape, broadcast_to
+from . import smooth
 from .base import LazySteps, OpHandler, reference_evaluate, register
 
 
@@ -26,6 +31,13 @@ def broadcast_const(ctx, x: str, c: np.ndarray):
 
 @register("Add", "Sub", "Mul", "Div")
 class ArithmeticOp(OpHandler):
+    partial = {"relaxation": frozenset({"Mul"})}
+
+    @staticmethod
+    def relaxation(lx, ux, ly, uy, xp=None):
+        """Mul of two variables: McCormick's planes of x * y over the box (`smooth.bilinear_relaxation`)."""
+        return smooth.bilinear_relaxation(lx, ux, ly, uy, xp)
+
     def evaluate(self, node, values, opset):
         a, b = (np.asarray(v) for v in values[:2])
         if node.op_type == "Div" and not (np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating)):
@@ -85,6 +97,11 @@ class ArithmeticOp(OpHandler):
 
 @register("Pow")
 class PowOp(OpHandler):
+    @staticmethod
+    def relaxation(l, u, xp=None, exponent: float = 2.0):
+        """x ** exponent over [l, u]: (lower_slope, lower_intercept, upper_slope, upper_intercept)."""
+        return smooth.relax(smooth.power(exponent), l, u, xp)
+
     def to_torch(self, node, ctx):
         x, e = node.inputs[0], node.inputs[1]
         if ctx.is_const(x) or not ctx.is_const(e) or np.asarray(ctx.const(e)).size != 1:

@@ -1,5 +1,6 @@
 """Gemm and MatMul with a constant operand: torch nn.Linear (a following constant Add becomes
-the bias), sparse Kronecker matrices in the layer graph."""
+the bias), sparse Kronecker matrices in the layer graph. MatMul of two variable tensors (attention)
+has a torch step and the bilinear relaxation of its products, no affine lowering."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -114,6 +115,13 @@ class GemmOp(OpHandler):
 
 @register("MatMul")
 class MatMulOp(OpHandler):
+    @staticmethod
+    def relaxation(lx, ux, ly, uy, xp=None):
+        """Two variable operands: each product x_ik y_kj by McCormick's planes (`smooth.bilinear_relaxation`)."""
+        from .smooth import bilinear_relaxation
+
+        return bilinear_relaxation(lx, ux, ly, uy, xp)
+
     def to_torch(self, node, ctx):
         a, b = node.inputs
         ca, cb = ctx.is_const(a), ctx.is_const(b)
@@ -148,6 +156,7 @@ class MatMulOp(OpHandler):
             return
         rank = max(va.rank, vb.rank)
         ctx.emit(elementwise.steps.Binary("MatMul"), [ctx.prepended(a, rank), ctx.prepended(b, rank)], [node.outputs[0]], False)
+
     def evaluate(self, node, values, opset):
         return [np.asarray(np.matmul(values[0], values[1]))]
 
