@@ -70,7 +70,8 @@ def _out(text: str) -> None:
 
 # ---- supports ------------------------------------------------------------------------------------
 def onnx_operators() -> Tuple[List[str], str]:
-    """Op types some converter of the op registry handles (read off the registry), and a note if none."""
+    """Op types some converter of the op registry handles, and the constant-only shape ops
+    (`ops.operators()`, read off the registry), and a note if none."""
     from ..network import ops
 
     names = ops.operators()

@@ -10,10 +10,11 @@ supports --onnx-operators` prints; `lowerings(op)` says which lowerings the op h
 import importlib
 import pkgutil
 
-from .base import OpHandler, all_handlers, handler, lowerings, operators, register, supported_ops
+from .base import OpHandler, all_handlers, constant_only_ops, handler, lowerings, operators, register, supported_ops
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _module.startswith("torch_"):
         importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["OpHandler", "register", "handler", "supported_ops", "operators", "lowerings", "all_handlers"]
+__all__ = ["OpHandler", "register", "handler", "supported_ops", "operators", "lowerings", "all_handlers",
+           "constant_only_ops"]

@@ -9,7 +9,10 @@ A handler implements the lowerings its op has, each a method:
 * `to_affine(node, ctx)`: the exact lowering to the layer graph's affine maps, ReLUs and max
   nodes (`vnncert.network.layers.LayerBuilder` is the ctx), for piecewise-linear ops;
 * `relaxation(l, u, xp)`: the linear relaxation the bounds layer uses for the op's nonlinear
-  layer (Relu: `relu.relu_relaxation`, MaxPool: `pool.max_relaxation`).
+  layer (Relu: `relu.relu_relaxation`, MaxPool: `pool.max_relaxation`, the smooth ops:
+  `smooth.relax`, Mul/MatMul of two variables: `smooth.bilinear_relaxation`).
+A handler with `constant_only = True` has none of the converters: its op is supported where its
+inputs are constant (shape arithmetic), which constant folding takes care of.
 `supported_ops(method)` and `lowerings(op)` are read off the classes, so `vnncert supports
 --onnx-operators` and the router never keep a list by hand. The ctx of every method answers
 `is_const(name)`, `const(name)` and `shape(name)`, so an op parses its attributes once, in one
@@ -36,6 +39,11 @@ class OpHandler:
     """Base class: override the lowerings the op has."""
 
     op_type: str = ""
+    # an op of shape arithmetic (Shape, ConstantOfShape, comparisons, Floor, ...): supported where
+    # all its inputs are constants (shapes count: symbolic dims as 1), which constant folding
+    # evaluates before any converter runs; it has no converter, so an engine meeting it on a
+    # tensor computed from the input is kept out as for any unsupported op
+    constant_only: bool = False
     # method -> the op types (of a class registered for several) that it handles;
     # a method missing here handles all of them
     partial: Dict[str, FrozenSet[str]] = {}
@@ -87,8 +95,14 @@ def supported_ops(method: str = "to_torch") -> List[str]:
 
 
 def operators() -> List[str]:
-    """Sorted op types some converter handles: what `vnncert supports --onnx-operators` lists."""
-    return sorted(op for op, h in _REGISTRY.items() if any(h.supports(m) for m in CONVERTERS))
+    """Sorted op types some converter handles, and the constant-only ops (which folding removes):
+    what `vnncert supports --onnx-operators` lists."""
+    return sorted(op for op, h in _REGISTRY.items() if h.constant_only or any(h.supports(m) for m in CONVERTERS))
+
+
+def constant_only_ops() -> List[str]:
+    """Sorted op types supported only on constants (folded before any converter runs)."""
+    return sorted(op for op, h in _REGISTRY.items() if h.constant_only)
 
 
 def lowerings(op_type: str) -> List[str]:

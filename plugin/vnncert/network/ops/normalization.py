@@ -1,4 +1,7 @@
-"""BatchNormalization (inference): folded into the preceding Conv/Linear step, else a per-channel affine."""
+"""BatchNormalization (inference): folded into the preceding Conv/Linear step, else a per-channel
+affine. LayerNormalization (opset 17): a torch lowering only (it divides by a standard deviation
+computed from the input: not piecewise linear), written in the ops auto_LiRPA 0.3 bounds (mean,
+difference, square, sqrt, division)."""
 from __future__ import annotations
 
 import numpy as np
@@ -65,8 +68,40 @@ class BatchNormalizationOp(OpHandler):
                                           np.broadcast_to(shift.reshape(shp), x.shape).reshape(-1)))
 
 
+def layer_norm_attrs(node, ctx):
+    """(axes from `axis` to the last, epsilon, scale, bias or None): the one parser of LayerNormalization."""
+    from .base import norm_axis
+
+    if any(o for o in node.outputs[1:]):
+        if any(ctx.consumers(o) for o in node.outputs[1:] if o):
+            raise ctx.unsupported(node, "its Mean or InvStdDev output is used")
+    rank = len(ctx.shape(node.inputs[0]))
+    axis = norm_axis(node.attr("axis", -1), rank)
+    if not all(ctx.is_const(n) for n in node.inputs[1:] if n):
+        raise ctx.unsupported(node, "a scale or bias computed from the input")
+    scale = np.asarray(ctx.const(node.inputs[1]), np.float32)
+    bias = np.asarray(ctx.const(node.inputs[2]), np.float32) if len(node.inputs) > 2 and node.inputs[2] else None
+    return list(range(axis, rank)), float(node.attr("epsilon", 1e-5)), scale, bias
+
+
+@register("LayerNormalization")
+class LayerNormalizationOp(OpHandler):
+    def to_torch(self, node, ctx):
+        from .elementwise import broadcast_const
+
+        axes, eps, scale, bias = layer_norm_attrs(node, ctx)
+        x = ctx.not_on_batch(node.inputs[0], axes)
+        if bias is not None:  # one shape for both, so both get the same torch layout
+            both = np.broadcast_shapes(scale.shape, bias.shape)
+            scale, bias = np.broadcast_to(scale, both), np.broadcast_to(bias, both)
+        x, sc, merged = broadcast_const(ctx, x, scale)
+        bi = broadcast_const(ctx, x, bias)[1] if bias is not None else None
+        v = ctx.view(x)
+        ctx.emit(steps.LayerNorm([v.axis(a) for a in axes], eps, sc, bi), [x], [node.outputs[0]], merged)
+
+
 def _define_steps():
-    from .torch_base import Step, buffer
+    from .torch_base import Step, buffer, torch
 
     class Affine(Step):
         """x * scale + shift (a BatchNormalization not folded into its producer)."""
@@ -81,7 +116,24 @@ def _define_steps():
         def forward(self, x):
             return x * self.scale + self.shift
 
-    return {"Affine": Affine}
+    class LayerNorm(Step):
+        """(x - mean) / sqrt(var + eps) * scale + bias over the trailing axes."""
+
+        def __init__(self, axes, eps: float, scale, bias):
+            super().__init__()
+            self.axes, self.eps = tuple(int(a) for a in axes), float(eps)
+            buffer(self, "scale", scale)
+            self.has_bias = bias is not None
+            if self.has_bias:
+                buffer(self, "bias", bias)
+
+        def forward(self, x):
+            d = x - torch.mean(x, dim=self.axes, keepdim=True)
+            var = torch.mean(d * d, dim=self.axes, keepdim=True)
+            y = d / torch.sqrt(var + self.eps) * self.scale
+            return y + self.bias if self.has_bias else y
+
+    return {"Affine": Affine, "LayerNorm": LayerNorm}
 
 
 steps = LazySteps(_define_steps)

@@ -1,4 +1,6 @@
-"""ReduceSum / ReduceMean over constant axes: torch sum/mean, a sparse matrix in the layer graph."""
+"""ReduceSum / ReduceMean over constant axes: torch sum/mean, a sparse matrix in the layer graph;
+ReduceMax / ReduceMin: torch amax/amin, a max node over each reduced group in the layer graph
+(ReduceMin as -max(-x)), relaxed like MaxPool's windows (`pool.max_relaxation`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +25,52 @@ def reduce_axes(node, ctx, rank: int):
             return None, keep
         axes = list(range(rank))
     return sorted({int(a) + rank if int(a) < 0 else int(a) for a in axes}), keep
+
+
+def reduced_groups(shape, axes):
+    """(groups (n_out, k) of flat input indices reduced into each output, kept shape with 1s)."""
+    rank = len(shape)
+    kept_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    grid = np.indices(shape).reshape(rank, -1)
+    for a in axes:
+        grid[a] = 0
+    rows = np.ravel_multi_index(tuple(grid), kept_shape) if rank else np.zeros(1, np.int64)
+    n_out = int(np.prod(kept_shape))
+    return np.argsort(rows, kind="stable").reshape(n_out, -1), kept_shape
+
+
+@register("ReduceMax", "ReduceMin")
+class ReduceMaxOp(OpHandler):
+    def to_torch(self, node, ctx):
+        x = node.inputs[0]
+        axes, keep = reduce_axes(node, ctx, ctx.view(x).rank)
+        if axes is None:
+            ctx.alias(node.outputs[0], x)
+            return
+        x = ctx.not_on_batch(x, axes)
+        v = ctx.view(x)
+        merged = v.merged and (keep or 0 not in axes)
+        ctx.emit(steps.Reduce(node.op_type, [v.axis(a) for a in axes], keep), [x], [node.outputs[0]], merged)
+
+    def to_affine(self, node, ctx):
+        s = ctx.sym(node.inputs[0])
+        axes, keep = reduce_axes(node, ctx, len(s.shape))
+        if axes is None:
+            ctx.set(node.outputs[0], s)
+            return
+        groups, kept_shape = reduced_groups(s.shape, axes)
+        out_shape = kept_shape if keep else tuple(d for i, d in enumerate(s.shape) if i not in axes)
+        if node.op_type == "ReduceMax":
+            ctx.set(node.outputs[0], ctx.maximum(s, groups, out_shape, node.outputs[0]))
+        else:
+            ctx.set(node.outputs[0], -ctx.maximum(-s, groups, out_shape, node.outputs[0]))
+
+    @staticmethod
+    def relaxation(l, u, xp=None):
+        """Over the last axis of (..., k) bounds: `pool.max_relaxation` (ReduceMin: of -x)."""
+        from .pool import max_relaxation
+
+        return max_relaxation(l, u, xp)
 
 
 @register("ReduceSum", "ReduceMean")
@@ -61,19 +109,25 @@ def _define_steps():
     from .torch_base import Step, torch
 
     class Reduce(Step):
-        affine = True  # a sum or a mean
-
         def __init__(self, op: str, axes, keepdims: bool):
             super().__init__()
             self.op = op
             self.axes = tuple(int(a) for a in axes)
             self.keepdims = bool(keepdims)
 
+        @property
+        def affine(self) -> bool:
+            return self.op in ("ReduceSum", "ReduceMean")
+
         def forward(self, x):
             if self.op == "ReduceSum":
                 return torch.sum(x, dim=self.axes, keepdim=self.keepdims)
             if self.op == "ReduceMean":
                 return torch.mean(x, dim=self.axes, keepdim=self.keepdims)
+            if self.op == "ReduceMax":
+                return torch.amax(x, dim=self.axes, keepdim=self.keepdims)
+            if self.op == "ReduceMin":
+                return torch.amin(x, dim=self.axes, keepdim=self.keepdims)
             raise ValueError(self.op)
 
     return {"Reduce": Reduce}
