@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dnf import Dnf, conjoin_all, ragged
+from .dnf import MAX_DISJUNCTS, Dnf, TooManyDisjuncts, conjoin_all, ragged
 
 _COMMENT = re.compile(r";[^\n]*")
 # ASCII control characters that str.split() and the tokenizers' \s do not treat as whitespace
@@ -220,24 +220,99 @@ def assertion_dnf(s: Scan, rel_list: np.ndarray, atom_off: np.ndarray):
             stop = np.concatenate([atom_off[singles + 1], atom_off[b_r1[sub_and]]])
             order = np.argsort(pos, kind="stable")
             return Dnf.each(start[order], stop[order])
-        # children in text order: sub-lists and runs of relations
-        items = [(int(open_at[bi[x]]), 1, int(x), 0) for x in subs.tolist()]
-        if rels.size:
-            cut = np.flatnonzero(np.diff(rels) != 1) + 1
-            for run in np.split(rels, cut):
-                items.append((int(rel_at[run[0]]), 0, int(run[0]), int(run[-1]) + 1))
-        items.sort()
         if is_or[j]:
-            parts = []
-            for _, is_sub, x, y in items:
-                if is_sub:
-                    parts.append(dnf(x))
+            got = or_of_two_levels(j, subs, rels)
+            if got is not None:
+                return got
+        # any other nesting: the conjunctions as lists of atom ranges, in plain Python over ints
+        # (a numpy call per node costs more than this on the many small nodes of such shapes)
+        return _from_ranges(conjunctions(j))
+
+    def or_of_two_levels(j: int, subs: np.ndarray, rels: np.ndarray):
+        """(or ...) whose children are relations, flat lists, and `and`s holding relations and one
+        `or` of flat `and`s (the shape VNN-LIB 2.0 writers give a property with several input
+        boxes: (or (and box... (or (and out...) (and out...))) ...)), in bulk; None otherwise.
+        Each grandchild is one disjunct: the `and`'s relations before the `or`, the grandchild's,
+        the `and`'s after it; text order."""
+        deep = subs[~flat[subs]]
+        if deep.size == 0 or is_or[deep].any() or (n_sub[deep] != 1).any():
+            return None
+        g = sub_order[sub_start[deep]]
+        if not (is_or[g] & (n_sub[g] > 0)).all():
+            return None
+        gi = np.repeat(np.arange(g.size), n_sub[g])
+        gc = sub_order[ragged(sub_start[g], n_sub[g])]
+        if not (flat[gc] & ~is_or[gc]).all():
+            return None
+        if (np.bincount(gi, b_r1[gc] - b_r0[gc], minlength=g.size) != b_r1[g] - b_r0[g]).any():
+            return None  # the `or` has relations of its own
+        shallow = subs[flat[subs]]
+        sub_or = shallow[is_or[shallow]]
+        sub_and = shallow[~is_or[shallow]]
+        or_rel = ragged(b_r0[sub_or], b_r1[sub_or] - b_r0[sub_or])
+        singles = np.concatenate([rels, or_rel])
+        c = deep[gi]
+        # per disjunct up to three ranges: before, own, after (empty ones dropped)
+        n1 = singles.size + sub_and.size
+        pos = np.concatenate([rel_at[singles], open_at[bi[sub_and]], open_at[bi[gc]]])
+        lo = np.stack([np.concatenate([atom_off[singles], atom_off[b_r0[sub_and]], atom_off[b_r0[c]]]),
+                       np.concatenate([np.zeros(n1, np.int64), atom_off[b_r0[gc]]]),
+                       np.concatenate([np.zeros(n1, np.int64), atom_off[b_r1[g[gi]]]])], axis=1)
+        hi = np.stack([np.concatenate([atom_off[singles + 1], atom_off[b_r1[sub_and]], atom_off[b_r0[g[gi]]]]),
+                       np.concatenate([np.zeros(n1, np.int64), atom_off[b_r1[gc]]]),
+                       np.concatenate([np.zeros(n1, np.int64), atom_off[b_r1[c]]])], axis=1)
+        order = np.argsort(pos, kind="stable")
+        lo, hi = lo[order], hi[order]
+        keep = hi > lo
+        rptr = np.zeros(order.size + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=rptr[1:])
+        if order.size > MAX_DISJUNCTS:
+            raise TooManyDisjuncts()
+        return Dnf(rptr, lo[keep], hi[keep])
+
+    r0l, r1l, offl = b_r0.tolist(), b_r1.tolist(), atom_off.tolist()
+    orl, flatl = is_or.tolist(), flat.tolist()
+    sol, ssl, nsl = sub_order.tolist(), sub_start.tolist(), n_sub.tolist()
+
+    def children(j: int) -> list:
+        return sol[ssl[j]:ssl[j] + nsl[j]]
+
+    def conjunctions(j: int) -> list:
+        """Branch list j's DNF: a list of conjunctions, each a list of (start, stop) atom ranges,
+        in text order (an `or`: its children's disjuncts in turn; an `and`: its children's
+        products, i-major, relations in runs)."""
+        cursor = r0l[j]
+        if orl[j]:
+            out = []
+            for c in children(j):
+                out.extend([(offl[r], offl[r + 1])] for r in range(cursor, r0l[c]))
+                if flatl[c] and not orl[c]:
+                    out.append([(offl[r0l[c]], offl[r1l[c]])])
                 else:
-                    rr = np.arange(x, y)
-                    parts.append(Dnf.each(atom_off[rr], atom_off[rr + 1]))
-            return Dnf.any_of(parts)
-        return conjoin_all([dnf(x) if is_sub else Dnf.single(int(atom_off[x]), int(atom_off[y]))
-                             for _, is_sub, x, y in items])
+                    out.extend(conjunctions(c))
+                cursor = r1l[c]
+            out.extend([(offl[r], offl[r + 1])] for r in range(cursor, r1l[j]))
+            if len(out) > MAX_DISJUNCTS:
+                raise TooManyDisjuncts()
+            return out
+        result = [[]]
+        for c in children(j):
+            if cursor < r0l[c]:
+                for conj in result:
+                    conj.append((offl[cursor], offl[r0l[c]]))
+            sub = [[(offl[r0l[c]], offl[r1l[c]])]] if flatl[c] and not orl[c] else conjunctions(c)
+            if len(sub) == 1:
+                for conj in result:
+                    conj.extend(sub[0])
+            else:
+                if len(result) * len(sub) > MAX_DISJUNCTS:
+                    raise TooManyDisjuncts()
+                result = [a + b for a in result for b in sub]
+            cursor = r1l[c]
+        if cursor < r1l[j]:
+            for conj in result:
+                conj.append((offl[cursor], offl[r1l[j]]))
+        return result
 
     asserts = np.flatnonzero(is_assert)  # in text order
     # plain asserts (one relation each) in bulk: each run of them is one conjunction of ranges
@@ -250,3 +325,21 @@ def assertion_dnf(s: Scan, rel_list: np.ndarray, atom_off: np.ndarray):
         else:
             parts.extend(dnf(j) for j in run.tolist())
     return conjoin_all(parts), int(asserts.size), bi[is_assert]
+
+
+def _from_ranges(conjs: list) -> Dnf:
+    """Conjunctions given as lists of (start, stop) atom ranges -> a Dnf (adjacent ranges merged)."""
+    rptr, rs, re_ = [0], [], []
+    for conj in conjs:
+        last = -1
+        for a, b in conj:
+            if a == b:
+                continue
+            if a == last:
+                re_[-1] = b
+            else:
+                rs.append(a)
+                re_.append(b)
+            last = b
+        rptr.append(len(rs))
+    return Dnf(rptr, rs, re_)

@@ -1035,8 +1035,14 @@ def parse_vnnlib2(text: str, where: str = "<text>", signature: Optional[Signatur
     already read (`read_declarations`); the package's parse is reused when it holds one."""
     if front_end not in ("auto", "package", "bulk"):
         raise ValueError(f"front_end must be auto, package or bulk, got {front_end!r}")
-    if front_end == "bulk":
-        raise SpecError(f"{where}: not a shape the bulk front end reads")
+    if front_end != "package":
+        from .vnnlib2_bulk import bulk_parse
+
+        spec = bulk_parse(text, where, signature, signatures)
+        if spec is not None:
+            return spec
+        if front_end == "bulk":
+            raise SpecError(f"{where}: not a shape the bulk front end reads")
     if query is None or query.ast is None:
         query = read_query(text, where)
     return spec_from_query(query, signature, signatures)
@@ -1046,7 +1052,10 @@ def read_declarations(text: str, where: str = "<text>") -> "Query":
     """The query's version, networks and declarations: read by the bulk front end's header reader
     for the common shapes (no AST then: `Query.ast` is None), else by the package (which parses and
     type-checks the whole query)."""
-    return read_query(text, where)
+    from .vnnlib2_bulk import read_header
+
+    q = read_header(text, where)
+    return q if q is not None else read_query(text, where)
 
 
 # ---- writing 2.0 ---------------------------------------------------------------------------------
