@@ -119,6 +119,45 @@ def _exact_cases() -> List[Hostile]:
     return out
 
 
+
+def _v2_model(kind: str):
+    """Model files for the VNN-LIB 2.0 composition cases: a copy of tiny (same tensor names), a model of
+    another structure (one Gemm), the same in float64."""
+    def write(p: Path) -> None:
+        if kind == "copy":
+            p.write_bytes(TINY.read_bytes())
+            return
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper
+
+        t = onnx.TensorProto.DOUBLE if kind == "gemm64" else onnx.TensorProto.FLOAT
+        dt = np.float64 if kind == "gemm64" else np.float32
+        g = helper.make_graph([helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1)], "g",
+                              [helper.make_tensor_value_info("x", t, [1, 2])], [helper.make_tensor_value_info("y", t, [1, 2])],
+                              [numpy_helper.from_array(np.eye(2, dtype=dt), "W"), numpy_helper.from_array(np.zeros(2, dt), "b")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        onnx.save(m, str(p))
+    return write
+
+
+V2_TWO = V2_HEAD + "(declare-network g (declare-input A float32 [1,2]) (declare-output B float32 [1,2]))\n"
+V2_BOXES = ("(assert (and (>= X[0,0] 0.5) (<= X[0,0] 1.0) (>= X[0,1] 0.0) (<= X[0,1] 0.5)))\n"
+            "(assert (and (>= A[0,0] 0.5) (<= A[0,0] 1.0) (>= A[0,1] 0.0) (<= A[0,1] 0.5)))\n")
+V2_STD = ["verify", "{tmp}/q.vnnlib", "--network", "f={tiny}", "--threads", "1"]
+
+
+def _empty_stdout(tmp: Path, proc) -> None:
+    assert proc.stdout == "", proc.stdout
+
+
+def _first_line_in(*words):
+    def check(tmp: Path, proc) -> None:
+        assert proc.stdout.splitlines()[:1] in [[w] for w in words], proc.stdout[:200]
+    return check
+
+
 VERIFY_P = ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}"]
 SPEC_CASES: List[Hostile] = [
     Hostile("spec-garbage-line-col", ["verify", "{tiny}", "{tmp}/p.vnnlib", "--result-file", "{res}"],
@@ -210,6 +249,53 @@ SPEC_CASES: List[Hostile] = [
             files={"q.vnnlib": V2_HEAD + "(assert (>= X[0,0] 0.5))\n(assert (<= X[0,0] 0.25))\n"
                                          "(assert (>= X[0,1] 0.0))\n(assert (<= X[0,1] 0.5))\n(assert (<= Y[0,0] 0.0))\n"},
             stderr=r"q\.vnnlib:7:\d+: empty input box: X\[0,0\] has lower bound 0\.5 above upper bound 0\.25"),
+    # issue 22: every new input path of VNN-LIB 2.0 (hidden nodes, several networks, products), standard CLI
+    Hostile("spec-v2-hidden-missing", V2_STD, files={"q.vnnlib": V2_HEAD.replace(
+        "  (declare-output", '  (declare-hidden H float32 [1,2] "nope")\n  (declare-output') + V2_BOXES.split("\n")[0]
+        + "\n(assert (<= H[0,0] 0.0))\n"}, check=_empty_stdout,
+            stderr=r"q\.vnnlib:4:3: hidden node H of network f: 'nope' is not the output of any node of the model "
+                   r"tiny_2in\.onnx"),
+    Hostile("spec-v2-hidden-is-input", V2_STD, files={"q.vnnlib": V2_HEAD.replace(
+        "  (declare-output", '  (declare-hidden H float32 [1,2] "x")\n  (declare-output') + V2_BOXES.split("\n")[0]
+        + "\n(assert (<= H[0,0] 0.0))\n"}, check=_empty_stdout, stderr=r"'x' is an input of the model tiny_2in\.onnx"),
+    Hostile("spec-v2-hidden-shape", V2_STD, files={"q.vnnlib": V2_HEAD.replace(
+        "  (declare-output", '  (declare-hidden H float32 [1,3] "h")\n  (declare-output') + V2_BOXES.split("\n")[0]
+        + "\n(assert (<= H[0,0] 0.0))\n"}, check=_empty_stdout,
+            stderr=r"q\.vnnlib:4:3: hidden node H is declared with shape \[1,3\] but 'h' of tiny_2in\.onnx has shape "
+                   r"\[1,2\]"),
+    Hostile("spec-v2-network-twice", V2_STD, files={"q.vnnlib": V2_TWO.replace(
+        "network g", "network f") + V2_BOXES + "(assert (<= Y[0,0] B[0,0]))\n"}, check=_empty_stdout,
+            stderr=r"q\.vnnlib:6:1: network f is declared twice"),
+    Hostile("spec-v2-network-missing", V2_STD, files={"q.vnnlib": V2_TWO + V2_BOXES + "(assert (<= Y[0,0] B[0,0]))\n"},
+            check=_empty_stdout, stderr=r"no model for network 'g' declared in q\.vnnlib: give --network g=FILE\.onnx"),
+    Hostile("spec-v2-two-networks-vnncomp-form", ["verify", "{tiny}", "{tmp}/q.vnnlib", "--result-file", "{res}"],
+            files={"q.vnnlib": V2_TWO + V2_BOXES + "(assert (<= Y[0,0] B[0,0]))\n"}, result="error",
+            stderr=r"q\.vnnlib declares 2 networks that need a model \(f, g\); one model file was given"),
+    # two models with the same tensor names (a copy): renamed apart in the product graph; equal on tied inputs
+    Hostile("spec-v2-clashing-names", V2_STD + ["--network", "g={tmp}/g.onnx"], exit=0, stderr=None,
+            stderr_lines=None, check=_first_line_in("sat"), timeout=30, files={"g.onnx": _v2_model("copy"),
+            "q.vnnlib": V2_TWO + V2_BOXES + "(assert (and (== X[0,0] A[0,0]) (== X[0,1] A[0,1])))\n"
+            "(assert (>= Y[0,1] B[0,1]))\n"}),
+    Hostile("spec-v2-not-isomorphic", V2_STD + ["--network", "g={tmp}/g.onnx"], check=_empty_stdout,
+            files={"g.onnx": _v2_model("gemm"), "q.vnnlib": V2_TWO.replace("network g", "network g (isomorphic-to f)")
+                   + V2_BOXES + "(assert (<= Y[0,0] B[0,0]))\n"},
+            stderr=r"network g is declared isomorphic-to f, but g\.onnx and tiny_2in\.onnx are not isomorphic"),
+    Hostile("spec-v2-input-types-differ", V2_STD + ["--network", "g={tmp}/g.onnx"], check=_empty_stdout,
+            files={"g.onnx": _v2_model("gemm64"), "q.vnnlib": V2_TWO.replace("A float32", "A float64").replace(
+                "B float32", "B float64") + V2_BOXES + "(assert (<= Y[0,0] 0.0))\n"},
+            stderr=r"inputs of element types float32, float64; vnncert composes networks whose inputs share one"),
+    Hostile("spec-v2-product-unbounded", V2_STD, check=_empty_stdout, files={"q.vnnlib": V2_HEAD.replace(
+        "float32", "real") + "(assert (and (>= X[0,0] 0.5) (<= X[0,0] 1.0) (<= X[0,1] 0.5)))\n"
+        "(assert (>= (* X[0,0] X[0,1] Y[0,1]) 1.0))\n"},
+            stderr=r"q\.vnnlib: input X\[0,1\] has no lower bound; expected a constraint such as \(>= X\[0,1\]"),
+    # a product over inputs as wide as float32 allows: its values overflow float32 in the composed graph;
+    # whatever the engines make of it, the answer is clean (a witness is checked exactly, in float64)
+    Hostile("spec-v2-product-huge", V2_STD + ["--timeout", "4"], exit=0, stderr=None, stderr_lines=None, timeout=30,
+            check=_first_line_in("sat", "unknown", "timed-out"), files={"q.vnnlib": V2_HEAD.replace("float32", "real")
+            + "(assert (and (>= X[0,0] -300000000000000000000000000000000000000.0) (<= X[0,0] "
+              "300000000000000000000000000000000000000.0)))\n(assert (and (>= X[0,1] -300000000000000000000000000000000"
+              "000000.0) (<= X[0,1] 300000000000000000000000000000000000000.0)))\n"
+              "(assert (<= (* X[0,0] X[0,1]) -10000000000000000000000000000000000000000000000000000000000000.0))\n"}),
 ]
 
 # ---------------------------------------------------------------------------------------------

@@ -338,7 +338,19 @@ def read_query(text: str, where: str = "<text>") -> Query:
                     onnx_name = onnx_name[1:-1]
                 decls.append(Declaration(d.name, kind, etype, tuple(int(s) for s in d.shape), net.name, onnx_name))
         networks.append(NetworkDecl(net.name, net.equal_to or None, net.isometric_to or None, tuple(decls)))
-    return Query(text, where, version, tuple(networks), warnings, ast)
+    q = Query(text, where, version, tuple(networks), warnings, ast)
+    _check_unique_networks(q)
+    return q
+
+
+def _check_unique_networks(q: "Query") -> None:
+    """The standard asks for unique names; the package does not check network names."""
+    seen = set()
+    for n in q.networks:
+        if n.name in seen:
+            raise _decl_error(q.where, q.text, "declare-network", n.name, f"network {n.name} is declared twice (the "
+                                                                           f"standard asks for unique network names)", 1)
+        seen.add(n.name)
 
 
 # ---- constants ---------------------------------------------------------------------------------
@@ -905,12 +917,7 @@ def _check_structure(q: "Query", signatures: Mapping[str, Signature]) -> None:
     """Names, element types and shapes of the declarations; against the models' signatures where
     given (`signatures[network]`; a network declared `equal-to` another runs that one's model)."""
     where, text = q.where, q.text
-    seen = set()
-    for n in q.networks:
-        if n.name in seen:
-            raise _decl_error(where, text, "declare-network", n.name, f"network {n.name} is declared twice (the "
-                                                                       f"standard asks for unique network names)", 1)
-        seen.add(n.name)
+    _check_unique_networks(q)
     decls = q.declarations
     types = {d.element_type for d in decls}
     if "real" in types and len(types) > 1:

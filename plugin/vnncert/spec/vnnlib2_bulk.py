@@ -153,8 +153,8 @@ def _header(text: str, where: str):
             if not close():
                 return None
             decls.append(Declaration(name, word[len("declare-"):], etype, dims, net, onnx_name))
-        if not close():
-            return None
+        if not close() or any(n.name == net for n in networks):
+            return None  # a network declared twice: the package path words it
         nd = NetworkDecl(net, equal_to, iso, tuple(decls))
         if not nd.inputs or not nd.outputs:
             return None
