@@ -108,6 +108,73 @@ def solve(model: Models, prop: str, options: Options, deadline: float) -> Outcom
     return out
 
 
+def read_assignment(text: str, query: str) -> Dict[str, "np.ndarray"]:
+    """A standard-CLI `sat` answer's assignment (the lines after `sat`: per declared variable, in
+    declaration order, `NAME TYPE [dims]` and one value per line) -> {name: values in the declared
+    shape}; ValueError when it does not match the query's declarations (order, names, shapes,
+    counts, finite values; the type is the declared one, or `Real`, as the standard's example)."""
+    import numpy as np
+
+    from .spec import read_text
+    from .spec.vnnlib2 import read_declarations
+
+    decls = read_declarations(read_text(query), os.path.basename(query)).declarations
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    out: Dict[str, np.ndarray] = {}
+    k = 0
+    for d in decls:
+        if k >= len(lines):
+            raise ValueError(f"no values for {d.name}")
+        head = lines[k].split()
+        dims = "[" + ",".join(str(v) for v in d.shape) + "]"
+        if len(head) != 3 or head[0] != d.name or head[1] not in (d.element_type, "Real") or \
+                head[2].replace(" ", "") != dims:
+            raise ValueError(f"expected the header {d.header()!r}, got {lines[k][:80]!r}")
+        vals = np.array([float(v) for v in lines[k + 1:k + 1 + d.size]], dtype=np.float64)
+        if vals.size != d.size or not np.isfinite(vals).all():
+            raise ValueError(f"{d.name} needs {d.size} finite values")
+        out[d.name] = vals.reshape(d.shape)
+        k += 1 + d.size
+    if k != len(lines):
+        raise ValueError(f"unexpected text after the assignment: {lines[k][:80]!r}")
+    return out
+
+
+def check_assignment(query: str, networks: Models, assignment: Mapping[str, "np.ndarray"],
+                     threads: int = 0) -> Optional[str]:
+    """Whether an assignment (declared variable -> values, e.g. another solver's `sat` answer read
+    by `read_assignment`) makes the query true: None if it does, else why not. Only its inputs
+    count: they are replayed in ONNX Runtime on the original model files (hidden nodes and outputs
+    recomputed, as vnncert's own witnesses are: `results.check_witness`) and the query is judged
+    exactly on the replayed values."""
+    import numpy as np
+
+    from .results import check_witness
+    from .spec import detect_version, read_text
+    from .spec.vnnlib2 import read_declarations
+
+    if detect_version(read_text(query)) != "2.0":
+        raise ValueError(f"{query}: check_assignment reads VNN-LIB 2.0 queries (a 1.0 witness: results.check_witness)")
+    network, spec = load_problem(networks, query, threads=threads)
+    decls = [d for d in read_declarations(read_text(query), os.path.basename(query)).declarations if d.kind == "input"]
+    missing = [d.name for d in decls if d.name not in assignment]
+    if missing:
+        return f"no values for the input(s) {', '.join(missing)}"
+    x = np.concatenate([np.asarray(assignment[d.name], dtype=np.float64).reshape(-1) for d in decls])
+    comp = spec.composition
+    if comp is not None:
+        index = comp.declared_inputs
+        u = np.full(comp.n_free, np.nan)
+        u[index] = x
+        if not np.array_equal(u[index], x):
+            return "inputs the query equates have different values"
+    else:
+        u = x
+    if check_witness(network, spec, u) is None:
+        return "its inputs, replayed on the models, do not make the query true"
+    return None
+
+
 def verify(model: str, prop: str, mode: str = "auto", timeout: Optional[float] = None, seed: int = 0,
            threads: int = 0, isolate: bool = False, **option_fields) -> Outcome:
     """Answer one VNN-LIB query on one ONNX model.
