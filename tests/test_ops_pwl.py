@@ -101,3 +101,18 @@ def test_verify_max_and_abs(tmp_path, mode):
     assert out.verdict.value == "sat", (out.verdict, out.detail)
     x, _ = out.counterexample
     assert (x[0] + x[1]) / 2 >= 0.9 - 1e-6 and x[0] - x[1] >= 0.05 - 1e-6
+
+
+@pytest.mark.parametrize("opset", [6, 11, 12])
+def test_clip_in_its_opset_variants(tmp_path, opset):
+    """Clip-6 (bounds as attributes; the model is raised to opset 13 for the converters) and
+    Clip-11/12 (bounds as inputs, here one of them left out)."""
+    if opset < 11:
+        nodes = [helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.75)]
+        inits = {}
+    else:
+        nodes = [helper.make_node("Clip", ["x", "", "hi"], ["y"])]
+        inits = {"hi": np.asarray(0.25, F32)}
+    net = load_network(op_model(tmp_path / f"clip{opset}.onnx", nodes, inits, (1, 5), opset=opset,
+                                ir_version=3 if opset < 11 else 8), threads=1)
+    assert_lowerings_agree(net, _xs(net))
