@@ -195,3 +195,38 @@ def test_poly_in_exact_mode_says_why(tmp_path, models):
     out = vnncert.verify_query(str(_write(tmp_path, "POLY-real", "sat")), _networks("POLY-real", models),
                                mode="exact", timeout=60, threads=1)
     assert out.verdict.value == "sat", out.detail
+
+
+def test_serialise_assignments_names_every_declared_variable(tmp_path, models, capsys):
+    """--serialise-assignments DIR: one TensorProto per declared variable of every network (hidden node
+    included), in its declared shape and type; stdout holds the result line only."""
+    from onnx import numpy_helper
+
+    q = tmp_path / "q.vnnlib"
+    q.write_text(HEAD + net("f", extra=' (declare-hidden Z float32 [1,2] "h0")') + net("g", x="A", y="B") + box("X")
+                 + TIE_XA + "(assert (> (- B[0,1] Y[0,1]) 0.05))\n")
+    out = tmp_path / "out"
+    assert standard.main(["verify", str(q), "--network", f"f={models['f']}", "--network", f"g={models['g']}",
+                          "--serialise-assignments", str(out), "--threads", "1"]) == 0
+    assert capsys.readouterr().out == "sat\n"
+    arrays = {p.stem: numpy_helper.to_array(__import__("onnx").load_tensor(str(p))) for p in out.glob("*.pb")}
+    assert sorted(arrays) == ["A", "B", "X", "Y", "Z"]
+    assert all(a.shape == (1, 2) and a.dtype == np.float32 for a in arrays.values())
+    assert np.array_equal(arrays["X"], arrays["A"]) and arrays["B"][0, 1] - arrays["Y"][0, 1] > np.float32(0.05)
+    assert np.array_equal(arrays["Z"][0], np.maximum(W1 @ arrays["X"][0].astype(np.float64), 0).astype(np.float32))
+
+
+def test_vnncomp_form_on_a_model_with_two_inputs(tmp_path, models):
+    """A 1.0 property on a model with several inputs and outputs: X_i over its inputs concatenated in the
+    model's order (a: X_0, X_1; b: X_2, X_3), Y_j over its outputs (s: Y_0, Y_1; t: Y_2, Y_3)."""
+    from helpers import box_spec
+
+    prop = tmp_path / "p.vnnlib"
+    # s0 = relu(a0 - b0) >= 0.9 needs a0 near 1 and b0 near 0; t1 = a1 + b1 <= 0.1
+    prop.write_text(box_spec([0, 0, 0, 0], [1, 1, 1, 1], [["(>= Y_0 0.9)", "(<= Y_3 0.1)"]], 4))
+    out = vnncert.verify(models["m"], str(prop), timeout=60, threads=1)
+    assert out.verdict.value == "sat", out.detail
+    x, y = out.counterexample
+    assert y[0] == max(np.float32(x[0] - x[2]), 0) and y[3] == np.float32(x[1] + x[3])
+    prop.write_text(box_spec([0, 0, 0, 0], [1, 1, 1, 1], [["(>= Y_0 1.5)"]], 4))
+    assert vnncert.verify(models["m"], str(prop), timeout=60, threads=1).verdict.value == "unsat"
