@@ -230,3 +230,16 @@ def test_vnncomp_form_on_a_model_with_two_inputs(tmp_path, models):
     assert y[0] == max(np.float32(x[0] - x[2]), 0) and y[3] == np.float32(x[1] + x[3])
     prop.write_text(box_spec([0, 0, 0, 0], [1, 1, 1, 1], [["(>= Y_0 1.5)"]], 4))
     assert vnncert.verify(models["m"], str(prop), timeout=60, threads=1).verdict.value == "unsat"
+
+
+def test_float_arithmetic_is_the_querys_own(tmp_path, models):
+    """y = x with x0 = 1 and x1 = 2**-24 fixed: in float32, y0 + y1 rounds to 1 (ties to even), so
+    `(> (+ Y[0,0] Y[0,1]) 1.0)` is false; over real it is true. The float32 query is never sat, the real
+    one is (its witness checked exactly)."""
+    tiny = "0.000000059604644775390625"
+    for etype, expected in (("float32", ("unknown", "unsat")), ("real", ("sat",))):
+        q = tmp_path / f"{etype}.vnnlib"
+        q.write_text(HEAD + net("k", etype) + f"(assert (and (>= X[0,0] 1.0) (<= X[0,0] 1.0) (>= X[0,1] {tiny}) "
+                     f"(<= X[0,1] {tiny})))\n(assert (> (+ Y[0,0] Y[0,1]) 1.0))\n")
+        out = vnncert.verify_query(str(q), {"k": models["k"]}, timeout=30, threads=1)
+        assert out.verdict.value in expected, (etype, out.verdict, out.detail)

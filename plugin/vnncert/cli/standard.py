@@ -4,10 +4,15 @@
 `cli/__init__.py` (the arguments alone decide: `--network` or `--serialise-assignments`, or
 exactly one positional argument and no option only the VNN-COMP form has, select this form).
 
+A query may declare several networks (one `--network NAME=FILE` per network not declared
+`equal-to` another), several inputs and outputs, hidden nodes, and relate them in any arithmetic:
+every theory of the standard is answered (docs/vnnlib2.md; the query and its models become one
+network and one normal form in `api.load_problem`).
+
 Output: the first stdout line is `sat`, `unsat`, `unknown` or `timed-out`; for `sat` the
 assignment follows in the command-line format (a header `NAME TYPE [dims]` per declared
-variable in declaration order, then one value per line, row-major; values are the exact values
-the model was run on, in positional notation) unless `--serialise-assignments DIR` is given (then
+variable, hidden nodes included, in declaration order, then one value per line, row-major; values
+are the exact values the models were run on, in positional notation) unless `--serialise-assignments DIR` is given (then
 DIR/NAME.pb holds an ONNX TensorProto per variable and stdout has the result line only). Logs,
 warnings and errors go to stderr. Exit code 0 for any of the four answers; 2 on any error (then
 stdout is empty), which covers the standard's three required error conditions: a `--network`

@@ -1000,6 +1000,8 @@ def spec_from_query(q: "Query", signature: Optional[Signature] = None,
     """The normal form of a parsed query (and its `Composition` when it needs more than one
     network's input box and outputs); with the models' signatures the declared element types and
     shapes are checked against the models'."""
+    if q.ast is None:  # declarations read by the header reader: the package parses the assertions
+        q = read_query(q.text, q.where)
     _check_structure(q, _signatures(q, signature, signatures))
     layout = Layout(q)
     ties = _ties(q, {k: v for k, v in layout.offset.items() if layout.decl[k].kind == "input"}, layout.decl)
