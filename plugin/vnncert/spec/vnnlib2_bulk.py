@@ -25,11 +25,10 @@ the benchmark properties converted to 2.0.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import SpecError
 from ..signature import Signature
 from .atoms import CONST, IN, OUT, Atoms
 from .bulk import GiveUp, assertion_dnf, chars, scan
@@ -69,7 +68,7 @@ def _uncommented(text: str) -> str:
 
 def _header(text: str, where: str):
     """(Query, offset of the first assert) or None."""
-    from .vnnlib2 import Declaration, NetworkDecl, Query
+    from .query import Declaration, NetworkDecl, Query
 
     original = text
     if ";" in text:
@@ -298,7 +297,7 @@ def _number_tokens_ok(body: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) 
 def bulk_parse(text: str, where: str, signature: Optional[Signature] = None,
                signatures: Optional[Mapping[str, Signature]] = None):
     """The normal form of a query of the common shapes (module docstring), or None."""
-    from .vnnlib2 import Layout, _check_structure, _line_col, _signatures, _spec
+    from .query import Layout, _check_structure, _line_col, _signatures, _spec
 
     got = _header(text, where)
     if got is None:
