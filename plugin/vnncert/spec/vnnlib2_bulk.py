@@ -44,8 +44,6 @@ _SHAPE = re.compile(r"\[((?:[1-9][0-9]{0,8})(?:,[1-9][0-9]{0,8})*)?\]\Z")
 _HEADER_TOKEN = re.compile(r'\(|\)|"[^"\\]*"|[^\s()"]+|"')
 _ASSERT = re.compile(r"\(assert[\s(]")
 _OPS = {"<=": _LE, "<": _LT, ">=": _GE, ">": _GT, "==": _EQ}
-_COUNTS = np.zeros(256, dtype=np.int64)
-_COUNTS[[ord("e"), ord("E"), ord("+")]] = 1
 _MAX_NUMBER = 400  # longer number tokens go to the package (it reads numbers as doubles)
 
 
@@ -284,10 +282,12 @@ def _number_tokens_ok(body: str, b: np.ndarray, ts: np.ndarray, te: np.ndarray) 
         return False
     if body.count(".") != ts.size:
         return False  # a point outside a number (the package decides), or an integer literal
-    if "e" in body or "E" in body or "+" in body:
-        c = np.zeros(b.size + 1, dtype=np.int64)
-        np.cumsum(_COUNTS[b], out=c[1:])
-        if (c[te] - c[ts]).any():
+    bad = np.flatnonzero((b == ord("e")) | (b == ord("E")) | (b == ord("+")))  # 'assert' has one: few
+    if bad.size:
+        order = np.argsort(ts)
+        k = np.searchsorted(ts[order], bad, side="right") - 1  # the last number token starting before
+        inside = (k >= 0) & (bad < te[order][np.maximum(k, 0)])
+        if inside.any():
             return False
     lead = b[ts] == ord("-")
     ends = b[np.concatenate([np.where(lead, ts + 1, ts), te - 1])]
