@@ -229,11 +229,11 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound
         opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0))
     if split == "per-box":  # the numpy CROWN in the input splitting (graphs too large for a dense copy:
-        # no chain view either, so no alpha-CROWN and no ReLU-split BaB)
+        # no graph view either, so no alpha-CROWN and no ReLU-split BaB)
         opts = opts.with_(bounds=BoundsOptions(dense_max_elements=0))
         lg0 = layer_graph(load_network(mlp_onnx(tmp_path / "c.onnx", random_mlp(0, [2, 3, 2])), threads=1))
         g = exact._Graph(lg0, opts)
-        assert g.chain is None and g.split is g.crown
+        assert g.view is None and g.split is g.crown
     sizes = [2, 10, 10, 2]
     net = load_network(mlp_onnx(tmp_path / f"v{seed}.onnx", random_mlp(100 + seed, sizes)), threads=1)
     lg = layer_graph(net)

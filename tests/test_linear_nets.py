@@ -170,12 +170,18 @@ def test_probabilistic_mode_on_an_affine_network(world, tmp_path):
 
 
 # ---- the bounding pieces themselves, with zero ReLUs or zero unstable ones ------------------------------
-def _chain(n_relu):
-    from vnncert.bounds.chain import ChainView
+def _graph(n_relu):
+    """The layer graph of y = W2 x (no ReLU) or y = W2 relu(x + 1) - W2 1, as a `GraphView`, and
+    the index of the affine layer its ReLUs read (None without ReLUs)."""
+    from vnncert.bounds.graph import GraphView
+    from vnncert.network.layers import AffineLayer, InputLayer, LayerGraph, ReluLayer
 
     if n_relu == 0:
-        return ChainView([W2], [np.zeros(2)])
-    return ChainView([np.eye(2), W2], [np.ones(2), -W2.sum(axis=1)])
+        layers = [InputLayer(0, 2, (2,)), AffineLayer(1, 2, [(0, W2)], np.zeros(2))]
+        return GraphView(LayerGraph(layers, 1, (2,), (2,))), None
+    layers = [InputLayer(0, 2, (2,)), AffineLayer(1, 2, [(0, np.eye(2))], np.ones(2)), ReluLayer(2, 2, 1),
+              AffineLayer(3, 2, [(2, W2)], -W2.sum(axis=1))]
+    return GraphView(LayerGraph(layers, 3, (2,), (2,))), 1
 
 
 @pytest.mark.parametrize("model", ["lin2", "relu_stable"])
@@ -213,18 +219,17 @@ def test_relu_split_bab_without_unstable_neurons(n_relu):
     from vnncert.bounds.alpha_beta import optimised_rows
     from vnncert.search.activation_split import SplitBaB
 
-    chain = _chain(n_relu)
+    view, src = _graph(n_relu)
     lo, hi = np.zeros(2), np.ones(2)
-    lows = [np.ones(2)] * n_relu  # pre-activations x + 1 in [1, 2]
-    ups = [2.0 * np.ones(2)] * n_relu
+    pre = {} if src is None else {src: (np.ones(2), 2.0 * np.ones(2))}  # pre-activations x + 1 in [1, 2]
     # -y0 <= -2.5 (y0 >= 2.5): impossible, proven by the root bound
-    r = SplitBaB(chain, lo, hi, lows, ups, np.array([[-1.0, 0.0]]), np.array([-2.5])).run(time.monotonic() + 30, lambda xs: None)
+    r = SplitBaB(view, lo, hi, pre, np.array([[-1.0, 0.0]]), np.array([-2.5])).run(time.monotonic() + 30, lambda xs: None)
     assert r.status == "proven"
     # y0 >= 1.9 and y1 >= 0.2: no row alone refutes it, nothing to split: unknown
-    r = SplitBaB(chain, lo, hi, lows, ups, np.array([[-1.0, 0.0], [0.0, -1.0]]), np.array([-1.9, -0.2])).run(
+    r = SplitBaB(view, lo, hi, pre, np.array([[-1.0, 0.0], [0.0, -1.0]]), np.array([-1.9, -0.2])).run(
         time.monotonic() + 30, lambda xs: None)
     assert r.status == "unknown"
     if n_relu:
-        l, u = optimised_rows(chain, lo, hi, lows, ups, 1, np.arange(2), 5, time.monotonic() + 30)
+        l, u = optimised_rows(view, lo, hi, pre, view.output, np.arange(2), 5, time.monotonic() + 30)
         np.testing.assert_allclose(l, [0.0, -1.0], atol=1e-9)
         np.testing.assert_allclose(u, [2.0, 1.0], atol=1e-9)

@@ -54,10 +54,10 @@ MODE_HELP: Dict[str, str] = {
             "(an engine that does not support an operator of the network is skipped and the op named on stderr; "
             "in the other modes such an op is an error)",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
-    "exact": "the falsifier (at most 10 s and a tenth of the time), then a complete MILP (Pyomo + HiGHS): sound IBP/CROWN (alpha-CROWN on ReLU chains)/LP bounds, one binary per unstable ReLU, one MILP per "
+    "exact": "the falsifier (at most 10 s and a tenth of the time), then a complete MILP (Pyomo + HiGHS): sound IBP/CROWN/alpha-CROWN/LP bounds, one binary per unstable ReLU, one MILP per "
              "output disjunct (inputs with few free dims are split first, as in relaxed, boxes with few unstable ReLUs "
-             "going to the MILP; ReLU chains with many unstable ReLUs go first to a branch and bound on ReLU splits "
-             "with optimised alpha/beta bounds); sat with a witness replayed in ONNX Runtime, unsat from sound "
+             "going to the MILP; networks with many unstable ReLUs go first to a branch and bound on ReLU splits "
+             "over the layer graph with optimised alpha/beta bounds); sat with a witness replayed in ONNX Runtime, unsat from sound "
              "bounds or HiGHS's dual bound above a tolerance margin (docs/exact.md), else timeout",
     "relaxed": "linear bounds computed in float64 (--relaxed-method crown: our CROWN over the layer graph, auto_LiRPA's "
                "where the graph cannot be lowered; ibp|alpha-crown: auto_LiRPA's; or lp: the LP engine, the MILP's "

@@ -14,7 +14,7 @@ over a batch of input boxes (B, n_in) and per box the rows C (B, R, n_out) to bo
   DAG of the layer graph's kinds, numpy (no torch import: the quick pass) or torch (batched);
 * `region`: every layer's bounds over one region for the MILP (CROWN, a refine hook, LP tightening);
 * `lp`, `encoding`: the triangle LP over the layer graph's encoding, safe weak-duality bounds;
-* `alpha_beta`: alpha/beta bounds with ReLU split constraints (chains: `chain.ChainView`);
+* `alpha_beta`: alpha/beta bounds with ReLU split constraints over the layer graph (`graph.GraphView`);
 * `lirpa`: auto_LiRPA (public API only) behind the same `compute`.
 """
 from __future__ import annotations

@@ -1,135 +1,297 @@
-"""Alpha/beta bounds with ReLU split constraints on an affine/ReLU chain (as in beta-CROWN).
+"""Alpha/beta bounds with ReLU split constraints over the layer graph (as in beta-CROWN).
 
 A *domain* fixes some of the ReLUs unstable at the root to active (z >= 0, relu(z) = z) or
-inactive (z <= 0, relu(z) = 0); its bound is a lower bound of each row a_i.y of A y over the
-points of the box whose activations agree with the domain: CROWN's back-substitution with, for
-each free unstable neuron, the chord as the upper relaxation and a lower slope alpha in [0, 1]
-(the ops' `relu_relaxation`: its chord, and its lower slope as the start); each split constraint
-s.z >= 0 enters with a Lagrange multiplier beta >= 0 (f - beta.s.z <= f on the domain). Any alpha
-in [0, 1] and beta >= 0 give a valid bound, so both are optimised by projected gradient ascent
-(Adam) and the best bound seen is kept (`AlphaBeta.bound`).
+inactive (z <= 0, relu(z) = 0); its bound is a lower bound of each row a_i.v of A v (v: the values
+of a target affine layer, by default the network's output) over the points of the box whose
+activations agree with the domain: CROWN's back-substitution through the layer graph (any DAG of
+affine layers, ReLUs and max nodes: convolutions, residual adds, concatenations and splits are
+affine terms) with, for each free unstable neuron, the chord as the upper relaxation and a lower
+slope alpha in [0, 1] (the ops' `relu_relaxation`: its chord, and its lower slope as the start);
+each split constraint s.z >= 0 enters with a Lagrange multiplier beta >= 0 (f - beta.s.z <= f on
+the domain); a max node is relaxed by the op's `max_relaxation` (not split). Any alpha in [0, 1]
+and beta >= 0 give a valid bound, so both are optimised by projected gradient ascent (Adam) and
+the best bound seen is kept (`AlphaBeta.bound`). The intermediate bounds are the root's (`pre`),
+fixed for every domain (a split neuron is relaxed exactly).
 
 The optimiser's steps run in `ActivationSplitOptions.step_dtype` (float32: about twice the
 speed of float64 on the CPU); each row's bound comes from one float64 pass with the parameters
-of its best step, widened by the margin rule: only that pass matters for soundness. The bound
-reads only the *live* neurons of each ReLU layer (u > 0). Specialised to chains (dense layers,
-`bounds.chain.ChainView`) for now: the search on activation splits (`search.activation_split`)
-runs on it. `optimised_rows` is the root bound alone: alpha-CROWN bounds of a layer's rows.
+of its best step, widened by the margin rule: only that pass matters for soundness.
+
+Only what matters is multiplied: a ReLU's *live* neurons (u > 0; an inactive neuron outputs 0, so
+its row of the layer before and its column of the layer after drop out exactly), and of an affine
+layer only the rows its readers need. Each restricted term is a dense torch matrix, or a CSR one
+when it is sparse (`BoundsOptions.sparse_fill`: convolutions, pools, padding), multiplied as
+`(W^T @ Lam^T)^T` (torch's sparse-dense product, with gradients into Lam).
+`optimised_rows` is the root bound alone: alpha-CROWN bounds of an intermediate layer's rows.
 """
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+import warnings
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
 from ..options import ActivationSplitOptions, BoundsOptions
 from .margin import slack
 
+Pre = Dict[int, Tuple[np.ndarray, np.ndarray]]  # affine layer -> (l, u) of its values over the box
+
+
+class _Relu:
+    """One ReLU layer's part of the bound: its live neurons (in its source's coordinates), which of
+    them are unstable (positions among the live), their chord, CROWN's lower slope (the start),
+    their pre-activation bias (BaBSR's score), and their offset in the split vectors."""
+
+    def __init__(self, j, k, live, unst, stable, su, cu, start, pre_bias, off, to_source):
+        self.j, self.k, self.live, self.unst, self.off = j, k, live, unst, off
+        self.n_u = int(unst.numel())
+        self.stable, self.su, self.cu, self.start, self.pre_bias = stable, su, cu, start, pre_bias
+        self.to_source = to_source  # positions of the live neurons among the source's needed rows (None: the same)
+
+
+class _Max:
+    """One max layer's relaxation over the root's bounds: per window its best entry's position in
+    the source's needed rows, whether it is exact, and the constant upper bound where it is not."""
+
+    def __init__(self, j, k, pos, exact, upper):
+        self.j, self.k, self.pos, self.exact, self.upper = j, k, pos, exact, upper
+
+
+def _restrict(W, rows, cols):
+    """W[rows][:, cols] (None: all), as the layer graph keeps it (dense ndarray or CSR)."""
+    import scipy.sparse as sp
+
+    if rows is not None:
+        W = W[rows]
+    if cols is not None:
+        W = W[:, cols]
+    return W.tocsr() if sp.issparse(W) else np.asarray(W, np.float64)
+
+
+def _torch_term(W, sparse_fill: float):
+    """("dense", W (n, m)) or ("csr", W^T as a torch CSR tensor (m, n)) in float64."""
+    import scipy.sparse as sp
+
+    n, m = W.shape
+    nnz = W.nnz if sp.issparse(W) else int(np.count_nonzero(W))
+    if n * m and nnz < sparse_fill * n * m:
+        Wt = (W.T if sp.issparse(W) else sp.csr_matrix(W).T).tocsr()
+        Wt.sort_indices()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch 1.12: "Sparse CSR tensor support is in beta state"
+            t = torch.sparse_csr_tensor(torch.as_tensor(Wt.indptr, dtype=torch.int64), torch.as_tensor(Wt.indices, dtype=torch.int64),
+                                        torch.as_tensor(np.asarray(Wt.data, np.float64)), size=Wt.shape)
+        return "csr", t
+    d = W.toarray() if sp.issparse(W) else W
+    return "dense", torch.as_tensor(np.ascontiguousarray(d, np.float64))
+
+
+def _mm(Lam, term):
+    """Lam (N, R, n) @ W (n, m) for a `_torch_term`."""
+    kind, W = term
+    if kind == "dense":
+        return Lam @ W
+    N, R, n = Lam.shape
+    return (W @ Lam.reshape(N * R, n).T).T.reshape(N, R, W.shape[0])
+
+
+def _cast_term(term, dtype):
+    kind, W = term
+    if kind == "dense":
+        return kind, W.to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return kind, torch.sparse_csr_tensor(W.crow_indices(), W.col_indices(), W.values().to(dtype), size=W.shape)
+
 
 class AlphaBeta:
-    """The bound of `A y` over domains of ReLU splits of a chain (see the module docstring)."""
+    """The bound of `A v` (v: layer `target`, default the output) over domains of ReLU splits of a
+    layer graph (see the module docstring). `pre`: sound bounds (l, u) over the box [lo, hi] of
+    every affine layer that a ReLU or max node before `target` reads."""
 
-    def __init__(self, chain, lo: np.ndarray, hi: np.ndarray, lows: List[np.ndarray], ups: List[np.ndarray],
-                 A: np.ndarray, b: np.ndarray, options: ActivationSplitOptions = ActivationSplitOptions()):
-        f64 = torch.float64
+    def __init__(self, view, lo: np.ndarray, hi: np.ndarray, pre: Pre, A: np.ndarray, b: np.ndarray,
+                 options: ActivationSplitOptions = ActivationSplitOptions(), target: Optional[int] = None,
+                 bounds_options: BoundsOptions = BoundsOptions()):
         self.options = options
         self.step_dtype = getattr(torch, options.step_dtype)
-        self.chain = chain
+        self.view = view
+        lg = view.lg
+        self.target = lg.output if target is None else int(target)
         self.lo = torch.as_tensor(np.asarray(lo, np.float64))
         self.hi = torch.as_tensor(np.asarray(hi, np.float64))
-        self.A = torch.as_tensor(np.atleast_2d(np.asarray(A, np.float64)))
-        self.b = np.atleast_1d(np.asarray(b, np.float64))
-        self.R = self.A.shape[0]
-        # The bound only reads the *live* neurons of each ReLU layer (u > 0): a neuron inactive
-        # over the box outputs 0, so its row of W and b and its column of the next layer's W
-        # drop out exactly. After the intermediate bounds are tightened most neurons of a deep
-        # mnist_fc net are inactive (256x6 prop_0_0.05: 9-59 unstable and 1-25 active per layer
-        # of 256), and the products shrink with them (docs/exact.md §4).
-        # Per ReLU layer: (idx of the unstable among the live, stable slope (live,), chord slope
-        # (U,), intercept (U,), pre-activation bias (U,) for the branching score, offset); and
-        # the live rows (and the previous layer's live columns) of W and b.
-        self.layers = []
-        self.start_slopes = []
-        Ws, bs = [], []
-        prev = None  # the previous layer's live neurons (None: the input, all of it)
+        anc = view.ancestors(self.target)
+        layers = lg.layers
+        # ---- the ReLUs and max nodes before the target, and the coordinates each layer is kept in ----
+        cols: Dict[int, Optional[np.ndarray]] = {0: None}  # variable layer -> its entries read (None: all)
+        relus = [j for j in view.relus if j in anc]
+        maxes = [j for j in view.maxes if j in anc]
+        lives = {}
+        for j in relus:
+            l, u = pre[layers[j].source]
+            lives[j] = np.flatnonzero(~(np.asarray(u) <= 0))
+            cols[j] = lives[j]
+        for j in maxes:
+            cols[j] = None
+        need: Dict[int, Optional[np.ndarray]] = {}  # affine layer -> the rows its readers need (None: all)
+        for k in sorted(anc):
+            if layers[k].kind != "affine":
+                continue
+            rd = [r for r in view.readers.get(k, []) if r in anc]
+            if rd and all(layers[r].kind == "relu" for r in rd):
+                need[k] = lives[rd[0]] if len(rd) == 1 else np.unique(np.concatenate([lives[r] for r in rd]))
+            else:
+                need[k] = None
+        self.relus: List[_Relu] = []
         off = 0
-        for j, (l, u) in enumerate(zip(lows, ups)):
-            l = torch.as_tensor(np.asarray(l, np.float64))
-            u = torch.as_tensor(np.asarray(u, np.float64))
-            live = torch.nonzero(~(u <= 0)).flatten()
-            l, u = l[live], u[live]
-            idx = torch.nonzero(l < 0).flatten()  # l < 0 < u: unstable, in the order of the layer
-            lo_s, up_s, up_b = relu_relaxation(l, u, torch)  # the chord (and CROWN's lower slope) of each
-            su = up_s[idx]
-            self.start_slopes.append(lo_s[idx])
-            W = chain.W[j][live]
-            Ws.append(W if prev is None else W[:, prev])
-            bs.append(chain.b[j][live])
-            self.layers.append((idx, (l >= 0).to(f64), su, up_b[idx], bs[-1][idx], off))
-            prev = live
-            off += idx.numel()
+        for j in relus:
+            k = layers[j].source
+            l, u = (np.asarray(v, np.float64) for v in pre[k])
+            live = lives[j]
+            ll, uu = l[live], u[live]
+            unst = np.flatnonzero(ll < 0)  # l < 0 < u: unstable, in the order of the layer
+            lo_s, up_s, up_b = relu_relaxation(ll, uu, np)
+            nk = need[k]
+            to_source = None if (nk is not None and nk.size == live.size) else \
+                torch.as_tensor(live if nk is None else np.searchsorted(nk, live), dtype=torch.long)
+            bias_k = np.asarray(layers[k].bias, np.float64)[live]
+            t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+            self.relus.append(_Relu(j, k, torch.as_tensor(live, dtype=torch.long), torch.as_tensor(unst, dtype=torch.long), t(ll >= 0), t(up_s[unst]),
+                                    t(up_b[unst]), t(lo_s[unst]), t(bias_k[unst]), off, to_source))
+            off += unst.size
         self.U = off
-        W_out = chain.W[len(lows)]
-        self.Lam0 = self.A @ (W_out if prev is None else W_out[:, prev])  # (R, live neurons of the last ReLU layer)
-        self.bias0 = self.A @ chain.b[len(lows)]  # (R,)
-        # what _pass reads, per dtype (float64 for every bound kept; others made on first use)
-        self._terms = {f64: (self.Lam0, self.bias0, self.layers, Ws, bs, self.lo, self.hi)}
+        self.maxes: List[_Max] = []
+        for j in maxes:
+            L = layers[j]
+            l, u = (np.asarray(v, np.float64) for v in pre[L.source])
+            g = np.asarray(L.groups, np.int64)
+            valid = g >= 0
+            gi = np.where(valid, g, 0)
+            index, exact, upper = max_relaxation(np.where(valid, l[gi], -np.inf), np.where(valid, u[gi], -np.inf), np)
+            best = gi[np.arange(g.shape[0]), index]
+            nk = need[L.source]
+            pos = best if nk is None else np.searchsorted(nk, best)
+            self.maxes.append(_Max(j, L.source, torch.as_tensor(pos, dtype=torch.long), torch.as_tensor(exact.astype(np.float64)),
+                                   torch.as_tensor(np.where(exact, 0.0, upper))))
+        # ---- the affine terms, restricted; the target's terms start the back-substitution ----
+        fill = bounds_options.sparse_fill
+        terms: Dict[int, list] = {}
+        biases: Dict[int, torch.Tensor] = {}
+        for k, rows in need.items():
+            L = layers[k]
+            terms[k] = [(s, _torch_term(_restrict(W, rows, cols[s]), fill)) for s, W in L.terms]
+            biases[k] = torch.as_tensor(np.asarray(L.bias, np.float64)[rows] if rows is not None else np.asarray(L.bias, np.float64))
+        self._start_terms = [(s, _restrict(W, None, cols[s])) for s, W in layers[self.target].terms]
+        self._target_bias = np.asarray(layers[self.target].bias, np.float64)
+        self.order = sorted((k for k in anc if k != self.target), reverse=True)
+        self.kind = {k: layers[k].kind for k in self.order}
+        self._relu_of = {r.j: r for r in self.relus}
+        self._max_of = {m.j: m for m in self.maxes}
+        self._need = need
+        self._terms64 = terms
+        self._bias64 = biases
+        self._terms: Dict[torch.dtype, tuple] = {}
+        self.set_rows(A, b)
 
-    # ---- one bound evaluation --------------------------------------------------------------------
+    # ---- the rows bounded ------------------------------------------------------------------------
+    def set_rows(self, A: np.ndarray, b: np.ndarray) -> None:
+        """Bound the rows A (R, n_target) (b: the right-hand sides the search compares with)."""
+        import scipy.sparse as sp
+
+        A = np.atleast_2d(np.asarray(A, np.float64))
+        self.A = torch.as_tensor(A)
+        self.b = np.atleast_1d(np.asarray(b, np.float64))
+        self.R = A.shape[0]
+        As = sp.csr_matrix(A)
+        # the first step back from the target: A W_s (R, entries of s read), A b
+        self._start64 = [(s, torch.as_tensor(np.asarray((W.T @ As.T).T.todense() if sp.issparse(W) else As @ W, np.float64)))
+                         for s, W in self._start_terms]
+        self._bias0_64 = torch.as_tensor(A @ self._target_bias)
+        self._terms = {}
+
     def _terms_in(self, dtype):
+        """(start terms, start bias, affine terms, affine biases, relu records, max records, lo, hi) in dtype."""
         if dtype not in self._terms:
             c = lambda t: t.to(dtype)  # noqa: E731
-            Lam0, bias0, layers, W, b, lo, hi = self._terms[torch.float64]
-            self._terms[dtype] = (c(Lam0), c(bias0), [(i, c(st), c(su), c(cu), c(pb), o) for i, st, su, cu, pb, o in layers],
-                                  [c(w) for w in W], [c(v) for v in b], c(lo), c(hi))
+            start = [(s, c(M)) for s, M in self._start64]
+            terms = {k: [(s, _cast_term(t, dtype)) for s, t in ts] for k, ts in self._terms64.items()}
+            biases = {k: c(v) for k, v in self._bias64.items()}
+            relus = {r.j: (r, c(r.stable), c(r.su), c(r.cu), c(r.pre_bias)) for r in self.relus}
+            maxes = {m.j: (m, c(m.exact), c(m.upper)) for m in self.maxes}
+            self._terms[dtype] = (start, c(self._bias0_64), terms, biases, relus, maxes, c(self.lo), c(self.hi))
         return self._terms[dtype]
 
+    # ---- one bound evaluation --------------------------------------------------------------------
     def _pass(self, split, alpha, beta, want_scores: bool = False, obj=None):
-        """Lower bounds (N, R) of A y over each domain, the minimising inputs (N, R, n_in) and, with
+        """Lower bounds (N, R) of A v over each domain, the minimising inputs (N, R, n_in) and, with
         want_scores, the branching scores (N, U). With `obj` (N,) each domain bounds its own row
         obj[i] of A instead (R = 1: `tighten_rows`)."""
         N = split.shape[0]
-        Lam0, bias0, layers, W, b, lo, hi = self._terms_in(alpha.dtype)
-        if obj is None:
-            Lam = Lam0.expand(N, -1, -1)
-            bias = bias0.expand(N, -1)
-        else:
-            Lam = Lam0[obj][:, None, :]
-            bias = bias0[obj][:, None]
-        scores = [] if want_scores else None
-        for j in range(len(layers) - 1, -1, -1):
-            idx, stable, su, cu, pre_bias, off = layers[j]
-            Lz = Lam * stable
-            n_u = idx.numel()
-            if n_u:
-                s = split[:, None, off:off + n_u]
-                Lu = Lam[..., idx]
-                pos = Lu.clamp(min=0)
-                neg = Lu - pos
-                free = s == 0
-                coef = torch.where(free, pos * alpha[..., off:off + n_u] + neg * su,
-                                   torch.where(s > 0, Lu, torch.zeros_like(Lu)))
-                coef = coef - beta[..., off:off + n_u] * s
-                bias = bias + (neg * cu * free).sum(-1)
-                Lz = Lz.index_copy(2, idx, coef)
-                if want_scores:
-                    # BaBSR's estimate (its bias and intercept terms) plus the intercept score
-                    # alone (see the module docstring)
-                    bt = Lu * pre_bias
-                    babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs()
-                    sc = (babsr + cu * (-neg + 1e-3 * pos)).detach().sum(1)
-                    scores.append(torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0)))
-            bias = bias + Lz @ b[j]
-            Lam = Lz @ W[j]
+        start, bias0, terms, biases, relus, maxes, lo, hi = self._terms_in(alpha.dtype)
+        pending = {}
+        for s, M in start:
+            P = M.expand(N, -1, -1) if obj is None else M[obj][:, None, :]
+            pending[s] = pending[s] + P if s in pending else P
+        bias = bias0.expand(N, -1) if obj is None else bias0[obj][:, None]
+        scores = torch.full((N, self.U), -1.0, dtype=alpha.dtype) if want_scores else None
+
+        def add(k, M):
+            pending[k] = pending[k] + M if k in pending else M
+
+        for k in self.order:
+            if k == 0 or k not in pending:
+                continue
+            Lam = pending.pop(k)
+            kind = self.kind[k]
+            if kind == "affine":
+                bias = bias + Lam @ biases[k]
+                for s, t in terms[k]:
+                    add(s, _mm(Lam, t))
+            elif kind == "relu":
+                r, stable, su, cu, pre_bias = relus[k]
+                Lz = Lam * stable
+                n_u, off = r.n_u, r.off
+                if n_u:
+                    s = split[:, None, off:off + n_u]
+                    Lu = Lam[..., r.unst]
+                    pos = Lu.clamp(min=0)
+                    neg = Lu - pos
+                    free = s == 0
+                    coef = torch.where(free, pos * alpha[..., off:off + n_u] + neg * su,
+                                       torch.where(s > 0, Lu, torch.zeros_like(Lu)))
+                    coef = coef - beta[..., off:off + n_u] * s
+                    bias = bias + (neg * cu * free).sum(-1)
+                    Lz = Lz.index_copy(2, r.unst, coef)
+                    if want_scores:
+                        # BaBSR's estimate (its bias and intercept terms) plus the intercept score alone
+                        bt = Lu * pre_bias
+                        babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs()
+                        sc = (babsr + cu * (-neg + 1e-3 * pos)).detach().sum(1)
+                        scores[:, off:off + n_u] = torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0))
+                if r.to_source is None:
+                    add(r.k, Lz)
+                else:
+                    n_k = self._need[r.k].size if self._need[r.k] is not None else self.view.layers[r.k].size
+                    add(r.k, torch.zeros(Lz.shape[:2] + (n_k,), dtype=Lz.dtype).index_add(2, r.to_source, Lz))
+            elif kind == "max":
+                m, exact, upper = maxes[k]
+                pos = Lam.clamp(min=0)
+                neg = Lam - pos
+                bias = bias + (neg * (1.0 - exact) * upper).sum(-1)
+                coef = pos + neg * exact
+                nk = self._need[m.k]
+                n_k = nk.size if nk is not None else self.view.layers[m.k].size
+                add(m.k, torch.zeros(Lam.shape[:2] + (n_k,), dtype=Lam.dtype).index_add(2, m.pos, coef))
+        Lam = pending.pop(0, None)
+        if Lam is None:  # nothing reaches the input: the bias alone
+            x = lo.expand(N, self.R, -1)
+            return bias, x, scores
         x = torch.where(Lam > 0, lo, hi)
         lb = (Lam * x).sum(-1) + bias
-        sc = None
-        if want_scores:
-            sc = torch.cat(scores[::-1], dim=1) if scores else torch.zeros((N, 0), dtype=Lam.dtype)
-        return lb, x, sc
+        return lb, x, scores
 
     def bound(self, split, alpha, beta, iters: int, deadline: float, freeze: Optional[np.ndarray] = None, obj=None):
         """Optimise alpha, beta for `iters` steps: (lb (N, R), alpha, beta (float32), scores, x).
@@ -210,29 +372,35 @@ class AlphaBeta:
         R, U = self.R, self.U
         split = torch.zeros((1, U), dtype=torch.int8)
         alpha = torch.zeros((1, R, U), dtype=torch.float32)
-        for (idx, stable, su, cu, _, off), start in zip(self.layers, self.start_slopes):
-            alpha[..., off:off + idx.numel()] = start.float()  # CROWN's choice as the start
+        for r in self.relus:
+            alpha[..., r.off:r.off + r.n_u] = r.start.float()  # CROWN's choice as the start
         beta = torch.zeros((1, R, U), dtype=torch.float32)
         return split, alpha, beta
 
+    def split_neurons(self) -> List[Tuple[int, np.ndarray]]:
+        """Per ReLU layer (its index), the neurons of its source the split vectors' entries stand
+        for, in the order of the vectors (what a test reads the splits with)."""
+        return [(r.j, r.live[r.unst].numpy().astype(np.int64)) for r in self.relus]
 
 
-def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j: int, rows: np.ndarray,
-                   iters: int, deadline: float, options: BoundsOptions = BoundsOptions(),
+def optimised_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, iters: int, deadline: float,
+                   options: BoundsOptions = BoundsOptions(),
                    split_options: ActivationSplitOptions = ActivationSplitOptions()):
-    """alpha-CROWN bounds (l, u) of the given rows of the chain's affine layer j (0-based) over the
-    box [lo, hi], given sound bounds (lows, ups) of the pre-activations of the ReLU layers before
-    it: the root bound of `AlphaBeta` (no splits) with one lower slope per row and unstable neuron,
-    optimised for `iters` steps; float64, valid for any slopes, so sound whatever the optimiser
-    reached; widened by the margin rule like every other bound)."""
+    """alpha-CROWN bounds (l, u) of the given rows of affine layer k over the box [lo, hi], given
+    sound bounds `pre` of the affine layers the ReLUs and max nodes before it read: the root bound
+    of `AlphaBeta` (no splits) with one lower slope per row and unstable neuron, optimised for
+    `iters` steps; float64, valid for any slopes, so sound whatever the optimiser reached; widened
+    by the margin rule like every other bound."""
     rows = np.asarray(rows, np.int64)
-    n = chain.W[j].shape[0]
+    n = view.layers[k].size
     l_out = np.full(rows.size, -np.inf)
     u_out = np.full(rows.size, np.inf)
+    if not rows.size:
+        return l_out, u_out
     # rows in chunks: the slopes are (2 rows, earlier unstable ReLUs) per chunk, kept to
     # options.refine_elements; rows left when the deadline passes keep infinite (no) bounds
-    U = sum(int(((np.asarray(l) < 0) & (np.asarray(u) > 0)).sum()) for l, u in zip(lows[:j], ups[:j]))
-    step = max(1, options.refine_elements // (2 * max(U, 1)))
+    bab = AlphaBeta(view, lo, hi, pre, np.zeros((1, n)), np.zeros(1), split_options, target=k, bounds_options=options)
+    step = max(1, options.refine_elements // (2 * max(bab.U, 1)))
     for s in range(0, rows.size, step):
         if s and time.monotonic() > deadline:
             break
@@ -240,7 +408,7 @@ def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray],
         A = np.zeros((2 * r.size, n))
         A[np.arange(r.size), r] = 1.0
         A[r.size + np.arange(r.size), r] = -1.0
-        bab = AlphaBeta(chain.prefix(j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * r.size), split_options)
+        bab.set_rows(A, np.zeros(2 * r.size))
         lb, *_ = bab.bound(*bab.root_state(), iters, deadline)
         lb = lb[0].numpy()
         l_out[s:s + r.size] = lb[:r.size]
@@ -248,23 +416,18 @@ def optimised_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray],
     return l_out, u_out
 
 
-def row_refiner(chain, lg, region, deadline: float, lp_deadline: float, iters: int, min_rows: int,
+def row_refiner(view, lg, region, deadline: float, lp_deadline: float, iters: int, min_rows: int,
                 options: BoundsOptions = BoundsOptions(), split_options: ActivationSplitOptions = ActivationSplitOptions()):
     """A `refine` hook for `bounds.region.compute_bounds`: alpha-CROWN bounds (`optimised_rows`,
-    `iters` steps) of a layer's unstable rows when `chain` (the graph's chain view) is given and
+    `iters` steps) of a layer's unstable rows when `view` (the graph's `GraphView`) is given and
     either the layer has at least `min_rows` of them or `lp_deadline` has passed (the LP is
     tighter, and on a few rows cheap enough); else None. Over the input box (extra constraints
     G x <= h left out: valid, only weaker)."""
-    affine = [L.index for L in lg.layers if L.kind == "affine"]
-    relu_src = [L.source for L in lg.layers if L.kind == "relu"]
-    position = {k: j for j, k in enumerate(affine)}
 
     def refine(k, rows, layers):
-        if chain is None or (rows.size < min_rows and time.monotonic() < lp_deadline):
+        if view is None or (rows.size < min_rows and time.monotonic() < lp_deadline):
             return None
-        j = position[k]
-        lows = [layers[s][0] for s in relu_src[:j]]
-        ups = [layers[s][1] for s in relu_src[:j]]
-        return optimised_rows(chain, region.lower, region.upper, lows, ups, j, rows, iters, deadline, options, split_options)
+        pre = {s: layers[s] for s in view.ancestors(k) if layers[s] is not None and view.layers[s].kind == "affine"}
+        return optimised_rows(view, region.lower, region.upper, pre, k, rows, iters, deadline, options, split_options)
 
     return refine

@@ -5,20 +5,20 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
 0. a case with few free input dims (at most `InputSplitOptions.max_dims`) is first split into
    boxes (`search.input_split`, the relaxed engine's search): a box with few unstable ReLUs
    left becomes a leaf, decided by steps 1-5 on that box;
-1. bounds (`bounds.region.compute_bounds`): IBP, CROWN, on affine/ReLU chains alpha-CROWN
+1. bounds (`bounds.region.compute_bounds`): IBP, CROWN, alpha-CROWN
    (`bounds.alpha_beta.optimised_rows`), then LP tightening of unstable ReLUs; every bound is
-   sound (LP values are turned into weak-duality bounds, never taken on trust). An affine/ReLU
-   chain without extra input constraints gets IBP, CROWN and alpha-CROWN on every layer first,
-   and when that leaves at least `ExactOptions.bab_min_unstable` unstable ReLUs (step 3's branch
-   and bound) no LPs;
+   sound (LP values are turned into weak-duality bounds, never taken on trust). A case without
+   extra input constraints gets IBP, CROWN and alpha-CROWN on every layer first, and when that
+   leaves at least `ExactOptions.bab_min_unstable` unstable ReLUs (step 3's branch and bound) no
+   LPs;
 2. each disjunct's rows get sound lower bounds (CROWN and the LP); a disjunct one of whose rows is
    refuted (`bounds.margin.refutes`) is impossible (with binaries relaxed this is the LP engine,
    engines/lp.py);
-3. on an affine/ReLU chain with at least `bab_min_unstable` unstable ReLUs left, the remaining
-   disjuncts first go to the ReLU-split branch and bound (`search.activation_split.SplitBaB`, on
-   the same bounds); with two or more ReLU layers that first search is short (`bab_quick_share`),
-   then the intermediate bounds are tightened by branch and bound over the earlier layers' ReLUs
-   (`search.activation_split.tighten_chain`) and the open disjuncts are searched
+3. with at least `bab_min_unstable` unstable ReLUs left, the remaining disjuncts first go to the
+   ReLU-split branch and bound over the layer graph (`search.activation_split.SplitBaB`, on the
+   same bounds); where some ReLU reads a layer after another ReLU that first search is short
+   (`bab_quick_share`), then the intermediate bounds are tightened by branch and bound over the
+   earlier layers' ReLUs (`search.activation_split.tighten_graph`) and the open disjuncts are searched
    again with the rest of the time; a disjunct it gives up on (a fully split domain it cannot
    close) goes on to step 4's MILP with the time left;
 4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import bounds
-from ..bounds.chain import ChainView, dense_size
+from ..bounds.graph import GraphView, dense_size
 from ..deadline import expired
 from ..milp.case import CaseResult, CaseStats, bound_case, milp_disjuncts, record_bounds, region_empty, try_points
 from ..options import Options
@@ -68,14 +68,18 @@ class ExactStats:
 
 class _Graph:
     """What the engine reads of the network's layer graph: the numpy CROWN (bounds of one region),
-    the chain view (alpha-CROWN and the ReLU-split search; None unless a chain within the size
-    limit), and for input splitting the torch CROWN when the dense copy fits (else the numpy one)."""
+    the graph view (alpha-CROWN and the ReLU-split search; None beyond the size limit), and for
+    input splitting the torch CROWN when the dense copy fits (else the numpy one)."""
 
     def __init__(self, lg, options: Options):
         self.lg = lg
         self.options = options
         self.crown = bounds.prepare(lg, "numpy", options.bounds)
-        self.chain = ChainView.of(lg, options.bounds.dense_max_elements)
+        self.view = GraphView.of(lg, options.bounds.dense_max_elements)
+
+    def pre(self, bnd) -> dict:
+        """The bounds (l, u) of the affine layers a ReLU or max node reads, from `bounds.region.Bounds`."""
+        return {L.source: bnd.layers[L.source] for L in self.lg.layers if L.kind in ("relu", "max")}
 
     @functools.cached_property
     def split(self):
@@ -149,7 +153,7 @@ def _split(network, spec, ci: int, g: _Graph, deadline: float, options: Options,
 
 
 def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Options, stats: ExactStats) -> CaseResult:
-    """Decide case `ci`: sound bounds, then (large chains) the ReLU-split branch and bound, then one
+    """Decide case `ci`: sound bounds, then (many unstable ReLUs) the ReLU-split branch and bound, then one
     MILP per disjunct still open (module docstring)."""
     from ..bounds.region import compute_bounds
 
@@ -166,9 +170,9 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         threads = options.threads or 1
         bounds_ = fast = None
         has_G = region.G is not None and region.G.shape[0] > 0
-        if not has_G and g.chain is not None and \
+        if not has_G and g.view is not None and \
                 sum(compute_bounds(lg, region, deadline, method="crown", encode=False, crown=g.crown).unstable) >= o.bab_min_unstable:
-            # an affine/ReLU chain that CROWN leaves to the branch and bound (milliseconds; alpha-CROWN
+            # a network that CROWN leaves to the branch and bound (milliseconds; alpha-CROWN
             # only stabilises more): alpha-CROWN on every layer (seconds). When the BaB still takes the
             # case, the LPs are skipped: with fixed earlier bounds, converged alpha-CROWN reaches the
             # triangle LP's optimum (docs/exact.md §2)
@@ -192,15 +196,13 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
-        if sum(bounds_.unstable) >= o.bab_min_unstable and g.chain is not None:
-            from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_chain
+        if sum(bounds_.unstable) >= o.bab_min_unstable and g.view is not None:
+            from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_graph
 
             if stats.bab is None:
                 stats.bab = ActivationSplitStats()
-            relu_inputs = [L.source for L in lg.layers if L.kind == "relu"]
-            lows = [bounds_.layers[k][0] for k in relu_inputs]
-            ups = [bounds_.layers[k][1] for k in relu_inputs]
-            deep = g.chain.n_relu >= 2
+            pre = g.pre(bounds_)
+            deep = g.view.deep()
             disjuncts = [(hs.A, hs.b) for hs in case.output]
             so = options.activation_split
 
@@ -211,14 +213,15 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             # intermediate bounds are tightened by branch and bound and the search starts again
             now = time.monotonic()
             first = now + o.bab_quick_share * max(0.0, deadline - now) if deep else deadline
-            out = search_disjuncts(g.chain, region.lower, region.upper, lows, ups, disjuncts, open_d, first, replay, so, stats.bab)
+            bo = options.bounds
+            out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, first, replay, so, stats.bab,
+                                   bounds_options=bo)
             if out is None and deep and open_d and not expired(deadline):
                 now = time.monotonic()
-                lows, ups = tighten_chain(g.chain, region.lower, region.upper, lows, ups,
-                                          now + o.tighten_share * max(0.0, deadline - now), o.refine_iters, so,
-                                          options.bounds, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
-                out = search_disjuncts(g.chain, region.lower, region.upper, lows, ups, disjuncts, open_d, deadline, replay, so,
-                                       stats.bab, search=2)
+                pre = tighten_graph(g.view, region.lower, region.upper, pre, now + o.tighten_share * max(0.0, deadline - now),
+                                    o.refine_iters, so, bo, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
+                out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
+                                       stats.bab, search=2, bounds_options=bo)
             if out is not None:
                 cs.witness_from = "bab"
                 return CaseResult(Verdict.SAT, outcome=out)
@@ -244,10 +247,10 @@ def _sub_spec(spec, case, lower, upper, disjuncts=None):
 
 
 def _refiner(g: _Graph, region, deadline: float, lp_deadline: float, options: Options):
-    """alpha-CROWN of a layer's unstable rows on chains (`bounds.alpha_beta.row_refiner`) with
+    """alpha-CROWN of a layer's unstable rows (`bounds.alpha_beta.row_refiner`) with
     `ExactOptions.refine_iters` steps, on layers with `refine_min_rows` of them or past the LP share."""
     from ..bounds.alpha_beta import row_refiner
 
     o = options.exact
-    return row_refiner(g.chain, g.lg, region, deadline, lp_deadline, o.refine_iters, o.refine_min_rows, options.bounds,
+    return row_refiner(g.view, g.lg, region, deadline, lp_deadline, o.refine_iters, o.refine_min_rows, options.bounds,
                        options.activation_split)

@@ -51,7 +51,7 @@ class RelaxedStats:
 
 def ours(network, options: Options):
     """Our torch CROWN of the network's layer graph, or None (no layer graph, or too large a one)."""
-    from ..bounds.chain import dense_size
+    from ..bounds.graph import dense_size
     from ..errors import VnncertError
 
     try:

@@ -1,16 +1,17 @@
 """Branch and bound on ReLU splits (as in beta-CROWN): the activation-split search.
 
-The exact engine's route for affine/ReLU chains whose MILP is too large for HiGHS (docs/exact.md
-§4). One disjunct `A y <= b` at a time, over an input box and given sound pre-activation bounds
-of every ReLU layer; each domain is bounded by `bounds.alpha_beta.AlphaBeta` (alpha and beta
-optimised, one widened float64 pass kept):
+The exact engine's route for networks whose MILP is too large for HiGHS (docs/exact.md §4), on
+any layer graph (`bounds.graph.GraphView`: convolutions, residual adds, concatenations, max
+nodes). One disjunct `A y <= b` at a time, over an input box and given sound bounds of every
+affine layer a ReLU or max node reads; each domain is bounded by `bounds.alpha_beta.AlphaBeta`
+(alpha and beta optimised, one widened float64 pass kept):
 
 * a domain is closed when some row's bound refutes it (`bounds.margin.refutes`, the one margin
   rule); otherwise it is split on the free neuron with the largest score: BaBSR's estimate
   |max(w.b.(s - 1), w.b.s) + min(w, 0).c| (w the weight the bound puts on the neuron, b its
   pre-activation bias, s and c the chord's slope and intercept) plus the intercept score
   -min(w, 0).c alone, summed over the rows (docs/exact.md §4 has the measurements);
-* the input that minimises a domain's linear bound is run through the chain in float64; when it
+* the input that minimises a domain's linear bound is run through the layer graph in float64; when it
   lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
   witness is reported;
 * `proven` when every domain is closed. A domain in which every unstable ReLU is split but whose
@@ -18,7 +19,8 @@ optimised, one widened float64 pass kept):
   decide it, and the engine never guesses.
 
 `tighten_rows` runs the same search on intermediate rows (min z_r and min -z_r) to tighten the
-bounds of a layer (α,β-CROWN's intermediate-bound refinement, with this bound instead of a MILP).
+bounds of a layer (α,β-CROWN's intermediate-bound refinement, with this bound instead of a MILP);
+`tighten_graph` does it layer by layer.
 The limits are `ActivationSplitOptions`; `options.trace`, when set, is called once per round.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..bounds.alpha_beta import AlphaBeta, optimised_rows
+from ..bounds.alpha_beta import AlphaBeta, Pre, optimised_rows
 from ..bounds.margin import refutes
 from ..deadline import expired
 from ..options import ActivationSplitOptions, BoundsOptions
@@ -70,10 +72,10 @@ class _Domains:
         return _Domains(*[None if a is None else torch.cat([a, b]) for a, b in zip(self._fields(), other._fields())])
 
 
-def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j: int, rows: np.ndarray,
-                 deadline: float, stats: Optional[dict] = None, options: ActivationSplitOptions = ActivationSplitOptions()):
-    """Bounds (l, u) of the given rows of the chain's affine layer j (j >= 1) over the box [lo, hi]
-    by branch and bound on the ReLUs before it (α,β-CROWN's intermediate-bound refinement, with
+def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: float, stats: Optional[dict] = None,
+                 options: ActivationSplitOptions = ActivationSplitOptions(), bounds_options: BoundsOptions = BoundsOptions()):
+    """Bounds (l, u) of the given rows of affine layer k (which depends on some ReLU) over the box
+    [lo, hi] by branch and bound on the ReLUs before it (α,β-CROWN's intermediate-bound refinement, with
     this module's bound instead of a MILP): one objective per row and side (min z_r, min -z_r)
     that matters (`options.tighten_side_weight`; a side not searched gets no bound, -inf / inf), all
     searched in one batch; each round splits every objective's least-proven domains. A
@@ -87,8 +89,9 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
     o = options
 
     rows = np.asarray(rows, np.int64)
+    layer = k
     k = rows.size
-    n = chain.W[j].shape[0]
+    n = view.layers[layer].size
     l_out = np.full(k, -np.inf)
     u_out = np.full(k, np.inf)
     if k == 0 or time.monotonic() > deadline:
@@ -96,7 +99,7 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
     A = np.zeros((2 * k, n))
     A[np.arange(k), rows] = 1.0
     A[k + np.arange(k), rows] = -1.0
-    bab = AlphaBeta(chain.prefix(j), lo, hi, lows[:j], ups[:j], A, np.zeros(2 * k), options)
+    bab = AlphaBeta(view, lo, hi, pre, A, np.zeros(2 * k), options, target=layer, bounds_options=bounds_options)
     U = bab.U
     zero = np.zeros(1)
     leaf_min = np.full(2 * k, np.inf)  # per objective, the least bound of its closed and given-up leaves
@@ -115,8 +118,8 @@ def tighten_rows(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], j
     # u^2/(u - l)^2 and with u at l^2/(u - l)^2, so a side much farther from zero than the
     # other hardly matters (it keeps its given bound). The two weights sum to at least 1/2, so
     # every row keeps at least one side
-    l0 = np.asarray(lows[j], np.float64)[rows]
-    u0 = np.asarray(ups[j], np.float64)[rows]
+    l0 = np.asarray(pre[layer][0], np.float64)[rows]
+    u0 = np.asarray(pre[layer][1], np.float64)[rows]
     w = np.concatenate([u0, l0]) ** 2 / np.concatenate([u0 - l0, u0 - l0]) ** 2
     searched = ~(w < o.tighten_side_weight)
     obj = torch.as_tensor(np.flatnonzero(searched))
@@ -190,10 +193,11 @@ def branch(bab: AlphaBeta, parents: _Domains, deadline: float, freeze, obj=None)
 
 
 class SplitBaB(AlphaBeta):
-    """Branch and bound over the ReLUs of a chain (`bounds.chain.ChainView`) for one disjunct."""
+    """Branch and bound over the ReLUs of a layer graph (`bounds.graph.GraphView`) for one disjunct."""
 
-    def __init__(self, chain, lo, hi, lows, ups, A, b, options: ActivationSplitOptions = ActivationSplitOptions()):
-        super().__init__(chain, lo, hi, lows, ups, A, b, options)
+    def __init__(self, view, lo, hi, pre: Pre, A, b, options: ActivationSplitOptions = ActivationSplitOptions(),
+                 bounds_options: BoundsOptions = BoundsOptions()):
+        super().__init__(view, lo, hi, pre, A, b, options, bounds_options=bounds_options)
         self.pool: Optional[_Domains] = None  # open domains (None before the root is bounded)
         self.stats = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0,
                       "unresolved_leaves": 0}
@@ -207,17 +211,16 @@ class SplitBaB(AlphaBeta):
         return torch.as_tensor(refutes(lb.numpy(), self.b[None, :]).any(axis=1))
 
     def _unsafe_points(self, x, lb):
-        """Candidate witnesses: each domain's minimiser for its worst row, kept when the chain
+        """Candidate witnesses: each domain's minimiser for its worst row, kept when the layer graph
         (float64) puts it in the unsafe set; at most `options.check_points`, least bound first."""
         worst = lb.argmin(dim=1)
-        pts = x[torch.arange(x.shape[0]), worst]
-        with torch.no_grad():
-            y = self.chain.forward(pts) @ self.A.T
-        cand = torch.nonzero((y <= torch.as_tensor(self.b)).all(dim=1)).flatten()
-        if cand.numel() == 0:
+        pts = x[torch.arange(x.shape[0]), worst].numpy()
+        y = self.view.forward(pts) @ self.A.numpy().T
+        cand = np.flatnonzero((y <= self.b).all(axis=1))
+        if cand.size == 0:
             return None
-        order = torch.argsort(lb.max(dim=1).values[cand])[:self.options.check_points]
-        return pts[cand[order]].numpy()
+        order = np.argsort(lb.max(dim=1).values.numpy()[cand])[:self.options.check_points]
+        return pts[cand[order]]
 
     def _check(self, x, lb, try_points):
         pts = self._unsafe_points(x, lb)
@@ -304,11 +307,11 @@ class ActivationSplitStats:
         return out
 
 
-def search_disjuncts(chain, lo, hi, lows, ups, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
+def search_disjuncts(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
                      deadline: float, try_points: Callable, options: ActivationSplitOptions, stats: ActivationSplitStats,
-                     search: int = 1):
+                     search: int = 1, bounds_options: BoundsOptions = BoundsOptions()):
     """`SplitBaB` on the open disjuncts (`disjuncts[d]` = (A, b); in place: proven ones leave
-    `open_d`) with the pre-activation bounds (lows, ups) of the ReLU layers, in two passes: equal
+    `open_d`) with the bounds `pre` of the affine layers the ReLUs and max nodes read, in two passes: equal
     shares first, then the time left over, continuing each disjunct's tree where pass 1 left it.
     The sat outcome `try_points` returned, else None (what is left open is the caller's)."""
     latest: Dict[int, dict] = {}
@@ -325,7 +328,7 @@ def search_disjuncts(chain, lo, hi, lows, ups, disjuncts: Sequence[Tuple[np.ndar
                 left = len(todo) - pos
                 share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
                 if di not in searches:
-                    searches[di] = SplitBaB(chain, lo, hi, lows, ups, A, b, options)
+                    searches[di] = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
                 r = searches[di].run(min(deadline, time.monotonic() + share), try_points)
                 entry = latest.get(di)
                 if entry is None:  # one entry per disjunct and search, kept up to date
@@ -348,47 +351,53 @@ def search_disjuncts(chain, lo, hi, lows, ups, disjuncts: Sequence[Tuple[np.ndar
         stats.bab_s += time.monotonic() - t0
 
 
-def tighten_chain(chain, lo, hi, lows: List[np.ndarray], ups: List[np.ndarray], deadline: float, refine_iters: int,
-                  options: ActivationSplitOptions, bounds_options: BoundsOptions, stats: ActivationSplitStats,
-                  out_A: Optional[np.ndarray] = None):
-    """Tighter pre-activation bounds of the ReLU layers 2.. of a chain over the box [lo, hi]: layer
-    by layer, alpha-CROWN again (`refine_iters` steps) on the rows still unstable (the layers before
-    are tighter now), then `tighten_rows` (branch and bound over the ReLUs before the layer) on
-    those rows, each layer with an equal share of the time left to `deadline`. New arrays, each the
-    intersection with the old bounds (every one of them widened by the margin rule).
+def tighten_graph(view, lo, hi, pre: Pre, deadline: float, refine_iters: int, options: ActivationSplitOptions,
+                  bounds_options: BoundsOptions, stats: ActivationSplitStats, out_A: Optional[np.ndarray] = None) -> Pre:
+    """Tighter bounds of the affine layers the ReLUs read over the box [lo, hi], those that depend
+    on an earlier ReLU (the others' interval bounds are exact): layer by layer in order,
+    alpha-CROWN again (`refine_iters` steps) on the rows still unstable once a layer before it was
+    tightened, then `tighten_rows` (branch and bound over the ReLUs before the layer) on those
+    rows, each layer with an equal share of the time left to `deadline`. A new mapping of new
+    arrays, each the intersection with the old bounds (every one of them widened by the margin rule).
 
-    With `out_A` (the rows of the disjuncts still open, stacked), the last ReLU layer's rows that
-    no disjunct's bound reads are left as they are: a lower bound of a.y reads neuron k's upper
-    chord only where (a W_L)_k < 0, and elsewhere its lower slope alone, which needs no bounds
-    (slope 1 or 0 is as good as knowing the neuron active or inactive)."""
+    With `out_A` (the rows of the disjuncts still open, stacked), the rows of a ReLU layer read by
+    the output layer alone that no disjunct's bound reads are left as they are: a lower bound of
+    a.y reads neuron k's upper chord only where (a W)_k < 0, and elsewhere its lower slope alone,
+    which needs no bounds (slope 1 or 0 is as good as knowing the neuron active or inactive)."""
     t0 = time.monotonic()
-    lows = [np.array(v, np.float64) for v in lows]
-    ups = [np.array(v, np.float64) for v in ups]
+    pre = {k: (np.array(l, np.float64), np.array(u, np.float64)) for k, (l, u) in pre.items()}
     st: dict = {}  # tighten_rows' counts (rounds, domains)
     skipped = 0
-    n = len(lows)
-    for j in range(1, n):
+    layers = view.layers
+    todo = [k for k in view.relu_sources if not view.input_only(k)]
+    changed = set()
+    for n_done, k in enumerate(todo):
         if expired(deadline):
             break
-        rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
-        if j > 1 and rows.size:
-            rl, ru = optimised_rows(chain, lo, hi, lows, ups, j, rows, refine_iters, deadline, bounds_options, options)
-            lows[j][rows] = np.maximum(lows[j][rows], rl)
-            ups[j][rows] = np.minimum(ups[j][rows], ru)
-            rows = np.flatnonzero((lows[j] < 0) & (ups[j] > 0))
-        if j == n - 1 and out_A is not None and rows.size:
-            lam = np.asarray(out_A, np.float64) @ chain.W[-1].numpy()
+        lk, uk = pre[k]
+        rows = np.flatnonzero((lk < 0) & (uk > 0))
+        if rows.size and changed & view.ancestors(k):  # a layer before it is tighter now
+            rl, ru = optimised_rows(view, lo, hi, pre, k, rows, refine_iters, deadline, bounds_options, options)
+            lk[rows] = np.maximum(lk[rows], rl)
+            uk[rows] = np.minimum(uk[rows], ru)
+            rows = np.flatnonzero((lk < 0) & (uk > 0))
+        readers = view.readers.get(k, [])
+        if out_A is not None and rows.size and len(readers) == 1 and view.readers.get(readers[0]) == [view.output]:
+            j = readers[0]
+            W = sum(M for s, M in layers[view.output].terms if s == j)
+            lam = np.asarray((W.T @ np.asarray(out_A, np.float64).T).T)
             read = (lam[:, rows] < 0).any(axis=0)
-            skipped = int((~read).sum())
+            skipped += int((~read).sum())
             rows = rows[read]
         if not rows.size:
             continue
-        share = (deadline - time.monotonic()) / (n - j)
-        tl, tu = tighten_rows(chain, lo, hi, lows, ups, j, rows, min(deadline, time.monotonic() + share), st, options)
-        lows[j][rows] = np.maximum(lows[j][rows], tl)
-        ups[j][rows] = np.minimum(ups[j][rows], tu)
+        share = (deadline - time.monotonic()) / (len(todo) - n_done)
+        tl, tu = tighten_rows(view, lo, hi, pre, k, rows, min(deadline, time.monotonic() + share), st, options, bounds_options)
+        lk[rows] = np.maximum(lk[rows], tl)
+        uk[rows] = np.minimum(uk[rows], tu)
+        changed.add(k)
     stats.tighten_s += time.monotonic() - t0
     stats.tighten_domains += int(st.get("domains", 0))
-    stats.unstable_tightened = [int(((l < 0) & (u > 0)).sum()) for l, u in zip(lows, ups)]
+    stats.unstable_tightened = [int(((pre[layers[j].source][0] < 0) & (pre[layers[j].source][1] > 0)).sum()) for j in view.relus]
     stats.tighten_rows_skipped += skipped
-    return lows, ups
+    return pre
