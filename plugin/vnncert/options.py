@@ -24,6 +24,7 @@ class AttackOptions:
     max_corners: int = 1024  # box corners among the samples (all of them up to 10 free dims)
     replays_per_round: int = 8  # unsafe-looking candidates replayed in ONNX Runtime per round (the best-scoring first)
     pgd_cases: int = 16  # PGD runs on the cases whose samples came closest to the unsafe set, at most this many
+    share: float = 0.25  # of the time left, in front of engines that can take the network (its work is bounded; this caps huge nets)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class QuickOptions:
     """The numpy CROWN pass before any heavy import (engines/quick_bounds.py)."""
 
     max_cases: int = 64  # beyond this the batched engines are faster than one numpy pass per case
+    share: float = 0.1  # of the time left, when engines follow (a numpy CROWN pass longer than this is not quick: cgan's took 95 of 120 s)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class RelaxedOptions:
 
     method: str = "crown"  # ibp | crown | alpha-crown | lp
     max_affine_checks: int = 64  # open cases checked for "no ReLU unstable on the box" (one numpy CROWN pass each)
+    share: float = 0.5  # of the time left, when the exact engine follows and takes the network (ACAS Xu's slowest split: 26 of 116 s)
 
 
 @dataclass(frozen=True)

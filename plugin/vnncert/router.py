@@ -9,6 +9,12 @@ at most `AttackOptions.lead_seconds` / `lead_share` of the time (`LEADS`: a lead
 only helps, so it never counts as the mode's engine taking the network); `--relaxed-method lp`
 puts the LP engine where the relaxed engine stands (`plan`).
 
+The time plan (`SHARES`): an engine followed by another engine of the mode that can take the
+network gets its share of the time left (the quick pass `QuickOptions.share`, the falsifier
+`AttackOptions.share`, the relaxed engine `RelaxedOptions.share`), so that no engine's search uses
+the whole deadline before the step that would have answered; an engine stopped by its share (not
+by the deadline) counts as `unknown`, and the next one starts with everything that is left.
+
 Unsupported operators, decided here and only here: each engine reads the network through one
 converter of the op registry (`ENGINE_CONVERTER`: the MILP's layer graph `to_affine`, the torch
 module `to_torch`, or none: ONNX Runtime, which loaded the model already, runs every op it has).
@@ -51,6 +57,7 @@ MODES: Dict[str, List[str]] = {
 
 MODE_HELP: Dict[str, str] = {
     "auto": "what a competition run uses: a quick numpy CROWN pass (no torch import), the falsifier, then relaxed bounds with input-split branch and bound, then the exact MILP, under one deadline "
+            "(each engine but the last stops at its share of the time left: a tenth, a quarter, a half) "
             "(an engine that does not support an operator of the network is skipped and the op named on stderr; "
             "in the other modes such an op is an error)",
     "falsify": "the falsifier alone: sat with a replayed witness, else unknown",
@@ -83,6 +90,14 @@ ENGINE_CONVERTER: Dict[str, Optional[str]] = {
     "probabilistic": None,
 }
 CONVERTER_NAMES = {"to_affine": "the MILP layer-graph lowering", "to_torch": "the torch converter"}
+
+
+# engine -> its share of the time left when a later engine of the mode can take the network
+SHARES: Dict[str, Callable[[Options], float]] = {
+    "quick_bounds": lambda o: o.quick.share,
+    "attack": lambda o: o.attack.share,
+    "relaxed": lambda o: o.relaxed.share,
+}
 
 
 def engine_check(name: str):
@@ -178,16 +193,19 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
     if all(n in excluded for n in engines if n not in leads):
         return refuse()  # no engine of the mode can take the network: none runs, not even a lead
     last = Outcome(Verdict.UNKNOWN, engine="router", detail="no engine ran")
-    for name in engines:
+    for i, name in enumerate(engines):
         if name in excluded:
             continue
         if expired(deadline):
             last = Outcome(Verdict.TIMEOUT, engine=name, detail="deadline reached before this engine started")
             break
         until = deadline
+        left = max(0.0, deadline - time.monotonic())
         if name in leads:
             cap, share = leads[name](options)
-            until = min(deadline, time.monotonic() + min(cap, share * max(0.0, deadline - time.monotonic())))
+            until = min(deadline, time.monotonic() + min(cap, share * left))
+        elif name in SHARES and any(n not in excluded and n not in leads for n in engines[i + 1:]):
+            until = min(deadline, time.monotonic() + SHARES[name](options) * left)
         try:
             out = engine_check(name)(network, spec, until, options)
         except UnsupportedOperator as e:  # a handler that refuses this use of its op
@@ -196,8 +214,8 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
             continue
         if name not in leads:
             ran.append(name)
-        if out.verdict == Verdict.TIMEOUT and name in leads and not expired(deadline):
-            out.verdict = Verdict.UNKNOWN  # the lead's own cap, not the deadline
+        if out.verdict == Verdict.TIMEOUT and until < deadline and not expired(deadline):
+            out.verdict = Verdict.UNKNOWN  # the engine's own share (or a lead's cap), not the deadline
         details.append(f"{name}: {out.verdict.value}" + (f" ({out.detail})" if out.detail else ""))
         stats[name] = out.stats
         last = out

@@ -26,12 +26,12 @@ from typing import Optional
 import numpy as np
 
 from ..options import BoundsOptions
-from .crown import BoxState, Crown
+from .crown import BoxState, Crown, Expired
 from .margin import refutes, widen_lower
 
 METHODS = ("interval", "crown", "alpha", "lp", "lirpa-ibp", "lirpa-crown", "lirpa-alpha")
 
-__all__ = ["METHODS", "BoxState", "Crown", "Result", "compute", "prepare", "prepare_lirpa", "refutes"]
+__all__ = ["METHODS", "BoxState", "Crown", "Expired", "Result", "compute", "prepare", "prepare_lirpa", "refutes"]
 
 
 @dataclass
@@ -74,7 +74,8 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
     numpy quick pass does this). `score_dims`: the input dims the split scores are over (all: None;
     the search asks for the free ones). method "alpha": CROWN, then the final pass's lower slopes
     optimised (`options.alpha_iters` steps; torch). "lp": one region at a time (`bounds.region`,
-    the triangle LP)."""
+    the triangle LP). Our CROWN raises `Expired` once `deadline` has passed (checked between
+    layers and row chunks)."""
     lower = np.asarray(lower, np.float64)
     upper = np.asarray(upper, np.float64)
     C = np.asarray(C, np.float64)
@@ -91,9 +92,10 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
     ops = crown.ops
     if intermediate is not None:
         res = crown.reuse(lower, upper, intermediate)
+        crown._deadline = deadline
     else:
         res = crown.intermediate(lower, upper, parent=parent, method="interval" if method == "interval" else "crown",
-                                 output=output_box, want_shares=want_scores, share_dims=score_dims)
+                                 output=output_box, want_shares=want_scores, share_dims=score_dims, deadline=deadline)
     grad = None
     if crown.backend == "torch":
         import torch

@@ -324,7 +324,9 @@ class AlphaBeta:
         if self.U == 0:  # nothing relaxed: the bound has no parameters to optimise
             iters = 0
         for it in range(iters + 1):
-            last = it == iters or time.monotonic() > deadline
+            if it < iters and time.monotonic() > deadline:
+                break  # out of time: the float64 pass below with the best parameters so far (and its scores)
+            last = it == iters
             pa = a[act].requires_grad_(not last)  # copies: the active domains' parameters
             pb = be[act].requires_grad_(not last)
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores

@@ -28,6 +28,7 @@ float64 copy (batched boxes and the optimised passes).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -37,6 +38,11 @@ import numpy as np
 from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
 from .margin import slack
+
+
+class Expired(Exception):
+    """The deadline passed while bounding (raised between layers and between row chunks, so a
+    long pass on a large network stops close to its deadline)."""
 
 
 # ---- array backends ----------------------------------------------------------------------------
@@ -223,6 +229,15 @@ class _TorchOps(_NumpyOps):
         return x / x.sum(-1, keepdim=True).clamp(min=1e-300)
 
 
+def _row_nnz(W) -> np.ndarray:
+    """Nonzeros per row of a dense or CSR matrix."""
+    import scipy.sparse as sp
+
+    if sp.issparse(W):
+        return np.diff(W.tocsr().indptr)
+    return np.count_nonzero(np.asarray(W), axis=1)
+
+
 # ---- results ---------------------------------------------------------------------------------
 @dataclass
 class BoxState:
@@ -301,6 +316,15 @@ class Crown:
             if src is not None:
                 self.readers.setdefault(src, []).append(L.kind)
         self.input_only = {k: all(s == 0 for s, _, _ in terms) for k, terms in self.W.items()}
+        # rows with at most one nonzero over all their terms (a selection, e.g. MaxPool's padded
+        # input): the interval bound of one variable entry is as tight as back-substitution
+        # through its relaxation, so such rows are never back-substituted
+        self.single: Dict[int, object] = {}
+        for L in lg.layers:
+            if L.kind == "affine":
+                nnz = sum(_row_nnz(W) for _, W in L.terms)
+                if np.any(nnz <= 1):
+                    self.single[L.index] = ops.torch.as_tensor(nnz <= 1) if self.backend == "torch" else nnz <= 1
         self.groups = {}
         for L in lg.layers:
             if L.kind == "max":
@@ -316,6 +340,7 @@ class Crown:
         self.relus = [L for L in lg.layers if L.kind == "relu"]
         self.widest = max(L.size for L in lg.layers)
         self._share_dims = None
+        self._deadline = math.inf
         self.stats: Dict[str, float] = {"crown_s": 0.0}
 
     def reuse(self, lo, hi, state: BoxState) -> Pass:
@@ -337,7 +362,8 @@ class Crown:
 
     # ---- intermediate bounds ---------------------------------------------------------------------
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
-                     hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None) -> Pass:
+                     hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None,
+                     deadline: float = math.inf) -> Pass:
         """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
 
         method "interval": interval bounds only; "crown": back-substitution where they leave rows
@@ -345,10 +371,11 @@ class Crown:
         lo, hi)` is called for each layer in order once its bounds are set (an affine layer's may
         be tightened in place); a true return value stops the pass (`Pass.stopped`). `want_shares`:
         each recomputed neuron's linear range shared out over the input dims `share_dims` (all:
-        None), what the split scores of `final` read."""
+        None), what the split scores of `final` read. Past `deadline` it raises `Expired`."""
         ops = self.ops
         lo, hi = ops.asarray(lo), ops.asarray(hi)
         res = Pass({}, {0: (lo, hi)})
+        self._deadline = deadline
         self._share_dims = None
         if share_dims is not None:
             dims = np.asarray(share_dims, np.int64)
@@ -413,6 +440,8 @@ class Crown:
             need = (lo < 0) & (hi > 0)
         else:
             need = ops.xp.ones_like(lo, dtype=bool) if self.backend == "numpy" else ops.torch.ones_like(lo, dtype=ops.torch.bool)
+        if k in self.single and not (output and k == self.lg.output):
+            need = need & ~self.single[k][None, :]
         counts = ops.count(need)
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
@@ -421,6 +450,8 @@ class Crown:
             order_all = ops.order_first(need, U)
             step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
             for c0 in range(0, U, step):
+                if time.monotonic() > self._deadline:
+                    raise Expired()
                 order = order_all[:, c0:c0 + step]
                 Uc = order.shape[1]
                 valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
@@ -473,6 +504,8 @@ class Crown:
         pending = dict(start)
         layers = self.lg.layers
         while pending:
+            if time.monotonic() > self._deadline:
+                raise Expired()
             j = max(pending)
             Lam = pending.pop(j)
             if j == 0:

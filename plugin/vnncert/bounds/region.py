@@ -52,7 +52,8 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
 
     `refine(k, rows, bounds) -> (l, u) or None`, when given, is asked after CROWN for sound (widened)
     bounds of the still unstable rows of each affine layer k that feeds a ReLU (the exact engine
-    passes alpha-CROWN on affine/ReLU chains); they are intersected, and the LP starts from them."""
+    passes alpha-CROWN); they are intersected, and the LP starts from them. The CROWN pass raises
+    `crown.Expired` once `deadline` has passed (a large network's pass stops near its deadline)."""
     t0 = time.monotonic()
     crown = crown if crown is not None else Crown(lg)
     crown_s0 = crown.stats["crown_s"]
@@ -97,7 +98,7 @@ def compute_bounds(lg: LayerGraph, region, deadline: float, method: str = "lp", 
         return False
 
     res.pass_ = crown.intermediate(np.asarray(region.lower, np.float64)[None], np.asarray(region.upper, np.float64)[None],
-                                   method="interval" if method == "ibp" else "crown", output=True, hook=hook)
+                                   method="interval" if method == "ibp" else "crown", output=True, hook=hook, deadline=deadline)
     res.empty = res.pass_.stopped
     st["crown_s"] = crown.stats["crown_s"] - crown_s0
     if lp is not None:

@@ -231,6 +231,8 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 return CaseResult(Verdict.TIMEOUT, detail=f"{len(open_d)} disjunct(s) open when the ReLU-split branch and bound ran out of time")
         # ---- the MILP ----
         return milp_disjuncts(network, spec, case, ci, bounds_.enc, open_d, lbs, deadline, options, cs, ENGINE)
+    except bounds.Expired:  # a CROWN pass stopped at the deadline
+        return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
     finally:
         stats.cases += 1
         stats.case.add(cs)

@@ -49,7 +49,11 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         C = np.concatenate([hs.A for hs in case.output])
         b = np.concatenate([hs.b for hs in case.output])
         owner = np.concatenate([np.full(hs.rows, d) for d, hs in enumerate(case.output)])
-        r = bounds.compute(crown, reg.lower[None], reg.upper[None], C[None], "crown", output_box=True, options=options.bounds)
+        try:
+            r = bounds.compute(crown, reg.lower[None], reg.upper[None], C[None], "crown", output_box=True,
+                               options=options.bounds, deadline=deadline)
+        except bounds.Expired:
+            return done(Verdict.TIMEOUT, "deadline reached during the numpy CROWN pass")
         refuted = bounds.refutes(r.lower[0], b)
         if not all(refuted[owner == d].any() for d in range(len(case.output))):
             return done(Verdict.UNKNOWN, "numpy CROWN does not refute every disjunct")

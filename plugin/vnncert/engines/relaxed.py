@@ -118,7 +118,10 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
             empty = (lo > hi).any(axis=1)
             C = np.stack([all_rows[i].C for i in chunk])
             try:
-                lb = bounds.compute(graph, np.minimum(lo, hi), np.maximum(lo, hi), C, bmethod, options=options.bounds).lower
+                lb = bounds.compute(graph, np.minimum(lo, hi), np.maximum(lo, hi), C, bmethod, options=options.bounds,
+                                    deadline=deadline).lower
+            except bounds.Expired:
+                return done(Verdict.TIMEOUT, f"deadline reached while bounding (after {bounded} of {len(spec.cases)} cases)")
             except Exception as e:
                 return done(Verdict.UNKNOWN, f"bounding failed ({method}): {_first_line(e)}")
             bounded += len(chunk)

@@ -262,14 +262,18 @@ def lp_case(network, spec, ci: int, lg, deadline: float, options: Options, cs: C
     """The LP relaxation's answer for case `ci`: LP-tightened bounds (the whole time may go to
     them), the row bounds, then one LP per open disjunct (`lp_disjuncts`). `crown`: the numpy
     CROWN of lg when the caller keeps one."""
+    from ..bounds.crown import Expired
     from ..bounds.region import compute_bounds
 
     case = spec.cases[ci]
     if region_empty(case.region):
         return CaseResult(Verdict.UNSAT, detail="empty input box")
     t0 = time.monotonic()
-    bounds = compute_bounds(lg, case.region, deadline, method="lp", lp_deadline=deadline, threads=options.threads or 1,
-                            crown=crown)
+    try:
+        bounds = compute_bounds(lg, case.region, deadline, method="lp", lp_deadline=deadline, threads=options.threads or 1,
+                                crown=crown)
+    except Expired:
+        return CaseResult(Verdict.TIMEOUT, detail="deadline reached during the CROWN pass")
     cs.bounds_method = "lp"
     done, lbs, open_d = bound_case(network, spec, ci, lg, bounds, deadline, cs, engine)
     record_bounds(cs, [bounds], time.monotonic() - t0)

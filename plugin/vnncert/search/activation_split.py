@@ -133,6 +133,7 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
     gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
     pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc), obj)
     rounds = domains = 0
+    per_parent = 0.0
     while len(pool) and time.monotonic() < deadline:
         # each objective's least-proven domains: a share of the batch per objective with open domains
         key = pool.lb[:, 0]
@@ -140,7 +141,7 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
         o_sorted, perm = torch.sort(pobj[order], stable=True)
         order = order[perm]
         _, counts = torch.unique_consecutive(o_sorted, return_counts=True)
-        per = max(1, o.batch_parents // counts.numel())
+        per = max(1, min(o.batch_parents, _fits(per_parent, deadline)) // counts.numel())
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(order.numel()) - torch.repeat_interleave(starts, counts)
         pick = torch.zeros(order.numel(), dtype=torch.bool)
@@ -149,7 +150,9 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
         pool, pobj = pool.take(~pick), pobj[~pick]
         m = len(parents)
         c_obj = p_obj.repeat(2)
+        tr = time.monotonic()
         children, _ = branch(bab, parents, deadline, zero, obj=c_obj)
+        per_parent = (time.monotonic() - tr) / m
         children, c_obj = settle(children, c_obj)
         pool, pobj = pool.cat(children), torch.cat([pobj, c_obj])
         rounds += 1
@@ -179,6 +182,14 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
     return l_out, u_out
 
 
+def _fits(per_parent: float, deadline: float) -> int:
+    """How many parents a round can take and still end by the deadline (at the last round's rate;
+    any number before one was timed): near the deadline rounds shrink instead of overrunning it."""
+    if per_parent <= 0:
+        return 1 << 30
+    return max(1, int(0.8 * (deadline - time.monotonic()) / per_parent))
+
+
 def branch(bab: AlphaBeta, parents: _Domains, deadline: float, freeze, obj=None):
     """Two children per parent (its branching neuron active / inactive), starting from the
     parent's alpha and beta, bounded for `options.child_iters` steps: (children, minimising inputs)."""
@@ -199,6 +210,7 @@ class SplitBaB(AlphaBeta):
                  bounds_options: BoundsOptions = BoundsOptions()):
         super().__init__(view, lo, hi, pre, A, b, options, bounds_options=bounds_options)
         self.pool: Optional[_Domains] = None  # open domains (None before the root is bounded)
+        self._per_parent = 0.0  # seconds the last round took per parent (0: none yet)
         self.stats = {"unstable": self.U, "domains": 0, "rounds": 0, "max_depth": 0, "points_checked": 0,
                       "unresolved_leaves": 0}
 
@@ -262,11 +274,13 @@ class SplitBaB(AlphaBeta):
                 continue
             # the least-proven domains first
             key = (pool.lb - torch.as_tensor(b)).max(dim=1).values
-            n = min(self.options.batch_parents, key.numel())
+            n = min(self.options.batch_parents, key.numel(), _fits(self._per_parent, deadline))
             rest = torch.ones(key.numel(), dtype=torch.bool)
             rest[torch.topk(-key, n).indices] = False
             parents, pool = pool.take(~rest), pool.take(rest)
+            tr = time.monotonic()
             children, c_x = self.branch(parents, deadline, b)
+            self._per_parent = (time.monotonic() - tr) / n
             c_lb = children.lb
             st["rounds"] += 1
             st["domains"] += 2 * n

@@ -209,11 +209,18 @@ class InputSplit:
 
     def _alpha(self, lo, hi, state: BoxState) -> np.ndarray:
         C = np.broadcast_to(self.rows.C[None], (lo.shape[0],) + self.rows.C.shape).copy()
-        return bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds).lower
+        return bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds,
+                              deadline=self.deadline).lower
 
     # ---- the search --------------------------------------------------------------------------------
     def run(self) -> Tuple[Optional[Outcome], str]:
         """(sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
+        try:
+            return self._run()
+        except bounds.Expired:  # a bound pass stopped at the deadline
+            return None, "timeout"
+
+    def _run(self) -> Tuple[Optional[Outcome], str]:
         rows, st, o = self.rows, self.stats, self.o
         stack: List[_Boxes] = [_Boxes(self.lo0[None].copy(), self.hi0[None].copy(), np.ones((1, rows.n_disjuncts), bool),
                                       np.zeros(1, np.int64), None)]
