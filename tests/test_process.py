@@ -86,6 +86,9 @@ def test_check_arguments_accepts_the_defaults_and_inf():
     from vnncert.options import Options
 
     check_options(Options())
+    # the defaults skipped by check_options are themselves valid
+    defaults = Options()
+    check_arguments(relaxed_method=defaults.relaxed.method, noise=defaults.smoothing.noise)
     check_arguments(mode="auto", timeout=float("inf"), seed=2 ** 64 - 1, threads=1024, relaxed_method="alpha-crown",
                     sigma=0.5, noise="laplace", n0=1, n=1, alpha=0.5)
     check_arguments(timeout=0.0, threads=0, seed=0)

@@ -340,9 +340,16 @@ def check_arguments(mode=None, timeout=None, seed=None, threads=None, relaxed_me
 
 def check_options(options: Options, timeout=None) -> None:
     """`check_arguments` on an Options object (the API's path)."""
+    from .options import RelaxedOptions, SmoothingOptions
+
     sm = options.smoothing
+
+    def given(value, default):  # a default is valid by construction (tests/test_process.py checks
+        return None if value == default else value  # it): only a changed value is looked up
+
     check_arguments(mode=options.mode, timeout=timeout, seed=options.seed, threads=options.threads,
-                    relaxed_method=options.relaxed.method, sigma=sm.sigma, noise=sm.noise,
+                    relaxed_method=given(options.relaxed.method, RelaxedOptions.method),
+                    sigma=sm.sigma, noise=given(sm.noise, SmoothingOptions.noise),
                     n0=sm.n0, n=sm.n, alpha=sm.alpha, batch=sm.batch)
 
 
