@@ -53,6 +53,46 @@ def test_crown_numpy_and_torch_agree_and_hold_on_samples(tmp_path, make):
             assert np.all(ys.min(axis=0) >= lb[b]), b
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("make", [conv_net, branchy_net, "mlp"], ids=["conv-maxpool", "residual", "mlp"])
+@pytest.mark.parametrize("budget", [0.0, 300.0, 3e4])
+def test_forward_bounds_hold_on_samples(tmp_path, make, backend, budget):
+    """The forward pass (linear bounds of every layer carried forward in the free inputs, for few
+    inputs and large graphs): with no budget for back-substitution every layer keeps its forward
+    bounds, with a small one the cheap layers are back-substituted too; the bounds hold on
+    sampled points (a box with some inputs fixed too), the intermediate ones (intersected with
+    interval bounds) are never looser than those, and numpy and torch agree."""
+    from vnncert.options import BoundsOptions
+
+    if make == "mlp":
+        net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(5, [3, 40, 40, 40, 3])), threads=1)
+    else:
+        net = load_network(make(tmp_path), threads=1)
+    lg = net.layer_graph
+    n = lg.n_inputs
+    lo, hi = _boxes(n, 3, 0.3, 4)
+    lo[1, :n // 2] = hi[1, :n // 2] = (lo[1, :n // 2] + hi[1, :n // 2]) / 2  # a box with half its inputs fixed
+    C = np.broadcast_to(np.random.default_rng(5).standard_normal((3, lg.n_outputs)), (3, 3, lg.n_outputs)).copy()
+    fwd = BoundsOptions(forward_max_inputs=64, backward_budget=budget)
+    g = bounds.prepare(lg, backend, fwd)
+    assert g.forward_worthwhile or budget > 0
+    r = bounds.compute(g, lo, hi, C, want_state=True, want_scores=True, score_dims=np.arange(n))
+    other = bounds.compute(bounds.prepare(lg, "numpy" if backend == "torch" else "torch", fwd), lo, hi, C).lower
+    np.testing.assert_allclose(r.lower, other, rtol=1e-9, atol=1e-9)
+    for k, (l, u) in r.state.bounds.items():  # intermediate bounds inside the interval bounds'
+        il, iu = bounds.compute(lg, lo, hi, C, "interval", want_state=True).state.bounds[k]
+        l, u = (np.asarray(v) for v in (l, u))
+        assert np.all(l >= np.asarray(il) - 1e-9) and np.all(u <= np.asarray(iu) + 1e-9)
+    rng = np.random.default_rng(6)
+    for b in range(3):
+        xs = lo[b] + rng.random((20_000, n)) * (hi[b] - lo[b])
+        vals = lg.evaluate(xs, all_layers=True)
+        assert np.all((vals[lg.output] @ C[b].T).min(axis=0) >= r.lower[b]), b
+        for k, (l, u) in r.state.bounds.items():
+            l, u = np.asarray(l)[b], np.asarray(u)[b]
+            assert np.all(vals[k] >= l - 1e-9) and np.all(vals[k] <= u + 1e-9), (b, k)
+
+
 def test_output_box_intersects_the_rows_with_interval_bounds(tmp_path):
     net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(3, [4, 12, 12, 3])), threads=1)
     lg = net.layer_graph

@@ -50,8 +50,10 @@ class BoundsOptions:
 
     chunk_values: int = 1 << 25  # back-substitution matrix entries per step (256 MiB of float64): rows go in chunks past it
     box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x width, width) matrix stays near this (32 MiB)
-    dense_max_elements: int = 30_000_000  # dense float64 copy of the graph's weights (torch CROWN; the alpha/beta bound's terms as kept): 240 MB
-    sparse_fill: float = 0.15  # alpha/beta terms filled below this go CSR (torch spmm beat dense up to ~0.15 fill on one core)
+    dense_max_elements: int = 30_000_000  # entries of the graph's terms as kept (dense, or CSR nonzeros) in the torch copies: 240 MB
+    sparse_fill: float = 0.15  # torch terms filled below this go CSR (torch spmm beat dense up to ~0.15 fill on one core)
+    forward_max_inputs: int = 32  # CROWN carries linear bounds forward when a case has at most this many free inputs ...
+    backward_budget: float = 2e8  # ... and back-substituting a layer's rows would cost more than this (rows x entries, per box: cgan)
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
     alpha_lr: float = 0.25  # ... their learning rate (slopes live in [0, 1])
     refine_elements: int = 2_000_000  # alpha-CROWN of intermediate rows: slopes (rows x earlier unstable ReLUs) per batch

@@ -50,7 +50,8 @@ class Result:
 
 def prepare(lg, backend: str = "numpy", options: BoundsOptions = BoundsOptions()) -> Crown:
     """The graph with its weights in `backend`'s arrays, for many `compute` calls."""
-    return Crown(lg, backend, chunk_values=options.chunk_values)
+    return Crown(lg, backend, chunk_values=options.chunk_values, sparse_fill=options.sparse_fill,
+                 forward_max_inputs=options.forward_max_inputs, backward_budget=options.backward_budget)
 
 
 def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):
@@ -88,7 +89,7 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
         return _lp(graph, lower, upper, C, deadline)
     if method not in ("interval", "crown", "alpha"):
         raise ValueError(f"unknown bound method {method!r} ({', '.join(METHODS)})")
-    crown = graph if isinstance(graph, Crown) else Crown(graph, chunk_values=options.chunk_values)
+    crown = graph if isinstance(graph, Crown) else prepare(graph, "numpy", options)
     ops = crown.ops
     if intermediate is not None:
         res = crown.reuse(lower, upper, intermediate)

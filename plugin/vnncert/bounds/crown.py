@@ -23,8 +23,9 @@ For a batch of input boxes (B, n_in):
 The relaxations are the ops' own (`network.ops.relu.relu_relaxation`,
 `network.ops.pool.max_relaxation`); every bound is widened by the one margin rule
 (`bounds.margin`). The numpy backend keeps the graph's matrices as they are (dense or sparse:
-the quick pass and one region at a time, no torch import); the torch backend holds a dense
-float64 copy (batched boxes and the optimised passes).
+the quick pass and one region at a time, no torch import); the torch backend holds a float64
+copy (batched boxes and the optimised passes): dense, or CSR for a term filled below
+`BoundsOptions.sparse_fill` (convolutions and pools: products cost their nonzeros).
 """
 from __future__ import annotations
 
@@ -146,23 +147,79 @@ class _NumpyOps:
 
         return W.toarray() if sp.issparse(W) else W
 
+    def columns(self, W, cols):
+        """W[:, cols] dense (cols None: all)."""
+        import scipy.sparse as sp
+
+        M = W if cols is None else W[:, np.asarray(cols)]
+        return M.toarray() if sp.issparse(M) else M
+
+    def signed(self, W):
+        """(max(W, 0), min(W, 0)) as the layer graph keeps W (for the forward pass)."""
+        import scipy.sparse as sp
+
+        if sp.issparse(W):
+            return W.maximum(0).tocsr(), W.minimum(0).tocsr()
+        return np.maximum(W, 0.0), np.minimum(W, 0.0)
+
+    def apply(self, W, X):
+        """W (n, m) @ X (B, m, c) -> (B, n, c): each box's linear functions through a term."""
+        B, m, c = X.shape
+        Y = W @ np.transpose(X, (1, 0, 2)).reshape(m, B * c)
+        return np.transpose(np.asarray(Y).reshape(-1, B, c), (1, 0, 2))
+
+    def take_rows3(self, X, idx):
+        """X (B, n, c), idx (B, m) -> X[b, idx[b]] (B, m, c)."""
+        return np.take_along_axis(X, idx[..., None], axis=1)
+
     def normalise_rows(self, x):
         """x / x.sum(-1) (rows summing to 0 stay 0)."""
         return x / np.maximum(x.sum(-1, keepdims=True), 1e-300)
 
 
+class _TorchCsr:
+    """A sparse term of the torch backend: W and W^T as torch CSR tensors (products `W @ X` in
+    torch's sparse-dense kernel, with gradients into X) and the scipy CSR for row gathers."""
+
+    def __init__(self, W):
+        import warnings
+
+        import torch
+
+        self.sp = W.tocsr().astype(np.float64)
+        self.sp.sort_indices()
+        self.shape = self.sp.shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch 1.12: "Sparse CSR tensor support is in beta state"
+            self.t = _torch_csr(torch, self.sp)
+            self.tT = _torch_csr(torch, self.sp.T.tocsr())
+
+
+def _torch_csr(torch, M):
+    M.sort_indices()
+    return torch.sparse_csr_tensor(torch.as_tensor(M.indptr, dtype=torch.int64), torch.as_tensor(M.indices, dtype=torch.int64),
+                                   torch.as_tensor(np.asarray(M.data, np.float64)), size=M.shape)
+
+
 class _TorchOps(_NumpyOps):
     name = "torch"
 
-    def __init__(self):
+    def __init__(self, sparse_fill: float = 0.15):
         import torch
 
         self.xp = torch
         self.torch = torch
+        self.sparse_fill = sparse_fill
 
     def matrix(self, W):
+        """(W, |W|): dense float64 tensors, or `_TorchCsr` for a CSR term filled below sparse_fill
+        (convolutions, pools: the products cost their nonzeros, not their size)."""
+        import scipy.sparse as sp
+
         from ..network.layers import as_dense
 
+        if sp.issparse(W) and W.nnz < self.sparse_fill * W.shape[0] * W.shape[1]:
+            return _TorchCsr(W), _TorchCsr(abs(W))
         t = self.torch.as_tensor(as_dense(W))
         return t, t.abs()
 
@@ -173,13 +230,47 @@ class _TorchOps(_NumpyOps):
         return self.torch.as_tensor(np.asarray(x, np.float64)) if not isinstance(x, self.torch.Tensor) else x.double()
 
     def mm(self, L, W):
+        if isinstance(W, _TorchCsr):
+            B, R, n = L.shape
+            return (W.tT @ L.reshape(B * R, n).T).T.reshape(B, R, W.shape[1])
         return L @ W
 
     def rowmm(self, X, W):
+        if isinstance(W, _TorchCsr):
+            return (W.t @ X.T).T
         return X @ W.T
 
     def gather_rows(self, W, order):
+        if isinstance(W, _TorchCsr):
+            B, U = order.shape
+            return self.torch.as_tensor(W.sp[order.reshape(-1).numpy()].toarray()).reshape(B, U, W.shape[1])
         return W[order]
+
+    def signed(self, W):
+        import scipy.sparse as sp
+
+        if sp.issparse(W) and W.nnz < self.sparse_fill * W.shape[0] * W.shape[1]:
+            return _TorchCsr(W.maximum(0)), _TorchCsr(W.minimum(0))
+        from ..network.layers import as_dense
+
+        t = self.torch.as_tensor(as_dense(W))
+        return t.clamp(min=0), t.clamp(max=0)
+
+    def apply(self, W, X):
+        B, m, c = X.shape
+        Xt = X.permute(1, 0, 2).reshape(m, B * c)
+        Y = (W.t @ Xt) if isinstance(W, _TorchCsr) else W @ Xt
+        return Y.reshape(-1, B, c).permute(1, 0, 2)
+
+    def take_rows3(self, X, idx):
+        return self.torch.gather(X, 1, idx[..., None].expand(-1, -1, X.shape[2]))
+
+    def columns(self, W, cols):
+        """W[:, cols] dense (cols None: all)."""
+        if isinstance(W, _TorchCsr):
+            M = W.sp if cols is None else W.sp[:, np.asarray(cols)]
+            return self.torch.as_tensor(M.toarray())
+        return W if cols is None else W[:, cols]
 
     def bdot(self, L, x):
         return self.torch.einsum("brn,bn->br", L, x)
@@ -288,6 +379,10 @@ class Pass:
     var: Dict[int, Tuple[object, object]]  # variable layer (input, relu, max) -> (lo, hi) (B, n)
     shares: Dict[int, object] = field(default_factory=dict)  # affine layer -> (B, n_k, n_in) (scores)
     stopped: bool = False  # the hook asked to stop (e.g. the LP proved the region empty)
+    # the forward pass (when on): layer -> (lower, upper) linear functions (B, n, m + 1) of the
+    # free inputs `free` (m of them; the last column the constant)
+    fwd: Optional[Dict[int, Tuple[object, object]]] = None
+    free: Optional[np.ndarray] = None
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
         return BoxState({k: v for k, v in self.affine.items() if k in readers})
@@ -297,9 +392,10 @@ class Pass:
 class Crown:
     """CROWN over one layer graph with one array backend (see the module docstring)."""
 
-    def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25):
+    def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
+                 forward_max_inputs: int = 32, backward_budget: float = 2e8):
         self.lg = lg
-        self.ops = _TorchOps() if backend == "torch" else _NumpyOps()
+        self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
         self.backend = self.ops.name
         self.chunk_values = int(chunk_values)
         ops = self.ops
@@ -339,6 +435,27 @@ class Crown:
                     self.groups[L.index] = (gi, valid)
         self.relus = [L for L in lg.layers if L.kind == "relu"]
         self.widest = max(L.size for L in lg.layers)
+        # the forward pass: for few free inputs and a graph whose back-substitution of every row
+        # would cost more than `backward_budget` (rows x the entries of the terms before them, per
+        # box), each layer's linear bounds in the inputs are also carried forward (cost: inputs x
+        # entries), and a layer whose unstable rows would cost more than the budget to
+        # back-substitute keeps the forward bounds
+        self.forward_max_inputs = int(forward_max_inputs)
+        self.backward_budget = float(backward_budget)
+        self.prefix: Dict[int, int] = {}
+        size = worst = 0
+        for L in lg.layers:
+            if L.kind == "affine":
+                size += sum(int(W.nnz) if hasattr(W, "nnz") else int(np.prod(W.shape)) for _, W in L.terms)
+                self.prefix[L.index] = size
+                if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
+                    worst = max(worst, L.size * size)
+        self.forward_worthwhile = worst > self.backward_budget
+        self._fwd_terms = None
+        self._last_use: Dict[int, int] = {}
+        for L in lg.layers:
+            for s_ in ([t for t, _ in L.terms] if L.kind == "affine" else ([L.source] if L.kind != "input" else [])):
+                self._last_use[s_] = max(self._last_use.get(s_, 0), L.index)
         self._share_dims = None
         self._deadline = math.inf
         self.stats: Dict[str, float] = {"crown_s": 0.0}
@@ -383,27 +500,111 @@ class Crown:
         if hook is not None and hook(0, lo, hi):
             res.stopped = True
             return res
+        if method == "crown" and self.forward_worthwhile:
+            free = np.flatnonzero(ops.numpy((hi > lo).any(0)) if lo.shape[0] else np.zeros(0, bool))
+            if share_dims is not None:  # (the scores' dims as columns; every varying entry stays one)
+                free = np.union1d(free, np.asarray(share_dims, np.int64))
+            if 0 < free.size <= self.forward_max_inputs:
+                res.free = free
+                res.fwd = {0: self._forward_input(lo, free)}
         for L in self.lg.layers[1:]:
             k = L.index
             if L.kind == "relu":
                 l, u = res.affine[L.source]
                 res.var[k] = (ops.pos(l), ops.pos(u))
+                if res.fwd is not None:
+                    res.fwd[k] = self._forward_relu(res.fwd[L.source], l, u)
             elif L.kind == "max":
                 l, u = res.affine[L.source]
                 gi, valid = self.groups[k]
                 ninf = ops.full((), -np.inf)
                 res.var[k] = (ops.amax(ops.xp.where(valid, ops.take_groups(l, gi), ninf), 2),
                               ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
+                if res.fwd is not None:
+                    res.fwd[k] = self._forward_max(k, res.fwd[L.source], l, u)
             else:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
                 res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
+            if res.fwd is not None:  # forward functions nobody reads any more
+                for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k]:
+                    del res.fwd[v]
             if hook is not None:
                 box = res.affine.get(k) or res.var.get(k)
                 if hook(k, *box):
                     res.stopped = True
                     return res
         return res
+
+    # ---- the forward pass (few free inputs, large graphs) ---------------------------------------
+    def _forward_input(self, lo, free):
+        """The input as linear functions of its free entries: (B, n_in, m + 1), fixed entries constant."""
+        ops = self.ops
+        B, n = lo.shape
+        m = free.size
+        P = np.zeros((n, m + 1))
+        P[free, np.arange(m)] = 1.0
+        F = ops.asarray(P)[None].repeat(B, 1, 1) if self.backend == "torch" else np.repeat(P[None], B, axis=0)
+        is_free = np.zeros(n, bool)
+        is_free[free] = True
+        F[:, :, m] = lo * ops.asarray(np.where(is_free, 0.0, 1.0))
+        return F, F
+
+    def _concretise(self, F, res, lower: bool):
+        """Bounds (B, n) of linear functions F (B, n, m + 1) over the boxes' free entries."""
+        ops = self.ops
+        x_lo, x_hi = res.var[0]
+        zl, zh = x_lo[:, res.free], x_hi[:, res.free]
+        A, c = F[..., :-1], F[..., -1]
+        pos = ops.pos(A)
+        neg = A - pos
+        if lower:
+            return ops.bdot(pos, zl) + ops.bdot(neg, zh) + c
+        return ops.bdot(pos, zh) + ops.bdot(neg, zl) + c
+
+    def _forward_affine(self, k, res):
+        ops = self.ops
+        if self._fwd_terms is None:
+            self._fwd_terms = {}
+        if k not in self._fwd_terms:
+            self._fwd_terms[k] = [(s_, *ops.signed(W)) for s_, W in self.lg.layers[k].terms]
+        Fl = Fu = None
+        for s_, Wp, Wn in self._fwd_terms[k]:
+            Ls, Us = res.fwd[s_]
+            lo_part = ops.apply(Wp, Ls) + ops.apply(Wn, Us)
+            hi_part = ops.apply(Wp, Us) + ops.apply(Wn, Ls)
+            Fl = lo_part if Fl is None else Fl + lo_part
+            Fu = hi_part if Fu is None else Fu + hi_part
+        Fl[..., -1] = Fl[..., -1] + self.b[k]
+        Fu[..., -1] = Fu[..., -1] + self.b[k]
+        return Fl, Fu
+
+    def _forward_relu(self, F, l, u):
+        """relu's relaxation applied to its input's linear functions (slopes >= 0 keep the sides)."""
+        lo_s, up_s, up_b = relu_relaxation(l, u, self.ops.xp)
+        Fl, Fu = F
+        Gl = Fl * lo_s[..., None]
+        Gu = Fu * up_s[..., None]
+        Gu[..., -1] = Gu[..., -1] + up_b
+        return Gl, Gu
+
+    def _forward_max(self, j, F, l, u):
+        """The max relaxation: below, the entry with the largest lower bound; above, that entry
+        where it dominates, else the constant max of the upper bounds."""
+        ops = self.ops
+        xp = ops.xp
+        gi, valid = self.groups[j]
+        ninf = ops.full((), -np.inf)
+        index, exact, upper = max_relaxation(xp.where(valid, ops.take_groups(l, gi), ninf),
+                                             xp.where(valid, ops.take_groups(u, gi), ninf), xp)
+        best = ops.take_index(gi, index)  # (B, m)
+        Fl, Fu = F
+        Gl = ops.take_rows3(Fl, best)
+        Gu = ops.take_rows3(Fu, best)
+        const = ops.zeros(tuple(Gu.shape))
+        const[..., -1] = xp.where(exact, ops.full((), 0.0), upper)
+        Gu = xp.where(exact[..., None], Gu, const)
+        return Gl, Gu
 
     def _affine_bounds(self, k: int, res: Pass, parent: Optional[BoxState], method: str, want_shares: bool, output: bool):
         ops = self.ops
@@ -420,12 +621,18 @@ class Crown:
             pl, pu = parent.bounds[k]
             lo, hi = ops.xp.maximum(lo, pl), ops.xp.minimum(hi, pu)
         x_lo, x_hi = res.var[0]
+        if res.fwd is not None:
+            res.fwd[k] = F = self._forward_affine(k, res)
+            if not self.input_only[k]:
+                fl, fh = self._concretise(F[0], res, True), self._concretise(F[1], res, False)
+                lo, hi = ops.xp.maximum(lo, fl - slack(fl)), ops.xp.minimum(hi, fh + slack(fh))
         if self.input_only[k]:
             if want_shares and self.readers.get(k) and all(r == "relu" for r in self.readers[k]):
                 _, _, absW = self.W[k][0]
-                absW, rad = ops.dense(absW), (x_hi - x_lo) / 2.0
+                rad = (x_hi - x_lo) / 2.0
+                absW = ops.columns(absW, self._share_dims)
                 if self._share_dims is not None:
-                    absW, rad = absW[:, self._share_dims], rad[:, self._share_dims]
+                    rad = rad[:, self._share_dims]
                 res.shares[k] = ops.normalise_rows(absW[None] * rad[:, None, :])
             return lo, hi
         if method == "interval":
@@ -446,6 +653,18 @@ class Crown:
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
         shares = ops.zeros((B, n, n_dims)) if (want_shares and relu_only) else None
+        if res.fwd is not None and U * self.prefix[k] > self.backward_budget and not (output and k == self.lg.output):
+            # too many rows to back-substitute: the forward bounds stand (and give the scores' shares)
+            if shares is not None:
+                Fl, Fu = res.fwd[k]
+                rad = ((x_hi - x_lo) / 2.0)[:, res.free]
+                contrib = ops.normalise_rows((abs(Fl[..., :-1]) + abs(Fu[..., :-1])) * rad[:, None, :])
+                if self._share_dims is not None and not np.array_equal(np.asarray(self._share_dims), res.free):
+                    full = ops.zeros((B, n, x_lo.shape[1]))
+                    full[..., res.free] = contrib
+                    contrib = full[..., self._share_dims]
+                res.shares[k] = contrib
+            return lo, hi
         if U > 0:
             order_all = ops.order_first(need, U)
             step = max(1, self.chunk_values // max(1, B * 2 * self.widest))

@@ -14,11 +14,6 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 
-def dense_size(lg) -> int:
-    """Entries of every affine term made dense (what a dense float64 copy of the graph holds)."""
-    return sum(int(np.prod(W.shape)) for L in lg.layers if L.kind == "affine" for _, W in L.terms)
-
-
 def stored_size(lg) -> int:
     """Entries the graph's terms hold as they are kept (dense entries, or a CSR term's nonzeros)."""
     import scipy.sparse as sp

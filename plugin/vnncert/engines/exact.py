@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import bounds
-from ..bounds.graph import GraphView, dense_size
+from ..bounds.graph import GraphView, stored_size
 from ..deadline import expired
 from ..milp.case import CaseResult, CaseStats, bound_case, milp_disjuncts, record_bounds, region_empty, try_points
 from ..options import Options
@@ -69,7 +69,7 @@ class ExactStats:
 class _Graph:
     """What the engine reads of the network's layer graph: the numpy CROWN (bounds of one region),
     the graph view (alpha-CROWN and the ReLU-split search; None beyond the size limit), and for
-    input splitting the torch CROWN when the dense copy fits (else the numpy one)."""
+    input splitting the torch CROWN when its copy fits (else the numpy one)."""
 
     def __init__(self, lg, options: Options):
         self.lg = lg
@@ -83,7 +83,7 @@ class _Graph:
 
     @functools.cached_property
     def split(self):
-        fits = dense_size(self.lg) <= self.options.bounds.dense_max_elements
+        fits = stored_size(self.lg) <= self.options.bounds.dense_max_elements
         return bounds.prepare(self.lg, "torch", self.options.bounds) if fits else self.crown
 
 

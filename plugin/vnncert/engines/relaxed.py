@@ -51,14 +51,14 @@ class RelaxedStats:
 
 def ours(network, options: Options):
     """Our torch CROWN of the network's layer graph, or None (no layer graph, or too large a one)."""
-    from ..bounds.graph import dense_size
+    from ..bounds.graph import stored_size
     from ..errors import VnncertError
 
     try:
         lg = network.layer_graph
     except VnncertError:  # no affine lowering for an op: auto_LiRPA bounds it through the torch module
         return None
-    if dense_size(lg) > options.bounds.dense_max_elements:
+    if stored_size(lg) > options.bounds.dense_max_elements:
         return None
     return bounds.prepare(lg, "torch", options.bounds)
 
