@@ -638,17 +638,23 @@ NETWORK_CASES: List[Hostile] = [
     _bad_net("net-runtime-clip-bound-exact", "exact", _small_net("clip-vector"),
              r"ONNX Runtime cannot run the model: Clip node 'clip': min->Shape\(\)\.IsScalar\(\) was false\. min should be a scalar\.$"),
     # ---- 10. unsupported operators: error when no engine of the mode takes the net, else a note ----
-    _op("op-erf-exact", _net("Erf"), "exact", r"unsupported ONNX operator Erf: not supported by exact"),
+    # ... an op some other converter has: the falsifier runs, then unknown saying which modes take it
+    _op("op-erf-exact", _net("Erf"), "exact", r"^vnncert: note: unsupported ONNX operator Erf: not supported by exact "
+                                              r"\(the MILP layer-graph lowering\); no engine of --mode exact can take the "
+                                              r"network: no MILP encoding \(--mode auto / relaxed can\)$", want="unknown"),
     _op("op-round-relaxed", _net("Round"), "relaxed", r"unsupported ONNX operator Round: not supported by relaxed"),
     _op("op-sin-relaxed", _net("Sin"), "relaxed", None, want="unsat"),  # auto_LiRPA bounds Sin (sin <= 1)
     _op("op-if-relaxed-lp", _if_net, "relaxed", r"operators Greater \(node 'cond'\), If \(node 'branch'\): not supported",),
     _op("op-erf-auto", _net("Erf"), "auto", r"^vnncert: note: unsupported ONNX operator Erf: not supported by quick_bounds, "
                                              r"exact \(the MILP layer-graph lowering\); only attack, relaxed ran$", want="unknown"),
     _op("op-sin-falsify", _net("Sin"), "falsify", None, want="unknown"),
-    # Sign is not continuous: no MILP lowering; Floor of a value computed from x: shape arithmetic
-    # only (folded on constants), so no converter at all
-    _op("op-sign-exact", _net("Sign"), "exact", r"^vnncert: error: unsupported ONNX operator Sign: not supported by exact "
-                                                r"\(the MILP layer-graph lowering\), the only engine of --mode exact$"),
+    # Sign is not continuous: no MILP lowering, but a torch step (unknown); Floor of a value computed
+    # from x: shape arithmetic only (folded on constants), so no converter at all (error)
+    _op("op-sign-exact", _net("Sign"), "exact", r"^vnncert: note: unsupported ONNX operator Sign: not supported by exact "
+                                                r"\(the MILP layer-graph lowering\); no engine of --mode exact can take the "
+                                                r"network: no MILP encoding \(--mode auto / relaxed can\)$", want="unknown"),
+    _op("op-floor-exact", _net("Floor"), "exact", r"^vnncert: error: unsupported ONNX operator Floor: not supported by exact "
+                                                  r"\(the MILP layer-graph lowering\), the only engine of --mode exact$"),
     _op("op-floor-auto", _net("Floor"), "auto", r"^vnncert: note: unsupported ONNX operator Floor: not supported by "
                                                 r"quick_bounds, relaxed, exact .*; only attack ran$", want="unknown"),
     # a use of a supported op that no converter takes (Clip with a bound computed from x): named like an op

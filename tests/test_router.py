@@ -89,7 +89,7 @@ def test_falsify_mode_takes_any_model_onnx_runtime_runs(world, name):
 
 def test_only_the_engines_lacking_the_op_stay_out(tmp_path):
     """Sigmoid: the torch converter has it, the MILP lowering does not. auto: relaxed proves it;
-    exact alone: error."""
+    exact alone: unknown, saying that no MILP encoding exists and which modes take the network."""
     model = gemm_then(tmp_path / "sig.onnx", "Sigmoid")
     prop = tmp_path / "p.vnnlib"
     prop.write_text(box_spec(*UNIT, [["(>= Y_0 0.95)"]], 2))  # sigmoid(2) = 0.8808
@@ -97,7 +97,9 @@ def test_only_the_engines_lacking_the_op_stay_out(tmp_path):
     assert out.verdict.value == "unsat" and out.engine == "relaxed", out.detail
     assert set(out.stats["excluded"]) == {"quick_bounds", "exact"}
     out = verify(model, str(prop), mode="exact", timeout=60, threads=1)
-    assert out.verdict.value == "error" and "Sigmoid" in out.detail and "not supported by exact" in out.detail
+    assert out.verdict.value == "unknown" and "Sigmoid" in out.detail and "not supported by exact" in out.detail
+    assert out.detail.endswith("no engine of --mode exact can take the network: no MILP encoding (--mode auto / relaxed can)")
+    assert out.stats["note"] in out.detail and "attack" in out.stats  # the leading falsifier ran
 
 
 def test_a_handler_refusing_one_use_of_its_op_counts_the_same(tmp_path):
@@ -110,8 +112,9 @@ def test_a_handler_refusing_one_use_of_its_op_counts_the_same(tmp_path):
     prop = tmp_path / "p.vnnlib"
     prop.write_text(box_spec(*UNIT, [["(>= Y_0 1.5)"]], 2))  # x0^2 <= 1
     out = verify(model, str(prop), mode="exact", timeout=60, threads=1)
-    assert out.verdict.value == "error", out.detail
+    assert out.verdict.value == "unknown", out.detail  # the torch converter takes the product
     assert "exact: unsupported ONNX operator Mul (node 'sq')" in out.detail and "product of two variable tensors" in out.detail
+    assert "no MILP encoding (--mode auto / relaxed can)" in out.detail
     out = verify(model, str(prop), mode="auto", timeout=60, threads=1)
     assert out.verdict.value == "unsat" and out.engine == "relaxed", out.detail  # auto_LiRPA bounds the product
     assert list(out.stats["excluded"]) == ["quick_bounds"]
@@ -139,8 +142,8 @@ def test_the_op_sets_come_from_the_registry(world, monkeypatch):
     model, _, _, unsat = world["asinh"]
     out = verify(model, unsat, mode="relaxed", timeout=30, threads=1)
     assert out.verdict.value != "error", out.detail  # relaxed ran (auto_LiRPA may or may not bound asinh)
-    out = verify(model, unsat, mode="exact", timeout=30, threads=1)
-    assert out.verdict.value == "error" and "not supported by exact" in out.detail
+    out = verify(model, unsat, mode="exact", timeout=30, threads=1)  # the torch converter has it now: unknown
+    assert out.verdict.value == "unknown" and "not supported by exact" in out.detail and "(--mode auto / relaxed can)" in out.detail
 
 
 def test_cli_prints_the_note_on_stderr_without_verbose(world, tmp_path):

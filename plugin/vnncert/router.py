@@ -21,9 +21,13 @@ module `to_torch`, or none: ONNX Runtime, which loaded the model already, runs e
 An engine whose converter lacks an op of the network (the ops that depend on the input, after
 constant folding: `network_ops`) is not run; nor is one that raises `UnsupportedOperator` while
 converting (an op whose handler refuses this use of it). When no engine of the mode can take the
-network the answer is `error` naming the op(s); otherwise the others run, and an answer that
-stays `unknown`/`timeout` says in its detail, and in `stats["note"]` (printed on stderr without
--v), which op kept which engines out.
+network: if every op it lacks has a converter elsewhere (Sigmoid in `--mode exact`: the MILP has no
+encoding, the relaxed engine bounds it), the mode's leading falsifier still runs and the answer is
+`unknown` (or its `sat`), saying which op kept the mode out and which modes take the network;
+if some op has no converter at all (or the graph cannot be built), the answer is `error` naming
+the op(s) and nothing runs. Otherwise the others run, and an answer that stays
+`unknown`/`timeout` says in its detail, and in `stats["note"]` (printed on stderr without -v),
+which op kept which engines out.
 """
 from __future__ import annotations
 
@@ -148,6 +152,49 @@ def excluded_engines(ops, engines: List[str]) -> Dict[str, List[str]]:
     return out
 
 
+def converted_elsewhere(ops, excluded: Dict[str, List[str]], network=None) -> bool:
+    """Every op that keeps an engine out has some converter of the registry (the graph was built),
+    and an engine kept out by a handler refusing one use of its op (a product of two variables in
+    the MILP lowering) leaves another converter that takes the network (tried on `network`)."""
+    from .network.ops import supported_ops
+    from .network.ops.base import CONVERTERS
+
+    if ops[2]:
+        return False
+    have = set().union(*(supported_ops(c) for c in CONVERTERS))
+    if not all(op in have for missing in excluded.values() for op in missing):
+        return False
+    refused = {ENGINE_CONVERTER.get(n) for n, missing in excluded.items() if not missing}
+    if not refused:
+        return True
+    others = [c for c in CONVERTERS if c not in refused]
+    return network is not None and any(_builds(network, c) for c in others)
+
+
+def _builds(network, converter: str) -> bool:
+    """The network goes through `converter` (the layer graph, or the torch module)."""
+    try:
+        if converter == "to_affine":
+            network.layer_graph
+        else:
+            network.torch_module()
+    except (UnsupportedOperator, NetworkError):
+        return False
+    return True
+
+
+def modes_taking(ops, but: str) -> List[str]:
+    """The modes (other than `but`) with an engine of their own whose converter has every op."""
+    out = []
+    for mode, names in MODES.items():
+        if mode == but:
+            continue
+        own = [n for n in names if n not in LEADS.get(mode, {}) and ENGINE_CONVERTER.get(n)]
+        if own and any(n not in excluded_engines(ops, [n]) for n in own):
+            out.append(mode)
+    return out
+
+
 def _describe(ops, excluded: Dict[str, List[str]], reasons: Dict[str, str]) -> str:
     """`Erf (node 'n1'), Sin: not supported by quick_bounds, exact (the MILP layer-graph lowering)`,
     one clause per group of engines."""
@@ -190,8 +237,17 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
         return Outcome(Verdict.ERROR, engine="router", seconds=time.monotonic() - t0,
                        detail=f"{_describe(ops, excluded, reasons)}, {alone}", stats={"excluded": excluded})
 
-    if all(n in excluded for n in engines if n not in leads):
-        return refuse()  # no engine of the mode can take the network: none runs, not even a lead
+    def kept_out() -> Outcome:
+        others = modes_taking(ops, options.mode)
+        where = f" (--mode {' / '.join(others)} can)" if others else ""
+        if any(ENGINE_CONVERTER.get(n) == "to_affine" and n == "exact" for n in excluded):
+            where = f": no MILP encoding{where}"
+        return Outcome(Verdict.UNKNOWN, engine="router", seconds=time.monotonic() - t0,
+                       detail=f"{_describe(ops, excluded, reasons)}; no engine of --mode {options.mode} can take "
+                              f"the network{where}", stats={"excluded": excluded})
+
+    if all(n in excluded for n in engines if n not in leads) and not converted_elsewhere(ops, excluded, network):
+        return refuse()  # an op no converter has: none runs, not even a lead
     last = Outcome(Verdict.UNKNOWN, engine="router", detail="no engine ran")
     for i, name in enumerate(engines):
         if name in excluded:
@@ -222,7 +278,14 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
         if out.verdict in (Verdict.SAT, Verdict.UNSAT, Verdict.ERROR):
             break
     if excluded and not ran and last.verdict not in (Verdict.TIMEOUT, Verdict.SAT, Verdict.UNSAT, Verdict.ERROR):
-        return refuse()
+        if not converted_elsewhere(ops, excluded, network):
+            return refuse()
+        out = kept_out()
+        out.stats.update(stats)
+        out.stats["note"] = out.detail
+        if details:
+            out.detail = f"{'; '.join(details)}; {out.detail}"
+        return out
     if last.verdict == Verdict.UNKNOWN and expired(deadline):
         last = Outcome(Verdict.TIMEOUT, engine=last.engine, detail=last.detail,
                        certificate=last.certificate, stats=last.stats)
