@@ -640,21 +640,21 @@ NETWORK_CASES: List[Hostile] = [
     # ---- 10. unsupported operators: error when no engine of the mode takes the net, else a note ----
     # ... an op some other converter has: the falsifier runs, then unknown saying which modes take it
     _op("op-erf-exact", _net("Erf"), "exact", r"^vnncert: note: unsupported ONNX operator Erf: not supported by exact "
-                                              r"\(the MILP layer-graph lowering\); no engine of --mode exact can take the "
+                                              r"\(the MILP encoding: piecewise-linear ops only\); no engine of --mode exact can take the "
                                               r"network: no MILP encoding \(--mode auto / relaxed can\)$", want="unknown"),
     _op("op-round-relaxed", _net("Round"), "relaxed", r"unsupported ONNX operator Round: not supported by relaxed"),
     _op("op-sin-relaxed", _net("Sin"), "relaxed", None, want="unsat"),  # auto_LiRPA bounds Sin (sin <= 1)
     _op("op-if-relaxed-lp", _if_net, "relaxed", r"operators Greater \(node 'cond'\), If \(node 'branch'\): not supported",),
-    _op("op-erf-auto", _net("Erf"), "auto", r"^vnncert: note: unsupported ONNX operator Erf: not supported by quick_bounds, "
-                                             r"exact \(the MILP layer-graph lowering\); only attack, relaxed ran$", want="unknown"),
+    # ... and in auto mode the quick pass bounds it (our CROWN: Erf is an act layer of the layer graph)
+    _op("op-erf-auto", _net("Erf"), "auto", None, want="unsat"),
     _op("op-sin-falsify", _net("Sin"), "falsify", None, want="unknown"),
-    # Sign is not continuous: no MILP lowering, but a torch step (unknown); Floor of a value computed
+    # Sign is not continuous: no layer-graph lowering, but a torch step (unknown); Floor of a value computed
     # from x: shape arithmetic only (folded on constants), so no converter at all (error)
     _op("op-sign-exact", _net("Sign"), "exact", r"^vnncert: note: unsupported ONNX operator Sign: not supported by exact "
-                                                r"\(the MILP layer-graph lowering\); no engine of --mode exact can take the "
+                                                r"\(the MILP encoding: piecewise-linear ops only\); no engine of --mode exact can take the "
                                                 r"network: no MILP encoding \(--mode auto / relaxed can\)$", want="unknown"),
     _op("op-floor-exact", _net("Floor"), "exact", r"^vnncert: error: unsupported ONNX operator Floor: not supported by exact "
-                                                  r"\(the MILP layer-graph lowering\), the only engine of --mode exact$"),
+                                                  r"\(the MILP encoding: piecewise-linear ops only\), the only engine of --mode exact$"),
     _op("op-floor-auto", _net("Floor"), "auto", r"^vnncert: note: unsupported ONNX operator Floor: not supported by "
                                                 r"quick_bounds, relaxed, exact .*; only attack ran$", want="unknown"),
     # a use of a supported op that no converter takes (Clip with a bound computed from x): named like an op

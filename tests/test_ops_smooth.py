@@ -56,8 +56,10 @@ def test_registry_lists_the_relaxations():
     have = set(supported_ops("relaxation"))
     assert set(SMOOTH) | {"Pow", "Sign", "Mul", "MatMul", "Relu", "MaxPool"} <= have
     for op in SMOOTH:
-        assert op in operators() and lowerings(op) == ["to_torch", "relaxation"], op
-        assert "to_affine" not in lowerings(op)  # not piecewise linear: no exact MILP lowering
+        assert op in operators() and lowerings(op) == ["to_torch", "to_affine", "relaxation"], op
+        assert op not in supported_ops("to_milp")  # not piecewise linear: an act layer, no MILP encoding
+    assert "Pow" in supported_ops("to_affine") and "Pow" not in supported_ops("to_milp")
+    assert {"Mul", "Div", "MatMul", "Neg", "Relu"} <= set(supported_ops("to_milp"))  # (with a constant operand)
     assert "Neg" not in have  # affine
 
 

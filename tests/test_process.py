@@ -18,8 +18,8 @@ TINY = SPECS / "onnx" / "tiny_2in.onnx"
 
 
 @pytest.fixture(scope="module")
-def sigmoid_query(tmp_path_factory):
-    """A query the quick pass (no MILP lowering of Sigmoid) and the falsifier (it is unsat) leave open:
+def softmax_query(tmp_path_factory):
+    """A query the quick pass (no layer graph for Softmax) and the falsifier (it is unsat) leave open:
     an auto run goes on to the relaxed engine, which imports torch's extension helper via auto_LiRPA."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -30,12 +30,12 @@ def sigmoid_query(tmp_path_factory):
     W = numpy_helper.from_array(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32), "W")
     b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
     g = helper.make_graph([helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1),
-                           helper.make_node("Sigmoid", ["z"], ["y"])], "sig", [x], [y], [W, b])
+                           helper.make_node("Softmax", ["z"], ["y"], axis=1)], "sig", [x], [y], [W, b])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, str(d / "sig.onnx"))
     prop = d / "sig.vnnlib"
-    prop.write_text(box_spec([0.5, 0.0], [1.0, 0.5], [["(>= Y_0 1.5)"]], 2))  # sigmoid < 1: unsat
+    prop.write_text(box_spec([0.5, 0.0], [1.0, 0.5], [["(>= Y_0 1.5)"]], 2))  # softmax < 1: unsat
     return str(d / "sig.onnx"), str(prop)
 
 
@@ -53,8 +53,8 @@ def _fake_cuda_env(tmp_path: Path) -> dict:
 
 
 @pytest.mark.parametrize("grammar", ["vnncomp", "vnnlib2"])
-def test_stdout_first_line_is_the_verdict_with_nvcc_on_path(sigmoid_query, tmp_path, grammar):
-    model, prop = sigmoid_query
+def test_stdout_first_line_is_the_verdict_with_nvcc_on_path(softmax_query, tmp_path, grammar):
+    model, prop = softmax_query
     env = _fake_cuda_env(tmp_path)
     args = (["verify", model, prop] if grammar == "vnncomp" else ["verify", prop, "--network", f"N={model}"])
     args += ["--timeout", "60", "--threads", "1"]

@@ -283,7 +283,8 @@ def test_child_bounds_hold_on_samples():
 def test_graphs_without_a_layer_graph_go_to_auto_lirpa():
     rng = np.random.default_rng(2)
     W = rng.standard_normal((4, 3)).astype(np.float32)
-    nodes = [helper.make_node("Gemm", ["x", "W"], ["g"], transB=1), helper.make_node("Sigmoid", ["g"], ["y"])]
+    # (Sigmoid has a layer graph now, an act layer: Softmax has none)
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["g"], transB=1), helper.make_node("Softmax", ["g"], ["y"], axis=1)]
     net = _model(nodes, {"W": W}, ["N", 3], ["N", 4])
     assert _chain(net) is None
     lo, hi = -np.ones((1, 3)), np.ones((1, 3))

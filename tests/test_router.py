@@ -88,23 +88,28 @@ def test_falsify_mode_takes_any_model_onnx_runtime_runs(world, name):
 
 
 def test_only_the_engines_lacking_the_op_stay_out(tmp_path):
-    """Sigmoid: the torch converter has it, the MILP lowering does not. auto: relaxed proves it;
-    exact alone: unknown, saying that no MILP encoding exists and which modes take the network."""
+    """Sigmoid: the layer graph has it (an act layer), the MILP encoding does not (not piecewise
+    linear). auto: the quick pass proves it (our numpy CROWN with the sigmoid's relaxation);
+    relaxed too (our torch CROWN); exact alone: unknown, saying that no MILP encoding exists and
+    which modes take the network."""
     model = gemm_then(tmp_path / "sig.onnx", "Sigmoid")
     prop = tmp_path / "p.vnnlib"
     prop.write_text(box_spec(*UNIT, [["(>= Y_0 0.95)"]], 2))  # sigmoid(2) = 0.8808
     out = verify(model, str(prop), mode="auto", timeout=60, threads=1)
-    assert out.verdict.value == "unsat" and out.engine == "relaxed", out.detail
-    assert set(out.stats["excluded"]) == {"quick_bounds", "exact"}
+    assert out.verdict.value == "unsat" and out.engine == "quick_bounds", out.detail
+    assert set(out.stats["excluded"]) == {"exact"}
+    out = verify(model, str(prop), mode="relaxed", timeout=60, threads=1)
+    assert out.verdict.value == "unsat" and out.stats["relaxed"]["bounder"] == "CROWN (layer graph, torch)", out.detail
     out = verify(model, str(prop), mode="exact", timeout=60, threads=1)
     assert out.verdict.value == "unknown" and "Sigmoid" in out.detail and "not supported by exact" in out.detail
+    assert "(the MILP encoding: piecewise-linear ops only)" in out.detail
     assert out.detail.endswith("no engine of --mode exact can take the network: no MILP encoding (--mode auto / relaxed can)")
     assert out.stats["note"] in out.detail and "attack" in out.stats  # the leading falsifier ran
 
 
 def test_a_handler_refusing_one_use_of_its_op_counts_the_same(tmp_path):
-    """Mul is in the MILP lowering, but not of two variable tensors: the lowering raises while
-    converting, and the router treats that like a missing op."""
+    """Mul is in the MILP encoding, but not of two variable tensors (the layer graph's product
+    layer): the exact engine raises on meeting it, and the router treats that like a missing op."""
     from onnx import helper
 
     nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1), helper.make_node("Mul", ["z", "z"], ["y"], name="sq")]
@@ -114,10 +119,12 @@ def test_a_handler_refusing_one_use_of_its_op_counts_the_same(tmp_path):
     out = verify(model, str(prop), mode="exact", timeout=60, threads=1)
     assert out.verdict.value == "unknown", out.detail  # the torch converter takes the product
     assert "exact: unsupported ONNX operator Mul (node 'sq')" in out.detail and "product of two variable tensors" in out.detail
-    assert "no MILP encoding (--mode auto / relaxed can)" in out.detail
+    assert "no MILP encoding (--mode auto / relaxed can)" in out.detail and "attack" in out.stats
     out = verify(model, str(prop), mode="auto", timeout=60, threads=1)
-    assert out.verdict.value == "unsat" and out.engine == "relaxed", out.detail  # auto_LiRPA bounds the product
-    assert list(out.stats["excluded"]) == ["quick_bounds"]
+    assert out.verdict.value == "unsat" and out.engine == "quick_bounds", out.detail  # McCormick: x0 x0 <= x0 <= 1
+    assert "excluded" not in out.stats
+    out = verify(model, str(prop), mode="relaxed", timeout=60, threads=1)
+    assert out.verdict.value == "unsat" and out.stats["relaxed"]["bounder"] == "CROWN (layer graph, torch)", out.detail
 
 
 def test_the_op_sets_come_from_the_registry(world, monkeypatch):

@@ -242,8 +242,8 @@ def test_sigterm_to_run_instance_leaves_no_writer(slow, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def sigmoid_query(tmp_path_factory):
-    """A query the quick pass and the falsifier leave open (Sigmoid: no MILP lowering, unsat), so an
+def softmax_query(tmp_path_factory):
+    """A query the quick pass and the falsifier leave open (Softmax: no layer graph; unsat), so an
     auto run goes on to import torch and auto_LiRPA in the engine (about two seconds)."""
     import numpy as np
     import onnx
@@ -255,18 +255,18 @@ def sigmoid_query(tmp_path_factory):
     W = numpy_helper.from_array(np.array([[1.0, -1.0], [0.5, 2.0]], np.float32), "W")
     b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
     g = helper.make_graph([helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1),
-                           helper.make_node("Sigmoid", ["z"], ["y"])], "sig", [x], [y], [W, b])
+                           helper.make_node("Softmax", ["z"], ["y"], axis=1)], "sig", [x], [y], [W, b])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, str(d / "sig.onnx"))
     prop = d / "sig.vnnlib"
-    prop.write_text(box_spec([0.5, 0.0], [1.0, 0.5], [["(>= Y_0 1.5)"]], 2))  # sigmoid < 1: unsat
+    prop.write_text(box_spec([0.5, 0.0], [1.0, 0.5], [["(>= Y_0 1.5)"]], 2))  # softmax < 1: unsat
     return str(d / "sig.onnx"), str(prop)
 
 
 @pytest.mark.parametrize("delay", [0.1, 0.2, 0.35, 0.6, 1.0, 1.6])
-def test_sigint_at_any_moment_is_a_quiet_exit_130(sigmoid_query, tmp_path, delay):
-    model, prop = sigmoid_query
+def test_sigint_at_any_moment_is_a_quiet_exit_130(softmax_query, tmp_path, delay):
+    model, prop = softmax_query
     res = tmp_path / "r.txt"
     proc = subprocess.Popen(VNNCERT + ["verify", model, prop, "--timeout", "60", "--threads", "1",
                                        "--result-file", str(res)],

@@ -16,11 +16,14 @@ the whole deadline before the step that would have answered; an engine stopped b
 by the deadline) counts as `unknown`, and the next one starts with everything that is left.
 
 Unsupported operators, decided here and only here: each engine reads the network through one
-converter of the op registry (`ENGINE_CONVERTER`: the MILP's layer graph `to_affine`, the torch
-module `to_torch`, or none: ONNX Runtime, which loaded the model already, runs every op it has).
+converter of the op registry (`ENGINE_CONVERTER`: the layer graph `to_affine`, its piecewise-linear
+part `to_milp` for the MILP and LP engines (no Sigmoid, Sin, Pow, ...: `OpHandler.
+not_piecewise_linear`), the torch module `to_torch`, or none: ONNX Runtime, which loaded the model
+already, runs every op it has).
 An engine whose converter lacks an op of the network (the ops that depend on the input, after
 constant folding: `network_ops`) is not run; nor is one that raises `UnsupportedOperator` while
-converting (an op whose handler refuses this use of it). When no engine of the mode can take the
+converting (an op whose handler refuses this use of it; the MILP and LP engines meeting a product
+of two variables in the layer graph). When no engine of the mode can take the
 network: if every op it lacks has a converter elsewhere (Sigmoid in `--mode exact`: the MILP has no
 encoding, the relaxed engine bounds it), the mode's leading falsifier still runs and the answer is
 `unknown` (or its `sat`), saying which op kept the mode out and which modes take the network;
@@ -90,10 +93,11 @@ LEADS: Dict[str, Dict[str, Callable[[Options], Tuple[float, float]]]] = {
 # engine -> the op-registry converter it reads the network through (every op of the network needs
 # a handler implementing it), or None: the engine runs the model in ONNX Runtime only
 ENGINE_CONVERTER: Dict[str, Optional[str]] = {
-    "quick_bounds": "to_affine", "attack": None, "relaxed": "to_torch", "lp": "to_affine", "exact": "to_affine",
+    "quick_bounds": "to_affine", "attack": None, "relaxed": "to_torch", "lp": "to_milp", "exact": "to_milp",
     "probabilistic": None,
 }
-CONVERTER_NAMES = {"to_affine": "the MILP layer-graph lowering", "to_torch": "the torch converter"}
+CONVERTER_NAMES = {"to_affine": "the layer-graph lowering", "to_torch": "the torch converter",
+                   "to_milp": "the MILP encoding: piecewise-linear ops only"}
 
 
 # engine -> its share of the time left when a later engine of the mode can take the network
@@ -240,7 +244,7 @@ def run(network, spec, options: Options, deadline: float) -> Outcome:
     def kept_out() -> Outcome:
         others = modes_taking(ops, options.mode)
         where = f" (--mode {' / '.join(others)} can)" if others else ""
-        if any(ENGINE_CONVERTER.get(n) == "to_affine" and n == "exact" for n in excluded):
+        if any(ENGINE_CONVERTER.get(n) == "to_milp" and n == "exact" for n in excluded):
             where = f": no MILP encoding{where}"
         return Outcome(Verdict.UNKNOWN, engine="router", seconds=time.monotonic() - t0,
                        detail=f"{_describe(ops, excluded, reasons)}; no engine of --mode {options.mode} can take "

@@ -21,7 +21,10 @@ For a batch of input boxes (B, n_in):
   (Adam, projected to [0, 1]; any slope in [0, 1] is valid, so the best bound seen is kept).
 
 The relaxations are the ops' own (`network.ops.relu.relu_relaxation`,
-`network.ops.pool.max_relaxation`); every bound is widened by the one margin rule
+`network.ops.pool.max_relaxation`; for act layers `smooth.relax`'s lines and for product layers
+McCormick's planes `smooth.bilinear_crown`, each side chosen by the sign of the back-substituted
+coefficient, as for the ReLU: a layer read by one is back-substituted on every row; the forward
+pass is off on graphs with them); every bound is widened by the one margin rule
 (`bounds.margin`). The numpy backend keeps the graph's matrices as they are (dense or sparse:
 the quick pass and one region at a time, no torch import); the torch backend holds a float64
 copy (batched boxes and the optimised passes): dense, or CSR for a term filled below
@@ -36,9 +39,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..network.layers import SMOOTH_KINDS
+from ..network.layers import sources as layer_sources
 from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
+from ..network.ops.smooth import bilinear_crown, product_bounds, value_bounds
 from .margin import slack
+
+
+# the nonlinear kinds whose readers' neurons get split-score shares
+_SCORED = ("relu", "act", "product")
 
 
 class Expired(Exception):
@@ -383,6 +393,11 @@ class Pass:
     # free inputs `free` (m of them; the last column the constant)
     fwd: Optional[Dict[int, Tuple[object, object]]] = None
     free: Optional[np.ndarray] = None
+    # act layer -> its relaxation's lines (lower slope, lower intercept, upper slope, upper
+    # intercept), product layer -> its planes ((a, b, c) below, (a, b, c) above), each (B, n);
+    # and per such layer the relaxation's gap (B, n) (at the midpoint; the scores' weights)
+    lines: Dict[int, tuple] = field(default_factory=dict)
+    gaps: Dict[int, object] = field(default_factory=dict)
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
         return BoxState({k: v for k, v in self.affine.items() if k in readers})
@@ -408,9 +423,26 @@ class Crown:
         # affine layer -> kinds of the layers that read it
         self.readers: Dict[int, List[str]] = {}
         for L in lg.layers:
-            src = getattr(L, "source", None)
-            if src is not None:
-                self.readers.setdefault(src, []).append(L.kind)
+            if L.kind not in ("input", "affine"):
+                for src in layer_sources(L):
+                    self.readers.setdefault(src, []).append(L.kind)
+        # the layers that are not piecewise linear: act (a smooth function, relaxed by its lines)
+        # and product (two variables multiplied, relaxed by McCormick's planes); a product's
+        # factors are gathered from their layers by 0/1 matrices (size, source size)
+        self.smooth = [L for L in lg.layers if L.kind in SMOOTH_KINDS]
+        self.products: Dict[int, tuple] = {}
+        for L in self.smooth:
+            if L.kind == "product":
+                import scipy.sparse as sp
+
+                pick = [sp.csr_matrix((np.ones(L.size), (np.arange(L.size), idx)), shape=(L.size, lg.layers[src].size))
+                        for idx, src in ((L.ia, L.source), (L.ib, L.source_b))]
+                ia, ib = (np.array(L.ia, np.int64), np.array(L.ib, np.int64))
+                if self.backend == "torch":
+                    import torch
+
+                    ia, ib = torch.as_tensor(ia), torch.as_tensor(ib)
+                self.products[L.index] = (ops.matrix(pick[0])[0], ops.matrix(pick[1])[0], ia, ib)
         self.input_only = {k: all(s == 0 for s, _, _ in terms) for k, terms in self.W.items()}
         # rows with at most one nonzero over all their terms (a selection, e.g. MaxPool's padded
         # input): the interval bound of one variable entry is as tight as back-substitution
@@ -450,11 +482,12 @@ class Crown:
                 self.prefix[L.index] = size
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
-        self.forward_worthwhile = worst > self.backward_budget
+        # (the forward pass has no act / product relaxations: off on graphs with them)
+        self.forward_worthwhile = worst > self.backward_budget and not self.smooth
         self._fwd_terms = None
         self._last_use: Dict[int, int] = {}
         for L in lg.layers:
-            for s_ in ([t for t, _ in L.terms] if L.kind == "affine" else ([L.source] if L.kind != "input" else [])):
+            for s_ in layer_sources(L):
                 self._last_use[s_] = max(self._last_use.get(s_, 0), L.index)
         self._share_dims = None
         self._deadline = math.inf
@@ -475,7 +508,32 @@ class Crown:
                 ninf = ops.full((), -np.inf)
                 res.var[L.index] = (ops.amax(ops.xp.where(valid, ops.take_groups(l, gi), ninf), 2),
                                     ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
+            elif L.kind in SMOOTH_KINDS:
+                self._smooth_bounds(L, res)
         return res
+
+    def _smooth_bounds(self, L, res: Pass) -> None:
+        """An act or product layer's value bounds and relaxation from its sources' bounds."""
+        ops = self.ops
+        k = L.index
+        if L.kind == "act":
+            l, u = res.affine[L.source]
+            fn = L.function
+            lo, hi = value_bounds(fn, l, u)
+            ls, lb, us, ub = lines = L.relax(l, u)
+            m = 0.5 * l + 0.5 * u
+            gap = (us - ls) * m + (ub - lb)
+        else:
+            _, _, ia, ib = self.products[k]
+            (al, au), (bl, bu) = res.affine[L.source], res.affine[L.source_b]
+            al, au, bl, bu = al[:, ia], au[:, ia], bl[:, ib], bu[:, ib]
+            lo, hi = product_bounds(al, au, bl, bu)
+            lines = bilinear_crown(al, au, bl, bu)
+            gap = (au - al) * (bu - bl) / 4.0
+        gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))  # NaN (inf - inf): no bound
+        res.var[k] = (ops.asarray(lo), ops.asarray(hi))
+        res.lines[k] = lines
+        res.gaps[k] = ops.xp.where(gap < 1e300, gap, ops.full((), 1e300))
 
     # ---- intermediate bounds ---------------------------------------------------------------------
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
@@ -522,6 +580,8 @@ class Crown:
                               ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
                 if res.fwd is not None:
                     res.fwd[k] = self._forward_max(k, res.fwd[L.source], l, u)
+            elif L.kind in SMOOTH_KINDS:
+                self._smooth_bounds(L, res)
             else:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
@@ -627,7 +687,7 @@ class Crown:
                 fl, fh = self._concretise(F[0], res, True), self._concretise(F[1], res, False)
                 lo, hi = ops.xp.maximum(lo, fl - slack(fl)), ops.xp.minimum(hi, fh + slack(fh))
         if self.input_only[k]:
-            if want_shares and self.readers.get(k) and all(r == "relu" for r in self.readers[k]):
+            if want_shares and self.readers.get(k) and all(r in _SCORED for r in self.readers[k]):
                 _, _, absW = self.W[k][0]
                 rad = (x_hi - x_lo) / 2.0
                 absW = ops.columns(absW, self._share_dims)
@@ -639,6 +699,7 @@ class Crown:
             return lo, hi
         readers = self.readers.get(k, [])
         relu_only = bool(readers) and all(r == "relu" for r in readers)
+        scored = bool(readers) and all(r in _SCORED for r in readers)
         if not readers and not (output and k == self.lg.output):
             return lo, hi
         t0 = time.monotonic()
@@ -652,7 +713,7 @@ class Crown:
         counts = ops.count(need)
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
-        shares = ops.zeros((B, n, n_dims)) if (want_shares and relu_only) else None
+        shares = ops.zeros((B, n, n_dims)) if (want_shares and scored) else None
         if res.fwd is not None and U * self.prefix[k] > self.backward_budget and not (output and k == self.lg.output):
             # too many rows to back-substitute: the forward bounds stand (and give the scores' shares)
             if shares is not None:
@@ -679,7 +740,8 @@ class Crown:
                     Wr = ops.gather_rows(W, order)
                     start[s] = ops.cat([Wr, -Wr], 1)
                 br = self.b[k][order]
-                lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None)
+                lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
+                                      lines=res.lines)
                 if shares is not None and self._share_dims is not None:
                     A = A[..., self._share_dims]
                 new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
@@ -711,13 +773,16 @@ class Crown:
 
     def backward(self, start: Dict[int, object], bias, affine, var, want_A: bool = False,
                  alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
-                 relax: Optional[Dict[int, tuple]] = None):
+                 relax: Optional[Dict[int, tuple]] = None, lines: Optional[Dict[int, tuple]] = None,
+                 gaps: Optional[Dict[int, object]] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
         (B, R, n) for its unstable neurons (alpha-CROWN); `slack_out`: relu layer -> |coefficient|
         x triangle gap (B, R, n), the looseness splitting can remove (scores); `relax`: the relu
-        relaxations made beforehand (`relaxations`)."""
+        relaxations made beforehand (`relaxations`); `lines`, `gaps`: the act and product layers'
+        relaxations and gaps (`Pass.lines`, `Pass.gaps`: needed when the graph has such layers;
+        with `slack_out`, |coefficient| x gap for them too)."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
@@ -770,9 +835,41 @@ class Crown:
                 bias = bias + ops.bdot(neg * (1.0 - exact_f)[:, None, :], xp.where(exact, ops.full((), 0.0), upper))
                 M = ops.scatter_cols(coef, best, int(l.shape[1]))
                 pending[L.source] = pending[L.source] + M if L.source in pending else M
+            elif L.kind == "act":  # the lower line where the coefficient is positive, the upper one where negative
+                ls, lb, us, ub = lines[j]
+                pos = ops.pos(Lam)
+                neg = Lam - pos
+                if slack_out is not None and gaps is not None:
+                    slack_out[j] = abs(Lam) * gaps[j][:, None, :]
+                bias = bias + self._bias_term(pos, lb) + self._bias_term(neg, ub)
+                M = pos * ls[:, None, :] + neg * us[:, None, :]
+                pending[L.source] = pending[L.source] + M if L.source in pending else M
+            elif L.kind == "product":  # McCormick's lower plane where positive, upper where negative
+                (a_l, b_l, c_l), (a_u, b_u, c_u) = lines[j]
+                Pa, Pb, _, _ = self.products[j]
+                pos = ops.pos(Lam)
+                neg = Lam - pos
+                if slack_out is not None and gaps is not None:
+                    slack_out[j] = abs(Lam) * gaps[j][:, None, :]
+                bias = bias + self._bias_term(pos, c_l) + self._bias_term(neg, c_u)
+                for src, M in ((L.source, ops.mm(pos * a_l[:, None, :] + neg * a_u[:, None, :], Pa)),
+                               (L.source_b, ops.mm(pos * b_l[:, None, :] + neg * b_u[:, None, :], Pb))):
+                    pending[src] = pending[src] + M if src in pending else M
         # nothing reached the input (a constant): the bias alone
         B, R = bias.shape
         return bias, (ops.zeros((B, R, self.lg.n_inputs)) if want_A else None)
+
+    def _bias_term(self, P, v):
+        """bdot(P, v) (B, R) for the intercepts v (B, n) of the lines P (B, R, n) selects, where an
+        infinite intercept (no bound on that side) makes any row touching it -inf, never NaN."""
+        ops = self.ops
+        xp = ops.xp
+        finite = xp.isfinite(v)
+        if bool(finite.all()):
+            return ops.bdot(P, v)
+        d = ops.bdot(P, xp.where(finite, v, ops.full((), 0.0)))
+        hit = ops.bdot(abs(P), xp.where(finite, ops.full((), 0.0), ops.full((), 1.0))) > 0
+        return xp.where(hit, ops.full((), -np.inf), d)
 
     # ---- the final pass ----------------------------------------------------------------------------
     def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None):
@@ -784,13 +881,20 @@ class Crown:
         k = self.lg.output
         sl = {} if want_scores else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
-                              alphas=alphas, slack_out=sl, relax=relax)
+                              alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
         scores = None
         if want_scores:
             n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)
             scores = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
             for j, gap in sl.items():
-                sh = res.shares.get(self.lg.layers[j].source)
+                L = self.lg.layers[j]
+                if L.kind == "product":  # half of a product's gap to each factor's share
+                    _, _, ia, ib = self.products[j]
+                    sha, shb = res.shares.get(L.source), res.shares.get(L.source_b)
+                    if sha is not None and shb is not None:
+                        scores = scores + gap @ (0.5 * (sha[:, ia] + shb[:, ib]))
+                    continue
+                sh = res.shares.get(L.source)
                 if sh is not None:
                     scores = scores + gap @ sh
         return lb, A, scores

@@ -91,7 +91,9 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     """Complete: sat (replayed witness) or unsat (every disjunct proven), else timeout/unknown."""
     t0 = time.monotonic()
     stats = ExactStats()
-    lg = network.layer_graph  # UnsupportedOperator goes to the router, which names the op
+    # UnsupportedOperator (an op without a lowering, or one that is not piecewise linear: no MILP
+    # encoding) goes to the router, which names the op
+    lg = network.layer_graph.require_piecewise_linear()
     stats.relus = lg.n_relus
     g = _Graph(lg, options)
     verdicts = []

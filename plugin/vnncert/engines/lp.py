@@ -22,7 +22,9 @@ ENGINE = "lp"
 
 def check(network, spec, deadline: float, options: Options) -> Outcome:
     t0 = time.monotonic()
-    lg = network.layer_graph  # UnsupportedOperator goes to the router, which names the op
+    # UnsupportedOperator (an op without a lowering, or one that is not piecewise linear: no MILP
+    # encoding) goes to the router, which names the op
+    lg = network.layer_graph.require_piecewise_linear()
     crown = bounds.prepare(lg, "numpy", options.bounds)
     total = CaseStats()
 

@@ -186,7 +186,7 @@ def _first_line(e: Exception) -> str:
 def _affine_cases(network, spec, cases: List[int], deadline: float, options: Options, everywhere_only: bool) -> List[int]:
     """The cases among `cases` on whose region the network is an affine map: all of them when its
     layer graph has no ReLU and no max; otherwise (unless `everywhere_only`) those on whose box
-    numpy CROWN leaves no ReLU unstable, in a graph without max (at most
+    numpy CROWN leaves no ReLU unstable, in a graph without max, act or product layers (at most
     `RelaxedOptions.max_affine_checks` cases are looked at, one CROWN pass each). [] when the
     network has no layer graph."""
     from ..errors import VnncertError
@@ -196,7 +196,7 @@ def _affine_cases(network, spec, cases: List[int], deadline: float, options: Opt
     except VnncertError:
         return []
     kinds = {L.kind for L in lg.layers}
-    if "max" in kinds:
+    if kinds & {"max", "act", "product"}:  # (act, product: not piecewise linear, never affine)
         return []
     if "relu" not in kinds:
         return list(cases)

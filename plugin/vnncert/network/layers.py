@@ -3,10 +3,14 @@
 Built from the IR (`Network.graph`) by asking each op's handler for its `to_affine(node, ctx)`
 lowering (one handler per op in `vnncert.network.ops`), with this module's `LayerBuilder` as
 the ctx. While lowering, every tensor is a `Sym` (`vnncert.network.affine`): an affine function
-of the outputs of earlier *variable* layers (the input, ReLUs, max nodes), flat in C order.
-Affine ops only compose these maps; a nonlinear op materialises its input as an `AffineLayer`
-and adds a `ReluLayer` or `MaxLayer`. So the graph alternates input -> affine -> relu/max ->
-affine -> ... -> affine (output), and every affine layer reads variable layers only.
+of the outputs of earlier *variable* layers (the input, ReLUs, max nodes, act and product
+layers), flat in C order. Affine ops only compose these maps; a nonlinear op materialises its
+input as an `AffineLayer` and adds a `ReluLayer`, `MaxLayer`, `ActLayer` (a smooth elementwise
+function: Sigmoid, Tanh, Exp, Log, Sqrt, Reciprocal, Softplus, Erf, Sin, Cos, Pow by a constant)
+or `ProductLayer` (two variables multiplied: Mul, Div, MatMul of two variable tensors). So the
+graph alternates input -> affine -> nonlinear -> affine -> ... -> affine (output), and every
+affine layer reads variable layers only. The act and product kinds are not piecewise linear
+(`SMOOTH_KINDS`): the MILP does not encode them (`LayerGraph.require_piecewise_linear`).
 
 Piecewise-linear ops other than Relu are rewritten exactly into ReLUs by their handlers (e.g.
 LeakyRelu(x) = a x + (1 - a) relu(x)); an op with no lowering raises `UnsupportedOperator`
@@ -21,7 +25,7 @@ import numpy as np
 
 from ..errors import NetworkError, UnsupportedOperator
 from .affine import Matrix, Sym, as_dense, sparse, tidy  # noqa: F401  (as_dense: used by engines from here)
-from .ops import handler
+from .ops import handler, smooth
 
 
 # ---- the layer graph --------------------------------------------------------------------------
@@ -67,7 +71,67 @@ class MaxLayer:
     kind: str = "max"
 
 
-Layer = Union[InputLayer, AffineLayer, ReluLayer, MaxLayer]
+@dataclass
+class ActLayer:
+    """value = fn(source), elementwise, for a smooth function (not piecewise linear): `fn` names
+    the op (Sigmoid, Tanh, Exp, Log, Sqrt, Reciprocal, Softplus, Erf, Sin, Cos, or Pow with its
+    constant `exponent`); `function` is its `smooth.Scalar` (evaluation and relaxation)."""
+
+    index: int
+    size: int
+    source: int  # an AffineLayer of the same size
+    fn: str
+    exponent: Optional[float] = None  # Pow only
+    name: str = ""  # the ONNX node's name
+    op: str = ""  # the ONNX op it lowers (fn; Div for the reciprocal of a divisor)
+    kind: str = "act"
+
+    @property
+    def function(self):
+        return smooth_function(self.fn, self.exponent)
+
+    def relax(self, l, u, xp=None):
+        """(lower_slope, lower_intercept, upper_slope, upper_intercept) over [l, u] (`smooth.relax`)."""
+        return smooth.relax(self.function, l, u, xp)
+
+
+@dataclass
+class ProductLayer:
+    """value[j] = source[ia[j]] * source_b[ib[j]]: products of two variables (Mul of two variable
+    tensors, with broadcasting; the products of a MatMul of two variable tensors, which the
+    affine layer after it sums). `source` and `source_b` are AffineLayers (possibly the same)."""
+
+    index: int
+    size: int
+    source: int
+    source_b: int
+    ia: np.ndarray  # (size,) int64
+    ib: np.ndarray  # (size,) int64
+    name: str = ""  # the ONNX node's name
+    op: str = ""  # the ONNX op it lowers (Mul, Div, MatMul)
+    kind: str = "product"
+
+
+Layer = Union[InputLayer, AffineLayer, ReluLayer, MaxLayer, ActLayer, ProductLayer]
+
+# the kinds that are not piecewise linear: no exact MILP / LP encoding exists for them
+SMOOTH_KINDS = ("act", "product")
+
+
+def smooth_function(fn: str, exponent: Optional[float] = None):
+    """The `smooth.Scalar` of an act layer's function."""
+    return smooth.power(exponent) if fn == "Pow" else smooth.FUNCTIONS[fn]
+
+
+def sources(L) -> List[int]:
+    """The layers a layer reads (affine: its terms' sources; product: both factors)."""
+    if L.kind == "affine":
+        return [s for s, _ in L.terms]
+    if L.kind == "input":
+        return []
+    if L.kind == "product":
+        return [L.source] if L.source == L.source_b else [L.source, L.source_b]
+    return [L.source]
 
 
 @dataclass
@@ -89,6 +153,24 @@ class LayerGraph:
     def n_relus(self) -> int:
         return sum(L.size for L in self.layers if L.kind == "relu")
 
+    @property
+    def smooth_layers(self) -> List[Layer]:
+        """The layers that are not piecewise linear (act, product): no MILP encodes them."""
+        return [L for L in self.layers if L.kind in SMOOTH_KINDS]
+
+    @property
+    def piecewise_linear(self) -> bool:
+        return not self.smooth_layers
+
+    def require_piecewise_linear(self) -> "LayerGraph":
+        """self; else `UnsupportedOperator` naming the op and node of the first layer that is not
+        piecewise linear (what the MILP and LP engines raise: the router reads it as the op kept
+        out of the MILP encoding, and says which modes take the network)."""
+        for L in self.smooth_layers:
+            what = "a product of two variable tensors" if L.kind == "product" else "not piecewise linear"
+            raise UnsupportedOperator(L.op, where=f"the MILP encoder: {what}, no MILP encoding", node_name=L.name)
+        return self
+
     def evaluate(self, xs: np.ndarray, all_layers: bool = False):
         """float64 forward pass over a batch of flat inputs (B, n_inputs) -> (B, n_outputs)."""
         xs = np.atleast_2d(np.asarray(xs, dtype=np.float64))
@@ -107,6 +189,12 @@ class LayerGraph:
                 g = L.groups
                 gathered = np.where(g[None, :, :] >= 0, v[:, np.where(g >= 0, g, 0)], -np.inf)
                 vals[L.index] = gathered.max(axis=2)
+            elif L.kind == "act":
+                vals[L.index] = L.function(vals[L.source])
+            elif L.kind == "product":
+                vals[L.index] = vals[L.source][:, L.ia] * vals[L.source_b][:, L.ib]
+            else:
+                raise NetworkError(f"internal: unknown layer kind {L.kind}")
         return vals if all_layers else vals[self.output]
 
     def layer_interval(self, L: Layer, bounds) -> Tuple[np.ndarray, np.ndarray]:
@@ -131,6 +219,12 @@ class LayerGraph:
             valid = g >= 0
             gi = np.where(valid, g, 0)
             return (np.where(valid, sl[gi], -np.inf).max(axis=1), np.where(valid, su[gi], -np.inf).max(axis=1))
+        if L.kind == "act":
+            sl, su = bounds[L.source]
+            return smooth.value_bounds(L.function, sl, su)
+        if L.kind == "product":
+            (al, au), (bl, bu) = bounds[L.source], bounds[L.source_b]
+            return smooth.product_bounds(al[..., L.ia], au[..., L.ia], bl[..., L.ib], bu[..., L.ib])
         raise NetworkError(f"internal: unknown layer kind {L.kind}")
 
 
@@ -209,6 +303,34 @@ class LayerBuilder:
         sp = sparse()
         n = groups.shape[0]
         return Sym(tuple(shape), {idx: sp.identity(n, format="csr", dtype=np.float64)}, np.zeros(n))
+
+    def activation(self, s: Sym, fn: str, exponent: Optional[float] = None, name: str = "", op: str = "") -> Sym:
+        """fn(s) elementwise (a smooth function: `ActLayer`) as a new variable layer."""
+        if s.is_constant:
+            with np.errstate(all="ignore"):
+                return Sym(s.shape, {}, np.asarray(smooth_function(fn, exponent)(s.bias), np.float64))
+        src = self.affine_layer(s, name)
+        idx = len(self.layers)
+        self.layers.append(ActLayer(idx, s.size, src, fn, None if exponent is None else float(exponent), name, op or fn))
+        sp = sparse()
+        return Sym(s.shape, {idx: sp.identity(s.size, format="csr", dtype=np.float64)}, np.zeros(s.size))
+
+    def product(self, a: Sym, b: Sym, ia: np.ndarray, ib: np.ndarray, shape: Sequence[int], name: str = "",
+                op: str = "Mul") -> Sym:
+        """out[j] = a[ia[j]] * b[ib[j]] (flat indices; `shape` the output's) as a new variable layer;
+        a constant factor scales the other (affine)."""
+        ia = np.asarray(ia, np.int64).reshape(-1)
+        ib = np.asarray(ib, np.int64).reshape(-1)
+        shape = tuple(int(d) for d in shape)
+        if a.is_constant or b.is_constant:
+            x, c, ix, ic = (b, a, ib, ia) if a.is_constant else (a, b, ia, ib)
+            return x.take(ix.reshape(shape)).scaled(c.bias[ic])
+        sa = self.affine_layer(a, name)
+        sb = self.affine_layer(b, name) if b is not a else sa
+        idx = len(self.layers)
+        self.layers.append(ProductLayer(idx, ia.size, sa, sb, ia, ib, name, op))
+        sp = sparse()
+        return Sym(shape, {idx: sp.identity(ia.size, format="csr", dtype=np.float64)}, np.zeros(ia.size))
 
     # ---- the walk ----
     def build(self) -> LayerGraph:

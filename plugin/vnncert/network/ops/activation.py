@@ -1,9 +1,10 @@
 """Smooth elementwise activations (Sigmoid, Tanh, Exp, Log, Sqrt, Reciprocal, Softplus, Erf, Sin,
 Cos), Sign, and Neg, Identity and Dropout: the tensor keeps its view.
 
-The smooth ones have a torch step (auto_LiRPA 0.3 bounds all of them but Erf) and a float-sound
-linear relaxation (`smooth.relax`, interface in `smooth.py`); none has an affine lowering (not
-piecewise linear). Sign is not continuous: a torch step (its gradient is 0, so PGD learns nothing
+The smooth ones have a torch step (auto_LiRPA 0.3 bounds all of them but Erf), a float-sound
+linear relaxation (`smooth.relax`, interface in `smooth.py`) and a layer-graph lowering to an
+`ActLayer` (not piecewise linear: our CROWN bounds it with the relaxation; no MILP encodes it).
+Sign is not continuous: a torch step (its gradient is 0, so PGD learns nothing
 from it, but sampling runs) and constant bounds (`smooth.sign_relaxation`), no affine lowering.
 Relu and LeakyRelu (piecewise linear, with the relu relaxation) live in `relu.py`; their torch
 step is this file's `Unary` too."""
@@ -20,10 +21,11 @@ SMOOTH = ("Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Softplus", "Er
 
 @register(*SMOOTH, "Sign", "Neg")
 class UnaryOp(OpHandler):
-    # evaluate: Neg here, the others by the reference evaluator; the MILP lowers only Neg (affine);
-    # every op but Neg has a relaxation
-    partial = {"evaluate": frozenset({"Neg"}), "to_affine": frozenset({"Neg"}),
+    # evaluate: Neg here, the others by the reference evaluator; the layer graph lowers Neg (affine)
+    # and the smooth ones (an ActLayer, not piecewise linear); every op but Neg has a relaxation
+    partial = {"evaluate": frozenset({"Neg"}), "to_affine": frozenset(("Neg",) + SMOOTH),
                "relaxation": frozenset(SMOOTH + ("Sign",))}
+    not_piecewise_linear = frozenset(SMOOTH)
 
     def evaluate(self, node, values, opset):
         return [np.negative(np.asarray(values[0]))]
@@ -39,7 +41,11 @@ class UnaryOp(OpHandler):
         ctx.emit(steps.Unary(node.op_type), [x], [node.outputs[0]], ctx.view(x).merged)
 
     def to_affine(self, node, ctx):
-        ctx.set(node.outputs[0], -ctx.sym(node.inputs[0]))
+        x = ctx.sym(node.inputs[0])
+        if node.op_type == "Neg":
+            ctx.set(node.outputs[0], -x)
+            return
+        ctx.set(node.outputs[0], ctx.activation(x, node.op_type, name=node.name))
 
 
 @register("Identity", "Dropout")

@@ -7,7 +7,12 @@ A handler implements the lowerings its op has, each a method:
   computes it directly;
 * `to_torch(node, ctx)`: the torch Steps (`vnncert.network.torch_convert` is the ctx);
 * `to_affine(node, ctx)`: the exact lowering to the layer graph's affine maps, ReLUs and max
-  nodes (`vnncert.network.layers.LayerBuilder` is the ctx), for piecewise-linear ops;
+  nodes (`vnncert.network.layers.LayerBuilder` is the ctx) for piecewise-linear ops, and act
+  layers (smooth functions) and product layers (two variables multiplied) for the others. The
+  MILP encodes only the piecewise-linear kinds: `supports("to_milp")` is `to_affine` without the
+  ops in `not_piecewise_linear` (Sigmoid, ..., Pow); Mul, Div and MatMul are piecewise linear with
+  a constant operand, and the MILP engines refuse their products of two variables when they meet
+  them in the layer graph (`UnsupportedOperator`, which the router reads as for any op);
 * `relaxation(l, u, xp)`: the linear relaxation the bounds layer uses for the op's nonlinear
   layer (Relu: `relu.relu_relaxation`, MaxPool: `pool.max_relaxation`, the smooth ops:
   `smooth.relax`, Mul/MatMul of two variables: `smooth.bilinear_relaxation`).
@@ -33,6 +38,8 @@ _REGISTRY: Dict[str, "OpHandler"] = {}
 METHODS = ("evaluate", "to_torch", "to_affine", "relaxation")
 # the converters among them: an op is "supported" when a converter handles it
 CONVERTERS = ("to_torch", "to_affine")
+# not a lowering of its own: the layer graph's piecewise-linear part, what the MILP encodes
+MILP = "to_milp"
 
 
 class OpHandler:
@@ -47,6 +54,9 @@ class OpHandler:
     # method -> the op types (of a class registered for several) that it handles;
     # a method missing here handles all of them
     partial: Dict[str, FrozenSet[str]] = {}
+    # op types (of this class) whose `to_affine` always adds a layer that is not piecewise linear
+    # (an act layer): the layer graph has them, the MILP does not (`supports("to_milp")`)
+    not_piecewise_linear: FrozenSet[str] = frozenset()
 
     def evaluate(self, node, values: List[Optional[np.ndarray]], opset: int) -> List[np.ndarray]:
         """The op on numpy inputs (None for an absent optional input), by onnx's reference evaluator."""
@@ -60,7 +70,9 @@ class OpHandler:
 
     def supports(self, method: str) -> bool:
         """Whether this op's handler implements `method` itself (the base evaluate counts for
-        every op: the reference evaluator runs any op)."""
+        every op: the reference evaluator runs any op). "to_milp": `to_affine`, piecewise linear."""
+        if method == MILP:
+            return self.supports("to_affine") and self.op_type not in self.not_piecewise_linear
         impl = getattr(type(self), method, None)
         if impl is None or (method != "evaluate" and impl is getattr(OpHandler, method, None)):
             return False

@@ -1,14 +1,16 @@
 """Add, Sub, Mul, Div (by constants or between two tensors) and Pow by a constant exponent.
 
-Mul of two variable tensors is not piecewise linear (no affine lowering); its relaxation is the
-bilinear one (`smooth.bilinear_relaxation`). Pow's relaxation is `smooth.power(p)`'s: any real
-base for an integer exponent, a base >= 0 otherwise."""
+Mul of two variable tensors is not piecewise linear: the layer graph lowers it to a
+`ProductLayer` (relaxed by the bilinear planes, `smooth.bilinear_relaxation`; no MILP encodes
+it), Div by a variable to a product with its Reciprocal (an `ActLayer`). Pow by a constant lowers
+to an `ActLayer` relaxed by `smooth.power(p)`: any real base for an integer exponent, a base >= 0
+otherwise."""
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import NetworkError
-from ..affine import broadcast_shape, broadcast_to
+from ..affine import broadcast_shape, broadcast_to, index_grid
 from . import smooth
 from .base import LazySteps, OpHandler, reference_evaluate, register
 
@@ -27,6 +29,11 @@ def broadcast_const(ctx, x: str, c: np.ndarray):
             c = c.reshape(c.shape[1:])
         return x, c.reshape((1,) * (v.rank - c.ndim) + c.shape), True
     return ctx.prepended(x, out_rank), c.reshape((1,) * (out_rank + 1 - c.ndim) + c.shape), False
+
+
+def broadcast_index(shape_in, shape) -> np.ndarray:
+    """The flat index into a tensor of `shape_in` of each entry of its ONNX broadcast to `shape`."""
+    return np.ascontiguousarray(np.broadcast_to(index_grid(shape_in), tuple(shape))).reshape(-1)
 
 
 @register("Add", "Sub", "Mul", "Div")
@@ -79,15 +86,20 @@ class ArithmeticOp(OpHandler):
             ctx.set(node.outputs[0], a + b if op == "Add" else a - b)
             return
         if op == "Mul":
-            if not a.is_constant and not b.is_constant:
-                raise ctx.unsupported(node, "product of two variable tensors")
+            if not a.is_constant and not b.is_constant:  # a product of two variables
+                ctx.set(node.outputs[0], ctx.product(a, b, broadcast_index(a.shape, shape), broadcast_index(b.shape, shape),
+                                                     shape, name=node.name))
+                return
             x, c = (b, a) if a.is_constant else (a, b)
             x = broadcast_to(x, shape)
             cv = np.broadcast_to(c.bias.reshape(c.shape), shape).reshape(-1)
             ctx.set(node.outputs[0], x.scaled(cv))
             return
-        if not b.is_constant:
-            raise ctx.unsupported(node, "division by a variable tensor")
+        if not b.is_constant:  # a * reciprocal(b)
+            r = ctx.activation(b, "Reciprocal", name=node.name, op="Div")
+            ctx.set(node.outputs[0], ctx.product(a, r, broadcast_index(a.shape, shape), broadcast_index(b.shape, shape),
+                                                 shape, name=node.name, op="Div"))
+            return
         x = broadcast_to(a, shape)
         cv = np.broadcast_to(b.bias.reshape(b.shape), shape).reshape(-1)
         if np.any(cv == 0):
@@ -107,6 +119,17 @@ class PowOp(OpHandler):
         if ctx.is_const(x) or not ctx.is_const(e) or np.asarray(ctx.const(e)).size != 1:
             raise NetworkError(f"Pow node {node.name!r}: only a variable base with a constant scalar exponent is supported")
         ctx.emit(steps.Pow(float(np.asarray(ctx.const(e)).reshape(-1)[0])), [x], [node.outputs[0]], ctx.view(x).merged)
+
+    not_piecewise_linear = frozenset({"Pow"})
+
+    def to_affine(self, node, ctx):
+        """A variable base to a constant scalar exponent: an ActLayer of `smooth.power(p)` (p = 1: x)."""
+        x, e = node.inputs[0], node.inputs[1]
+        if ctx.is_const(x) or not ctx.is_const(e) or np.asarray(ctx.const(e)).size != 1:
+            raise ctx.unsupported(node, "only a variable base with a constant scalar exponent")
+        p = float(np.asarray(ctx.const(e)).reshape(-1)[0])
+        s = ctx.sym(x)
+        ctx.set(node.outputs[0], s if p == 1.0 else ctx.activation(s, "Pow", exponent=p, name=node.name))
 
 
 def _define_steps():

@@ -1,6 +1,7 @@
 """Gemm and MatMul with a constant operand: torch nn.Linear (a following constant Add becomes
 the bias), sparse Kronecker matrices in the layer graph. MatMul of two variable tensors (attention)
-has a torch step and the bilinear relaxation of its products, no affine lowering."""
+has a torch step, and in the layer graph a `ProductLayer` of every product a[.., i, t] b[.., t, j]
+summed by the affine layer after it (relaxed by the bilinear planes; no MILP encodes it)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -166,8 +167,39 @@ class MatMulOp(OpHandler):
             ctx.set(node.outputs[0], matmul_const_right(ctx.sym(a), ctx.const(b)))
         elif ctx.is_const(a) and not ctx.is_const(b):
             ctx.set(node.outputs[0], matmul_const_left(ctx.const(a), ctx.sym(b)))
+        elif not ctx.is_const(a) and not ctx.is_const(b):
+            ctx.set(node.outputs[0], matmul_variables(ctx, ctx.sym(a), ctx.sym(b), node.name))
         else:
-            raise ctx.unsupported(node, "product of two variable tensors")
+            raise NetworkError(f"internal: MatMul {node.name!r} on two constants was not folded")
+
+
+def matmul_variables(ctx, a: Sym, b: Sym, name: str = "") -> Sym:
+    """a @ b of two variable tensors (ONNX MatMul: rank-1 operands promoted, batch dims broadcast):
+    every product a[.., i, t] * b[.., t, j] as a ProductLayer, then summed over t."""
+    from .elementwise import broadcast_index
+
+    sa, sb = a.shape, b.shape
+    if len(sa) == 0 or len(sb) == 0:
+        raise NetworkError("MatMul of a scalar")
+    a2 = a.reshaped((1,) + sa) if len(sa) == 1 else a
+    b2 = b.reshaped(sb + (1,)) if len(sb) == 1 else b
+    (n, k), (k2, m) = a2.shape[-2:], b2.shape[-2:]
+    if k != k2:
+        raise NetworkError(f"MatMul shapes {list(sa)} and {list(sb)} do not match")
+    from ..affine import broadcast_shape
+
+    batch = broadcast_shape(a2.shape[:-2], b2.shape[:-2])
+    pshape = tuple(batch) + (n, k, m)
+    ia = np.broadcast_to(index_grid(a2.shape)[..., None], a2.shape + (1,))
+    ib = np.broadcast_to(index_grid(b2.shape)[..., None, :, :], b2.shape[:-2] + (1, k, m))
+    ia = np.ascontiguousarray(np.broadcast_to(ia, pshape)).reshape(-1)
+    ib = np.ascontiguousarray(np.broadcast_to(ib, pshape)).reshape(-1)
+    prod_ = ctx.product(a2, b2, ia, ib, pshape, name=name, op="MatMul")
+    sp = sparse()
+    rows = int(np.prod(batch)) * n if batch else n
+    S = sp.kron(sp.identity(rows, format="csr"), sp.kron(sp.csr_matrix(np.ones((1, k))), sp.identity(m, format="csr")), format="csr")
+    out_shape = tuple(batch) + ((n,) if len(sa) > 1 else ()) + ((m,) if len(sb) > 1 else ())
+    return prod_.linear(S, None, out_shape)
 
 
 def matmul_const_right(x: Sym, B: np.ndarray) -> Sym:

@@ -383,3 +383,33 @@ def sign_relaxation(l, u, xp=None):
     lo, hi = np.where(bad, -1.0, lo), np.where(bad, 1.0, hi)
     z = np.zeros_like(l)
     return _like((z, lo, z.copy(), hi), template)
+
+
+# ---- value bounds (the layer graph's interval bounds of an act or product layer) ------------------
+def value_bounds(fn: Scalar, l, u, xp=None):
+    """(lo, hi) with lo <= fn(z) <= hi for every z in [l, u] where fn is defined: the slope-0
+    intercepts (the exact extrema over the endpoints and critical points, with the margin),
+    within fn's global range; (-inf, inf) where there is none (a pole inside [l, u])."""
+    template = l
+    l, u = np.broadcast_arrays(_to_numpy(l), _to_numpy(u))
+    zero = np.zeros_like(l)
+    lo = _to_numpy(sound_intercept(fn, l, u, zero, False))
+    hi = _to_numpy(sound_intercept(fn, l, u, zero, True))
+    lo = np.maximum(np.where(np.isnan(lo), -np.inf, lo), fn.range[0])
+    hi = np.minimum(np.where(np.isnan(hi), np.inf, hi), fn.range[1])
+    return _like((lo, hi), template)
+
+
+def product_bounds(lx, ux, ly, uy, xp=None):
+    """(lo, hi) of x * y over the box: the smallest and largest product of corners, widened by
+    2^-40 of the largest corner's magnitude (their rounding); an infinite bound gives no bound on
+    its side (0 * inf is not taken as 0)."""
+    template = lx
+    lx, ux, ly, uy = np.broadcast_arrays(*(_to_numpy(v) for v in (lx, ux, ly, uy)))
+    with np.errstate(all="ignore"):
+        c = np.stack([lx * ly, lx * uy, ux * ly, ux * uy])
+        finite = np.isfinite(lx) & np.isfinite(ux) & np.isfinite(ly) & np.isfinite(uy)
+        reach = np.max(np.abs(c), axis=0)
+        lo = np.where(finite, c.min(axis=0) - EPS * reach, -np.inf)
+        hi = np.where(finite, c.max(axis=0) + EPS * reach, np.inf)
+    return _like((lo, hi), template)

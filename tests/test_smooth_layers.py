@@ -1,0 +1,200 @@
+"""The layer graph's nonlinear kinds beyond the piecewise-linear ones (network/layers.py: `act`,
+a smooth function of an affine layer; `product`, two variables multiplied) and our CROWN over them
+(bounds/crown.py): the layer graph agrees with ONNX Runtime on nets using each smooth op, Pow by
+constants, Mul / Div / MatMul of two variable tensors (with broadcasting); CROWN's bounds hold
+on sampled points of random boxes of random nets mixing ReLU, Sigmoid, Tanh, Sin, Exp and
+products, numpy and torch agree, and intermediate bounds are never looser than interval bounds;
+the MILP engines refuse the new kinds (the router: unknown, not error)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from helpers import assert_lowerings_agree, box_spec, op_model
+from vnncert import bounds
+from vnncert.network import load_network
+
+F32 = np.float32
+SMOOTH = ["Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Softplus", "Erf", "Sin", "Cos"]
+# an input range inside each op's domain (after W x + b with W, b >= 0 there)
+POSITIVE = {"Log", "Sqrt", "Reciprocal"}
+
+
+def _gemm(name, x, n_in, n_out, rng, inits, positive=False):
+    W = rng.uniform(0.1, 1.0, (n_out, n_in)) if positive else rng.standard_normal((n_out, n_in))
+    b = rng.uniform(0.1, 0.5, n_out) if positive else rng.standard_normal(n_out) * 0.3
+    inits[f"W{name}"], inits[f"b{name}"] = W.astype(F32), b.astype(F32)
+    return helper.make_node("Gemm", [x, f"W{name}", f"b{name}"], [name], transB=1)
+
+
+def _unary_net(tmp_path, op, exponent=None):
+    rng = np.random.default_rng(hash(op) % 1000)
+    inits = {}
+    nodes = [_gemm("z", "x", 3, 4, rng, inits, positive=op in POSITIVE or exponent is not None)]
+    if exponent is None:
+        nodes.append(helper.make_node(op, ["z"], ["h"], name="act"))
+    else:
+        inits["e"] = np.asarray(exponent, F32)
+        nodes.append(helper.make_node("Pow", ["z", "e"], ["h"], name="act"))
+    nodes.append(_gemm("y", "h", 4, 2, rng, inits))
+    return op_model(tmp_path / f"{op}{exponent}.onnx", nodes, inits, (1, 3))
+
+
+@pytest.mark.parametrize("op", SMOOTH)
+def test_layer_graph_of_each_smooth_op_agrees_with_onnxruntime(tmp_path, op):
+    net = load_network(_unary_net(tmp_path, op), threads=1)
+    lg = net.layer_graph
+    acts = [L for L in lg.layers if L.kind == "act"]
+    assert len(acts) == 1 and acts[0].fn == op and acts[0].name == "act" and not lg.piecewise_linear
+    assert_lowerings_agree(net, np.random.default_rng(1).uniform(0 if op in POSITIVE else -2, 2, (200, 3)))
+
+
+@pytest.mark.parametrize("e", [2.0, 3.0, 0.5, 1.5, -1.0, -2.0, 1.0])
+def test_layer_graph_of_pow_agrees_with_onnxruntime(tmp_path, e):
+    net = load_network(_unary_net(tmp_path, "Pow", e), threads=1)
+    acts = [L for L in net.layer_graph.layers if L.kind == "act"]
+    assert (len(acts) == 0) if e == 1.0 else (acts[0].fn == "Pow" and acts[0].exponent == e)
+    assert_lowerings_agree(net, np.random.default_rng(2).uniform(0, 2, (200, 3)))
+
+
+def _two_variable_net(tmp_path, kind):
+    """Mul / Div of two variable tensors with broadcasting, and MatMul of two variable tensors."""
+    rng = np.random.default_rng({"mul": 3, "div": 4, "matmul": 5}[kind])
+    inits = {"s23": np.asarray([1, 2, 3], np.int64), "s32": np.asarray([1, 3, 2], np.int64),
+             "s12": np.asarray([1, 2, 1], np.int64), "flat": np.asarray([1, -1], np.int64)}
+    nodes = [_gemm("a", "x", 4, 6, rng, inits), _gemm("b", "x", 4, 2, rng, inits, positive=kind == "div")]
+    if kind == "matmul":
+        nodes += [_gemm("c", "x", 4, 6, rng, inits),
+                  helper.make_node("Reshape", ["a", "s23"], ["A"]), helper.make_node("Reshape", ["c", "s32"], ["C"]),
+                  helper.make_node("MatMul", ["A", "C"], ["P"], name="mm")]  # (1, 2, 3) @ (1, 3, 2)
+    else:
+        nodes += [helper.make_node("Reshape", ["a", "s23"], ["A"]), helper.make_node("Reshape", ["b", "s12"], ["Bv"]),
+                  helper.make_node(kind.capitalize(), ["A", "Bv"], ["P"], name="prod")]  # (1, 2, 3) x (1, 2, 1)
+    nodes += [helper.make_node("Reshape", ["P", "flat"], ["y"])]
+    return op_model(tmp_path / f"{kind}.onnx", nodes, inits, (1, 4))
+
+
+@pytest.mark.parametrize("kind", ["mul", "div", "matmul"])
+def test_layer_graph_of_two_variable_products_agrees_with_onnxruntime(tmp_path, kind):
+    net = load_network(_two_variable_net(tmp_path, kind), threads=1)
+    lg = net.layer_graph
+    prods = [L for L in lg.layers if L.kind == "product"]
+    assert len(prods) == 1 and prods[0].op == {"mul": "Mul", "div": "Div", "matmul": "MatMul"}[kind]
+    if kind == "div":
+        assert [L.fn for L in lg.layers if L.kind == "act"] == ["Reciprocal"]
+    if kind == "matmul":
+        assert prods[0].size == 2 * 3 * 2  # every product, summed by the affine layer after it
+    assert_lowerings_agree(net, np.random.default_rng(6).uniform(-1.5, 1.5, (200, 4)))
+
+
+# ---- CROWN over act and product layers -----------------------------------------------------------
+def _mixed_net(tmp_path, seed):
+    """A random net: x (1, 4) -> Gemm -> [Relu | Sigmoid | Tanh | Sin] on four slices' Gemms,
+    a product of the Tanh and Sin branches, Exp of a small Gemm, a residual Add, Gemm -> y (1, 3)."""
+    rng = np.random.default_rng(seed)
+    inits = {}
+    nodes = [_gemm("h0", "x", 4, 6, rng, inits)]
+    branches = []
+    for op in ("Relu", "Sigmoid", "Tanh", "Sin"):
+        nodes += [_gemm(f"p{op}", "h0", 6, 5, rng, inits), helper.make_node(op, [f"p{op}"], [f"a{op}"])]
+        branches.append(f"a{op}")
+    nodes += [helper.make_node("Mul", ["aTanh", "aSin"], ["m"]), _gemm("pe", "aRelu", 5, 5, rng, inits),
+              helper.make_node("Mul", ["pe", "k"], ["pe2"]), helper.make_node("Exp", ["pe2"], ["e"]),
+              helper.make_node("Add", ["m", "aSigmoid"], ["r"]), helper.make_node("Concat", ["r", "e", "aRelu"], ["cat"], axis=1),
+              _gemm("q", "cat", 15, 5, rng, inits), helper.make_node("Relu", ["q"], ["rq"]),
+              helper.make_node("Mul", ["rq", "aSigmoid"], ["m2"]), _gemm("y", "m2", 5, 3, rng, inits)]
+    inits["k"] = np.asarray(0.3, F32)
+    return op_model(tmp_path / f"mixed{seed}.onnx", nodes, inits, (1, 4))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crown_bounds_hold_on_samples_and_backends_agree(tmp_path, seed):
+    pytest.importorskip("torch")
+    net = load_network(_mixed_net(tmp_path, seed), threads=1)
+    lg = net.layer_graph
+    kinds = {L.kind for L in lg.layers}
+    assert {"act", "product", "relu"} <= kinds
+    rng = np.random.default_rng(seed + 10)
+    B, R = 6, 4
+    centre = rng.uniform(-1, 1, (B, 4))
+    rad = rng.choice([0.0, 1e-3, 0.05, 0.3, 1.0], (B, 4))
+    lo, hi = centre - rad, centre + rad
+    C = rng.standard_normal((B, R, 3))
+    C[:, 0] = np.eye(3)[0]
+    g_np, g_t = bounds.prepare(lg, "numpy"), bounds.prepare(lg, "torch")
+    r_np = bounds.compute(g_np, lo, hi, C, "crown", want_scores=True)
+    r_t = bounds.compute(g_t, lo, hi, C, "crown", want_scores=True)
+    np.testing.assert_allclose(r_np.lower, r_t.lower, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(r_np.scores, r_t.scores, rtol=1e-7, atol=1e-9)
+    assert np.all(np.isfinite(r_np.lower)) and np.all(r_np.scores >= 0)
+    for b in range(B):
+        xs = rng.uniform(lo[b], hi[b], (3000, 4))
+        xs[:16] = np.where(rng.random((16, 4)) < 0.5, lo[b], hi[b])  # corners
+        ys = lg.evaluate(xs)
+        ort = net.evaluate(xs.astype(F32)).reshape(ys.shape).astype(np.float64)
+        np.testing.assert_allclose(ys, ort, rtol=1e-4, atol=1e-4)
+        vals = ys @ C[b].T  # (n, R)
+        assert np.all(vals.min(axis=0) >= r_np.lower[b]), (b, vals.min(axis=0) - r_np.lower[b])
+
+
+def test_intermediate_bounds_inside_interval_bounds_and_hold(tmp_path):
+    net = load_network(_mixed_net(tmp_path, 3), threads=1)
+    lg = net.layer_graph
+    crown = bounds.prepare(lg, "numpy")
+    lo, hi = np.full((1, 4), -0.6), np.full((1, 4), 0.4)
+    cr = crown.intermediate(lo, hi, method="crown", output=True)
+    iv = crown.intermediate(lo, hi, method="interval", output=True)
+    xs = np.random.default_rng(7).uniform(lo[0], hi[0], (5000, 4))
+    vals = lg.evaluate(xs, all_layers=True)
+    tighter = 0
+    for k, (l, u) in cr.affine.items():
+        il, iu = iv.affine[k]
+        assert np.all(l >= il) and np.all(u <= iu), k
+        assert np.all(vals[k] >= l[0]) and np.all(vals[k] <= u[0]), k
+        tighter += int(np.sum((l > il + 1e-6) | (u < iu - 1e-6)))
+    for L in lg.layers:
+        if L.kind in ("act", "product"):
+            l, u = cr.var[L.index]
+            assert np.all(vals[L.index] >= l[0]) and np.all(vals[L.index] <= u[0]), L.index
+    assert tighter > 0  # back-substitution through the act and product layers tightened some rows
+
+
+def test_graph_interval_bounds_hold(tmp_path):
+    """LayerGraph.layer_interval on the act and product kinds (its own IBP)."""
+    net = load_network(_mixed_net(tmp_path, 4), threads=1)
+    lg = net.layer_graph
+    lo, hi = np.full(4, -0.5), np.full(4, 0.5)
+    bnds = {0: (lo, hi)}
+    for L in lg.layers[1:]:
+        bnds[L.index] = lg.layer_interval(L, bnds)
+    xs = np.random.default_rng(8).uniform(lo, hi, (3000, 4))
+    vals = lg.evaluate(xs, all_layers=True)
+    for k, (l, u) in bnds.items():
+        assert np.all(vals[k] >= l - 1e-12) and np.all(vals[k] <= u + 1e-12), k
+
+
+def test_infinite_relaxations_give_no_bound_never_nan(tmp_path):
+    """Reciprocal of a value whose interval holds 0 has no bound: -inf, never NaN."""
+    net = load_network(_unary_net(tmp_path, "Reciprocal"), threads=1)
+    lg = net.layer_graph
+    r = bounds.compute(bounds.prepare(lg, "numpy"), np.full((1, 3), -5.0), np.full((1, 3), 5.0), np.eye(2)[None], "crown")
+    assert not np.any(np.isnan(r.lower))
+
+
+def test_exact_and_lp_engines_refuse_the_smooth_kinds(tmp_path):
+    """--mode exact on a Sigmoid net: the falsifier runs, then unknown naming the op; --relaxed-method
+    lp likewise keeps the LP engine out; --mode relaxed proves it with our CROWN."""
+    from vnncert.api import verify
+
+    model = _unary_net(tmp_path, "Sigmoid")
+    prop = tmp_path / "p.vnnlib"
+    net = load_network(model, threads=1)
+    ys = net.evaluate(np.random.default_rng(9).uniform(0, 1, (2000, 3)).astype(F32))
+    prop.write_text(box_spec([0.0] * 3, [1.0] * 3, [[f"(>= Y_0 {float(ys[:, 0].max()) + 3.0})"]], 2))
+    out = verify(model, str(prop), mode="exact", timeout=30, threads=1)
+    assert out.verdict.value == "unknown" and "Sigmoid" in out.detail and "no MILP encoding" in out.detail, out.detail
+    out = verify(model, str(prop), mode="relaxed", timeout=30, threads=1)
+    assert out.verdict.value == "unsat" and out.stats["relaxed"]["bounder"] == "CROWN (layer graph, torch)", out.detail
+    with pytest.raises(Exception, match="Sigmoid.*no MILP encoding"):
+        net.layer_graph.require_piecewise_linear()
