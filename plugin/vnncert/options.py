@@ -89,6 +89,9 @@ class ActivationSplitOptions:
     """Activation-split (ReLU-split) branch and bound (search/) and its alpha/beta bound (bounds/alpha_beta.py)."""
 
     batch_parents: int = 256  # domains split per round: 2 x 256 children of a 784-256x6-10 net take ~1 s on one core
+    # the smooth-activation split (search/smooth_split.py: graphs with act / product layers)
+    smooth_batch: int = 32  # domains bounded per call at the start (doubled while a call takes < 0.3 s, to 1024)
+    smooth_max_domains: int = 500_000  # memory bound: past this many open domains the search gives up (unknown)
     root_iters: int = 40  # Adam steps on the root domain's alpha/beta
     child_iters: int = 12  # ... on each child's, started from its parent's (8 proved fewer disjuncts on mnist_fc 256x6)
     lr_alpha: float = 0.3  # Adam's learning rate of the lower slopes

@@ -23,8 +23,8 @@ For a batch of input boxes (B, n_in):
 The relaxations are the ops' own (`network.ops.relu.relu_relaxation`,
 `network.ops.pool.max_relaxation`; for act layers `smooth.relax`'s lines and for product layers
 McCormick's planes `smooth.bilinear_crown`, each side chosen by the sign of the back-substituted
-coefficient, as for the ReLU: a layer read by one is back-substituted on every row; the forward
-pass is off on graphs with them); every bound is widened by the one margin rule
+coefficient, as for the ReLU: a layer read by one is back-substituted on every row, and the
+forward pass applies them by the sign of each line's slope); every bound is widened by the one margin rule
 (`bounds.margin`). The numpy backend keeps the graph's matrices as they are (dense or sparse:
 the quick pass and one region at a time, no torch import); the torch backend holds a float64
 copy (batched boxes and the optimised passes): dense, or CSR for a term filled below
@@ -482,8 +482,7 @@ class Crown:
                 self.prefix[L.index] = size
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
-        # (the forward pass has no act / product relaxations: off on graphs with them)
-        self.forward_worthwhile = worst > self.backward_budget and not self.smooth
+        self.forward_worthwhile = worst > self.backward_budget
         self._fwd_terms = None
         self._last_use: Dict[int, int] = {}
         for L in lg.layers:
@@ -582,6 +581,8 @@ class Crown:
                     res.fwd[k] = self._forward_max(k, res.fwd[L.source], l, u)
             elif L.kind in SMOOTH_KINDS:
                 self._smooth_bounds(L, res)
+                if res.fwd is not None:
+                    res.fwd[k] = self._forward_smooth(L, res)
             else:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
@@ -647,6 +648,31 @@ class Crown:
         Gu = Fu * up_s[..., None]
         Gu[..., -1] = Gu[..., -1] + up_b
         return Gl, Gu
+
+    def _forward_smooth(self, L, res):
+        """An act layer's lines (a product's planes) applied to its sources' linear functions: per
+        neuron and side, the source's lower or upper function by the sign of the slope."""
+        xp = self.ops.xp
+
+        def side(F, slope, const, low: bool):
+            Fl, Fu = F
+            s = slope[..., None]
+            G = xp.where(s >= 0, Fl * s, Fu * s) if low else xp.where(s >= 0, Fu * s, Fl * s)
+            G[..., -1] = G[..., -1] + const
+            return G
+
+        if L.kind == "act":
+            ls, lb, us, ub = res.lines[L.index]
+            F = res.fwd[L.source]
+            return side(F, ls, lb, True), side(F, us, ub, False)
+        (a_l, b_l, c_l), (a_u, b_u, c_u) = res.lines[L.index]
+        _, _, ia, ib = self.products[L.index]
+        Fa = tuple(f[:, ia] for f in res.fwd[L.source])
+        Fb = tuple(f[:, ib] for f in res.fwd[L.source_b])
+        zero = xp.zeros_like(c_l)
+        lo = side(Fa, a_l, c_l, True) + side(Fb, b_l, zero, True)
+        hi = side(Fa, a_u, c_u, False) + side(Fb, b_u, zero, False)
+        return lo, hi
 
     def _forward_max(self, j, F, l, u):
         """The max relaxation: below, the entry with the largest lower bound; above, that entry
@@ -872,16 +898,21 @@ class Crown:
         return xp.where(hit, ops.full((), -np.inf), d)
 
     # ---- the final pass ----------------------------------------------------------------------------
-    def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None):
+    def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None,
+              slack_out: Optional[Dict[int, object]] = None):
         """Lower bounds (B, R) of C y (C (B, R, n_out)) given the intermediate bounds `res`; with
         want_A the coefficients in x, with want_scores the split scores (B, R, dims) over the dims
-        `res.shares` were made for. The bounds are not widened here (`bounds.compute` does it)."""
+        `res.shares` were made for; `slack_out` (a dict) gets each relu, act and product layer's
+        |coefficient| x gap (B, R, n) (the activation-split scores). The bounds are not widened
+        here (`bounds.compute` does it)."""
         ops = self.ops
         C = ops.asarray(C)
         k = self.lg.output
-        sl = {} if want_scores else None
+        sl = {} if (want_scores or slack_out is not None) else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
                               alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
+        if slack_out is not None:
+            slack_out.update(sl)
         scores = None
         if want_scores:
             n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)

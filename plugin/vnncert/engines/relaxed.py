@@ -10,7 +10,9 @@ the input-split branch and bound (docs/relaxed.md).
    input has too many free dims to split, no ReLU unstable on its box) is a linear program: the
    LP of each disjunct decides it (`milp.case.lp_case`).
 3. Cases with at most `InputSplitOptions.max_dims` free input dims go to the input-split branch
-   and bound (`search.input_split`).
+   and bound (`search.input_split`); on a graph with act / product layers (our CROWN) every open
+   case goes to the smooth-activation split (`search.smooth_split`: act neurons' input intervals
+   split, and input dims where they are few).
 
 `unsat` (every box refuted), `sat` (only with a replayed witness), else `unknown` / `timeout`.
 The region's extra linear constraints `G x <= h`, when present, are over-approximated by the box,
@@ -47,6 +49,13 @@ class RelaxedStats:
     lp_cases: int = 0  # open cases on whose region the network is affine, given to the LP
     lp_unsat_cases: int = 0
     split: InputSplitStats = field(default_factory=InputSplitStats)
+    smooth_split: "SmoothSplitStats" = field(default_factory=lambda: _smooth_stats())
+
+
+def _smooth_stats():
+    from ..search.smooth_split import SmoothSplitStats
+
+    return SmoothSplitStats()
 
 
 def ours(network, options: Options):
@@ -148,6 +157,11 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
             return done(Verdict.UNSAT, f"{method} bounds and, where the network is affine on the region, the exact LP "
                                        f"refute every disjunct of all {len(spec.cases)} case(s)")
 
+    # 3) on a graph with act / product layers (our CROWN): the smooth-activation split, with input
+    #    splits where the inputs are few (search/smooth_split.py)
+    if isinstance(graph, bounds.Crown) and graph.smooth and method == "crown":
+        return _smooth_split(network, spec, open_cases, graph, options, deadline, stats, done)
+
     # 3) input-split BaB on the cases left open, when the input has few free dims
     free = max(_free_dims(spec.cases[i]) for i in open_cases)
     if free > options.input_split.max_dims:
@@ -173,6 +187,27 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         return done(Verdict.UNSAT, f"input splitting refuted every box ({stats.split.boxes} boxes bounded, "
                                    f"{bab}, float64)")
     return done(Verdict.UNKNOWN, "input splitting left boxes it could not refute or split further")
+
+
+def _smooth_split(network, spec, open_cases: List[int], graph, options: Options, deadline: float, stats, done) -> Outcome:
+    """The smooth-activation split (`search.smooth_split`) on each open case, the largest box first."""
+    from ..search.smooth_split import smooth_split_case
+
+    st = stats.smooth_split
+    verdicts = []
+    with _torch_threads(1):
+        for i in sorted(open_cases, key=lambda i: -np.prod(np.maximum(spec.cases[i].region.upper - spec.cases[i].region.lower, 0) + 1e-12)):
+            out, status = smooth_split_case(network, spec, i, graph, options, deadline, st, ENGINE)
+            if out is not None:
+                return done(Verdict.SAT, "", out)
+            if status == "timeout":
+                return done(Verdict.TIMEOUT, f"deadline reached during the smooth-activation split ({st.domains} domains bounded)")
+            if status != "refuted":
+                return done(Verdict.UNKNOWN, f"the smooth-activation split left domains it could not refute or split further "
+                                             f"({st.domains} domains bounded)")
+            verdicts.append(status)
+    return done(Verdict.UNSAT, f"the smooth-activation split refuted every domain ({st.domains} domains bounded: "
+                               f"{st.act_splits} activation and {st.input_splits} input splits, float64)")
 
 
 def _free_dims(case) -> int:
