@@ -47,7 +47,7 @@ from .results import Outcome, Verdict
 ENGINES: Dict[str, Tuple[str, str]] = {
     "quick_bounds": ("vnncert.engines.quick_bounds", "numpy CROWN on the layer graph, before any heavy import: unsat or unknown"),
     "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
-    "relaxed": ("vnncert.engines.relaxed", "linear bounds in float64 (crown: our CROWN over the layer graph; ibp / alpha-crown and graphs it cannot lower: auto_LiRPA), then input-split branch and bound (smooth activations: splits of their input intervals too); unsat, or sat only with a replayed witness"),
+    "relaxed": ("vnncert.engines.relaxed", "linear bounds in float64 (crown: our CROWN over the layer graph; ibp / alpha-crown and graphs it cannot lower: auto_LiRPA), then input-split branch and bound (smooth activations and many inputs: splits of their input intervals); unsat, or sat only with a replayed witness"),
     "lp": ("vnncert.engines.lp", "the triangle LP relaxation of the MILP (HiGHS, safe weak-duality bounds): unsat, or sat only for an LP optimum that replays"),
     "exact": ("vnncert.engines.exact", "MILP in Pyomo solved by HiGHS over sound LP/CROWN bounds: sat with a replayed witness or unsat, complete given time"),
     "probabilistic": ("vnncert.engines.probabilistic", "randomized smoothing on ONNX Runtime: a claim about the smoothed classifier g (confidence 1-alpha), sat only for a replayed witness of f"),
@@ -76,8 +76,8 @@ MODE_HELP: Dict[str, str] = {
     "relaxed": "linear bounds computed in float64 (--relaxed-method crown: our CROWN over the layer graph, auto_LiRPA's "
                "where the graph cannot be lowered; ibp|alpha-crown: auto_LiRPA's; or lp: the LP engine, the MILP's "
                "triangle LP relaxation, in its place); cases on which the network is affine go to the exact LP; for inputs "
-               "with few free dims, input-split branch and bound (networks with smooth activations or products: a branch and bound "
-               "splitting their input intervals, and input dims where they are few): unsat when every box is refuted, sat only with a witness "
+               "with few free dims, input-split branch and bound (networks with smooth activations or products and more free dims: a "
+               "branch and bound splitting the activations' input intervals): unsat when every box is refuted, sat only with a witness "
                "replayed in ONNX Runtime, else unknown",
     "probabilistic": "randomized smoothing (--sigma, --noise gaussian|laplace|uniform, --n0, --n, --alpha) on a local-robustness "
                      "property: certifies the smoothed classifier g at the box centre (a claim about g with confidence 1-alpha, "

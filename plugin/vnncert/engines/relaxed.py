@@ -10,9 +10,9 @@ the input-split branch and bound (docs/relaxed.md).
    input has too many free dims to split, no ReLU unstable on its box) is a linear program: the
    LP of each disjunct decides it (`milp.case.lp_case`).
 3. Cases with at most `InputSplitOptions.max_dims` free input dims go to the input-split branch
-   and bound (`search.input_split`); on a graph with act / product layers (our CROWN) every open
-   case goes to the smooth-activation split (`search.smooth_split`: act neurons' input intervals
-   split, and input dims where they are few).
+   and bound (`search.input_split`); on a graph with act / product layers (our CROWN) the cases
+   with more free dims go to the smooth-activation split (`search.smooth_split`: act neurons'
+   input intervals split).
 
 `unsat` (every box refuted), `sat` (only with a replayed witness), else `unknown` / `timeout`.
 The region's extra linear constraints `G x <= h`, when present, are over-approximated by the box,
@@ -157,9 +157,10 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
             return done(Verdict.UNSAT, f"{method} bounds and, where the network is affine on the region, the exact LP "
                                        f"refute every disjunct of all {len(spec.cases)} case(s)")
 
-    # 3) on a graph with act / product layers (our CROWN): the smooth-activation split, with input
-    #    splits where the inputs are few (search/smooth_split.py)
-    if isinstance(graph, bounds.Crown) and graph.smooth and method == "crown":
+    # 3) on a graph with act / product layers (our CROWN) and too many free input dims to split them:
+    #    the smooth-activation split (search/smooth_split.py)
+    if isinstance(graph, bounds.Crown) and graph.smooth and method == "crown" and \
+            max(_free_dims(spec.cases[i]) for i in open_cases) > options.input_split.max_dims:
         return _smooth_split(network, spec, open_cases, graph, options, deadline, stats, done)
 
     # 3) input-split BaB on the cases left open, when the input has few free dims
