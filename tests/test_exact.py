@@ -226,7 +226,7 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     if split in ("one-milp", "relu-bab"):  # one MILP over the whole box instead of input splitting with MILP leaves
         opts = no_split()
     if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound
-        opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0))
+        opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True))
     if split == "per-box":  # the numpy CROWN in the input splitting (graphs too large for a dense copy:
         # no graph view either, so no alpha-CROWN and no ReLU-split BaB)
         opts = opts.with_(bounds=BoundsOptions(dense_max_elements=0))

@@ -194,7 +194,7 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path):
 
     def opts(bab_min_unstable):  # one MILP (or BaB) over the whole box: no input splitting
         return Options(mode="exact", threads=1).with_(input_split=InputSplitOptions(max_dims=0),
-                                                      exact=ExactOptions(bab_min_unstable=bab_min_unstable))
+                                                      exact=ExactOptions(bab_min_unstable=bab_min_unstable, bab_shallow=True))
 
     net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
     lg = layer_graph(net)
@@ -231,7 +231,7 @@ def test_graph_bab_agrees_with_the_milp(tmp_path, kind):
 
     def opts(bab_min_unstable):
         return Options(mode="exact", threads=1).with_(input_split=InputSplitOptions(max_dims=0),
-                                                      exact=ExactOptions(bab_min_unstable=bab_min_unstable))
+                                                      exact=ExactOptions(bab_min_unstable=bab_min_unstable, bab_shallow=True))
 
     net = load_network(NETS[kind](tmp_path, 1), threads=1)
     lg = layer_graph(net)

@@ -126,6 +126,7 @@ class ExactOptions:
     row_bounds: bool = True  # rule disjuncts out by their rows' sound bounds before HiGHS (off: HiGHS decides; tests)
     lp_tighten_share: float = 0.35  # of the time left, on LP tightening of intermediate bounds (output-row LPs included)
     bab_min_unstable: int = 60  # chains with this many unstable ReLUs after alpha-CROWN go to the ReLU-split BaB, no LPs
+    bab_shallow: bool = False  # ... also graphs whose ReLUs all read the input's affine maps (one layer: exact pre-activation bounds, so the MILP's root LP is the triangle relaxation the BaB would only repeat, node by node; verivital avgpool prop_7_0.04: MILP unsat in 38 s, the BaB a timeout at 300 s)
     bab_quick_share: float = 0.05  # deep chains: the first ReLU-split search's share, before the bounds are tightened
     tighten_share: float = 0.5  # ... the share of the time left that tightening the intermediate bounds by BaB gets
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)

@@ -14,8 +14,11 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
 2. each disjunct's rows get sound lower bounds (CROWN and the LP); a disjunct one of whose rows is
    refuted (`bounds.margin.refutes`) is impossible (with binaries relaxed this is the LP engine,
    engines/lp.py);
-3. with at least `bab_min_unstable` unstable ReLUs left, the remaining disjuncts first go to the
-   ReLU-split branch and bound over the layer graph (`search.activation_split.SplitBaB`, on the
+3. with at least `bab_min_unstable` unstable ReLUs left, on a graph where some ReLU reads a layer
+   after another nonlinear layer (`GraphView.deep`; one layer of ReLUs over the input's affine maps
+   has exact pre-activation bounds, so the MILP's root LP is the triangle relaxation the branch and
+   bound would repeat node by node: such graphs go to step 4 unless `bab_shallow`), the remaining
+   disjuncts first go to the ReLU-split branch and bound over the layer graph (`search.activation_split.SplitBaB`, on the
    same bounds); where some ReLU reads a layer after another ReLU that first search is short
    (`bab_quick_share`), then the intermediate bounds are tightened by branch and bound over the
    earlier layers' ReLUs (`search.activation_split.tighten_graph`) and the open disjuncts are searched
@@ -172,7 +175,8 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         threads = options.threads or 1
         bounds_ = fast = None
         has_G = region.G is not None and region.G.shape[0] > 0
-        if not has_G and g.view is not None and \
+        bab = g.view is not None and (o.bab_shallow or g.view.deep())  # (ExactOptions.bab_shallow)
+        if not has_G and bab and \
                 sum(compute_bounds(lg, region, deadline, method="crown", encode=False, crown=g.crown).unstable) >= o.bab_min_unstable:
             # a network that CROWN leaves to the branch and bound (milliseconds; alpha-CROWN
             # only stabilises more): alpha-CROWN on every layer (seconds). When the BaB still takes the
@@ -198,7 +202,7 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             return CaseResult(Verdict.TIMEOUT, detail="deadline reached during bounds")
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
-        if sum(bounds_.unstable) >= o.bab_min_unstable and g.view is not None:
+        if sum(bounds_.unstable) >= o.bab_min_unstable and bab:
             from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_graph
 
             if stats.bab is None:
