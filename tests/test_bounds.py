@@ -129,3 +129,27 @@ def test_the_quick_pass_imports_no_torch(tmp_path):
             "print(out.verdict.value, 'torch' in sys.modules)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.stdout.split() == ["unsat", "False"], p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sparse_mm_matches_the_dense_product_and_its_gradient(dtype):
+    """bounds.sparse.sparse_mm: A @ X and X's gradient A^T @ G (by the transpose's CSR tensor)
+    equal the dense product's, in float64 and in the alpha/beta steps' float32."""
+    import scipy.sparse as sp
+    import torch
+
+    from vnncert.bounds.sparse import cast_csr, sparse_mm, torch_csr
+
+    dt = getattr(torch, dtype)
+    A = sp.random(40, 30, density=0.1, format="csr", random_state=3)
+    At, AtT = cast_csr(torch_csr(A), dt), cast_csr(torch_csr(A.T.tocsr()), dt)
+    X = torch.randn(30, 7, dtype=dt, requires_grad=True)
+    G = torch.randn(40, 7, dtype=dt)
+    Y = sparse_mm(At, AtT, X)
+    (Y * G).sum().backward()
+    Ad = torch.as_tensor(A.toarray()).to(dt)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(Y.detach().numpy(), (Ad @ X.detach()).numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(X.grad.numpy(), (Ad.T @ G).numpy(), rtol=tol, atol=tol)
+    with torch.no_grad():  # no gradient wanted: torch's own product
+        np.testing.assert_allclose(sparse_mm(At, AtT, X).numpy(), Y.detach().numpy(), rtol=tol, atol=tol)

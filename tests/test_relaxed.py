@@ -174,6 +174,29 @@ def test_split_heuristics_agree_on_the_answer():
         assert out.verdict == Verdict.UNSAT, (h, out.detail)
 
 
+@pytest.mark.parametrize("sat", [False, True])
+def test_multiway_splits_and_alpha_schedule_keep_the_answers(sat):
+    """Boxes halved along up to 3 dims at once (every call counted slow: `batch_fast` 0), alpha
+    skipped once it stops paying (a payoff nobody meets) and PGD given no time: the same answers,
+    unsat proven and sat only with a replayed witness."""
+    from vnncert.options import InputSplitOptions
+
+    net = mlp(7, [2, 12, 12, 1], scale=1.5)
+    lo, hi = [-1.0, -1.0], [1.0, 1.0]
+    m = _true_max(net, lo, hi)
+    thr = m - 0.01 if sat else m + _lipschitz(net) * (2.0 / 400) / 2 + 0.02
+    spec = _spec_max_at_least(2, lo, hi, [[-1.0]], [-thr])
+    opts = OPTS.with_(input_split=InputSplitOptions(batch_fast=0.0, fill_batch=64, fill_ways=3, alpha_payoff=1e-12,
+                                                    alpha_probe_every=3, pgd_share=0.0))
+    out = relaxed.check(net, spec, time.monotonic() + 120, opts)
+    if sat:
+        assert out.verdict == Verdict.SAT and out.witness_checked and float(out.counterexample[1][0]) >= thr
+    else:
+        assert out.verdict == Verdict.UNSAT, out.detail
+        st = out.stats["split"]
+        assert st["splits"] > 0 and st["pgd_calls"] == 0 and st["alpha_skipped"] > 0
+
+
 def test_timeout_is_reported_not_guessed():
     net = mlp(9, [2, 12, 12, 1], scale=1.5)
     spec = _spec_max_at_least(2, [-1, -1], [1, 1], [[-1.0]], [-100.0])

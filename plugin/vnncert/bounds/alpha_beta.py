@@ -21,13 +21,13 @@ Only what matters is multiplied: a ReLU's *live* neurons (u > 0; an inactive neu
 its row of the layer before and its column of the layer after drop out exactly), and of an affine
 layer only the rows its readers need. Each restricted term is a dense torch matrix, or a CSR one
 when it is sparse (`BoundsOptions.sparse_fill`: convolutions, pools, padding), multiplied as
-`(W^T @ Lam^T)^T` (torch's sparse-dense product, with gradients into Lam).
+`(W^T @ Lam^T)^T` (torch's sparse-dense product; Lam's gradient `W @ G` by the same kernel,
+`sparse.sparse_mm`: torch 1.12's own backward of it took 45 times the forward product).
 `optimised_rows` is the root bound alone: alpha-CROWN bounds of an intermediate layer's rows.
 """
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
 from ..options import ActivationSplitOptions, BoundsOptions
 from .margin import slack
+from .sparse import cast_csr, sparse_mm, torch_csr
 
 Pre = Dict[int, Tuple[np.ndarray, np.ndarray]]  # affine layer -> (l, u) of its values over the box
 
@@ -73,19 +74,15 @@ def _restrict(W, rows, cols):
 
 
 def _torch_term(W, sparse_fill: float):
-    """("dense", W (n, m)) or ("csr", W^T as a torch CSR tensor (m, n)) in float64."""
+    """("dense", W (n, m)) or ("csr", (W^T, W) as torch CSR tensors) in float64 (the products go
+    through `sparse.sparse_mm`: torch's own gradient of a CSR product is far slower)."""
     import scipy.sparse as sp
 
     n, m = W.shape
     nnz = W.nnz if sp.issparse(W) else int(np.count_nonzero(W))
     if n * m and nnz < sparse_fill * n * m:
-        Wt = (W.T if sp.issparse(W) else sp.csr_matrix(W).T).tocsr()
-        Wt.sort_indices()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch 1.12: "Sparse CSR tensor support is in beta state"
-            t = torch.sparse_csr_tensor(torch.as_tensor(Wt.indptr, dtype=torch.int64), torch.as_tensor(Wt.indices, dtype=torch.int64),
-                                        torch.as_tensor(np.asarray(Wt.data, np.float64)), size=Wt.shape)
-        return "csr", t
+        Ws = (W if sp.issparse(W) else sp.csr_matrix(W)).tocsr()
+        return "csr", (torch_csr(Ws.T.tocsr()), torch_csr(Ws))
     d = W.toarray() if sp.issparse(W) else W
     return "dense", torch.as_tensor(np.ascontiguousarray(d, np.float64))
 
@@ -95,17 +92,16 @@ def _mm(Lam, term):
     kind, W = term
     if kind == "dense":
         return Lam @ W
+    Wt, Wn = W
     N, R, n = Lam.shape
-    return (W @ Lam.reshape(N * R, n).T).T.reshape(N, R, W.shape[0])
+    return sparse_mm(Wt, Wn, Lam.reshape(N * R, n).T).T.reshape(N, R, Wt.shape[0])
 
 
 def _cast_term(term, dtype):
     kind, W = term
     if kind == "dense":
         return kind, W.to(dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return kind, torch.sparse_csr_tensor(W.crow_indices(), W.col_indices(), W.values().to(dtype), size=W.shape)
+    return kind, (cast_csr(W[0], dtype), cast_csr(W[1], dtype))
 
 
 class AlphaBeta:

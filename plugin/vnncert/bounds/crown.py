@@ -164,14 +164,6 @@ class _NumpyOps:
         M = W if cols is None else W[:, np.asarray(cols)]
         return M.toarray() if sp.issparse(M) else M
 
-    def signed(self, W):
-        """(max(W, 0), min(W, 0)) as the layer graph keeps W (for the forward pass)."""
-        import scipy.sparse as sp
-
-        if sp.issparse(W):
-            return W.maximum(0).tocsr(), W.minimum(0).tocsr()
-        return np.maximum(W, 0.0), np.minimum(W, 0.0)
-
     def apply(self, W, X):
         """W (n, m) @ X (B, m, c) -> (B, n, c): each box's linear functions through a term."""
         B, m, c = X.shape
@@ -189,26 +181,29 @@ class _NumpyOps:
 
 class _TorchCsr:
     """A sparse term of the torch backend: W and W^T as torch CSR tensors (products `W @ X` in
-    torch's sparse-dense kernel, with gradients into X) and the scipy CSR for row gathers."""
+    torch's sparse-dense kernel, with gradients into X through `sparse.sparse_mm`) and the scipy
+    CSR for row gathers."""
 
     def __init__(self, W):
-        import warnings
-
-        import torch
+        from .sparse import torch_csr
 
         self.sp = W.tocsr().astype(np.float64)
         self.sp.sort_indices()
         self.shape = self.sp.shape
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch 1.12: "Sparse CSR tensor support is in beta state"
-            self.t = _torch_csr(torch, self.sp)
-            self.tT = _torch_csr(torch, self.sp.T.tocsr())
+        self.t = torch_csr(self.sp)
+        self.tT = torch_csr(self.sp.T.tocsr())
 
+    def left(self, X):
+        """W @ X."""
+        from .sparse import sparse_mm
 
-def _torch_csr(torch, M):
-    M.sort_indices()
-    return torch.sparse_csr_tensor(torch.as_tensor(M.indptr, dtype=torch.int64), torch.as_tensor(M.indices, dtype=torch.int64),
-                                   torch.as_tensor(np.asarray(M.data, np.float64)), size=M.shape)
+        return sparse_mm(self.t, self.tT, X)
+
+    def left_t(self, X):
+        """W^T @ X."""
+        from .sparse import sparse_mm
+
+        return sparse_mm(self.tT, self.t, X)
 
 
 class _TorchOps(_NumpyOps):
@@ -242,12 +237,12 @@ class _TorchOps(_NumpyOps):
     def mm(self, L, W):
         if isinstance(W, _TorchCsr):
             B, R, n = L.shape
-            return (W.tT @ L.reshape(B * R, n).T).T.reshape(B, R, W.shape[1])
+            return W.left_t(L.reshape(B * R, n).T).T.reshape(B, R, W.shape[1])
         return L @ W
 
     def rowmm(self, X, W):
         if isinstance(W, _TorchCsr):
-            return (W.t @ X.T).T
+            return W.left(X.T).T
         return X @ W.T
 
     def gather_rows(self, W, order):
@@ -256,20 +251,10 @@ class _TorchOps(_NumpyOps):
             return self.torch.as_tensor(W.sp[order.reshape(-1).numpy()].toarray()).reshape(B, U, W.shape[1])
         return W[order]
 
-    def signed(self, W):
-        import scipy.sparse as sp
-
-        if sp.issparse(W) and W.nnz < self.sparse_fill * W.shape[0] * W.shape[1]:
-            return _TorchCsr(W.maximum(0)), _TorchCsr(W.minimum(0))
-        from ..network.layers import as_dense
-
-        t = self.torch.as_tensor(as_dense(W))
-        return t.clamp(min=0), t.clamp(max=0)
-
     def apply(self, W, X):
         B, m, c = X.shape
         Xt = X.permute(1, 0, 2).reshape(m, B * c)
-        Y = (W.t @ Xt) if isinstance(W, _TorchCsr) else W @ Xt
+        Y = W.left(Xt) if isinstance(W, _TorchCsr) else W @ Xt
         return Y.reshape(-1, B, c).permute(1, 0, 2)
 
     def take_rows3(self, X, idx):
@@ -483,7 +468,6 @@ class Crown:
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
         self.forward_worthwhile = worst > self.backward_budget
-        self._fwd_terms = None
         self._last_use: Dict[int, int] = {}
         for L in lg.layers:
             for s_ in layer_sources(L):
@@ -624,21 +608,36 @@ class Crown:
         return ops.bdot(pos, zh) + ops.bdot(neg, zl) + c
 
     def _forward_affine(self, k, res):
+        """Each term applied to its source's linear functions: with mid = (L + U) / 2 and rad =
+        (U - L) / 2, the lower side is W mid - |W| rad (= W+ L + W- U) and the upper W mid + |W|
+        rad: two products per term, not four. The interval bounds from the sources' bounds ride
+        along as one more column of the same products (a sparse product's cost is mostly its
+        nonzeros, not its columns). Returns (lower, upper functions, interval lo, hi)."""
         ops = self.ops
-        if self._fwd_terms is None:
-            self._fwd_terms = {}
-        if k not in self._fwd_terms:
-            self._fwd_terms[k] = [(s_, *ops.signed(W)) for s_, W in self.lg.layers[k].terms]
-        Fl = Fu = None
-        for s_, Wp, Wn in self._fwd_terms[k]:
+        cat = ops.cat
+        Fl = Fu = lo = hi = None
+        for s_, W, absW in self.W[k]:
             Ls, Us = res.fwd[s_]
-            lo_part = ops.apply(Wp, Ls) + ops.apply(Wn, Us)
-            hi_part = ops.apply(Wp, Us) + ops.apply(Wn, Ls)
+            sl, su = res.var[s_]
+            if Ls is Us:  # the input: functions known exactly
+                mid = ops.apply(W, cat([Ls, ((sl + su) / 2.0)[..., None]], 2))
+                rad_i = ops.apply(absW, ((su - sl) / 2.0)[..., None])[..., 0]
+                lo_part = hi_part = mid[..., :-1]
+            else:
+                mid = ops.apply(W, cat([(Ls + Us) / 2.0, ((sl + su) / 2.0)[..., None]], 2))
+                rad = ops.apply(absW, cat([(Us - Ls) / 2.0, ((su - sl) / 2.0)[..., None]], 2))
+                rad_i = rad[..., -1]
+                lo_part, hi_part = mid[..., :-1] - rad[..., :-1], mid[..., :-1] + rad[..., :-1]
+            mid_i = mid[..., -1]
             Fl = lo_part if Fl is None else Fl + lo_part
             Fu = hi_part if Fu is None else Fu + hi_part
+            lo = mid_i - rad_i if lo is None else lo + mid_i - rad_i
+            hi = mid_i + rad_i if hi is None else hi + mid_i + rad_i
+        Fl = Fl.clone() if self.backend == "torch" else Fl.copy()
+        Fu = Fu.clone() if self.backend == "torch" else Fu.copy()
         Fl[..., -1] = Fl[..., -1] + self.b[k]
         Fu[..., -1] = Fu[..., -1] + self.b[k]
-        return Fl, Fu
+        return Fl, Fu, lo + self.b[k], hi + self.b[k]
 
     def _forward_relu(self, F, l, u):
         """relu's relaxation applied to its input's linear functions (slopes >= 0 keep the sides)."""
@@ -694,24 +693,27 @@ class Crown:
 
     def _affine_bounds(self, k: int, res: Pass, parent: Optional[BoxState], method: str, want_shares: bool, output: bool):
         ops = self.ops
-        lo = hi = None
-        for s, W, absW in self.W[k]:
-            sl, su = res.var[s]
-            mid, rad = ops.rowmm((sl + su) / 2.0, W), ops.rowmm((su - sl) / 2.0, absW)
-            lo = mid - rad if lo is None else lo + mid - rad
-            hi = mid + rad if hi is None else hi + mid + rad
-        b = self.b[k]
-        lo, hi = lo + b, hi + b
+        forward = res.fwd is not None and all(s in res.fwd for s, _, _ in self.W[k])
+        if forward:
+            Fl, Fu, lo, hi = self._forward_affine(k, res)
+            res.fwd[k] = F = (Fl, Fu)
+            if not self.input_only[k]:  # (over the input, the interval bounds are exact)
+                fl, fh = self._concretise(Fl, res, True), self._concretise(Fu, res, False)
+                lo, hi = ops.xp.maximum(lo, fl), ops.xp.minimum(hi, fh)
+        else:
+            lo = hi = None
+            for s, W, absW in self.W[k]:
+                sl, su = res.var[s]
+                mid, rad = ops.rowmm((sl + su) / 2.0, W), ops.rowmm((su - sl) / 2.0, absW)
+                lo = mid - rad if lo is None else lo + mid - rad
+                hi = mid + rad if hi is None else hi + mid + rad
+            b = self.b[k]
+            lo, hi = lo + b, hi + b
         lo, hi = lo - slack(lo), hi + slack(hi)
         if parent is not None and k in parent.bounds:
             pl, pu = parent.bounds[k]
             lo, hi = ops.xp.maximum(lo, pl), ops.xp.minimum(hi, pu)
         x_lo, x_hi = res.var[0]
-        if res.fwd is not None:
-            res.fwd[k] = F = self._forward_affine(k, res)
-            if not self.input_only[k]:
-                fl, fh = self._concretise(F[0], res, True), self._concretise(F[1], res, False)
-                lo, hi = ops.xp.maximum(lo, fl - slack(fl)), ops.xp.minimum(hi, fh + slack(fh))
         if self.input_only[k]:
             if want_shares and self.readers.get(k) and all(r in _SCORED for r in self.readers[k]):
                 _, _, absW = self.W[k][0]

@@ -7,11 +7,14 @@ intermediate bounds, the numpy CROWN, or auto_LiRPA); a disjunct is dropped for 
 sub-boxes once a row refutes it there (`bounds.margin.refutes`), a box is closed when every
 disjunct is. For the boxes left open:
 
-* alpha (torch CROWN): the final pass's lower slopes optimised on them;
+* alpha (torch CROWN): the final pass's lower slopes optimised on them, while that pays (the
+  boxes it closed, each worth `alpha_payoff` CROWN bounds of a box, cover its time; on every
+  `alpha_probe_every`-th batch regardless);
 * candidates: every open box's centre and the corner minimising its best open row's linear
   bound, evaluated in ONNX Runtime in one batch; any point in the unsafe set goes through
-  `results.sat_outcome`; every `pgd_every` seconds the falsifier's PGD runs on the few boxes
-  whose centres come closest to the unsafe set;
+  `results.sat_outcome`; every `pgd_every` seconds, while it has taken at most `pgd_share` of
+  the search's time, the falsifier's PGD runs on the few boxes whose centres come closest to
+  the unsafe set;
 * a leaf (the exact engine passes one: bounds + MILP on the sub-box) takes a box with at most
   `leaf_unstable` unstable ReLUs, or one too thin to split, with a share of the time left;
 * otherwise the box is halved along one free input dim (`heuristic`: slack | smear | width |
@@ -90,6 +93,8 @@ class InputSplitStats:
     bound_seconds: float = 0.0
     alpha_seconds: float = 0.0
     alpha_refuted: int = 0  # boxes alpha closed after CROWN left them open
+    alpha_skipped: int = 0  # batches left to CROWN alone (alpha did not pay: `alpha_payoff`)
+    pgd_seconds: float = 0.0
     candidates: int = 0  # points evaluated in ONNX Runtime
     pgd_calls: int = 0
     splits: int = 0
@@ -226,7 +231,10 @@ class InputSplit:
                                       np.zeros(1, np.int64), None)]
         n_open = 1
         batch = o.batch
-        last_pgd = time.monotonic()
+        last_pgd = t_start = time.monotonic()
+        # this search's own figures (the stats are summed over an engine's cases)
+        bound_s0, boxes0, pgd_s0 = st.bound_seconds, st.boxes, st.pgd_seconds
+        batches, alpha_s, alpha_closed = 0, 0.0, 0
         while n_open:
             if expired(self.deadline):
                 return None, "timeout"
@@ -267,13 +275,24 @@ class InputSplit:
             oS = r.scores[idx] if r.scores is not None else None
             unstable = r.unstable[idx] if r.unstable is not None else None
             op.state = r.state.take(idx) if r.state is not None else None
-            # alpha: the final pass's lower slopes, on the boxes CROWN left open
-            if self.torch and self.options.bounds.alpha_iters > 0 and op.state is not None:
+            # alpha: the final pass's lower slopes, on the boxes CROWN left open, while it pays
+            # (the boxes it closed, each worth `alpha_payoff` CROWN bounds, cover its time) and on
+            # every `alpha_probe_every`-th batch
+            batches += 1
+            use_alpha = self.torch and self.options.bounds.alpha_iters > 0 and op.state is not None
+            if use_alpha and batches % max(1, o.alpha_probe_every) and alpha_s > 0:
+                per_box = (st.bound_seconds - bound_s0) / max(1, st.boxes - boxes0)
+                if alpha_closed * o.alpha_payoff * per_box < alpha_s:
+                    use_alpha = False
+                    st.alpha_skipped += 1
+            if use_alpha:
                 t1 = time.monotonic()
                 olb = np.maximum(olb, self._alpha(op.lo, op.hi, op.state))
+                alpha_s += time.monotonic() - t1
                 st.alpha_seconds += time.monotonic() - t1
                 dead2 = rows.refuted(olb, op.alive)
                 still = ~rows.closed(dead2)
+                alpha_closed += int((~still).sum())
                 st.alpha_refuted += int((~still).sum())
                 if not still.all():
                     keep = np.flatnonzero(still)
@@ -293,9 +312,12 @@ class InputSplit:
             out = self.try_points(np.concatenate(cands))
             if out is not None:
                 return out, "sat"
-            if o.pgd_every > 0 and time.monotonic() - last_pgd > o.pgd_every and remaining(self.deadline) > 1.0:
+            if (o.pgd_every > 0 and time.monotonic() - last_pgd > o.pgd_every and remaining(self.deadline) > 1.0
+                    and st.pgd_seconds - pgd_s0 <= o.pgd_share * (time.monotonic() - t_start)):
+                t1 = time.monotonic()
                 out = self._pgd(op.lo, op.hi, op.alive)
                 last_pgd = time.monotonic()
+                st.pgd_seconds += last_pgd - t1
                 if out is not None:
                     return out, "sat"
             splittable = ((op.hi - op.lo) * self.free > o.min_width).any(axis=1)
@@ -328,18 +350,33 @@ class InputSplit:
                 oS = oS[keep] if oS is not None else None
             if not len(op):
                 continue
-            dim = self._split_dims(op.lo, op.hi, op.alive, olb, oA, oS)
-            k = len(op)
-            mid = (op.lo[np.arange(k), dim] + op.hi[np.arange(k), dim]) / 2
-            left_hi = op.hi.copy()
-            left_hi[np.arange(k), dim] = mid
-            right_lo = op.lo.copy()
-            right_lo[np.arange(k), dim] = mid
-            stack.append(_Boxes(np.concatenate([op.lo, right_lo]), np.concatenate([left_hi, op.hi]),
-                                np.concatenate([op.alive, op.alive]), np.concatenate([op.depth, op.depth]) + 1,
-                                None if op.state is None else op.state.repeat2()))
-            n_open += 2 * k
-            st.splits += k
+            score = self._split_scores(op.lo, op.hi, op.alive, olb, oA, oS)
+            # when calls are slow and few boxes are open, each box is halved along its `ways` best
+            # dims at once (2^ways children), so that one call bounds about `fill_batch` boxes
+            ways = 1
+            if dt > o.batch_fast and n_open + 2 * len(op) < o.fill_batch:
+                ways = max(1, min(o.fill_ways, len(self.free_dims), int(np.log2(max(1, (o.fill_batch - n_open) // len(op))))))
+            children = op
+            for w in range(ways):
+                k = len(children)
+                order = np.argsort(-score, axis=1, kind="stable")
+                dim = order[:, w]
+                ok = np.isfinite(score[np.arange(k), dim]) if w else np.ones(k, bool)
+                if not ok.all():  # a box with fewer dims to split than `ways`: halved as far as it can be
+                    break
+                mid = (children.lo[np.arange(k), dim] + children.hi[np.arange(k), dim]) / 2
+                left_hi = children.hi.copy()
+                left_hi[np.arange(k), dim] = mid
+                right_lo = children.lo.copy()
+                right_lo[np.arange(k), dim] = mid
+                children = _Boxes(np.concatenate([children.lo, right_lo]), np.concatenate([left_hi, children.hi]),
+                                  np.concatenate([children.alive, children.alive]),
+                                  np.concatenate([children.depth, children.depth]) + 1,
+                                  None if children.state is None else children.state.repeat2())
+                score = np.concatenate([score, score])
+                st.splits += k
+            stack.append(children)
+            n_open += len(children)
         if st.unresolved:
             return None, "unknown"
         return None, "refuted"
@@ -352,8 +389,9 @@ class InputSplit:
         gap = np.where(row_alive, gap, -np.inf)
         return gap.argmax(axis=1)
 
-    def _split_dims(self, lo, hi, alive, lb, lA, slack=None) -> np.ndarray:
-        """The free input dim to halve, per open box (docs/relaxed.md compares the heuristics).
+    def _split_scores(self, lo, hi, alive, lb, lA, slack=None) -> np.ndarray:
+        """Per open box, a score per input dim (K, n); the best is halved first, -inf for a dim
+        that cannot be (docs/relaxed.md compares the heuristics).
 
         slack: where the relaxation's looseness comes from (our CROWN: the triangle gap of every
                unstable neuron, weighted by the row's back-substituted coefficients and shared out
@@ -391,8 +429,7 @@ class InputSplit:
             score = w.copy()
         else:
             score = w / self.width0
-        score = np.where(w > min_width, score, -np.inf)
-        return score.argmax(axis=1)
+        return np.where(w > min_width, score, -np.inf)
 
 
 def split_case(network, spec, ci: int, graph, method: str, options: Options, deadline: float,
