@@ -176,7 +176,7 @@ def test_split_heuristics_agree_on_the_answer():
 
 @pytest.mark.parametrize("sat", [False, True])
 def test_multiway_splits_and_alpha_schedule_keep_the_answers(sat):
-    """Boxes halved along up to 3 dims at once (every call counted slow: `batch_fast` 0), alpha
+    """Boxes halved along up to 3 dims at once (every box counted costly: `costly_box_seconds` 0), alpha
     skipped once it stops paying (a payoff nobody meets) and PGD given no time: the same answers,
     unsat proven and sat only with a replayed witness."""
     from vnncert.options import InputSplitOptions
@@ -186,7 +186,7 @@ def test_multiway_splits_and_alpha_schedule_keep_the_answers(sat):
     m = _true_max(net, lo, hi)
     thr = m - 0.01 if sat else m + _lipschitz(net) * (2.0 / 400) / 2 + 0.02
     spec = _spec_max_at_least(2, lo, hi, [[-1.0]], [-thr])
-    opts = OPTS.with_(input_split=InputSplitOptions(batch_fast=0.0, fill_batch=64, fill_ways=3, alpha_payoff=1e-12,
+    opts = OPTS.with_(input_split=InputSplitOptions(costly_box_seconds=0.0, fill_batch=64, fill_ways=3, alpha_payoff=1e-12,
                                                     alpha_probe_every=3, pgd_share=0.0))
     out = relaxed.check(net, spec, time.monotonic() + 120, opts)
     if sat:

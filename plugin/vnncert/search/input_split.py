@@ -7,9 +7,10 @@ intermediate bounds, the numpy CROWN, or auto_LiRPA); a disjunct is dropped for 
 sub-boxes once a row refutes it there (`bounds.margin.refutes`), a box is closed when every
 disjunct is. For the boxes left open:
 
-* alpha (torch CROWN): the final pass's lower slopes optimised on them, while that pays (the
-  boxes it closed, each worth `alpha_payoff` CROWN bounds of a box, cover its time; on every
-  `alpha_probe_every`-th batch regardless);
+* alpha (torch CROWN): the final pass's lower slopes optimised on them; once it costs more
+  than `costly_box_seconds` per box, only while that pays (the boxes it closed, each worth
+  `alpha_payoff` CROWN bounds of a box, cover its time) and on every `alpha_probe_every`-th
+  batch;
 * candidates: every open box's centre and the corner minimising its best open row's linear
   bound, evaluated in ONNX Runtime in one batch; any point in the unsafe set goes through
   `results.sat_outcome`; every `pgd_every` seconds, while it has taken at most `pgd_share` of
@@ -234,7 +235,7 @@ class InputSplit:
         last_pgd = t_start = time.monotonic()
         # this search's own figures (the stats are summed over an engine's cases)
         bound_s0, boxes0, pgd_s0 = st.bound_seconds, st.boxes, st.pgd_seconds
-        batches, alpha_s, alpha_closed = 0, 0.0, 0
+        batches, alpha_s, alpha_boxes, alpha_closed = 0, 0.0, 0, 0
         while n_open:
             if expired(self.deadline):
                 return None, "timeout"
@@ -275,12 +276,13 @@ class InputSplit:
             oS = r.scores[idx] if r.scores is not None else None
             unstable = r.unstable[idx] if r.unstable is not None else None
             op.state = r.state.take(idx) if r.state is not None else None
-            # alpha: the final pass's lower slopes, on the boxes CROWN left open, while it pays
-            # (the boxes it closed, each worth `alpha_payoff` CROWN bounds, cover its time) and on
-            # every `alpha_probe_every`-th batch
+            # alpha: the final pass's lower slopes, on the boxes CROWN left open; once it costs
+            # more than `costly_box_seconds` per box, only while it pays (the boxes it closed, each
+            # worth `alpha_payoff` CROWN bounds, cover its time) and on every
+            # `alpha_probe_every`-th batch
             batches += 1
             use_alpha = self.torch and self.options.bounds.alpha_iters > 0 and op.state is not None
-            if use_alpha and batches % max(1, o.alpha_probe_every) and alpha_s > 0:
+            if use_alpha and batches % max(1, o.alpha_probe_every) and alpha_s > o.costly_box_seconds * alpha_boxes:
                 per_box = (st.bound_seconds - bound_s0) / max(1, st.boxes - boxes0)
                 if alpha_closed * o.alpha_payoff * per_box < alpha_s:
                     use_alpha = False
@@ -289,6 +291,7 @@ class InputSplit:
                 t1 = time.monotonic()
                 olb = np.maximum(olb, self._alpha(op.lo, op.hi, op.state))
                 alpha_s += time.monotonic() - t1
+                alpha_boxes += len(op)
                 st.alpha_seconds += time.monotonic() - t1
                 dead2 = rows.refuted(olb, op.alive)
                 still = ~rows.closed(dead2)
@@ -351,10 +354,11 @@ class InputSplit:
             if not len(op):
                 continue
             score = self._split_scores(op.lo, op.hi, op.alive, olb, oA, oS)
-            # when calls are slow and few boxes are open, each box is halved along its `ways` best
-            # dims at once (2^ways children), so that one call bounds about `fill_batch` boxes
+            # when boxes are costly to bound (past the first call, which pays the warm-up) and few
+            # are open, each box is halved along its `ways` best dims at once (2^ways children),
+            # so that one call bounds about `fill_batch` boxes
             ways = 1
-            if dt > o.batch_fast and n_open + 2 * len(op) < o.fill_batch:
+            if batches > 1 and dt > o.costly_box_seconds * K and n_open + 2 * len(op) < o.fill_batch:
                 ways = max(1, min(o.fill_ways, len(self.free_dims), int(np.log2(max(1, (o.fill_batch - n_open) // len(op))))))
             children = op
             for w in range(ways):
