@@ -314,18 +314,18 @@ def test_result_file_carries_the_routers_note(tmp_path):
 
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
-    m = helper.make_model(helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [inp], [out]),
+    m = helper.make_model(helper.make_graph([helper.make_node("Atan", ["x"], ["y"])], "g", [inp], [out]),
                           opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    onnx.save(m, str(tmp_path / "erf.onnx"))
+    onnx.save(m, str(tmp_path / "atan.onnx"))
     prop, res = tmp_path / "p.vnnlib", tmp_path / "r.txt"
-    prop.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 2.0)"]], 2))  # erf < 1: unsat
-    p = run("verify", tmp_path / "erf.onnx", prop, "--mode", "auto", "--timeout", 30, "--threads", 1,
+    prop.write_text(box_spec([0, 0], [1, 1], [["(>= Y_0 2.0)"]], 2))  # atan < pi / 2: unsat (no converter has Atan)
+    p = run("verify", tmp_path / "atan.onnx", prop, "--mode", "auto", "--timeout", 30, "--threads", 1,
             "--result-file", res)
     assert p.returncode == 0 and p.stdout == "unknown\n", p.stderr
     lines = res.read_text().splitlines()
     assert lines[0] == "unknown" and len(lines) == 2
-    assert lines[1].startswith("; note: unsupported ONNX operator Erf: not supported by ")
+    assert lines[1].startswith("; note: unsupported ONNX operator Atan: not supported by ")
     assert p.stderr.strip() == "vnncert: " + lines[1][2:]
     from vnncert.results import read_result_file
 

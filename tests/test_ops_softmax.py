@@ -55,7 +55,7 @@ def test_layer_normalization(tmp_path, axis, bias):
 def test_verify_a_softmax_classifier(tmp_path):
     """y = softmax(W x) on [-0.1, 0.1]^2 with W = [[4, 0], [0, 4]]: probabilities sum to 1 and
     stay within sigmoid(+-0.8) of each other, so y0 >= 0.75 is unsat (relaxed: auto_LiRPA), the
-    exact mode refuses naming Softmax, and y0 >= 0.55 is sat."""
+    exact mode answers unknown naming Softmax (no MILP encoding), and y0 >= 0.55 is sat."""
     from vnncert.api import verify
 
     nodes = [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
@@ -66,6 +66,7 @@ def test_verify_a_softmax_classifier(tmp_path):
     out = verify(model, str(unsat), mode="relaxed", timeout=60, threads=1)
     assert out.verdict.value == "unsat", (out.verdict, out.detail)
     out = verify(model, str(unsat), mode="exact", timeout=60, threads=1)
-    assert out.verdict.value == "error" and "Softmax" in out.detail, (out.verdict, out.detail)
+    assert out.verdict.value == "unknown" and "Softmax" in out.detail, (out.verdict, out.detail)
+    assert "no MILP encoding (--mode auto / relaxed can)" in out.detail, out.detail
     out = verify(model, str(sat), mode="auto", timeout=60, threads=1)
     assert out.verdict.value == "sat", (out.verdict, out.detail)
