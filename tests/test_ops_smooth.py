@@ -201,6 +201,31 @@ def test_sound_intercept_makes_any_slope_sound(name, fn):
     _check_sound(fn, l, u, s, lo, s, hi, rng, 2000)
 
 
+@pytest.mark.parametrize("name,fn", _functions()[:10], ids=SMOOTH)
+def test_intercept_point_is_sound_intercept_and_where_the_line_touches(name, fn):
+    """intercept_point: the same intercept as sound_intercept, and a point z in [l, u] where the
+    gap fn(z) - s z reaches it (up to the margin): what alpha-CROWN's gradient (-z) follows."""
+    rng = np.random.default_rng(8)
+    l, u = _intervals(rng, 2000, 0.0, lo_clip=0.0 if name in ("Log", "Sqrt") else None)
+    if name == "Reciprocal":
+        l, u = np.abs(l) + 0.01, np.abs(u) + 0.01
+        l, u = np.minimum(l, u), np.maximum(l, u)
+    s = rng.choice([-1.0, 1.0], l.size) * 10.0 ** rng.uniform(-3, 1, l.size)
+    for upper in (False, True):
+        b, z = smooth.intercept_point(fn, l, u, s, upper)
+        assert np.array_equal(b, smooth.sound_intercept(fn, l, u, s, upper), equal_nan=True)
+        ok = np.isfinite(b) & np.isfinite(l) & np.isfinite(u)
+        assert ok.sum() > 500 and np.all(np.isfinite(z))
+        lc = np.maximum(l, fn.domain_lo)
+        assert np.all((z[ok] >= lc[ok]) & (z[ok] <= u[ok]))
+        with np.errstate(all="ignore"):
+            gap = fn(z) - np.where(s == 0, 0.0, s * z)
+        with np.errstate(all="ignore"):  # the margin's terms (the largest |fn| it met: at an end or z)
+            ends = np.maximum(np.abs(fn(lc)), np.abs(fn(u)))
+            scale = 1.0 + np.abs(fn(z)) + np.where(np.isfinite(ends), ends, 0.0) + np.abs(s) * np.maximum(np.abs(lc), np.abs(u)) + np.abs(b)
+        assert np.all(np.abs(gap - b)[ok] <= 1e-9 * scale[ok]), name
+
+
 def test_torch_and_numpy_agree():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)

@@ -43,7 +43,7 @@ from ..network.layers import SMOOTH_KINDS
 from ..network.layers import sources as layer_sources
 from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
-from ..network.ops.smooth import bilinear_crown, product_bounds, value_bounds
+from ..network.ops.smooth import PERIODIC_LIMIT, TWO_PI, bilinear_crown, bilinear_relaxation, intercept_point, product_bounds, value_bounds
 from .margin import slack
 
 
@@ -521,7 +521,7 @@ class Crown:
     # ---- intermediate bounds ---------------------------------------------------------------------
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
                      hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None,
-                     deadline: float = math.inf) -> Pass:
+                     deadline: float = math.inf, alpha_iters: int = 0, alpha_lr: float = 0.25) -> Pass:
         """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
 
         method "interval": interval bounds only; "crown": back-substitution where they leave rows
@@ -529,7 +529,10 @@ class Crown:
         lo, hi)` is called for each layer in order once its bounds are set (an affine layer's may
         be tightened in place); a true return value stops the pass (`Pass.stopped`). `want_shares`:
         each recomputed neuron's linear range shared out over the input dims `share_dims` (all:
-        None), what the split scores of `final` read. Past `deadline` it raises `Expired`."""
+        None), what the split scores of `final` read. `alpha_iters` (torch): the rows of every
+        affine layer read by an act or product layer (every row) or by ReLUs (the unstable ones)
+        are then tightened by alpha-CROWN (`optimise_rows`) before the layers after it are bounded.
+        Past `deadline` it raises `Expired`."""
         ops = self.ops
         lo, hi = ops.asarray(lo), ops.asarray(hi)
         res = Pass({}, {0: (lo, hi)})
@@ -571,6 +574,9 @@ class Crown:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
                 res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
+                if alpha_iters > 0 and method == "crown" and self.backend == "torch" and k in self.readers \
+                        and not self.input_only[k]:
+                    self.optimise_rows(k, res, alpha_iters, alpha_lr)
             if res.fwd is not None:  # forward functions nobody reads any more
                 for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k]:
                     del res.fwd[v]
@@ -790,11 +796,14 @@ class Crown:
         return lo, hi
 
     # ---- back-substitution -----------------------------------------------------------------------
-    def relaxations(self, affine) -> Dict[int, tuple]:
+    def relaxations(self, affine, upto: Optional[int] = None) -> Dict[int, tuple]:
         """relu layer -> (lower slope, upper slope, upper intercept, unstable mask (B, 1, n)), once
-        for passes that repeat over the same intermediate bounds (alpha's steps)."""
+        for passes that repeat over the same intermediate bounds (alpha's steps); the relu layers
+        before `upto` only when given."""
         out = {}
         for L in self.relus:
+            if upto is not None and L.index >= upto:
+                continue
             l, u = affine[L.source]
             out[L.index] = (*relu_relaxation(l, u, self.ops.xp), ((l < 0) & (u > 0))[:, None, :])
         return out
@@ -802,7 +811,7 @@ class Crown:
     def backward(self, start: Dict[int, object], bias, affine, var, want_A: bool = False,
                  alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
                  relax: Optional[Dict[int, tuple]] = None, lines: Optional[Dict[int, tuple]] = None,
-                 gaps: Optional[Dict[int, object]] = None):
+                 gaps: Optional[Dict[int, object]] = None, row_lines: Optional[Dict[int, tuple]] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
@@ -810,7 +819,8 @@ class Crown:
         x triangle gap (B, R, n), the looseness splitting can remove (scores); `relax`: the relu
         relaxations made beforehand (`relaxations`); `lines`, `gaps`: the act and product layers'
         relaxations and gaps (`Pass.lines`, `Pass.gaps`: needed when the graph has such layers;
-        with `slack_out`, |coefficient| x gap for them too)."""
+        with `slack_out`, |coefficient| x gap for them too); `row_lines`: act / product layer -> its
+        lines (planes) per box, row and neuron (B, R, n) instead of `lines` (alpha, `optimise`)."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
@@ -869,8 +879,13 @@ class Crown:
                 neg = Lam - pos
                 if slack_out is not None and gaps is not None:
                     slack_out[j] = abs(Lam) * gaps[j][:, None, :]
-                bias = bias + self._bias_term(pos, lb) + self._bias_term(neg, ub)
-                M = pos * ls[:, None, :] + neg * us[:, None, :]
+                if row_lines is not None and j in row_lines:
+                    LS, LB, US, UB = row_lines[j]
+                    bias = bias + self._bias_rows(pos, LB) + self._bias_rows(neg, UB)
+                    M = pos * LS + neg * US
+                else:
+                    bias = bias + self._bias_term(pos, lb) + self._bias_term(neg, ub)
+                    M = pos * ls[:, None, :] + neg * us[:, None, :]
                 pending[L.source] = pending[L.source] + M if L.source in pending else M
             elif L.kind == "product":  # McCormick's lower plane where positive, upper where negative
                 (a_l, b_l, c_l), (a_u, b_u, c_u) = lines[j]
@@ -879,9 +894,15 @@ class Crown:
                 neg = Lam - pos
                 if slack_out is not None and gaps is not None:
                     slack_out[j] = abs(Lam) * gaps[j][:, None, :]
-                bias = bias + self._bias_term(pos, c_l) + self._bias_term(neg, c_u)
-                for src, M in ((L.source, ops.mm(pos * a_l[:, None, :] + neg * a_u[:, None, :], Pa)),
-                               (L.source_b, ops.mm(pos * b_l[:, None, :] + neg * b_u[:, None, :], Pb))):
+                if row_lines is not None and j in row_lines:
+                    (a_l, b_l, c_l), (a_u, b_u, c_u) = row_lines[j]
+                    bias = bias + self._bias_rows(pos, c_l) + self._bias_rows(neg, c_u)
+                    Ma, Mb = pos * a_l + neg * a_u, pos * b_l + neg * b_u
+                else:
+                    bias = bias + self._bias_term(pos, c_l) + self._bias_term(neg, c_u)
+                    Ma = pos * a_l[:, None, :] + neg * a_u[:, None, :]
+                    Mb = pos * b_l[:, None, :] + neg * b_u[:, None, :]
+                for src, M in ((L.source, ops.mm(Ma, Pa)), (L.source_b, ops.mm(Mb, Pb))):
                     pending[src] = pending[src] + M if src in pending else M
         # nothing reached the input (a constant): the bias alone
         B, R = bias.shape
@@ -898,6 +919,18 @@ class Crown:
         d = ops.bdot(P, xp.where(finite, v, ops.full((), 0.0)))
         hit = ops.bdot(abs(P), xp.where(finite, ops.full((), 0.0), ops.full((), 1.0))) > 0
         return xp.where(hit, ops.full((), -np.inf), d)
+
+    def _bias_rows(self, P, V):
+        """(P * V).sum(-1) (B, R) for per-row intercepts V (B, R, n), -inf (never NaN) where a row
+        touches an infinite one."""
+        xp = self.ops.xp
+        finite = xp.isfinite(V)
+        zero = self.ops.full((), 0.0)
+        d = (P * xp.where(finite, V, zero)).sum(-1)
+        if bool(finite.all()):
+            return d
+        hit = (abs(P) * xp.where(finite, zero, self.ops.full((), 1.0))).sum(-1) > 0
+        return xp.where(hit, self.ops.full((), -np.inf), d)
 
     # ---- the final pass ----------------------------------------------------------------------------
     def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None,
@@ -940,39 +973,176 @@ class Crown:
             total = total + self.ops.count((l < 0) & (u > 0))
         return total
 
-    # ---- alpha on the final pass (torch) ---------------------------------------------------------
+    # ---- alpha: optimised relaxations (torch) ------------------------------------------------------
     def optimise_final(self, C, res: Pass, iters: int, lr: float):
-        """Lower bounds (B, R) of C y with the lower ReLU slopes of the final back-substitution
-        optimised per box, row and neuron (alpha-CROWN on the last pass only; the intermediate
-        bounds stay as given). Any slope in [0, 1] gives a valid bound, so the best bound seen over
-        the iterations is returned, evaluated in float64."""
-        import torch
-
+        """Lower bounds (B, R) of C y with the final back-substitution's relaxations optimised per
+        box, row and neuron (`optimise`; the intermediate bounds stay as given)."""
         C = self.ops.asarray(C)
-        B, R = C.shape[0], C.shape[1]
-        alphas = {}
-        any_unstable = False
-        for L in self.relus:
-            l, u = res.affine[L.source]
-            lo_s, _, _ = relu_relaxation(l, u, torch)
-            alphas[L.index] = lo_s[:, None, :].expand(B, R, l.shape[1]).clone().requires_grad_(True)
-            any_unstable = any_unstable or bool(((l < 0) & (u > 0)).any())
-        if not any_unstable:  # nothing relaxed: CROWN's bound is exact for each row
-            with torch.no_grad():
-                return self.final(C, res)[0]
-        opt = torch.optim.Adam(list(alphas.values()), lr=lr)
-        relax = self.relaxations(res.affine)
-        best = None
-        for it in range(iters + 1):
-            lb = self.final(C, res, alphas=alphas, relax=relax)[0]
-            cur = lb.detach()
-            best = cur if best is None else torch.maximum(best, cur)
-            if it == iters:
-                break
-            opt.zero_grad()
-            (-lb.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for a in alphas.values():
-                    a.clamp_(0.0, 1.0)
+        return self.optimise({self.lg.output: C}, self.ops.zeros(tuple(C.shape[:2])), res, iters, lr)
+
+    def optimise(self, start: Dict[int, object], bias, res: Pass, iters: int, lr: float):
+        """alpha-CROWN: lower bounds (B, R) of sum_j start[j] . value(layer j) + bias, the best over
+        `iters` Adam steps (the first: CROWN's own relaxations) on, per box, row and neuron:
+        * an unstable ReLU's lower slope in [0, 1] (any is valid);
+        * an act neuron's two slopes, each s = s_min + t (s_max - s_min), t in [0, 1], between the
+          smallest and largest of its derivative at l, m, u (and at an S-shape's inflection point),
+          its chord and CROWN's slopes; the intercept of each is `smooth.intercept_point`'s exact
+          sound one (float64, margin included), so every line is sound whatever t the optimiser
+          reaches; the gradient in s is minus the point where the line touches (envelope theorem);
+        * a product's lower (upper) plane: a convex combination, weight in [0, 1], of McCormick's
+          two lower (upper) planes, sound as each of them is.
+        Every step's bound is sound (evaluated in float64), so the elementwise best is returned."""
+        torch = self.ops.torch
+        upto = max(start) + 1  # the layers the back-substitution reaches
+        B, R = bias.shape
+        with torch.enable_grad():
+            P = self._alpha_params(res, B, R, upto)
+            relax = self.relaxations(res.affine, upto) if self.relus else None
+            params = [t for group in P.values() for t in group["params"]]
+            best = None
+            opt = torch.optim.Adam(params, lr=lr) if params else None
+            for it in range(iters + 1):
+                alphas, rows = self._alpha_lines(res, P)
+                lb = self.backward(dict(start), bias, res.affine, res.var, alphas=alphas or None, relax=relax,
+                                   lines=res.lines, row_lines=rows)[0]
+                cur = lb.detach()
+                cur = torch.where(torch.isnan(cur), torch.full((), -np.inf, dtype=cur.dtype), cur)
+                best = cur if best is None else torch.maximum(best, cur)
+                if it == iters or opt is None or not lb.requires_grad:
+                    break
+                opt.zero_grad()
+                (-torch.where(torch.isfinite(lb), lb, torch.zeros((), dtype=lb.dtype)).sum()).backward()
+                opt.step()
+                with torch.no_grad():
+                    for t in params:
+                        t.clamp_(0.0, 1.0)
         return best
+
+    def optimise_rows(self, k: int, res: Pass, iters: int, lr: float) -> None:
+        """Affine layer k's bounds in `res` tightened in place by alpha-CROWN (`optimise`) on its
+        rows that the layers reading it relax: every row whose bounds differ when an act or product
+        layer reads it, the unstable ones when only ReLUs do; in chunks of `chunk_values` slopes."""
+        ops = self.ops
+        torch = ops.torch
+        lo, hi = res.affine[k]
+        B, n = lo.shape
+        readers = self.readers.get(k, [])
+        if readers and all(r == "relu" for r in readers):
+            need = (lo < 0) & (hi > 0)
+        else:
+            need = (hi > lo) & torch.isfinite(lo) & torch.isfinite(hi)
+        if k in self.single:
+            need = need & ~self.single[k][None, :]
+        counts = ops.count(need)
+        U = int(counts.max()) if B else 0
+        if U == 0:
+            return
+        t0 = time.monotonic()
+        order_all = ops.order_first(need, U)
+        earlier = sum(L.size for L in self.lg.layers[:k] if L.kind in ("relu", "act", "product"))
+        step = max(1, self.chunk_values // max(1, B * 2 * max(earlier, 1) * 4))
+        for c0 in range(0, U, step):
+            order = order_all[:, c0:c0 + step]
+            Uc = order.shape[1]
+            valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
+            start = {}
+            for s_, W, _ in self.W[k]:
+                Wr = ops.gather_rows(W, order)
+                start[s_] = ops.cat([Wr, -Wr], 1)
+            br = self.b[k][order]
+            lb = self.optimise(start, ops.cat([br, -br], 1), res, iters, lr)
+            new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
+            new_l, new_u = new_l - slack(new_l), new_u + slack(new_u)
+            rows = ops.arange(B)[:, None] + 0 * order
+            sel_r, sel_c = rows[valid], order[valid]
+            lo[sel_r, sel_c] = torch.maximum(lo[sel_r, sel_c], new_l[valid])
+            hi[sel_r, sel_c] = torch.minimum(hi[sel_r, sel_c], new_u[valid])
+        self.stats["alpha_rows_s"] = self.stats.get("alpha_rows_s", 0.0) + time.monotonic() - t0
+
+    def _alpha_params(self, res: Pass, B: int, R: int, upto: int) -> Dict[int, dict]:
+        """The optimisable relaxations of the layers before `upto` (see `optimise`), per layer:
+        {"params": [tensors (B, R, n)], ...what `_alpha_lines` needs}."""
+        torch = self.ops.torch
+        out: Dict[int, dict] = {}
+        for L in self.lg.layers[:upto]:
+            j = L.index
+            if L.kind == "relu":
+                l, u = res.affine[L.source]
+                if not bool(((l < 0) & (u > 0)).any()):
+                    continue
+                lo_s, _, _ = relu_relaxation(l, u, torch)
+                out[j] = {"params": [lo_s[:, None, :].expand(B, R, l.shape[1]).clone().requires_grad_(True)]}
+            elif L.kind == "act" and j in res.lines:
+                fn = L.function
+                l, u = (v.detach().numpy() for v in res.affine[L.source])
+                ls, lb, us, ub = (v.detach().numpy() for v in res.lines[j])
+                with np.errstate(all="ignore"):
+                    m = 0.5 * l + 0.5 * u
+                    width = u - l
+                    chord = (fn(u) - fn(l)) / np.where(width > 0, width, 1.0)
+                    cands = [fn.df(l), fn.df(u), fn.df(m), chord, ls, us]
+                    if fn.inflection is not None:
+                        cands.append(fn.df(np.clip(fn.inflection, l, u)))
+                    cands = np.stack([np.where(np.isfinite(c), c, np.nan) for c in cands])
+                    smin, smax = np.nanmin(cands, axis=0), np.nanmax(cands, axis=0)
+                    mask = (np.isfinite(l) & np.isfinite(u) & (width > 0) & np.isfinite(lb) & np.isfinite(ub)
+                            & np.isfinite(smin) & np.isfinite(smax) & (smax > smin))
+                    if fn.periodic:  # past a period Sin / Cos keep their constant bounds
+                        mask &= (width <= TWO_PI) & (np.maximum(np.abs(l), np.abs(u)) <= PERIODIC_LIMIT)
+                if not mask.any():
+                    continue
+                span = np.where(mask, smax - smin, 1.0)
+                smin = np.where(mask, smin, 0.0)
+                t0 = [np.clip(np.where(mask, (s0 - smin) / span, 0.0), 0.0, 1.0) for s0 in (ls, us)]
+                params = [torch.as_tensor(t)[:, None, :].expand(B, R, l.shape[1]).clone().requires_grad_(True) for t in t0]
+                out[j] = {"params": params, "l": l[:, None, :], "u": u[:, None, :], "smin": torch.as_tensor(smin)[:, None, :],
+                          "span": torch.as_tensor(span)[:, None, :], "mask": torch.as_tensor(mask)[:, None, :]}
+            elif L.kind == "product" and j in res.lines:
+                _, _, ia, ib = self.products[j]
+                (al, au), (bl, bu) = res.affine[L.source], res.affine[L.source_b]
+                planes = bilinear_relaxation(al[:, ia], au[:, ia], bl[:, ib], bu[:, ib])
+                finite = None
+                for side in planes:
+                    for (_, _, c) in side:
+                        f = torch.isfinite(c)
+                        finite = f if finite is None else finite & f
+                if not bool(finite.any()):
+                    continue
+                n = al[:, ia].shape[1]
+                params = [torch.ones((B, R, n), dtype=torch.float64).requires_grad_(True) for _ in range(2)]
+                out[j] = {"params": params, "planes": planes, "mask": finite[:, None, :]}
+        return out
+
+    def _alpha_lines(self, res: Pass, P: Dict[int, dict]):
+        """(relu layer -> lower slopes (B, R, n), act / product layer -> its lines per row) from the
+        parameters (`_alpha_params`)."""
+        torch = self.ops.torch
+        alphas, rows = {}, {}
+        zero = torch.zeros((), dtype=torch.float64)
+        for j, g in P.items():
+            L = self.lg.layers[j]
+            if L.kind == "relu":
+                alphas[j] = g["params"][0]
+            elif L.kind == "act":
+                fixed = res.lines[j]
+                mask = g["mask"]
+                line = []
+                for t, upper, (fs, fb) in ((g["params"][0], False, fixed[:2]), (g["params"][1], True, fixed[2:])):
+                    s = g["smin"] + t * g["span"]
+                    sd = s.detach()
+                    b_np, z = intercept_point(L.function, g["l"], g["u"], sd.numpy(), upper)
+                    # the value is exactly the sound intercept; its gradient in s is -z
+                    b = torch.as_tensor(b_np) - (s - sd) * torch.as_tensor(z)
+                    line += [torch.where(mask, s, fs[:, None, :]), torch.where(mask, b, fb[:, None, :])]
+                rows[j] = tuple(line)
+            else:
+                mask = g["mask"]
+                sides = []
+                for lam, (p1, p2), fixed in zip(g["params"], g["planes"], res.lines[j]):
+                    comb = []
+                    for v1, v2, v0 in zip(p1, p2, fixed):
+                        v1, v2 = (torch.where(torch.isfinite(v), v, zero)[:, None, :] for v in (v1, v2))
+                        comb.append(torch.where(mask, lam * v1 + (1.0 - lam) * v2, v0[:, None, :]))
+                    sides.append(tuple(comb))
+                rows[j] = tuple(sides)
+        return alphas, rows

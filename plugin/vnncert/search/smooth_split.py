@@ -51,6 +51,7 @@ class SmoothSplitStats:
     candidates: int = 0  # points evaluated in ONNX Runtime
     max_depth: int = 0
     bound_seconds: float = 0.0
+    alpha_seconds: float = 0.0  # of which alpha-CROWN (the root's rows; open domains' final rows)
     gave_up_open: int = 0  # open domains when the memory bound stopped the search (0: it did not)
 
 
@@ -74,6 +75,21 @@ class _Domains:
 
 
 S_SHAPED = ("Sigmoid", "Tanh", "Erf")
+
+
+def _take_pass(res, idx, ops):
+    """The pass of the boxes idx (what `Crown.optimise_final` reads: bounds and relaxations)."""
+    from ..bounds.crown import Pass
+
+    t = ops.torch.as_tensor(idx) if ops.name == "torch" else idx
+
+    def take(v):
+        if isinstance(v, tuple):
+            return tuple(take(x) for x in v)
+        return v[t]
+
+    return Pass({k: take(v) for k, v in res.affine.items()}, {k: take(v) for k, v in res.var.items()},
+                lines={k: take(v) for k, v in res.lines.items()})
 
 
 def smooth_split_case(network, spec, ci: int, crown: Crown, options: Options, deadline: float,
@@ -114,22 +130,35 @@ class _SmoothSplit:
         return None
 
     # ---- one batch -----------------------------------------------------------------------------------
-    def _bound(self, d: _Domains):
+    def _bound(self, d: _Domains, root: bool = False):
         crown, ops = self.crown, self.crown.ops
         K = len(d)
         C = np.broadcast_to(self.rows.C[None], (K,) + self.rows.C.shape).copy()
         want_scores = self.free_dims is not None
+        torch_ = crown.backend == "torch"
+        alpha = (self.o.smooth_root_alpha_iters if root else self.o.smooth_alpha_iters) if torch_ else 0
         grad = None
-        if crown.backend == "torch":
+        if torch_:
             import torch
 
             grad = torch.no_grad()
             grad.__enter__()
         try:
+            t0 = time.monotonic()
             res = crown.intermediate(d.lo, d.hi, parent=d.state, want_shares=want_scores, share_dims=self.free_dims,
-                                     deadline=self.deadline)
+                                     deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=self.options.bounds.alpha_lr)
             sl: dict = {}
             lb, A, scores = crown.final(C, res, want_A=True, want_scores=want_scores, slack_out=sl)
+            if alpha > 0:  # alpha-CROWN on the final rows (the root's, or the domains CROWN left open)
+                lower0 = widen_lower(ops.numpy(lb))
+                open_ = np.flatnonzero(~self.rows.closed(self.rows.refuted(lower0, d.alive))) if not root else np.arange(K)
+                if open_.size:
+                    sub = res if open_.size == K else _take_pass(res, open_, ops)
+                    la = crown.optimise_final(C[open_], sub, alpha, self.options.bounds.alpha_lr)
+                    la = torch.where(torch.isnan(la), torch.full((), -np.inf, dtype=la.dtype), la)
+                    lb = lb.clone()
+                    lb[torch.as_tensor(open_)] = torch.maximum(lb[torch.as_tensor(open_)], la)
+                self.stats.alpha_seconds += time.monotonic() - t0
         finally:
             if grad is not None:
                 grad.__exit__(None, None, None)
@@ -164,7 +193,7 @@ class _SmoothSplit:
             K = len(d)
             n_open -= K
             t0 = time.monotonic()
-            lower, A, scores, sl, res, empty = self._bound(d)
+            lower, A, scores, sl, res, empty = self._bound(d, root=K == 1 and int(d.depth.max()) == 0)
             dt = time.monotonic() - t0
             st.domains += K
             st.bound_seconds += dt

@@ -9,7 +9,8 @@ THE INTERFACE (what the bounds layer calls; elementwise over arrays of any shape
         off `l`; torch tensors are computed through numpy, so no gradient flows into l and u).
     sound_intercept(fn, l, u, slope, upper) -> the tightest sound intercept for a given slope
         (branch and bound or an optimiser may choose its own slopes; the intercept makes any
-        slope sound).
+        slope sound); intercept_point(...) also gives the point where the line touches (the
+        intercept's derivative in the slope is minus that point: what alpha-CROWN follows).
     bilinear_relaxation(lx, ux, ly, uy, xp=None) / bilinear_crown(...): the McCormick planes of
         x * y over a box (below).
 
@@ -224,19 +225,24 @@ def _points(fn: Scalar, s, lc, uc):
     return pts
 
 
-def _intercept(fn: Scalar, s, lc, uc, upper: bool):
-    """The tightest sound intercept of slope s over [lc, uc] (float margin included), +-inf if none."""
+def _intercept(fn: Scalar, s, lc, uc, upper: bool, want_point: bool = False):
+    """The tightest sound intercept of slope s over [lc, uc] (float margin included), +-inf if none;
+    with want_point also the point where the gap reaches it."""
     best = np.full_like(lc, -np.inf if upper else np.inf)
     scale = np.zeros_like(lc)
+    at = np.zeros_like(lc) if want_point else None
     for z in _points(fn, s, lc, uc):
         fz = fn.f(z)
         g = fz - _times(s, z)
         g = np.where(np.isnan(g), np.inf if upper else -np.inf, g)
+        if want_point:
+            at = np.where((g > best) if upper else (g < best), z, at)
         best = np.maximum(best, g) if upper else np.minimum(best, g)
         scale = np.maximum(scale, np.abs(np.where(np.isfinite(fz), fz, 0.0)))
     reach = np.maximum(np.abs(np.where(np.isfinite(lc), lc, 0.0)), np.abs(np.where(np.isfinite(uc), uc, 0.0)))
     margin = EPS * (scale + _times(np.abs(s), reach) + np.abs(np.where(np.isfinite(best), best, 0.0)))
-    return best + margin if upper else best - margin
+    b = best + margin if upper else best - margin
+    return (b, at) if want_point else b
 
 
 def _tangent_through(fn: Scalar, l, u, upper: bool):
@@ -277,6 +283,22 @@ def _clip_interval(fn: Scalar, l, u):
         ranged = usable & ~((uc - lc <= TWO_PI) & (np.maximum(np.abs(lc), np.abs(uc)) <= PERIODIC_LIMIT))
         usable &= ~ranged
     return np.where(usable, lc, 0.0), np.where(usable, uc, 0.0), usable, ranged
+
+
+def intercept_point(fn: Scalar, l, u, slope, upper: bool):
+    """(b, z): `sound_intercept`'s b (numpy float64, margin included) and the point z of [l, u]
+    where the gap fn(z) - slope z reaches it (0 where b is infinite). db/dslope = -z (the envelope
+    theorem): what an optimiser of the slopes follows (`bounds.crown`'s alpha); b alone is sound."""
+    l, u, s = np.broadcast_arrays(_to_numpy(l), _to_numpy(u), _to_numpy(slope))
+    with np.errstate(all="ignore"):
+        lc, uc, usable, ranged = _clip_interval(fn, l, u)
+        s0 = np.where(np.isfinite(s), s, 0.0)
+        b, z_best = _intercept(fn, s0, lc, uc, upper, want_point=True)
+        none = np.inf if upper else -np.inf
+        ok = usable & np.isfinite(s)
+        b = np.where(ok, b, np.where(ranged & (s == 0), fn.range[1] if upper else fn.range[0], none))
+        z_best = np.where(ok & np.isfinite(b) & np.isfinite(z_best), z_best, 0.0)
+    return b, z_best
 
 
 def sound_intercept(fn: Scalar, l, u, slope, upper: bool):
