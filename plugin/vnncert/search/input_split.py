@@ -7,10 +7,11 @@ intermediate bounds, the numpy CROWN, or auto_LiRPA); a disjunct is dropped for 
 sub-boxes once a row refutes it there (`bounds.margin.refutes`), a box is closed when every
 disjunct is. For the boxes left open:
 
-* alpha (torch CROWN): the final pass's lower slopes optimised on them; once it costs more
-  than `costly_box_seconds` per box, only while that pays (the boxes it closed, each worth
-  `alpha_payoff` CROWN bounds of a box, cover its time) and on every `alpha_probe_every`-th
-  batch;
+* alpha (torch CROWN): the final pass's relaxations (ReLU lower slopes, act slopes, product
+  planes: `Crown.optimise`) optimised on each box's rows still open (live disjuncts its CROWN
+  bound does not refute); once it costs more than `costly_box_seconds` per box, only while that
+  pays (the boxes it closed, each worth `alpha_payoff` CROWN bounds of a box, cover its time)
+  and on every `alpha_probe_every`-th batch;
 * candidates: every open box's centre and the corner minimising its best open row's linear
   bound, evaluated in ONNX Runtime in one batch; any point in the unsafe set goes through
   `results.sat_outcome`; every `pgd_every` seconds, while it has taken at most `pgd_share` of
@@ -213,10 +214,26 @@ class InputSplit:
                            deadline=self.deadline)
         return r
 
-    def _alpha(self, lo, hi, state: BoxState) -> np.ndarray:
-        C = np.broadcast_to(self.rows.C[None], (lo.shape[0],) + self.rows.C.shape).copy()
-        return bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds,
-                              deadline=self.deadline).lower
+    def _alpha(self, lo, hi, state: BoxState, lower: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """`lower` (K, R) raised by alpha on the rows still open: each box's rows of live disjuncts
+        its bound does not refute yet (gathered per box, padded with a copy of one of them)."""
+        rows = self.rows
+        live = np.where(rows.owner[None, :] >= 0, alive[:, np.maximum(rows.owner, 0)], False)
+        need = live & ~bounds.refutes(lower, rows.b[None, :])
+        counts = need.sum(axis=1)
+        U = int(counts.max()) if counts.size else 0
+        if U == 0:
+            return lower
+        order = np.argsort(~need, axis=1, kind="stable")[:, :U]  # the open rows first
+        order = np.where(np.arange(U)[None, :] < counts[:, None], order, order[:, :1])
+        C = rows.C[order]  # (K, U, n_out)
+        la = bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds,
+                            deadline=self.deadline).lower
+        out = lower.copy()
+        K = lower.shape[0]
+        r = np.repeat(np.arange(K)[:, None], U, axis=1)
+        np.maximum.at(out, (r, order), la)
+        return out
 
     # ---- the search --------------------------------------------------------------------------------
     def run(self) -> Tuple[Optional[Outcome], str]:
@@ -289,7 +306,7 @@ class InputSplit:
                     st.alpha_skipped += 1
             if use_alpha:
                 t1 = time.monotonic()
-                olb = np.maximum(olb, self._alpha(op.lo, op.hi, op.state))
+                olb = self._alpha(op.lo, op.hi, op.state, olb, op.alive)
                 alpha_s += time.monotonic() - t1
                 alpha_boxes += len(op)
                 st.alpha_seconds += time.monotonic() - t1
