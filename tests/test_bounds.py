@@ -93,6 +93,50 @@ def test_forward_bounds_hold_on_samples(tmp_path, make, backend, budget):
             assert np.all(vals[k] >= l - 1e-9) and np.all(vals[k] <= u + 1e-9), (b, k)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("make", [conv_net, branchy_net, "mlp"], ids=["conv-maxpool", "residual", "mlp"])
+def test_partial_back_substitution_holds_and_is_tighter_than_forward(tmp_path, make, backend):
+    """Rows too costly to back-substitute to the input (the forward pass on) go back only as far
+    as the budget pays, then through a ReLU layer's forward functions: the bounds hold on
+    samples, numpy and torch agree, and they are no looser than the forward bounds alone
+    (a budget too small for any step back)."""
+    from vnncert.options import BoundsOptions
+
+    if make == "mlp":
+        net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(5, [3, 40, 40, 40, 40, 3])), threads=1)
+    else:
+        net = load_network(make(tmp_path), threads=1)
+    lg = net.layer_graph
+    n = lg.n_inputs
+    lo, hi = _boxes(n, 3, 0.3, 4)
+    C = np.broadcast_to(np.random.default_rng(5).standard_normal((3, lg.n_outputs)), (3, 3, lg.n_outputs)).copy()
+    g0 = bounds.prepare(lg, "numpy")
+    found = False
+    # budgets from one step of the cheapest layer up to every row of the widest to the input
+    for budget in np.geomspace(min(c for c in g0.step_cost.values() if c > 0), max(g0.prefix.values()) * g0.widest, 24):
+        opts = BoundsOptions(forward_max_inputs=64, backward_budget=budget)
+        g = bounds.prepare(lg, backend, opts)
+        r = bounds.compute(g, lo, hi, C, want_state=True)
+        if not g.stats.get("partial_rows"):
+            continue
+        found = True
+        fwd = bounds.compute(bounds.prepare(lg, backend, BoundsOptions(forward_max_inputs=64, backward_budget=0.0)),
+                             lo, hi, C, want_state=True)
+        other = bounds.compute(bounds.prepare(lg, "numpy" if backend == "torch" else "torch", opts), lo, hi, C).lower
+        np.testing.assert_allclose(r.lower, other, rtol=1e-9, atol=1e-9)
+        rng = np.random.default_rng(6)
+        for b in range(3):
+            xs = lo[b] + rng.random((20_000, n)) * (hi[b] - lo[b])
+            vals = lg.evaluate(xs, all_layers=True)
+            assert np.all((vals[lg.output] @ C[b].T).min(axis=0) >= r.lower[b]), b
+            for k, (l, u) in r.state.bounds.items():
+                l, u = np.asarray(l)[b], np.asarray(u)[b]
+                fl, fu = np.asarray(fwd.state.bounds[k][0])[b], np.asarray(fwd.state.bounds[k][1])[b]
+                assert np.all(vals[k] >= l - 1e-9) and np.all(vals[k] <= u + 1e-9), (b, k)
+                assert np.all(l >= fl - 1e-9 * (1 + abs(fl))) and np.all(u <= fu + 1e-9 * (1 + abs(fu))), (b, k)
+    assert found, "no budget made a partial back-substitution"
+
+
 def test_output_box_intersects_the_rows_with_interval_bounds(tmp_path):
     net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(3, [4, 12, 12, 3])), threads=1)
     lg = net.layer_graph

@@ -175,10 +175,9 @@ def test_split_heuristics_agree_on_the_answer():
 
 
 @pytest.mark.parametrize("sat", [False, True])
-def test_multiway_splits_and_alpha_schedule_keep_the_answers(sat):
-    """Boxes halved along up to 3 dims at once (every box counted costly: `costly_box_seconds` 0), alpha
-    skipped once it stops paying (a payoff nobody meets) and PGD given no time: the same answers,
-    unsat proven and sat only with a replayed witness."""
+def test_alpha_schedule_and_pgd_share_keep_the_answers(sat):
+    """Alpha skipped once it stops paying (every box counted costly, a payoff nobody meets) and
+    PGD given no time: the same answers, unsat proven and sat only with a replayed witness."""
     from vnncert.options import InputSplitOptions
 
     net = mlp(7, [2, 12, 12, 1], scale=1.5)
@@ -186,8 +185,8 @@ def test_multiway_splits_and_alpha_schedule_keep_the_answers(sat):
     m = _true_max(net, lo, hi)
     thr = m - 0.01 if sat else m + _lipschitz(net) * (2.0 / 400) / 2 + 0.02
     spec = _spec_max_at_least(2, lo, hi, [[-1.0]], [-thr])
-    opts = OPTS.with_(input_split=InputSplitOptions(costly_box_seconds=0.0, fill_batch=64, fill_ways=3, alpha_payoff=1e-12,
-                                                    alpha_probe_every=3, pgd_share=0.0))
+    opts = OPTS.with_(input_split=InputSplitOptions(costly_box_seconds=0.0, alpha_payoff=1e-12, alpha_probe_every=3,
+                                                    pgd_share=0.0))
     out = relaxed.check(net, spec, time.monotonic() + 120, opts)
     if sat:
         assert out.verdict == Verdict.SAT and out.witness_checked and float(out.counterexample[1][0]) >= thr

@@ -76,14 +76,12 @@ class InputSplitOptions:
     max_open_boxes: int = 2_000_000  # memory bound: past this many open boxes the search gives up (unknown)
     max_state_bytes: int = 1 << 30  # ... and past this much memory for their intermediate bounds
     min_width: float = 1e-9  # a box no wider than this in every free dim is not split further
-    fill_batch: int = 32  # costly boxes, fewer than this open: the open boxes are halved along up to fill_ways dims at once, ...
-    fill_ways: int = 4  # ... so the next call bounds about fill_batch boxes (cgan's CROWN: 0.75 s for 1 box, 1.2 s for 16)
     leaf_unstable: int = 30  # exact engine: a box with at most this many unstable ReLUs goes to the MILP
     min_leaf_seconds: float = 5.0  # ... with at least this long (or its share of the time left)
     pgd_every: float = 2.0  # seconds between PGD runs on the most promising open boxes (0: none) ...
     pgd_share: float = 0.1  # ... while they have taken at most this share of the search's time (cgan: 34 runs, ~30% of it)
-    costly_box_seconds: float = 0.01  # a box costlier to bound (cgan's CROWN: 0.05-0.75 s; ACAS Xu's: ~1 ms) or to alpha gets:
-    alpha_payoff: float = 4.0  # alpha only while the boxes it closed, each worth this many CROWN bounds, pay its time ...
+    costly_box_seconds: float = 0.01  # once alpha costs more than this per box (cgan: ~0.5 s; ACAS Xu: < 1 ms), it runs ...
+    alpha_payoff: float = 4.0  # ... only while the boxes it closed, each worth this many CROWN bounds, pay its time ...
     alpha_probe_every: int = 8  # ... and on every 8th batch regardless (its yield changes with depth)
     pgd_boxes: int = 4  # ... on this many of them
     pgd_restarts: int = 8  # ... with this many restarts each

@@ -468,6 +468,18 @@ class Crown:
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
         self.forward_worthwhile = worst > self.backward_budget
+        # partial back-substitution (forward pass on): the cost per row of taking one more step
+        # back from layer j (an affine layer: its terms' entries; a ReLU or max node: its
+        # source's), and the layers whose forward functions a back-substitution may stop at (the
+        # ReLUs and the input: the forward pass keeps theirs)
+        self.step_cost: Dict[int, int] = {}
+        for L in lg.layers:
+            if L.kind == "affine":
+                self.step_cost[L.index] = sum(int(W.nnz) if hasattr(W, "nnz") else int(np.prod(W.shape)) for _, W in L.terms)
+        for L in lg.layers:
+            if L.kind != "affine" and L.kind != "input":
+                self.step_cost[L.index] = self.step_cost.get(L.source, 0)
+        self.stoppable = {L.index for L in lg.layers if L.kind in ("input", "relu")}
         self._last_use: Dict[int, int] = {}
         for L in lg.layers:
             for s_ in layer_sources(L):
@@ -578,13 +590,15 @@ class Crown:
                         and not self.input_only[k]:
                     self.optimise_rows(k, res, alpha_iters, alpha_lr)
             if res.fwd is not None:  # forward functions nobody reads any more
-                for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k]:
+                for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k and v not in self.stoppable]:
                     del res.fwd[v]
             if hook is not None:
                 box = res.affine.get(k) or res.var.get(k)
                 if hook(k, *box):
                     res.stopped = True
                     return res
+        if res.fwd is not None:  # (the ReLUs' forward functions were kept for partial back-substitution)
+            res.fwd = {}
         return res
 
     # ---- the forward pass (few free inputs, large graphs) ---------------------------------------
@@ -748,8 +762,18 @@ class Crown:
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
         shares = ops.zeros((B, n, n_dims)) if (want_shares and scored) else None
+        partial = None
         if res.fwd is not None and U * self.prefix[k] > self.backward_budget and not (output and k == self.lg.output):
-            # too many rows to back-substitute: the forward bounds stand (and give the scores' shares)
+            # too many rows to back-substitute to the input: back-substitute them only as far as
+            # `backward_budget` pays for (per box), then through a ReLU layer's forward functions;
+            # when not even the first step back is affordable, the forward bounds stand
+            per_row = self.backward_budget / max(1, U)
+            first = [s_ for s_, _, _ in self.W[k]]
+            if all(s_ in res.fwd for s_ in first) and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row:
+                partial = per_row
+        if res.fwd is not None and partial is None and U * self.prefix[k] > self.backward_budget \
+                and not (output and k == self.lg.output):
+            # the forward bounds stand (and give the scores' shares)
             if shares is not None:
                 Fl, Fu = res.fwd[k]
                 rad = ((x_hi - x_lo) / 2.0)[:, res.free]
@@ -775,6 +799,7 @@ class Crown:
                     start[s] = ops.cat([Wr, -Wr], 1)
                 br = self.b[k][order]
                 lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
+                                      stop=None if partial is None else (partial, res),
                                       lines=res.lines)
                 if shares is not None and self._share_dims is not None:
                     A = A[..., self._share_dims]
@@ -811,7 +836,8 @@ class Crown:
     def backward(self, start: Dict[int, object], bias, affine, var, want_A: bool = False,
                  alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
                  relax: Optional[Dict[int, tuple]] = None, lines: Optional[Dict[int, tuple]] = None,
-                 gaps: Optional[Dict[int, object]] = None, row_lines: Optional[Dict[int, tuple]] = None):
+                 gaps: Optional[Dict[int, object]] = None, row_lines: Optional[Dict[int, tuple]] = None,
+                 stop: Optional[tuple] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
@@ -820,15 +846,25 @@ class Crown:
         relaxations made beforehand (`relaxations`); `lines`, `gaps`: the act and product layers'
         relaxations and gaps (`Pass.lines`, `Pass.gaps`: needed when the graph has such layers;
         with `slack_out`, |coefficient| x gap for them too); `row_lines`: act / product layer -> its
-        lines (planes) per box, row and neuron (B, R, n) instead of `lines` (alpha, `optimise`)."""
+        lines (planes) per box, row and neuron (B, R, n) instead of `lines` (alpha, `optimise`).
+        `stop` (cost per row, the pass): stop where every pending layer has forward functions
+        (`Pass.fwd`) and the next step back would take the entries multiplied per row past that
+        cost, and finish through those functions."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
         layers = self.lg.layers
+        spent = 0
         while pending:
             if time.monotonic() > self._deadline:
                 raise Expired()
             j = max(pending)
+            if stop is not None and j != 0 and spent + self.step_cost.get(j, 0) > stop[0] \
+                    and all(p in stop[1].fwd for p in pending):
+                self.stats["partial_rows"] = self.stats.get("partial_rows", 0) + int(bias.shape[0] * bias.shape[1])
+                return self._through_forward(pending, bias, stop[1], want_A)
+            if layers[j].kind == "affine":
+                spent += self.step_cost[j]
             Lam = pending.pop(j)
             if j == 0:
                 x_lo, x_hi = var[0]
@@ -931,6 +967,28 @@ class Crown:
             return d
         hit = (abs(P) * xp.where(finite, zero, self.ops.full((), 1.0))).sum(-1) > 0
         return xp.where(hit, self.ops.full((), -np.inf), d)
+
+    def _through_forward(self, pending, bias, res: Pass, want_A: bool):
+        """The end of a partial back-substitution: each pending layer's coefficients applied to
+        its forward functions (lower where positive, upper where negative), then the result's
+        lower bound over the box's free inputs; with want_A its coefficients in x (the fixed
+        inputs' part is in the constant, their columns 0)."""
+        ops = self.ops
+        G = None
+        for p, Lam in pending.items():
+            Fl, Fu = res.fwd[p]
+            pos = ops.pos(Lam)
+            g = pos @ Fl + (Lam - pos) @ Fu  # (B, R, m + 1)
+            G = g if G is None else G + g
+        A_f, c = G[..., :-1], G[..., -1] + bias
+        x_lo, x_hi = res.var[0]
+        pos = ops.pos(A_f)
+        lb = ops.bdot(pos, x_lo[:, res.free]) + ops.bdot(A_f - pos, x_hi[:, res.free]) + c
+        A = None
+        if want_A:
+            A = ops.zeros(tuple(A_f.shape[:2]) + (int(x_lo.shape[1]),))
+            A[..., res.free] = A_f
+        return lb, A
 
     # ---- the final pass ----------------------------------------------------------------------------
     def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None,

@@ -371,33 +371,18 @@ class InputSplit:
             if not len(op):
                 continue
             score = self._split_scores(op.lo, op.hi, op.alive, olb, oA, oS)
-            # when boxes are costly to bound (past the first call, which pays the warm-up) and few
-            # are open, each box is halved along its `ways` best dims at once (2^ways children),
-            # so that one call bounds about `fill_batch` boxes
-            ways = 1
-            if batches > 1 and dt > o.costly_box_seconds * K and n_open + 2 * len(op) < o.fill_batch:
-                ways = max(1, min(o.fill_ways, len(self.free_dims), int(np.log2(max(1, (o.fill_batch - n_open) // len(op))))))
-            children = op
-            for w in range(ways):
-                k = len(children)
-                order = np.argsort(-score, axis=1, kind="stable")
-                dim = order[:, w]
-                ok = np.isfinite(score[np.arange(k), dim]) if w else np.ones(k, bool)
-                if not ok.all():  # a box with fewer dims to split than `ways`: halved as far as it can be
-                    break
-                mid = (children.lo[np.arange(k), dim] + children.hi[np.arange(k), dim]) / 2
-                left_hi = children.hi.copy()
-                left_hi[np.arange(k), dim] = mid
-                right_lo = children.lo.copy()
-                right_lo[np.arange(k), dim] = mid
-                children = _Boxes(np.concatenate([children.lo, right_lo]), np.concatenate([left_hi, children.hi]),
-                                  np.concatenate([children.alive, children.alive]),
-                                  np.concatenate([children.depth, children.depth]) + 1,
-                                  None if children.state is None else children.state.repeat2())
-                score = np.concatenate([score, score])
-                st.splits += k
-            stack.append(children)
-            n_open += len(children)
+            dim = score.argmax(axis=1)
+            k = len(op)
+            mid = (op.lo[np.arange(k), dim] + op.hi[np.arange(k), dim]) / 2
+            left_hi = op.hi.copy()
+            left_hi[np.arange(k), dim] = mid
+            right_lo = op.lo.copy()
+            right_lo[np.arange(k), dim] = mid
+            stack.append(_Boxes(np.concatenate([op.lo, right_lo]), np.concatenate([left_hi, op.hi]),
+                                np.concatenate([op.alive, op.alive]), np.concatenate([op.depth, op.depth]) + 1,
+                                None if op.state is None else op.state.repeat2()))
+            n_open += 2 * k
+            st.splits += k
         if st.unresolved:
             return None, "unknown"
         return None, "refuted"
@@ -411,8 +396,8 @@ class InputSplit:
         return gap.argmax(axis=1)
 
     def _split_scores(self, lo, hi, alive, lb, lA, slack=None) -> np.ndarray:
-        """Per open box, a score per input dim (K, n); the best is halved first, -inf for a dim
-        that cannot be (docs/relaxed.md compares the heuristics).
+        """Per open box, a score per input dim (K, n): the best is halved, -inf for a dim that
+        cannot be (docs/relaxed.md compares the heuristics).
 
         slack: where the relaxation's looseness comes from (our CROWN: the triangle gap of every
                unstable neuron, weighted by the row's back-substituted coefficients and shared out
