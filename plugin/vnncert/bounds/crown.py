@@ -846,7 +846,8 @@ class Crown:
         relaxations made beforehand (`relaxations`); `lines`, `gaps`: the act and product layers'
         relaxations and gaps (`Pass.lines`, `Pass.gaps`: needed when the graph has such layers;
         with `slack_out`, |coefficient| x gap for them too); `row_lines`: act / product layer -> its
-        lines (planes) per box, row and neuron (B, R, n) instead of `lines` (alpha, `optimise`).
+        lines (planes) per box, row and neuron (B, R, n) instead of `lines` (alpha, `optimise`; an
+        act layer's: a function of its coefficients, `_act_row_lines`).
         `stop` (cost per row, the pass): stop where every pending layer has forward functions
         (`Pass.fwd`) and the next step back would take the entries multiplied per row past that
         cost, and finish through those functions."""
@@ -916,7 +917,7 @@ class Crown:
                 if slack_out is not None and gaps is not None:
                     slack_out[j] = abs(Lam) * gaps[j][:, None, :]
                 if row_lines is not None and j in row_lines:
-                    LS, LB, US, UB = row_lines[j]
+                    LS, LB, US, UB = row_lines[j](Lam)
                     bias = bias + self._bias_rows(pos, LB) + self._bias_rows(neg, UB)
                     M = pos * LS + neg * US
                 else:
@@ -1171,6 +1172,30 @@ class Crown:
                 out[j] = {"params": params, "planes": planes, "mask": finite[:, None, :]}
         return out
 
+    def _act_row_lines(self, L, g: dict, fixed):
+        """An act layer's optimised lines as a function of the back-substituted coefficients Lam
+        (B, R, n): each entry needs only the side its sign selects (the lower line where Lam > 0,
+        the upper where Lam < 0), so only that side's intercept is computed (`backward` calls it)."""
+        torch = self.ops.torch
+        mask = g["mask"]
+
+        def lines(Lam):
+            out = []
+            for t, upper, (fs, fb) in ((g["params"][0], False, fixed[:2]), (g["params"][1], True, fixed[2:])):
+                s = g["smin"] + t * g["span"]
+                sd = s.detach()
+                need = (((Lam < 0) if upper else (Lam > 0)) & mask).detach().numpy()
+                b_np, z = np.zeros(need.shape), np.zeros(need.shape)
+                if need.any():
+                    l_, u_ = (np.broadcast_to(v, need.shape)[need] for v in (g["l"], g["u"]))
+                    b_np[need], z[need] = intercept_point(L.function, l_, u_, sd.numpy()[need], upper)
+                # the value is exactly the sound intercept; its gradient in s is -z
+                b = torch.as_tensor(b_np) - (s - sd) * torch.as_tensor(z)
+                out += [torch.where(mask, s, fs[:, None, :]), torch.where(mask, b, fb[:, None, :])]
+            return tuple(out)
+
+        return lines
+
     def _alpha_lines(self, res: Pass, P: Dict[int, dict]):
         """(relu layer -> lower slopes (B, R, n), act / product layer -> its lines per row) from the
         parameters (`_alpha_params`)."""
@@ -1182,17 +1207,7 @@ class Crown:
             if L.kind == "relu":
                 alphas[j] = g["params"][0]
             elif L.kind == "act":
-                fixed = res.lines[j]
-                mask = g["mask"]
-                line = []
-                for t, upper, (fs, fb) in ((g["params"][0], False, fixed[:2]), (g["params"][1], True, fixed[2:])):
-                    s = g["smin"] + t * g["span"]
-                    sd = s.detach()
-                    b_np, z = intercept_point(L.function, g["l"], g["u"], sd.numpy(), upper)
-                    # the value is exactly the sound intercept; its gradient in s is -z
-                    b = torch.as_tensor(b_np) - (s - sd) * torch.as_tensor(z)
-                    line += [torch.where(mask, s, fs[:, None, :]), torch.where(mask, b, fb[:, None, :])]
-                rows[j] = tuple(line)
+                rows[j] = self._act_row_lines(L, g, res.lines[j])
             else:
                 mask = g["mask"]
                 sides = []
