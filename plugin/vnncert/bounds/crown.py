@@ -533,7 +533,8 @@ class Crown:
     # ---- intermediate bounds ---------------------------------------------------------------------
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
                      hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None,
-                     deadline: float = math.inf, alpha_iters: int = 0, alpha_lr: float = 0.25) -> Pass:
+                     deadline: float = math.inf, alpha_iters: int = 0, alpha_lr: float = 0.25,
+                     reuse_upto: int = 0) -> Pass:
         """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
 
         method "interval": interval bounds only; "crown": back-substitution where they leave rows
@@ -544,6 +545,9 @@ class Crown:
         None), what the split scores of `final` read. `alpha_iters` (torch): the rows of every
         affine layer read by an act or product layer (every row) or by ReLUs (the unstable ones)
         are then tightened by alpha-CROWN (`optimise_rows`) before the layers after it are bounded.
+        `reuse_upto`: the affine layers before it take `parent`'s bounds as they are (the caller
+        knows the boxes and every bound before that layer are the parent's: a split of an act
+        neuron's input in that layer; not with the forward pass or shares).
         Past `deadline` it raises `Expired`."""
         ops = self.ops
         lo, hi = ops.asarray(lo), ops.asarray(hi)
@@ -585,7 +589,11 @@ class Crown:
             else:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
-                res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
+                if k < reuse_upto and parent is not None and k in parent.bounds and res.fwd is None and not want_shares:
+                    pl, pu = parent.bounds[k]  # nothing before it changed: the parent's bounds stand
+                    res.affine[k] = (pl.clone(), pu.clone()) if self.backend == "torch" else (pl.copy(), pu.copy())
+                else:
+                    res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
                 if alpha_iters > 0 and method == "crown" and self.backend == "torch" and k in self.readers \
                         and not self.input_only[k]:
                     self.optimise_rows(k, res, alpha_iters, alpha_lr)

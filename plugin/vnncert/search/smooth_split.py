@@ -56,22 +56,28 @@ class SmoothSplitStats:
 
 
 class _Domains:
-    def __init__(self, lo, hi, alive, depth, state: Optional[BoxState]):
+    """Open domains: boxes, live disjuncts, depth, intermediate bounds (`state`), and `same`: per
+    domain, the layers below which box and bounds are its parent's (a split of an act neuron's
+    input in affine layer k: k + 1; an input split or the root: 0)."""
+
+    def __init__(self, lo, hi, alive, depth, state: Optional[BoxState], same=None):
         self.lo, self.hi, self.alive, self.depth, self.state = lo, hi, alive, depth, state
+        self.same = np.zeros(lo.shape[0], np.int64) if same is None else same
 
     def __len__(self) -> int:
         return self.lo.shape[0]
 
     def take(self, idx) -> "_Domains":
         return _Domains(self.lo[idx], self.hi[idx], self.alive[idx], self.depth[idx],
-                        None if self.state is None else self.state.take(idx))
+                        None if self.state is None else self.state.take(idx), self.same[idx])
 
     @staticmethod
     def cat(parts: List["_Domains"]) -> "_Domains":
         if len(parts) == 1:
             return parts[0]
         state = None if parts[0].state is None else BoxState.cat([p.state for p in parts])
-        return _Domains(*[np.concatenate([getattr(p, f) for p in parts]) for f in ("lo", "hi", "alive", "depth")], state)
+        return _Domains(*[np.concatenate([getattr(p, f) for p in parts]) for f in ("lo", "hi", "alive", "depth")], state,
+                        np.concatenate([p.same for p in parts]))
 
 
 S_SHAPED = ("Sigmoid", "Tanh", "Erf")
@@ -146,7 +152,8 @@ class _SmoothSplit:
         try:
             t0 = time.monotonic()
             res = crown.intermediate(d.lo, d.hi, parent=d.state, want_shares=want_scores, share_dims=self.free_dims,
-                                     deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=self.options.bounds.alpha_lr)
+                                     deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=self.options.bounds.alpha_lr,
+                                     reuse_upto=int(d.same.min()) if d.state is not None else 0)
             sl: dict = {}
             lb, A, scores = crown.final(C, res, want_A=True, want_scores=want_scores, slack_out=sl)
             if alpha > 0:  # alpha-CROWN on the final rows (the root's, or the domains CROWN left open)
@@ -280,6 +287,7 @@ class _SmoothSplit:
             return None  # a domain with nothing left to split: unknown
         lo2, hi2 = np.concatenate([d.lo, d.lo]), np.concatenate([d.hi, d.hi])
         st2 = state.repeat2()
+        same = np.zeros(2 * K, np.int64)
         for b in range(K):
             if in_dim[b] >= 0:
                 i = in_dim[b]
@@ -291,5 +299,6 @@ class _SmoothSplit:
                 l1, u1 = st2.bounds[k]
                 u1[b, i] = m
                 l1[K + b, i] = m
+                same[b] = same[K + b] = k + 1
                 self.stats.act_splits += 1
-        return _Domains(lo2, hi2, np.concatenate([~dead, ~dead]), np.concatenate([d.depth, d.depth]) + 1, st2)
+        return _Domains(lo2, hi2, np.concatenate([~dead, ~dead]), np.concatenate([d.depth, d.depth]) + 1, st2, same)
