@@ -56,7 +56,7 @@ class BoundsOptions:
     backward_budget: float = 2e8  # ... and back-substituting a layer's rows would cost more than this (rows x entries, per box: cgan)
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
     alpha_lr: float = 0.25  # ... their learning rate (slopes live in [0, 1])
-    refine_elements: int = 2_000_000  # alpha-CROWN of intermediate rows: slopes (rows x earlier unstable ReLUs) per batch
+    refine_elements: int = 2_000_000  # alpha-CROWN of intermediate rows: slopes (rows x earlier unstable ReLUs) per batch; the smooth split's root: a layer's rows x earlier relu/act/product neurons at most this
     lirpa_iterations: int = 20  # auto_LiRPA alpha-CROWN: optimisation steps (its default)
     lirpa_lr: float = 0.1  # ... learning rate of the slopes
     lirpa_patience: int = 5  # ... steps without improvement before it stops early

@@ -534,7 +534,7 @@ class Crown:
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
                      hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None,
                      deadline: float = math.inf, alpha_iters: int = 0, alpha_lr: float = 0.25,
-                     reuse_upto: int = 0) -> Pass:
+                     reuse_upto: int = 0, alpha_max_elements: float = math.inf) -> Pass:
         """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
 
         method "interval": interval bounds only; "crown": back-substitution where they leave rows
@@ -544,7 +544,8 @@ class Crown:
         each recomputed neuron's linear range shared out over the input dims `share_dims` (all:
         None), what the split scores of `final` read. `alpha_iters` (torch): the rows of every
         affine layer read by an act or product layer (every row) or by ReLUs (the unstable ones)
-        are then tightened by alpha-CROWN (`optimise_rows`) before the layers after it are bounded.
+        are then tightened by alpha-CROWN (`optimise_rows`) before the layers after it are bounded,
+        where its rows x the relaxed neurons before it stay within `alpha_max_elements` per box.
         `reuse_upto`: the affine layers before it take `parent`'s bounds as they are (the caller
         knows the boxes and every bound before that layer are the parent's: a split of an act
         neuron's input in that layer; not with the forward pass or shares).
@@ -595,7 +596,7 @@ class Crown:
                 else:
                     res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
                 if alpha_iters > 0 and method == "crown" and self.backend == "torch" and k in self.readers \
-                        and not self.input_only[k]:
+                        and not self.input_only[k] and 2 * self.lg.layers[k].size * self._relaxed_before(k) <= alpha_max_elements:
                     self.optimise_rows(k, res, alpha_iters, alpha_lr)
             if res.fwd is not None:  # forward functions nobody reads any more
                 for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k and v not in self.stoppable]:
@@ -1085,6 +1086,10 @@ class Crown:
                         t.clamp_(0.0, 1.0)
         return best
 
+    def _relaxed_before(self, k: int) -> int:
+        """Neurons of the relu, act and product layers before layer k (the slopes a row of k has)."""
+        return sum(L.size for L in self.lg.layers[:k] if L.kind in ("relu", "act", "product"))
+
     def optimise_rows(self, k: int, res: Pass, iters: int, lr: float) -> None:
         """Affine layer k's bounds in `res` tightened in place by alpha-CROWN (`optimise`) on its
         rows that the layers reading it relax: every row whose bounds differ when an act or product
@@ -1106,7 +1111,7 @@ class Crown:
             return
         t0 = time.monotonic()
         order_all = ops.order_first(need, U)
-        earlier = sum(L.size for L in self.lg.layers[:k] if L.kind in ("relu", "act", "product"))
+        earlier = self._relaxed_before(k)
         step = max(1, self.chunk_values // max(1, B * 2 * max(earlier, 1) * 4))
         for c0 in range(0, U, step):
             order = order_all[:, c0:c0 + step]

@@ -153,7 +153,8 @@ class _SmoothSplit:
             t0 = time.monotonic()
             res = crown.intermediate(d.lo, d.hi, parent=d.state, want_shares=want_scores, share_dims=self.free_dims,
                                      deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=self.options.bounds.alpha_lr,
-                                     reuse_upto=int(d.same.min()) if d.state is not None else 0)
+                                     reuse_upto=int(d.same.min()) if d.state is not None else 0,
+                                     alpha_max_elements=self.options.bounds.refine_elements)
             sl: dict = {}
             lb, A, scores = crown.final(C, res, want_A=True, want_scores=want_scores, slack_out=sl)
             if alpha > 0:  # alpha-CROWN on the final rows (the root's, or the domains CROWN left open)
