@@ -97,6 +97,7 @@ class ActivationSplitOptions:
     smooth_batch: int = 32  # domains bounded per call at the start (doubled while a call takes < 0.3 s, to 1024)
     smooth_max_domains: int = 500_000  # memory bound: past this many open domains the search gives up (unknown)
     smooth_root_alpha_iters: int = 20  # alpha-CROWN steps on the root domain's intermediate rows, then on its final rows (0: off)
+    smooth_root_alpha_lr: float = 0.1  # ... Adam's learning rate (eran 6x200 sigmoid idx_6553: margin +1.27 at 0.1, -1.26 at 0.25, -2.65 at 0.5)
     smooth_alpha_iters: int = 0  # alpha-CROWN steps on the final rows of each domain CROWN leaves open (0: off)
     root_iters: int = 40  # Adam steps on the root domain's alpha/beta
     child_iters: int = 12  # ... on each child's, started from its parent's (8 proved fewer disjuncts on mnist_fc 256x6)

@@ -143,6 +143,7 @@ class _SmoothSplit:
         want_scores = self.free_dims is not None
         torch_ = crown.backend == "torch"
         alpha = (self.o.smooth_root_alpha_iters if root else self.o.smooth_alpha_iters) if torch_ else 0
+        lr = self.o.smooth_root_alpha_lr if root else self.options.bounds.alpha_lr
         grad = None
         if torch_:
             import torch
@@ -152,7 +153,7 @@ class _SmoothSplit:
         try:
             t0 = time.monotonic()
             res = crown.intermediate(d.lo, d.hi, parent=d.state, want_shares=want_scores, share_dims=self.free_dims,
-                                     deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=self.options.bounds.alpha_lr,
+                                     deadline=self.deadline, alpha_iters=alpha if root else 0, alpha_lr=lr,
                                      reuse_upto=int(d.same.min()) if d.state is not None else 0,
                                      alpha_max_elements=self.options.bounds.refine_elements)
             sl: dict = {}
@@ -162,7 +163,7 @@ class _SmoothSplit:
                 open_ = np.flatnonzero(~self.rows.closed(self.rows.refuted(lower0, d.alive))) if not root else np.arange(K)
                 if open_.size:
                     sub = res if open_.size == K else _take_pass(res, open_, ops)
-                    la = crown.optimise_final(C[open_], sub, alpha, self.options.bounds.alpha_lr)
+                    la = crown.optimise_final(C[open_], sub, alpha, lr)
                     la = torch.where(torch.isnan(la), torch.full((), -np.inf, dtype=la.dtype), la)
                     lb = lb.clone()
                     lb[torch.as_tensor(open_)] = torch.maximum(lb[torch.as_tensor(open_)], la)
