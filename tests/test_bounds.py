@@ -197,3 +197,19 @@ def test_sparse_mm_matches_the_dense_product_and_its_gradient(dtype):
     np.testing.assert_allclose(X.grad.numpy(), (Ad.T @ G).numpy(), rtol=tol, atol=tol)
     with torch.no_grad():  # no gradient wanted: torch's own product
         np.testing.assert_allclose(sparse_mm(At, AtT, X).numpy(), Y.detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_a_forward_pass_stops_at_its_deadline(tmp_path):
+    """With every layer on the forward pass (budget 0: no row chunks, no back-substitution), a
+    deadline already past still raises Expired (checked between layers)."""
+    import time
+
+    from vnncert.options import BoundsOptions
+
+    lg = load_network(conv_net(tmp_path), threads=1).layer_graph
+    g = bounds.prepare(lg, "torch", BoundsOptions(forward_max_inputs=64, backward_budget=0.0))
+    lo, hi = _boxes(lg.n_inputs, 2, 0.3, 4)
+    C = np.ones((2, 1, lg.n_outputs))
+    assert np.all(np.isfinite(bounds.compute(g, lo, hi, C).lower))
+    with pytest.raises(bounds.Expired):
+        bounds.compute(g, lo, hi, C, deadline=time.monotonic() - 1.0)

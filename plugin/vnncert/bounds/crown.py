@@ -570,6 +570,8 @@ class Crown:
                 res.fwd = {0: self._forward_input(lo, free)}
         for L in self.lg.layers[1:]:
             k = L.index
+            if time.monotonic() > self._deadline:  # (between layers: a forward pass has no row chunks)
+                raise Expired()
             if L.kind == "relu":
                 l, u = res.affine[L.source]
                 res.var[k] = (ops.pos(l), ops.pos(u))
