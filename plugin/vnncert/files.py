@@ -1,4 +1,4 @@
-"""Reading input files: `.gz` is accepted wherever a path is (REFERENCE.md, "Our conventions").
+"""Reading input files: `.gz` is accepted wherever a path is (docs/formats.md, "compressed files").
 
 Every read is bounded: a file (or what a `.gz` expands to) larger than the cap for its kind is
 refused with a clear error before it is read whole, and only regular files are opened, so that a
