@@ -87,6 +87,22 @@ class CaseRows:
         return dead.all(axis=1) & (not self.empty_disjunct)
 
 
+def pop_batch(stack: list, batch: int):
+    """Up to `batch` entries off the top of a stack of batched containers (`_Boxes`, the smooth
+    split's domains: `len`, `take(indices)`, `cat(parts)`), the rest of the last part pushed
+    back (depth first: bounded memory)."""
+    parts = [stack.pop()]
+    have = len(parts[0])
+    while have < batch and stack:
+        parts.append(stack.pop())
+        have += len(parts[-1])
+    out = type(parts[0]).cat(parts)
+    if len(out) > batch:
+        stack.append(out.take(np.arange(batch, len(out))))
+        out = out.take(np.arange(batch))
+    return out
+
+
 @dataclass
 class InputSplitStats:
     """What one search did (summed over the cases of an engine run)."""
@@ -260,16 +276,7 @@ class InputSplit:
             if n_open > min(self.max_open, o.max_state_bytes // max(1, per_box)):
                 st.gave_up_open = n_open
                 return None, "unknown"
-            # pop up to `batch` boxes from the top of the stack (depth first: bounded memory)
-            parts = [stack.pop()]
-            have = len(parts[0])
-            while have < batch and stack:
-                parts.append(stack.pop())
-                have += len(parts[-1])
-            boxes = _Boxes.cat(parts)
-            if len(boxes) > batch:
-                stack.append(boxes.take(np.arange(batch, len(boxes))))
-                boxes = boxes.take(np.arange(batch))
+            boxes = pop_batch(stack, batch)
             K = len(boxes)
             n_open -= K
             t0 = time.monotonic()

@@ -37,7 +37,7 @@ from ..bounds.margin import widen_lower
 from ..deadline import expired
 from ..options import Options
 from ..results import Outcome, sat_outcome
-from .input_split import CaseRows
+from .input_split import CaseRows, pop_batch
 
 
 @dataclass
@@ -190,15 +190,7 @@ class _SmoothSplit:
             if n_open > self.o.smooth_max_domains:
                 st.gave_up_open = n_open
                 return None, "unknown"
-            parts = [stack.pop()]
-            have = len(parts[0])
-            while have < batch and stack:
-                parts.append(stack.pop())
-                have += len(parts[-1])
-            d = _Domains.cat(parts)
-            if len(d) > batch:
-                stack.append(d.take(np.arange(batch, len(d))))
-                d = d.take(np.arange(batch))
+            d = pop_batch(stack, batch)
             K = len(d)
             n_open -= K
             t0 = time.monotonic()

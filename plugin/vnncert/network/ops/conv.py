@@ -33,7 +33,6 @@ def conv_attrs(node, ctx) -> ConvAttrs:
 
 def conv_matrix(in_shape, W: np.ndarray, strides, pads, dilations, group: int):
     """Sparse matrix of an N-D convolution (no bias) on a (N, C, *S) input, and the output shape."""
-    sp = sparse()
     W = np.asarray(W, dtype=np.float64)
     N, C = int(in_shape[0]), int(in_shape[1])
     S = [int(d) for d in in_shape[2:]]
@@ -48,7 +47,7 @@ def conv_matrix(in_shape, W: np.ndarray, strides, pads, dilations, group: int):
     OCg = OC // group
     oc = np.arange(OC)
     ic_of = (oc // OCg)[:, None] * Cg + np.arange(Cg)[None, :]  # (OC, Cg) absolute input channel
-    rows_l, cols_l, vals_l = [], [], []
+    entries = ([], [], [])
     for kk, flat, inside, _ in offsets:
         w = W[(slice(None), slice(None)) + tuple(kk)]  # (OC, Cg)
         pos = np.flatnonzero(inside)
@@ -56,17 +55,34 @@ def conv_matrix(in_shape, W: np.ndarray, strides, pads, dilations, group: int):
             continue
         r = oc[:, None, None] * n_pos + pos[None, None, :]  # (OC, 1, P)
         c = ic_of[:, :, None] * n_in_sp + flat[pos][None, None, :]  # (OC, Cg, P)
-        v = np.broadcast_to(w[:, :, None], (OC, Cg, pos.size))
-        nz = v != 0
-        rows_l.append(np.broadcast_to(r, v.shape)[nz])
-        cols_l.append(np.broadcast_to(c, v.shape)[nz])
-        vals_l.append(v[nz])
-    rows = np.concatenate(rows_l) if rows_l else np.zeros(0, np.int64)
-    cols = np.concatenate(cols_l) if cols_l else np.zeros(0, np.int64)
-    vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
-    one = sp.csr_matrix((vals, (rows, cols)), shape=(OC * n_pos, C * n_in_sp))
-    mat = sp.kron(sp.identity(N, format="csr"), one, format="csr") if N > 1 else one
-    return mat, (N, OC) + tuple(out_s)
+        add_kernel_entries(entries, r, c, w)
+    return batched_matrix(entries, (OC * n_pos, C * n_in_sp), N), (N, OC) + tuple(out_s)
+
+
+def add_kernel_entries(entries, r, c, w) -> None:
+    """Append one kernel offset's nonzero entries to `entries` (rows, cols, values lists): weights
+    w (A, B) at rows r and columns c, arrays broadcasting to (A, B, positions)."""
+    shape = np.broadcast_shapes(r.shape, c.shape)
+    v = np.broadcast_to(w[:, :, None], shape)
+    nz = v != 0
+    entries[0].append(np.broadcast_to(r, shape)[nz])
+    entries[1].append(np.broadcast_to(c, shape)[nz])
+    entries[2].append(v[nz])
+
+
+def batched_matrix(entries, shape, N: int):
+    """The CSR matrix of one sample's entries (duplicates summed), block-diagonal over N samples."""
+    sp = sparse()
+    rows, cols, vals = entries
+    one = sp.csr_matrix((np.concatenate(vals) if vals else np.zeros(0),
+                         (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                          np.concatenate(cols) if cols else np.zeros(0, np.int64))), shape=shape)
+    return sp.kron(sp.identity(N, format="csr"), one, format="csr") if N > 1 else one
+
+
+def channel_bias(bias, out_shape):
+    """A per-channel bias (axis 1) as the flat constant of an output of `out_shape`."""
+    return np.broadcast_to(bias.reshape((1, -1) + (1,) * (len(out_shape) - 2)), out_shape).reshape(-1)
 
 
 @register("Conv")
@@ -83,10 +99,7 @@ class ConvOp(OpHandler):
         a = conv_attrs(node, ctx)
         s = ctx.sym(node.inputs[0])
         M, out_shape = conv_matrix(s.shape, a.W, a.window.strides, a.window.pads, a.window.dilations, a.group)
-        c = None
-        if a.bias is not None:
-            c = np.broadcast_to(a.bias.reshape((1, -1) + (1,) * (a.W.ndim - 2)), out_shape).reshape(-1)
-        ctx.set(node.outputs[0], s.linear(M, c, out_shape))
+        ctx.set(node.outputs[0], s.linear(M, None if a.bias is None else channel_bias(a.bias, out_shape), out_shape))
 
 
 def _define_steps():

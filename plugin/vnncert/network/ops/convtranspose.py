@@ -17,8 +17,8 @@ from typing import List, NamedTuple, Optional
 import numpy as np
 
 from ...errors import NetworkError
-from ..affine import sparse
 from .base import LazySteps, OpHandler, ints, register
+from .conv import add_kernel_entries, batched_matrix, channel_bias
 
 
 class ConvTransposeAttrs(NamedTuple):
@@ -78,7 +78,6 @@ def conv_transpose_attrs(node, ctx) -> ConvTransposeAttrs:
 
 def conv_transpose_matrix(in_shape, a: ConvTransposeAttrs):
     """Sparse matrix (no bias) of the transposed convolution on an (N, C, *S) input, and the output shape."""
-    sp = sparse()
     N, C = int(in_shape[0]), int(in_shape[1])
     S = [int(d) for d in in_shape[2:]]
     nd = len(S)
@@ -90,7 +89,7 @@ def conv_transpose_matrix(in_shape, a: ConvTransposeAttrs):
     grids = np.meshgrid(*[np.arange(s) for s in S], indexing="ij")
     ic = np.arange(C)
     oc_of = (ic // Cg)[:, None] * OCg + np.arange(OCg)[None, :]  # (C, OCg) absolute output channel
-    rows_l, cols_l, vals_l = [], [], []
+    entries = ([], [], [])
     in_flat = np.arange(n_in)
     for kk in np.ndindex(*W.shape[2:]):
         pos = [grids[i] * a.strides[i] + kk[i] * a.dilations[i] - a.pads[i] for i in range(nd)]
@@ -105,17 +104,8 @@ def conv_transpose_matrix(in_shape, a: ConvTransposeAttrs):
         w = W[(slice(None), slice(None)) + tuple(kk)]  # (C, OCg)
         r = oc_of[:, :, None] * n_out + flat.reshape(-1)[sel][None, None, :]  # (C, OCg, P)
         c = ic[:, None, None] * n_in + in_flat[sel][None, None, :]
-        v = np.broadcast_to(w[:, :, None], r.shape)
-        nz = v != 0
-        rows_l.append(np.broadcast_to(r, v.shape)[nz])
-        cols_l.append(np.broadcast_to(c, v.shape)[nz])
-        vals_l.append(v[nz])
-    rows = np.concatenate(rows_l) if rows_l else np.zeros(0, np.int64)
-    cols = np.concatenate(cols_l) if cols_l else np.zeros(0, np.int64)
-    vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
-    one = sp.csr_matrix((vals, (rows, cols)), shape=(OC * n_out, C * n_in))  # duplicates are summed
-    mat = sp.kron(sp.identity(N, format="csr"), one, format="csr") if N > 1 else one
-    return mat, (N, OC) + tuple(out)
+        add_kernel_entries(entries, r, c, w)
+    return batched_matrix(entries, (OC * n_out, C * n_in), N), (N, OC) + tuple(out)  # duplicates are summed
 
 
 @register("ConvTranspose")
@@ -131,10 +121,7 @@ class ConvTransposeOp(OpHandler):
         a = conv_transpose_attrs(node, ctx)
         s = ctx.sym(node.inputs[0])
         M, out_shape = conv_transpose_matrix(s.shape, a)
-        c = None
-        if a.bias is not None:
-            c = np.broadcast_to(a.bias.reshape((1, -1) + (1,) * (a.W.ndim - 2)), out_shape).reshape(-1)
-        ctx.set(node.outputs[0], s.linear(M, c, out_shape))
+        ctx.set(node.outputs[0], s.linear(M, None if a.bias is None else channel_bias(a.bias, out_shape), out_shape))
 
 
 def _define_steps():

@@ -39,8 +39,9 @@ def reduced_groups(shape, axes):
     return np.argsort(rows, kind="stable").reshape(n_out, -1), kept_shape
 
 
-@register("ReduceMax", "ReduceMin")
-class ReduceMaxOp(OpHandler):
+class _ReduceOp(OpHandler):
+    """The reductions' one torch step (`Reduce`); each family lowers to the layer graph its own way."""
+
     def to_torch(self, node, ctx):
         x = node.inputs[0]
         axes, keep = reduce_axes(node, ctx, ctx.view(x).rank)
@@ -51,6 +52,10 @@ class ReduceMaxOp(OpHandler):
         v = ctx.view(x)
         merged = v.merged and (keep or 0 not in axes)
         ctx.emit(steps.Reduce(node.op_type, [v.axis(a) for a in axes], keep), [x], [node.outputs[0]], merged)
+
+
+@register("ReduceMax", "ReduceMin")
+class ReduceMaxOp(_ReduceOp):
 
     def to_affine(self, node, ctx):
         s = ctx.sym(node.inputs[0])
@@ -74,17 +79,7 @@ class ReduceMaxOp(OpHandler):
 
 
 @register("ReduceSum", "ReduceMean")
-class ReduceOp(OpHandler):
-    def to_torch(self, node, ctx):
-        x = node.inputs[0]
-        axes, keep = reduce_axes(node, ctx, ctx.view(x).rank)
-        if axes is None:
-            ctx.alias(node.outputs[0], x)
-            return
-        x = ctx.not_on_batch(x, axes)
-        v = ctx.view(x)
-        merged = v.merged and (keep or 0 not in axes)
-        ctx.emit(steps.Reduce(node.op_type, [v.axis(a) for a in axes], keep), [x], [node.outputs[0]], merged)
+class ReduceOp(_ReduceOp):
 
     def to_affine(self, node, ctx):
         s = ctx.sym(node.inputs[0])
@@ -92,15 +87,11 @@ class ReduceOp(OpHandler):
         if axes is None:
             ctx.set(node.outputs[0], s)
             return
-        rank = len(s.shape)
-        kept_shape = tuple(1 if i in axes else d for i, d in enumerate(s.shape))
-        grid = np.indices(s.shape).reshape(rank, -1)
-        for a in axes:
-            grid[a] = 0
-        rows = np.ravel_multi_index(tuple(grid), kept_shape)
-        n_out = int(np.prod(kept_shape))
-        val = 1.0 / (s.size // max(n_out, 1)) if node.op_type == "ReduceMean" else 1.0
-        M = sparse().csr_matrix((np.full(s.size, val), (rows, np.arange(s.size))), shape=(n_out, s.size))
+        groups, kept_shape = reduced_groups(s.shape, axes)
+        n_out, k = groups.shape
+        val = 1.0 / k if node.op_type == "ReduceMean" else 1.0
+        M = sparse().csr_matrix((np.full(groups.size, val), (np.repeat(np.arange(n_out), k), groups.ravel())),
+                                shape=(n_out, s.size))
         out_shape = kept_shape if keep else tuple(d for i, d in enumerate(s.shape) if i not in axes)
         ctx.set(node.outputs[0], s.linear(M, None, out_shape))
 
