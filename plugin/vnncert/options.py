@@ -1,7 +1,6 @@
 """The frozen options object passed down the call chain (no global settings)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 

@@ -26,7 +26,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from .. import __version__
 from .common import EXIT_ERROR, EXIT_OK, NAME, Parser, UsageError, fail

@@ -176,8 +176,6 @@ class MatMulOp(OpHandler):
 def matmul_variables(ctx, a: Sym, b: Sym, name: str = "") -> Sym:
     """a @ b of two variable tensors (ONNX MatMul: rank-1 operands promoted, batch dims broadcast):
     every product a[.., i, t] * b[.., t, j] as a ProductLayer, then summed over t."""
-    from .elementwise import broadcast_index
-
     sa, sb = a.shape, b.shape
     if len(sa) == 0 or len(sb) == 0:
         raise NetworkError("MatMul of a scalar")
