@@ -51,7 +51,8 @@ class Result:
 def prepare(lg, backend: str = "numpy", options: BoundsOptions = BoundsOptions()) -> Crown:
     """The graph with its weights in `backend`'s arrays, for many `compute` calls."""
     return Crown(lg, backend, chunk_values=options.chunk_values, sparse_fill=options.sparse_fill,
-                 forward_max_inputs=options.forward_max_inputs, backward_budget=options.backward_budget)
+                 forward_max_inputs=options.forward_max_inputs, backward_budget=options.backward_budget,
+                 quadratic_max_inputs=options.quadratic_max_inputs)
 
 
 def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):
@@ -117,6 +118,12 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
     if alpha:  # its first step is CROWN's own slopes: never looser than the plain pass
         la = ops.numpy(crown.optimise_final(C, res, options.alpha_iters, options.alpha_lr))
         la = np.where(np.isnan(la), -np.inf, la)
+        if lb is None and res.lin:  # (final, which runs it otherwise) the linearised product relaxation
+            import torch
+
+            with torch.no_grad():
+                lq = ops.numpy(crown.quadratic_final(C, res)[0])
+            la = np.maximum(la, np.where(np.isnan(lq), -np.inf, lq))
         lb = la if lb is None else np.maximum(lb, la)
     if method != "interval" and output_box and crown.lg.output in res.affine:
         lb = np.maximum(lb, ops.numpy(_interval_rows(crown, res, C)))

@@ -43,7 +43,8 @@ from ..network.layers import SMOOTH_KINDS
 from ..network.layers import sources as layer_sources
 from ..network.ops.pool import max_relaxation
 from ..network.ops.relu import relu_relaxation
-from ..network.ops.smooth import PERIODIC_LIMIT, TWO_PI, bilinear_crown, bilinear_relaxation, intercept_point, product_bounds, value_bounds
+from ..network.ops.smooth import (PERIODIC_LIMIT, TWO_PI, bilinear_crown, bilinear_relaxation, intercept_point, product_bounds,
+                                  quadratic_form_lower, value_bounds)
 from .margin import slack
 
 
@@ -383,6 +384,10 @@ class Pass:
     # and per such layer the relaxation's gap (B, n) (at the midpoint; the scores' weights)
     lines: Dict[int, tuple] = field(default_factory=dict)
     gaps: Dict[int, object] = field(default_factory=dict)
+    # a product's factor layer -> its linear bounds in x over each box (lower coefficients (B, n,
+    # n_in), lower constants (B, n), upper coefficients, upper constants): the linearised product
+    # relaxation's (`Crown.quadratic`)
+    lin: Dict[int, tuple] = field(default_factory=dict)
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
         return BoxState({k: v for k, v in self.affine.items() if k in readers})
@@ -393,7 +398,7 @@ class Crown:
     """CROWN over one layer graph with one array backend (see the module docstring)."""
 
     def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
-                 forward_max_inputs: int = 32, backward_budget: float = 2e8):
+                 forward_max_inputs: int = 32, backward_budget: float = 2e8, quadratic_max_inputs: int = 16):
         self.lg = lg
         self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
         self.backend = self.ops.name
@@ -429,6 +434,11 @@ class Crown:
                     ia, ib = torch.as_tensor(ia), torch.as_tensor(ib)
                 self.products[L.index] = (ops.matrix(pick[0])[0], ops.matrix(pick[1])[0], ia, ib)
         self.input_only = {k: all(s == 0 for s, _, _ in terms) for k, terms in self.W.items()}
+        # the linearised product relaxation (`_quadratic_product`): torch, few inputs, product layers;
+        # the factor layers' linear bounds in x are kept during a pass
+        self.quadratic = self.backend == "torch" and bool(self.products) and lg.n_inputs <= quadratic_max_inputs
+        self.factors = sorted({s_ for L in self.smooth if L.kind == "product" for s_ in (L.source, L.source_b)}) \
+            if self.quadratic else []
         # rows with at most one nonzero over all their terms (a selection, e.g. MaxPool's padded
         # input): the interval bound of one variable entry is as tight as back-substitution
         # through its relaxation, so such rows are never back-substituted
@@ -505,6 +515,8 @@ class Crown:
                                     ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
             elif L.kind in SMOOTH_KINDS:
                 self._smooth_bounds(L, res)
+            elif L.index in self.factors:
+                res.lin[L.index] = self._factor_linear(L.index, res)
         return res
 
     def _smooth_bounds(self, L, res: Pass) -> None:
@@ -600,6 +612,8 @@ class Crown:
                 if alpha_iters > 0 and method == "crown" and self.backend == "torch" and k in self.readers \
                         and not self.input_only[k] and 2 * self.lg.layers[k].size * self._relaxed_before(k) <= alpha_max_elements:
                     self.optimise_rows(k, res, alpha_iters, alpha_lr)
+                if method == "crown" and k in self.factors:
+                    res.lin[k] = self._factor_linear(k, res)
             if res.fwd is not None:  # forward functions nobody reads any more
                 for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k and v not in self.stoppable]:
                     del res.fwd[v]
@@ -831,6 +845,118 @@ class Crown:
         self.stats["crown_s"] += time.monotonic() - t0
         return lo, hi
 
+    # ---- the linearised product relaxation (torch, few inputs) -------------------------------------
+    def _factor_linear(self, k: int, res: Pass):
+        """Affine layer k's linear bounds in x over each box, (AL, cL, AU, cU): AL x + cL <= value <=
+        AU x + cU, AL (B, n, n_in): exact for a layer of the input alone, else CROWN's back-substitution
+        of every row (`res` holds the bounds and relaxations of the layers before k). The constants
+        are the concrete bounds minus the coefficients' extreme over the box."""
+        ops = self.ops
+        torch = ops.torch
+        x_lo, x_hi = res.var[0]
+        B, n_in = x_lo.shape
+        n = self.lg.layers[k].size
+        if self.input_only[k]:
+            A = sum(ops.columns(W, None) for _, W, _ in self.W[k])
+            A = A[None].expand(B, n, n_in)
+            c = self.b[k][None].expand(B, n)
+            return A, c, A, c
+        AL, cL = ops.zeros((B, n, n_in)), ops.zeros((B, n))
+        AU, cU = ops.zeros((B, n, n_in)), ops.zeros((B, n))
+        step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
+        for c0 in range(0, n, step):
+            rows = torch.arange(c0, min(n, c0 + step))
+            start = {}
+            for s_, W, _ in self.W[k]:
+                Wr = ops.gather_rows(W, rows[None].expand(B, -1)) if isinstance(W, _TorchCsr) else W[rows][None].expand(B, -1, -1)
+                start[s_] = ops.cat([Wr, -Wr], 1)
+            br = self.b[k][rows][None].expand(B, -1)
+            lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=True, lines=res.lines)
+            pos = ops.pos(A)
+            c = lb - ops.bdot(pos, x_lo) - ops.bdot(A - pos, x_hi)  # lb minus min over the box of A x
+            m = rows.numel()
+            AL[:, rows], cL[:, rows] = A[:, :m], c[:, :m]
+            AU[:, rows], cU[:, rows] = -A[:, m:], -c[:, m:]
+        return AL, cL, AU, cU
+
+    def _quadratic_product(self, L, Lam, res: Pass):
+        """The linearised relaxation of sum_p Lam[b, r, p] a_p b_p (a product layer L, Lam (B, R, P)) when
+        both factors have linear bounds in x (`Pass.lin`): with each factor's reference function
+        abar(x) = the mean of its two linear bounds and d_a = a - abar(x),
+            a b = abar(x) bbar(x) + abar(x) d_b + b d_a,
+        the first term is a quadratic in x, bounded below by its tangent plane at the box's centre
+        less `smooth.quadratic_form_lower` of its curvature (exact for a convex form), the other two
+        are McCormick's planes of (abar, d_b) and (b, d_a) over their intervals (d_a: within the
+        gap of a's linear bounds and a's interval minus abar's range). Returns the coefficients on
+        the factors (B, R, P) each, on x (B, R, n_in), the constant (B, R), and a mask (B,) of the
+        boxes where some factor bound is not finite (no bound: the caller makes those rows -inf).
+        Factors affine in x (d = 0) leave only the curvature term: x^T P x, a Lyapunov function's
+        quadratic, is bounded as tightly as a linear bound can."""
+        ops = self.ops
+        torch = ops.torch
+        _, _, ia, ib = self.products[L.index]
+        x_lo, x_hi = res.var[0]
+        m, r = (x_lo + x_hi) / 2.0, (x_hi - x_lo) / 2.0
+        fac = []
+        for src, idx in ((L.source, ia), (L.source_b, ib)):
+            AL, cL, AU, cU = (v[:, idx] for v in res.lin[src])
+            lo, hi = (v[:, idx] for v in res.affine[src])
+            Abar, cbar = (AL + AU) / 2.0, (cL + cU) / 2.0
+            centre = torch.einsum("bpn,bn->bp", Abar, m) + cbar
+            reach = torch.einsum("bpn,bn->bp", Abar.abs(), r)
+            fmin, fmax = centre - reach, centre + reach  # abar's range over the box
+            G, g0 = (AU - AL) / 2.0, (cU - cL) / 2.0
+            half = torch.einsum("bpn,bn->bp", G, m) + g0 + torch.einsum("bpn,bn->bp", G.abs(), r)
+            dlo, dhi = torch.maximum(-half, lo - fmax), torch.minimum(half, hi - fmin)
+            dlo, dhi = dlo - slack(dlo), dhi + slack(dhi)
+            fmin, fmax = fmin - slack(fmin), fmax + slack(fmax)
+            fac.append((Abar, cbar, centre, fmin, fmax, dlo, dhi, lo, hi))
+        bad = None
+        for (Abar, cbar, centre, fmin, fmax, dlo, dhi, lo, hi) in fac:
+            ok = torch.isfinite(Abar).all(-1) & torch.isfinite(cbar) & torch.isfinite(dlo) & torch.isfinite(dhi) \
+                & torch.isfinite(lo) & torch.isfinite(hi) & (dlo <= dhi)
+            b_ = ~ok.all(-1)
+            bad = b_ if bad is None else bad | b_
+        zero = ops.full((), 0.0)
+        clean = [tuple(torch.where(torch.isfinite(v), v, zero) for v in f) for f in fac]
+        (Aa, ca, alpha, amin, amax, dla, dha, la, ua), (Ab, cb, beta, bmin, bmax, dlb, dhb, lb_, ub_) = clean
+        # abar bbar = alpha beta + (alpha Ab + beta Aa) d + d^T Aa^T Ab d, d = x - m
+        g = torch.einsum("brp,bpn->brn", Lam * beta[:, None, :], Aa) + torch.einsum("brp,bpn->brn", Lam * alpha[:, None, :], Ab)
+        const = (Lam * (alpha * beta)[:, None, :]).sum(-1) - torch.einsum("brn,bn->br", g, m)
+        Bn, R, _ = Lam.shape
+        n_in = m.shape[1]
+        live = (Lam != 0).any(-1)  # (B, R)
+        coef_x = g
+        if bool(live.any()):  # d^T Q d >= h . d + c, the tangent point where g . d + d^T Q d is least
+            bi, ri = torch.nonzero(live, as_tuple=True)
+            Q = torch.einsum("np,npi,npj->nij", Lam[bi, ri], Aa[bi], Ab[bi])
+            h, c = quadratic_form_lower(Q, r[bi], g[bi, ri])
+            H, curv = ops.zeros((Bn, R, n_in)), ops.zeros((Bn, R))
+            H[bi, ri], curv[bi, ri] = h, c
+            coef_x = g + H
+            const = const + curv - torch.einsum("brn,bn->br", H, m)
+        # McCormick of abar * d_b and of b * d_a, the side by the sign of Lam
+        pos = ops.pos(Lam)
+        neg = Lam - pos
+        coef_a = ops.zeros(Lam.shape)
+        coef_b = ops.zeros(Lam.shape)
+        for (xl, xu, yl, yu, which) in ((amin, amax, dlb, dhb, "abar_db"), (lb_, ub_, dla, dha, "b_da")):
+            (p_l, q_l, c_l), (p_u, q_u, c_u) = bilinear_crown(xl, xu, yl, yu)
+            c_l, c_u = (torch.where(torch.isfinite(v), v, zero) for v in (c_l, c_u))
+            K1 = pos * p_l[:, None, :] + neg * p_u[:, None, :]  # on the first factor
+            K2 = pos * q_l[:, None, :] + neg * q_u[:, None, :]  # on the d
+            const = const + ops.bdot(pos, c_l) + ops.bdot(neg, c_u)
+            if which == "abar_db":  # K1 abar = K1 (Aa x + ca); K2 d_b = K2 (b - Ab x - cb)
+                coef_x = coef_x + torch.einsum("brp,bpn->brn", K1, Aa) - torch.einsum("brp,bpn->brn", K2, Ab)
+                const = const + (K1 * ca[:, None, :]).sum(-1) - (K2 * cb[:, None, :]).sum(-1)
+                coef_b = coef_b + K2
+            else:  # K1 b; K2 d_a = K2 (a - Aa x - ca)
+                coef_b = coef_b + K1
+                coef_a = coef_a + K2
+                coef_x = coef_x - torch.einsum("brp,bpn->brn", K2, Aa)
+                const = const - (K2 * ca[:, None, :]).sum(-1)
+        return coef_a, coef_b, coef_x, const, bad
+
     # ---- back-substitution -----------------------------------------------------------------------
     def relaxations(self, affine, upto: Optional[int] = None) -> Dict[int, tuple]:
         """relu layer -> (lower slope, upper slope, upper intercept, unstable mask (B, 1, n)), once
@@ -848,7 +974,7 @@ class Crown:
                  alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
                  relax: Optional[Dict[int, tuple]] = None, lines: Optional[Dict[int, tuple]] = None,
                  gaps: Optional[Dict[int, object]] = None, row_lines: Optional[Dict[int, tuple]] = None,
-                 stop: Optional[tuple] = None):
+                 stop: Optional[tuple] = None, quadratic: Optional[Pass] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
@@ -861,12 +987,15 @@ class Crown:
         act layer's: a function of its coefficients, `_act_row_lines`).
         `stop` (cost per row, the pass): stop where every pending layer has forward functions
         (`Pass.fwd`) and the next step back would take the entries multiplied per row past that
-        cost, and finish through those functions."""
+        cost, and finish through those functions. `quadratic` (a pass with `Pass.lin`): product
+        layers whose factors both have linear bounds in x take the linearised relaxation
+        (`_quadratic_product`) instead of McCormick's planes."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
         layers = self.lg.layers
         spent = 0
+        bad = None  # boxes a linearised product relaxation could not bound (-inf at the end)
         while pending:
             if time.monotonic() > self._deadline:
                 raise Expired()
@@ -882,6 +1011,8 @@ class Crown:
                 x_lo, x_hi = var[0]
                 pos = ops.pos(Lam)
                 lb = ops.bdot(pos, x_lo) + ops.bdot(Lam - pos, x_hi) + bias
+                if bad is not None:
+                    lb = xp.where(bad[:, None], ops.full((), -np.inf), lb)
                 return lb, (Lam if want_A else None)
             L = layers[j]
             if L.kind == "affine":
@@ -935,6 +1066,14 @@ class Crown:
                     bias = bias + self._bias_term(pos, lb) + self._bias_term(neg, ub)
                     M = pos * ls[:, None, :] + neg * us[:, None, :]
                 pending[L.source] = pending[L.source] + M if L.source in pending else M
+            elif L.kind == "product" and quadratic is not None and L.source in quadratic.lin \
+                    and L.source_b in quadratic.lin and not (row_lines is not None and j in row_lines):
+                Pa, Pb, _, _ = self.products[j]
+                Ma, Mb, Mx, c, bad_j = self._quadratic_product(L, Lam, quadratic)
+                bias = bias + c
+                bad = bad_j if bad is None else bad | bad_j
+                for src, M in ((L.source, ops.mm(Ma, Pa)), (L.source_b, ops.mm(Mb, Pb)), (0, Mx)):
+                    pending[src] = pending[src] + M if src in pending else M
             elif L.kind == "product":  # McCormick's lower plane where positive, upper where negative
                 (a_l, b_l, c_l), (a_u, b_u, c_u) = lines[j]
                 Pa, Pb, _, _ = self.products[j]
@@ -954,6 +1093,8 @@ class Crown:
                     pending[src] = pending[src] + M if src in pending else M
         # nothing reached the input (a constant): the bias alone
         B, R = bias.shape
+        if bad is not None:
+            bias = xp.where(bad[:, None], ops.full((), -np.inf), bias)
         return bias, (ops.zeros((B, R, self.lg.n_inputs)) if want_A else None)
 
     def _bias_term(self, P, v):
@@ -1016,6 +1157,12 @@ class Crown:
         sl = {} if (want_scores or slack_out is not None) else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
                               alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
+        if res.lin:  # the linearised product relaxation too: per row the better bound (and its A)
+            lq, Aq = self.quadratic_final(C, res, want_A=want_A)
+            better = lq > lb
+            if want_A and A is not None:
+                A = ops.xp.where(better[..., None], Aq, A)
+            lb = ops.xp.where(better, lq, lb)
         if slack_out is not None:
             slack_out.update(sl)
         scores = None
@@ -1034,6 +1181,26 @@ class Crown:
                 if sh is not None:
                     scores = scores + gap @ sh
         return lb, A, scores
+
+    def quadratic_final(self, C, res: Pass, want_A: bool = False):
+        """Lower bounds (B, R) of C y (and with want_A their coefficients in x) with the linearised
+        product relaxation on every product layer whose factors have linear bounds (`Pass.lin`)."""
+        ops = self.ops
+        C = ops.asarray(C)
+        inv = None
+        if C.shape[0] and C.shape[1] > 1 and bool((C == C[:1]).all()):  # the same rows on every box: each once
+            uniq, inv = np.unique(ops.numpy(C[0]), axis=0, return_inverse=True)
+            if uniq.shape[0] < C.shape[1]:
+                C = ops.asarray(uniq)[None].expand(C.shape[0], -1, -1)
+                inv = ops.torch.as_tensor(inv.reshape(-1))
+            else:
+                inv = None
+        lb, A = self.backward({self.lg.output: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var,
+                              want_A=want_A, lines=res.lines, quadratic=res)
+        if inv is not None:
+            lb = lb[:, inv]
+            A = A[:, inv] if A is not None else None
+        return lb, A
 
     def unstable(self, res: Pass):
         """(B,) unstable ReLUs per box."""

@@ -13,6 +13,8 @@ THE INTERFACE (what the bounds layer calls; elementwise over arrays of any shape
         intercept's derivative in the slope is minus that point: what alpha-CROWN follows).
     bilinear_relaxation(lx, ux, ly, uy, xp=None) / bilinear_crown(...): the McCormick planes of
         x * y over a box (below).
+    quadratic_form_lower(Q, r, g=None): a sound linear lower bound of d^T Q d over |d| <= r (a sum of
+        products whose factors are affine in the same variables: the linearised product relaxation).
 
 `fn` is one of `FUNCTIONS` (Sigmoid, Tanh, Exp, Log, Sqrt, Reciprocal, Softplus, Erf, Sin, Cos)
 or `power(p)` (Pow by a constant exponent). Each op's handler exposes it as its `relaxation`.
@@ -392,6 +394,61 @@ def bilinear_crown(lx, ux, ly, uy, xp=None):
     over the box, (ux - lx)(uy - ly) / 4, so no choice is tighter on average)."""
     (lower, _), (upper, _) = bilinear_relaxation(lx, ux, ly, uy, xp)
     return lower, upper
+
+
+def quadratic_form_lower(Q, r, g=None, steps: int = 6):
+    """A sound linear lower bound `(h, c)` of d^T Q d over the boxes |d_i| <= r_i: d^T Q d >= h . d + c
+    there, for Q (N, n, n), r (N, n) (numpy or torch, float64; Q is symmetrised first): the
+    curvature part of the linearised product relaxation of a sum of products whose factors are
+    affine in the same variables (`bounds/crown.py`), d the offset from the box's centre.
+
+    With Q = U diag(mu) U^T + E (an eigendecomposition and its computed residual E), the identity
+    d^T Q d = sum_k mu_k (U_k . d)^2 + d^T E d holds for any U and mu. Each convex direction
+    (mu_k > 0) is bounded by its tangent at a point t, mu_k (U_k . d)^2 >= mu_k (2 (U_k . t)(U_k . d)
+    - (U_k . t)^2); each concave one (mu_k < 0) by its value at the reach |U_k| . r of the box;
+    d^T E d by -sum_ij (|E_ij| + e) r_i r_j, where e = 2^-40 max|Q| covers the rounding of E and
+    of h. The tangent point t minimises g . t + t^T Q+ t over the box (Q+ the convex part;
+    `steps` sweeps of coordinate descent, each coordinate minimised exactly; g: the linear part of the caller's function, 0 when not
+    given): for a convex form the bound then touches its minimum over the box, not just its value
+    at the centre. Any t is sound; not finite inputs give h = 0, c = -inf."""
+    torch_in = _namespace(Q) == "torch"
+    Qn, rn = _to_numpy(Q), _to_numpy(r)
+    N, n = rn.shape
+    h, out = np.zeros((N, n)), np.zeros(N)
+    if N:
+        gn = np.zeros((N, n)) if g is None else _to_numpy(g)
+        Qn = 0.5 * (Qn + np.swapaxes(Qn, 1, 2))
+        finite = np.isfinite(Qn).all(axis=(1, 2)) & np.isfinite(rn).all(axis=1) & np.isfinite(gn).all(axis=1)
+        Qf = np.where(finite[:, None, None], Qn, 0.0)
+        rf = np.where(finite[:, None], rn, 0.0)
+        gf = np.where(finite[:, None], gn, 0.0)
+        mu, U = np.linalg.eigh(Qf)
+        Ut = np.swapaxes(U, 1, 2)
+        E = Qf - (U * mu[:, None, :]) @ Ut
+        mp = np.maximum(mu, 0.0)
+        Qp = (U * mp[:, None, :]) @ Ut
+        t = np.zeros((N, n))
+        diag = np.einsum("nii->ni", Qp)
+        for _ in range(steps):  # the tangent point: coordinate descent on g . t + t^T Q+ t over the box
+            for i in range(n):
+                grad = gf[:, i] + 2.0 * (Qp[:, i, :] * t).sum(axis=1)
+                with np.errstate(all="ignore"):
+                    ti = np.where(diag[:, i] > 0, t[:, i] - grad / (2.0 * diag[:, i]), -np.sign(grad) * rf[:, i])
+                t[:, i] = np.clip(ti, -rf[:, i], rf[:, i])
+        ut = (Ut @ t[:, :, None])[:, :, 0]  # U_k . t
+        h = 2.0 * (U @ (mp * ut)[:, :, None])[:, :, 0]
+        reach = (np.abs(Ut) @ rf[:, :, None])[:, :, 0]  # |U_k| . r
+        e = EPS * np.abs(Qf).max(axis=(1, 2))
+        err = (((np.abs(E) + e[:, None, None]) @ rf[:, :, None])[:, :, 0] * rf).sum(axis=1)
+        err = err + EPS * (np.abs(h) * rf).sum(axis=1) + EPS * (mp * ut * ut).sum(axis=1)
+        out = -(mp * ut * ut).sum(axis=1) + (np.minimum(mu, 0.0) * reach * reach).sum(axis=1) - err
+        h = np.where(finite[:, None], h, 0.0)
+        out = np.where(finite, out, -np.inf)
+    if torch_in:
+        import torch
+
+        return torch.as_tensor(h, dtype=torch.float64), torch.as_tensor(out, dtype=torch.float64)
+    return h, out
 
 
 def sign_relaxation(l, u, xp=None):
