@@ -293,6 +293,51 @@ def test_bilinear_with_infinite_bounds_is_never_nan():
     assert handler("Mul", "relaxation").relaxation is not None and "MatMul" in supported_ops("relaxation")
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_quadratic_form_lower_holds_on_boxes(backend):
+    """d^T Q d >= h . d + c on |d| <= r: positive semi-definite, indefinite, rank-one, zero and
+    badly scaled forms, zero-width dims, sampled points and every corner; a convex form's bound
+    touches its minimum over the box (the tangent point is the box's minimiser)."""
+    rng = np.random.default_rng(12)
+    n_dims = (1, 2, 3, 6)
+    for n in n_dims:
+        N = 600
+        A = rng.standard_normal((N, n, n))
+        Q = A + np.swapaxes(A, 1, 2)
+        Q[:150] = A[:150] @ np.swapaxes(A[:150], 1, 2)  # convex
+        Q[150:200] = 0.0
+        v = rng.standard_normal((50, n))
+        Q[200:250] = v[:, :, None] * v[:, None, :] * rng.choice([-1.0, 1.0], (50, 1, 1))  # rank one
+        Q[250:300] *= rng.choice([1e-6, 1e4], (50, 1, 1))
+        Q[300:350] = A[300:350]  # not symmetric (the form is that of its symmetric part)
+        r = rng.uniform(0, 1, (N, n)) * rng.choice([0.0, 1e-6, 1e-3, 1.0, 20.0], (N, 1))
+        r[::7, 0] = 0.0
+        g = rng.standard_normal((N, n)) * rng.choice([0.0, 1.0, 30.0], (N, 1))
+        args = (Q, r, g)
+        if backend == "torch":
+            torch = pytest.importorskip("torch")
+            h, c = (t.numpy() for t in smooth.quadratic_form_lower(*(torch.as_tensor(a) for a in args)))
+        else:
+            h, c = smooth.quadratic_form_lower(*args)
+        corners = np.array(np.meshgrid(*[[-1.0, 1.0]] * n)).reshape(n, -1).T  # (2^n, n)
+        d = np.concatenate([rng.uniform(-1, 1, (N, 500, n)), np.broadcast_to(corners, (N,) + corners.shape)], 1) * r[:, None, :]
+        quad = np.einsum("nsi,nij,nsj->ns", d, Q, d)
+        lin = np.einsum("ni,nsi->ns", h, d) + c[:, None]
+        assert np.all(lin <= quad), (n, (lin - quad).max())
+        # convex forms: the bound of g . d + d^T Q d at its minimiser over the box is (nearly) attained
+        tot = (quad + np.einsum("ni,nsi->ns", g, d))[:150].min(axis=1)
+        lb = c[:150] - (np.abs(h + g) * r)[:150].sum(axis=1)
+        assert np.all(lb <= tot + 1e-12 * (1 + np.abs(tot)))
+        if n == 1:  # one dim: coordinate descent is exact, the sampled corners hold the minimum or near it
+            assert np.all(tot - lb <= 1e-6 * (1 + np.abs(tot)) + 0.01 * (Q[:150, 0, 0] * r[:150, 0] ** 2))
+    bad = np.full((2, 2, 2), np.nan)
+    bad[1] = np.eye(2)
+    h, c = smooth.quadratic_form_lower(bad, np.ones((2, 2)))
+    assert c[0] == -math.inf and np.all(h[0] == 0) and np.isfinite(c[1]) and not np.isnan(h).any()
+    h, c = smooth.quadratic_form_lower(np.zeros((0, 3, 3)), np.zeros((0, 3)))
+    assert h.shape == (0, 3) and c.shape == (0,)
+
+
 # ---- verify --------------------------------------------------------------------------------------
 def test_verify_a_sin_net_in_relaxed_mode(tmp_path):
     """y0 = sin(x0 + x1), y1 = sin(x0 - x1) on [0, 1]^2 (tests/helpers gemm_then): y0 >= 1.01 is

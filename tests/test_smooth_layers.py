@@ -122,11 +122,17 @@ def test_crown_bounds_hold_on_samples_and_backends_agree(tmp_path, seed):
     lo, hi = centre - rad, centre + rad
     C = rng.standard_normal((B, R, 3))
     C[:, 0] = np.eye(3)[0]
-    g_np, g_t = bounds.prepare(lg, "numpy"), bounds.prepare(lg, "torch")
+    from vnncert.options import BoundsOptions
+
+    # (torch without the linearised product relaxation: the same CROWN as numpy's; with it, never looser)
+    g_np, g_t = bounds.prepare(lg, "numpy"), bounds.prepare(lg, "torch", BoundsOptions(quadratic_max_inputs=0))
     r_np = bounds.compute(g_np, lo, hi, C, "crown", want_scores=True)
     r_t = bounds.compute(g_t, lo, hi, C, "crown", want_scores=True)
     np.testing.assert_allclose(r_np.lower, r_t.lower, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(r_np.scores, r_t.scores, rtol=1e-7, atol=1e-9)
+    r_q = bounds.compute(bounds.prepare(lg, "torch"), lo, hi, C, "crown")
+    assert np.all(r_q.lower >= r_t.lower - 1e-9 * (1 + np.abs(r_t.lower)))
+    r_np.lower = np.minimum(r_np.lower, r_q.lower)  # (both checked on the samples below)
     assert np.all(np.isfinite(r_np.lower)) and np.all(r_np.scores >= 0)
     for b in range(B):
         xs = rng.uniform(lo[b], hi[b], (3000, 4))
@@ -179,6 +185,79 @@ def test_alpha_crown_over_act_and_product_layers_holds_and_tightens(tmp_path, se
                 width["alpha"] += float(np.sum(u - l))
                 width["crown"] += float(np.sum(pu - pl))
     assert width["alpha"] < 0.95 * width["crown"], width
+
+
+def _quadratic_net(tmp_path, seed, same=False):
+    """Lyapunov-style quadratics (lsnc's shape): z = x - c, V = sum z * (z P) (P positive definite),
+    a step x' = x + 0.1 tanh(Gemm x), the decrease D = sum (x' - x) * ((x' + x) P), and a product of
+    two ReLU branches; with `same`, Mul(z, z) of one tensor. y = (V, D, r1 * r2 summed) (1, 3)."""
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((4, 4))
+    inits = {"c": rng.uniform(-0.3, 0.3, (1, 4)).astype(F32), "P": (M @ M.T / 4 + 0.1 * np.eye(4)).astype(F32),
+             "s": np.asarray(0.1, F32)}
+    nodes = [helper.make_node("Sub", ["x", "c"], ["z"])]
+    if same:
+        nodes += [helper.make_node("Mul", ["z", "z"], ["zz"]), _gemm("V", "zz", 4, 1, rng, inits, positive=True)]
+    else:
+        nodes += [helper.make_node("MatMul", ["z", "P"], ["zP"]), helper.make_node("Mul", ["z", "zP"], ["zzP"]),
+                  helper.make_node("ReduceSum", ["zzP"], ["V"], keepdims=1)]
+    nodes += [_gemm("f", "x", 4, 4, rng, inits), helper.make_node("Tanh", ["f"], ["tf"]),
+              helper.make_node("Mul", ["tf", "s"], ["step"]), helper.make_node("Add", ["x", "step"], ["xn"]),
+              helper.make_node("Sub", ["xn", "x"], ["dx"]), helper.make_node("Add", ["xn", "x"], ["sx"]),
+              helper.make_node("MatMul", ["sx", "P"], ["sxP"]), helper.make_node("Mul", ["dx", "sxP"], ["dd"]),
+              helper.make_node("ReduceSum", ["dd"], ["D"], keepdims=1),
+              _gemm("g1", "x", 4, 3, rng, inits), helper.make_node("Relu", ["g1"], ["r1"]),
+              _gemm("g2", "x", 4, 3, rng, inits), helper.make_node("Relu", ["g2"], ["r2"]),
+              helper.make_node("Mul", ["r1", "r2"], ["rr"]), helper.make_node("ReduceSum", ["rr"], ["R"], keepdims=1),
+              helper.make_node("Concat", ["V", "D", "R"], ["y"], axis=1)]
+    v0 = float(inits["bV"][0]) if same else 0.0  # V's minimum (at z = 0)
+    return op_model(tmp_path / f"quad{seed}{same}.onnx", nodes, inits, (1, 4)), inits["c"].astype(np.float64)[0], v0
+
+
+@pytest.mark.parametrize("seed,same", [(0, False), (1, False), (2, True)])
+def test_linearised_product_relaxation_holds_and_tightens(tmp_path, seed, same):
+    """The linearised product relaxation (bounds/crown.py `_quadratic_product`, torch, few inputs):
+    every row's bound holds on sampled points and corners of random boxes (wide, tiny, zero-width
+    dims), also through alpha (`intermediate=` state, as the input split calls it); it is never
+    looser than McCormick's CROWN (quadratic_max_inputs=0) and far tighter on the quadratics: on a
+    box holding the centre c, V's bound is its minimum (McCormick's is 0.1 below it on the wide ones)."""
+    torch = pytest.importorskip("torch")
+    from vnncert.options import BoundsOptions
+
+    path, c, v0 = _quadratic_net(tmp_path, seed, same)
+    net = load_network(path, threads=1)
+    lg = net.layer_graph
+    assert sum(L.kind == "product" for L in lg.layers) >= 3
+    rng = np.random.default_rng(seed + 30)
+    B, R = 12, 5
+    centre = rng.uniform(-1, 1, (B, 4))
+    centre[:4] = c + rng.uniform(-0.01, 0.01, (4, 4))  # boxes holding the centre of V
+    rad = rng.choice([0.0, 1e-4, 0.02, 0.3, 1.0], (B, 4))
+    rad[:4] = rng.choice([0.05, 0.5], (4, 1)) + 0.01
+    lo, hi = centre - rad, centre + rad
+    C = rng.standard_normal((B, R, 3))
+    C[:, :3] = np.eye(3)
+    g_q = bounds.prepare(lg, "torch")
+    g_m = bounds.prepare(lg, "torch", BoundsOptions(quadratic_max_inputs=0))
+    r_q = bounds.compute(g_q, lo, hi, C, "crown", want_A=True, want_state=True)
+    r_m = bounds.compute(g_m, lo, hi, C, "crown")
+    r_a = bounds.compute(g_q, lo, hi, C, "alpha", intermediate=r_q.state)
+    assert np.all(np.isfinite(r_q.lower)) and np.all(r_q.lower >= r_m.lower - 1e-9 * (1 + np.abs(r_m.lower)))
+    assert np.all(r_a.lower >= r_q.lower - 1e-6 * (1 + np.abs(r_q.lower)))
+    for b in range(B):
+        xs = rng.uniform(lo[b], hi[b], (4000, 4))
+        xs[:16] = np.where(rng.random((16, 4)) < 0.5, lo[b], hi[b])
+        ys = lg.evaluate(xs) @ C[b].T
+        for r in (r_q, r_a):
+            assert np.all(ys.min(axis=0) >= r.lower[b]), (b, ys.min(axis=0) - r.lower[b])
+        # the coefficients in x: the bound is the linear function's minimum over the box, below every sample
+        lin = xs @ r_q.A[b].T
+        const = r_q.lower[b] - np.minimum(r_q.A[b] * lo[b], r_q.A[b] * hi[b]).sum(axis=1)
+        assert np.all(lin + const <= ys + 1e-7 * (1 + np.abs(ys)))
+    v_q, v_m = r_q.lower[:4, 0] - v0, r_m.lower[:4, 0] - v0
+    assert np.all(v_q >= -1e-6) and np.all(v_q <= 1e-6), v_q
+    assert np.all(v_m[rad[:4, 0] > 0.3] < -0.1), v_m
+    assert np.sum(r_q.lower > r_m.lower + 1e-6) >= B
 
 
 def test_intermediate_bounds_inside_interval_bounds_and_hold(tmp_path):
@@ -348,7 +427,7 @@ def test_forward_pass_through_act_and_product_layers_holds(tmp_path, budget):
 
     net = load_network(_mixed_net(tmp_path, 6), threads=1)
     lg = net.layer_graph
-    opts = BoundsOptions(forward_max_inputs=64, backward_budget=budget)
+    opts = BoundsOptions(forward_max_inputs=64, backward_budget=budget, quadratic_max_inputs=0)
     lo, hi = np.array([[-0.4, -0.2, 0.1, -0.3]]), np.array([[0.2, 0.3, 0.5, 0.1]])
     xs = np.random.default_rng(12).uniform(lo[0], hi[0], (4000, 4))
     vals = lg.evaluate(xs, all_layers=True)

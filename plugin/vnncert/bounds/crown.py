@@ -24,7 +24,9 @@ The relaxations are the ops' own (`network.ops.relu.relu_relaxation`,
 `network.ops.pool.max_relaxation`; for act layers `smooth.relax`'s lines and for product layers
 McCormick's planes `smooth.bilinear_crown`, each side chosen by the sign of the back-substituted
 coefficient, as for the ReLU: a layer read by one is back-substituted on every row, and the
-forward pass applies them by the sign of each line's slope); every bound is widened by the one margin rule
+forward pass applies them by the sign of each line's slope; on graphs with few inputs the final
+pass also relaxes products through their factors' linear bounds in x, a quadratic form bounded by
+`smooth.quadratic_form_lower`, and keeps the better bound per row: `_quadratic_product`); every bound is widened by the one margin rule
 (`bounds.margin`). The numpy backend keeps the graph's matrices as they are (dense or sparse:
 the quick pass and one region at a time, no torch import); the torch backend holds a float64
 copy (batched boxes and the optimised passes): dense, or CSR for a term filled below
@@ -478,6 +480,8 @@ class Crown:
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
         self.forward_worthwhile = worst > self.backward_budget
+        if self.forward_worthwhile:  # (the linearised products back-substitute their factors: not on such graphs)
+            self.quadratic, self.factors = False, []
         # partial back-substitution (forward pass on): the cost per row of taking one more step
         # back from layer j (an affine layer: its terms' entries; a ReLU or max node: its
         # source's), and the layers whose forward functions a back-substitution may stop at (the

@@ -408,7 +408,8 @@ def quadratic_form_lower(Q, r, g=None, steps: int = 6):
     - (U_k . t)^2); each concave one (mu_k < 0) by its value at the reach |U_k| . r of the box;
     d^T E d by -sum_ij (|E_ij| + e) r_i r_j, where e = 2^-40 max|Q| covers the rounding of E and
     of h. The tangent point t minimises g . t + t^T Q+ t over the box (Q+ the convex part;
-    `steps` sweeps of coordinate descent, each coordinate minimised exactly; g: the linear part of the caller's function, 0 when not
+    its unconstrained minimiser clipped to the box, then `steps` sweeps of coordinate descent, each
+    coordinate minimised exactly; g: the linear part of the caller's function, 0 when not
     given): for a convex form the bound then touches its minimum over the box, not just its value
     at the centre. Any t is sound; not finite inputs give h = 0, c = -inf."""
     torch_in = _namespace(Q) == "torch"
@@ -427,7 +428,12 @@ def quadratic_form_lower(Q, r, g=None, steps: int = 6):
         E = Qf - (U * mu[:, None, :]) @ Ut
         mp = np.maximum(mu, 0.0)
         Qp = (U * mp[:, None, :]) @ Ut
-        t = np.zeros((N, n))
+        # start: the unconstrained minimiser on the convex directions, clipped to the box
+        ug = (Ut @ gf[:, :, None])[:, :, 0]
+        with np.errstate(all="ignore"):
+            keep = mp > 1e-12 * np.maximum(mp.max(axis=1, keepdims=True), 1e-300)
+            w = np.where(keep, -ug / (2.0 * np.where(keep, mp, 1.0)), 0.0)
+        t = np.clip((U @ w[:, :, None])[:, :, 0], -rf, rf)
         diag = np.einsum("nii->ni", Qp)
         for _ in range(steps):  # the tangent point: coordinate descent on g . t + t^T Q+ t over the box
             for i in range(n):
