@@ -450,6 +450,17 @@ class Crown:
                 nnz = sum(_row_nnz(W) for _, W in L.terms)
                 if np.any(nnz <= 1):
                     self.single[L.index] = ops.torch.as_tensor(nnz <= 1) if self.backend == "torch" else nnz <= 1
+        # ... but such a row's bound is only as tight as its source's: a ReLU's input layer bounds
+        # only its unstable rows (a stable ReLU is exact whatever its bounds), so where single rows
+        # of a ReLU's output are read by an act or product layer (nn4sys pensieve: relu -> copy ->
+        # Pow), every row of that ReLU's input layer is back-substituted (root box of
+        # pensieve_parallel_35: -37.9 -> -11.3)
+        self.all_rows = set()
+        for k in self.single:
+            if any(r in ("act", "product") for r in self.readers.get(k, [])):
+                for s, _ in lg.layers[k].terms:
+                    if lg.layers[s].kind == "relu":
+                        self.all_rows.add(lg.layers[s].source)
         self.groups = {}
         for L in lg.layers:
             if L.kind == "max":
@@ -775,7 +786,7 @@ class Crown:
         if method == "interval":
             return lo, hi
         readers = self.readers.get(k, [])
-        relu_only = bool(readers) and all(r == "relu" for r in readers)
+        relu_only = bool(readers) and all(r == "relu" for r in readers) and k not in self.all_rows
         scored = bool(readers) and all(r in _SCORED for r in readers)
         if not readers and not (output and k == self.lg.output):
             return lo, hi
@@ -1272,7 +1283,7 @@ class Crown:
         lo, hi = res.affine[k]
         B, n = lo.shape
         readers = self.readers.get(k, [])
-        if readers and all(r == "relu" for r in readers):
+        if readers and all(r == "relu" for r in readers) and k not in self.all_rows:
             need = (lo < 0) & (hi > 0)
         else:
             need = (hi > lo) & torch.isfinite(lo) & torch.isfinite(hi)

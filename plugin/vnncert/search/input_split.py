@@ -40,6 +40,7 @@ from .. import bounds
 from ..bounds.crown import BoxState
 from ..deadline import expired, remaining
 from ..options import Options
+from ..bounds.margin import REFUTE_ABS, REFUTE_REL
 from ..results import Outcome, Verdict, sat_outcome
 from .falsify import FalsifyStats, padded_spec, pgd_search
 
@@ -103,6 +104,79 @@ def pop_batch(stack: list, batch: int):
     return out
 
 
+def clip_boxes(lo: np.ndarray, hi: np.ndarray, A: np.ndarray, lower: np.ndarray, rows: CaseRows,
+               alive: np.ndarray, dims: np.ndarray, rounds: int = 2) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input-domain clipping (docs/relaxed.md §3): each box [lo, hi] (K, n) shrunk to the part
+    where an open disjunct can still hold according to its rows' linear lower bounds.
+
+    `A` (K, R, n) and `lower` (K, R) are a CROWN pass's coefficients and (widened) lower bounds
+    over these boxes, `lower` being the bound's own value over the box: row r's linear bound is
+    L(x) = A x + c with c = lower - sum_j min(A_j lo_j, A_j hi_j) (a little below the bound's real
+    constant, by the widening), and L(x) <= (C f(x))_r on the box. Where L(x) > b_r + tol, the row
+    (so its disjunct) is refuted at x; tol = REFUTE_ABS + REFUTE_REL (|b| + the magnitude of L's
+    terms over the box) is at least the margin rule's and covers the float64 rounding of this
+    computation (~1e-16 per operation of that magnitude) by orders of magnitude. Per row, per
+    free dim j in `dims` (a half-space over a box): A_j x_j <= b + tol - c - sum_{i != j}
+    min(A_i x_i) bounds x_j on one side; a disjunct's rows are applied one after another on the
+    shrinking box (`rounds` passes), and a disjunct whose box empties is refuted on the whole box.
+    The result is the bounding box of the live disjuncts' boxes.
+
+    Returns (lo, hi, alive): the clipped boxes and the disjuncts still open (alive & not emptied);
+    a box with no disjunct left is refuted. Never widens a box."""
+    lo = lo.astype(np.float64, copy=True)
+    hi = hi.astype(np.float64, copy=True)
+    alive = alive.copy()
+    K = lo.shape[0]
+    if rows.empty_disjunct or not K:
+        return lo, hi, alive
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        mins = np.minimum(A * lo[:, None, :], A * hi[:, None, :])
+        c = lower - mins.sum(axis=2)  # (K, R)
+        mag = np.abs(c) + (np.abs(A) * np.maximum(np.abs(lo), np.abs(hi))[:, None, :]).sum(axis=2)
+        tol = REFUTE_ABS + REFUTE_REL * (np.abs(rows.b)[None, :] + mag)
+        usable = np.isfinite(c) & np.isfinite(mag) & np.isfinite(A).all(axis=2) & np.isfinite(rows.b)[None, :]
+        t = rows.b[None, :] + tol - c  # (K, R): keep A x <= t
+    Ad = A[:, :, dims]
+    new_lo = np.full_like(lo, np.inf)
+    new_hi = np.full_like(hi, -np.inf)
+    for d in range(rows.n_disjuncts):
+        sel = np.flatnonzero(rows.owner == d)
+        live = alive[:, d].copy()
+        if not sel.size or not live.any():
+            continue
+        dlo, dhi = lo.copy(), hi.copy()
+        for _ in range(rounds):
+            for r in sel:
+                ok = live & usable[:, r] & ~(dlo > dhi).any(axis=1)
+                if not ok.any():
+                    continue
+                a = A[:, r, :]
+                with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                    m = np.minimum(a * dlo, a * dhi)
+                    total = m.sum(axis=1)
+                    aj = Ad[:, r, :]
+                    s = t[:, r:r + 1] - (total[:, None] - m[:, dims])  # A_j x_j <= s_j
+                    x = s / aj
+                    cur_lo, cur_hi = dlo[:, dims], dhi[:, dims]
+                    up = ok[:, None] & (aj > 0) & np.isfinite(x)
+                    down = ok[:, None] & (aj < 0) & np.isfinite(x)
+                    dhi[:, dims] = np.where(up, np.minimum(cur_hi, x), cur_hi)
+                    dlo[:, dims] = np.where(down, np.maximum(cur_lo, x), cur_lo)
+                    # no point of the box meets the row (s_j < min A_j x_j for every j)
+                    none = ok & (total > t[:, r])
+                dlo[none] = np.inf
+                dhi[none] = -np.inf
+        empty = (dlo > dhi).any(axis=1)
+        alive[:, d] &= ~empty
+        keep = alive[:, d]
+        new_lo[keep] = np.minimum(new_lo[keep], dlo[keep])
+        new_hi[keep] = np.maximum(new_hi[keep], dhi[keep])
+    any_alive = alive.any(axis=1)
+    out_lo = np.where(any_alive[:, None], np.maximum(lo, new_lo), lo)
+    out_hi = np.where(any_alive[:, None], np.minimum(hi, new_hi), hi)
+    return out_lo, out_hi, alive
+
+
 @dataclass
 class InputSplitStats:
     """What one search did (summed over the cases of an engine run)."""
@@ -121,6 +195,8 @@ class InputSplitStats:
     leaf_unsat: int = 0
     unresolved: int = 0  # boxes too thin to split that nothing decided
     gave_up_open: int = 0  # open boxes when the memory bound stopped the search (0: it did not)
+    clipped: int = 0  # open boxes that input-domain clipping shrank
+    clip_refuted: int = 0  # boxes it closed (every disjunct's clipped box empty)
 
 
 class _Boxes:
@@ -171,6 +247,9 @@ class InputSplit:
         self.ours = isinstance(graph, bounds.Crown)
         self.torch = self.ours and graph.backend == "torch"
         self.heuristic = self.o.heuristic
+        # clipping reads the bound's linear function off (A, lower): only our CROWN's lower bound
+        # is exactly that function's minimum over the box (auto_LiRPA's may be intersected with others)
+        self.clip = self.o.clip and self.ours
         self.max_open = self.o.max_open_boxes
 
     # ---- candidates -> witness ---------------------------------------------------------------------
@@ -300,6 +379,22 @@ class InputSplit:
             oS = r.scores[idx] if r.scores is not None else None
             unstable = r.unstable[idx] if r.unstable is not None else None
             op.state = r.state.take(idx) if r.state is not None else None
+            # input-domain clipping: each open box shrunk to where an open disjunct's rows' linear
+            # lower bounds (CROWN's, before alpha changes the bound) still allow the unsafe set
+            if self.clip and oA is not None:
+                lo2, hi2, alive2 = clip_boxes(op.lo, op.hi, oA, olb, rows, op.alive, self.free_dims)
+                st.clipped += int(((lo2 > op.lo) | (hi2 < op.hi)).any(axis=1).sum())
+                op.lo, op.hi, op.alive = lo2, hi2, alive2
+                gone = rows.closed(~alive2)
+                if gone.any():
+                    st.clip_refuted += int(gone.sum())
+                    keep = np.flatnonzero(~gone)
+                    op, olb = op.take(keep), olb[keep]
+                    oA = oA[keep]
+                    oS = oS[keep] if oS is not None else None
+                    unstable = unstable[keep] if unstable is not None else None
+                    if not len(op):
+                        continue
             # alpha: the final pass's lower slopes, on the boxes CROWN left open; once it costs
             # more than `costly_box_seconds` per box, only while it pays (the boxes it closed, each
             # worth `alpha_payoff` CROWN bounds, cover its time) and on every
