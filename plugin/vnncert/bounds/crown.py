@@ -878,6 +878,14 @@ class Crown:
             return A, c, A, c
         AL, cL = ops.zeros((B, n, n_in)), ops.zeros((B, n))
         AU, cU = ops.zeros((B, n, n_in)), ops.zeros((B, n))
+        # an unstable ReLU's lower line parallel to its chord (slope u / (u - l), valid as any slope in
+        # [0, 1]): both bounds then move together and their gap, what the linearised product pays,
+        # is -l u / (u - l) per unit coefficient, at most half of CROWN's lines' widest gap
+        chord = {}
+        for R_ in self.relus:
+            if R_.index < k:
+                l, u = res.affine[R_.source]
+                chord[R_.index] = torch.where((l < 0) & (u > 0), u / (u - l).clamp(min=1e-300), torch.zeros((), dtype=l.dtype))
         step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
         for c0 in range(0, n, step):
             rows = torch.arange(c0, min(n, c0 + step))
@@ -886,7 +894,10 @@ class Crown:
                 Wr = ops.gather_rows(W, rows[None].expand(B, -1)) if isinstance(W, _TorchCsr) else W[rows][None].expand(B, -1, -1)
                 start[s_] = ops.cat([Wr, -Wr], 1)
             br = self.b[k][rows][None].expand(B, -1)
-            lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=True, lines=res.lines)
+            R2 = 2 * rows.numel()
+            alphas = {j: c[:, None, :].expand(B, R2, c.shape[1]) for j, c in chord.items()} or None
+            lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=True, lines=res.lines,
+                                  alphas=alphas)
             pos = ops.pos(A)
             c = lb - ops.bdot(pos, x_lo) - ops.bdot(A - pos, x_hi)  # lb minus min over the box of A x
             m = rows.numel()
@@ -1172,6 +1183,7 @@ class Crown:
         sl = {} if (want_scores or slack_out is not None) else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
                               alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
+        better = None
         if res.lin:  # the linearised product relaxation too: per row the better bound (and its A)
             lq, Aq = self.quadratic_final(C, res, want_A=want_A)
             better = lq > lb
@@ -1184,17 +1196,22 @@ class Crown:
         if want_scores:
             n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)
             scores = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
+            prod = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
             for j, gap in sl.items():
                 L = self.lg.layers[j]
                 if L.kind == "product":  # half of a product's gap to each factor's share
                     _, _, ia, ib = self.products[j]
                     sha, shb = res.shares.get(L.source), res.shares.get(L.source_b)
                     if sha is not None and shb is not None:
-                        scores = scores + gap @ (0.5 * (sha[:, ia] + shb[:, ib]))
+                        prod = prod + gap @ (0.5 * (sha[:, ia] + shb[:, ib]))
                     continue
                 sh = res.shares.get(L.source)
                 if sh is not None:
                     scores = scores + gap @ sh
+            if better is not None:  # rows the linearised products bound: McCormick's gaps are not what is loose
+                keep = ~better | ~(scores > 0).any(-1)
+                prod = ops.xp.where(keep[..., None], prod, ops.full((), 0.0))
+            scores = scores + prod
         return lb, A, scores
 
     def quadratic_final(self, C, res: Pass, want_A: bool = False):
