@@ -254,6 +254,18 @@ def test_linearised_product_relaxation_holds_and_tightens(tmp_path, seed, same):
         lin = xs @ r_q.A[b].T
         const = r_q.lower[b] - np.minimum(r_q.A[b] * lo[b], r_q.A[b] * hi[b]).sum(axis=1)
         assert np.all(lin + const <= ys + 1e-7 * (1 + np.abs(ys)))
+    # each factor layer's linear bounds in x (Pass.lin, chord-parallel ReLU lines) hold on the samples
+    res = g_q.intermediate(torch.as_tensor(lo), torch.as_tensor(hi))
+    assert set(res.lin) == set(g_q.factors) and len(g_q.factors) >= 4
+    for b in range(B):
+        xs = rng.uniform(lo[b], hi[b], (3000, 4))
+        xs[:16] = np.where(rng.random((16, 4)) < 0.5, lo[b], hi[b])
+        vals = lg.evaluate(xs, all_layers=True)
+        for k, (AL, cL, AU, cU) in res.lin.items():
+            low = xs @ AL[b].numpy().T + cL[b].numpy()
+            up = xs @ AU[b].numpy().T + cU[b].numpy()
+            tol = 1e-9 * (1 + np.abs(vals[k]))
+            assert np.all(low <= vals[k] + tol) and np.all(vals[k] <= up + tol), (b, k)
     v_q, v_m = r_q.lower[:4, 0] - v0, r_m.lower[:4, 0] - v0
     assert np.all(v_q >= -1e-6) and np.all(v_q <= 1e-6), v_q
     assert np.all(v_m[rad[:4, 0] > 0.3] < -0.1), v_m

@@ -1183,7 +1183,6 @@ class Crown:
         sl = {} if (want_scores or slack_out is not None) else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
                               alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
-        better = None
         if res.lin:  # the linearised product relaxation too: per row the better bound (and its A)
             lq, Aq = self.quadratic_final(C, res, want_A=want_A)
             better = lq > lb
@@ -1196,22 +1195,17 @@ class Crown:
         if want_scores:
             n_dims = self.lg.n_inputs if self._share_dims is None else len(self._share_dims)
             scores = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
-            prod = ops.zeros(tuple(C.shape[:2]) + (n_dims,))
             for j, gap in sl.items():
                 L = self.lg.layers[j]
                 if L.kind == "product":  # half of a product's gap to each factor's share
                     _, _, ia, ib = self.products[j]
                     sha, shb = res.shares.get(L.source), res.shares.get(L.source_b)
                     if sha is not None and shb is not None:
-                        prod = prod + gap @ (0.5 * (sha[:, ia] + shb[:, ib]))
+                        scores = scores + gap @ (0.5 * (sha[:, ia] + shb[:, ib]))
                     continue
                 sh = res.shares.get(L.source)
                 if sh is not None:
                     scores = scores + gap @ sh
-            if better is not None:  # rows the linearised products bound: McCormick's gaps are not what is loose
-                keep = ~better | ~(scores > 0).any(-1)
-                prod = ops.xp.where(keep[..., None], prod, ops.full((), 0.0))
-            scores = scores + prod
         return lb, A, scores
 
     def quadratic_final(self, C, res: Pass, want_A: bool = False):
