@@ -94,6 +94,40 @@ def test_forward_bounds_hold_on_samples(tmp_path, make, backend, budget):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("budget", [0.0, 3e4])
+def test_forward_pass_keeps_narrow_inputs_as_intervals(tmp_path, backend, budget):
+    """Inputs narrower than `forward_narrow` (a fixed input is one ulp wide after outward
+    rounding) are not columns of the forward functions but intervals in their constants: the
+    bounds hold on sampled points (the narrow inputs sampled too, at their two ends), they equal
+    those with the narrow inputs as columns up to rounding, and the pass has fewer columns."""
+    from vnncert.options import BoundsOptions
+
+    net = load_network(mlp_onnx(tmp_path / "m.onnx", random_mlp(7, [5, 40, 40, 40, 2])), threads=1)
+    lg = net.layer_graph
+    lo, hi = _boxes(5, 3, 0.2, 8)
+    narrow = np.array([False, True, True, False, False])
+    lo[:, narrow] = np.nextafter(hi[:, narrow], -np.inf)  # one ulp wide, below hi
+    C = np.broadcast_to(np.random.default_rng(9).standard_normal((2, 2)), (3, 2, 2)).copy()
+    g = bounds.prepare(lg, backend, BoundsOptions(forward_max_inputs=64, backward_budget=budget))
+    assert g.forward_worthwhile or budget > 0
+    res = g.intermediate(lo, hi)
+    assert res.free is not None and res.free.tolist() == [0, 3, 4]
+    r = bounds.compute(g, lo, hi, C, want_state=True, want_A=True)
+    cols = bounds.compute(bounds.prepare(lg, backend, BoundsOptions(forward_max_inputs=64, backward_budget=budget,
+                                                                    forward_narrow=0.0)), lo, hi, C).lower
+    np.testing.assert_allclose(r.lower, cols, rtol=1e-9, atol=1e-9)
+    rng = np.random.default_rng(10)
+    for b in range(3):
+        xs = lo[b] + rng.random((20_000, 5)) * (hi[b] - lo[b])
+        xs[:, narrow] = np.where(rng.random((20_000, 2)) < 0.5, lo[b, narrow], hi[b, narrow])
+        vals = lg.evaluate(xs, all_layers=True)
+        assert np.all((vals[lg.output] @ C[b].T).min(axis=0) >= r.lower[b]), b
+        for k, (l, u) in r.state.bounds.items():
+            l, u = np.asarray(l)[b], np.asarray(u)[b]
+            assert np.all(vals[k] >= l - 1e-9) and np.all(vals[k] <= u + 1e-9), (b, k)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("make", [conv_net, branchy_net, "mlp"], ids=["conv-maxpool", "residual", "mlp"])
 def test_partial_back_substitution_holds_and_is_tighter_than_forward(tmp_path, make, backend):
     """Rows too costly to back-substitute to the input (the forward pass on) go back only as far
@@ -197,6 +231,30 @@ def test_sparse_mm_matches_the_dense_product_and_its_gradient(dtype):
     np.testing.assert_allclose(X.grad.numpy(), (Ad.T @ G).numpy(), rtol=tol, atol=tol)
     with torch.no_grad():  # no gradient wanted: torch's own product
         np.testing.assert_allclose(sparse_mm(At, AtT, X).numpy(), Y.detach().numpy(), rtol=tol, atol=tol)
+
+
+def test_sparse_term_products_skip_zero_rows_exactly():
+    """A CSR term's products with an X of many zero rows (`_TorchCsr.left_sparse`: the forward
+    pass's functions of inactive ReLUs, the back-substitution's coefficients at them) use only
+    W's columns (W^T's) at X's nonzero rows, kept and reused while they cover them: the same
+    values as the full product, in both directions, when the selection is reused, made again for
+    rows outside it, and skipped for a mostly nonzero X."""
+    import scipy.sparse as sp
+
+    from vnncert.bounds.crown import _TorchCsr
+
+    rng = np.random.default_rng(11)
+    W = sp.random(60, 50, density=0.1, format="csr", random_state=12)
+    T = _TorchCsr(W)
+    D = W.toarray()
+    for transposed, n in ((False, 50), (True, 60)):
+        M = D.T if transposed else D
+        X = rng.standard_normal((n, 7))
+        first = rng.random(n) < 0.4
+        for rows in (first, first & (rng.random(n) < 0.7), ~first & (rng.random(n) < 0.4), np.ones(n, bool)):
+            Xz = torch.as_tensor(np.where(rows[:, None], X, 0.0))
+            np.testing.assert_allclose(T.left_sparse(Xz, transposed=transposed).numpy(), M @ Xz.numpy(), rtol=1e-12, atol=1e-12)
+        assert transposed in T._cols
 
 
 def test_a_forward_pass_stops_at_its_deadline(tmp_path):
