@@ -15,9 +15,22 @@ from typing import Callable, Optional
 class AttackOptions:
     """The falsifier (engines/attack.py)."""
 
-    samples: int = 4096  # random + corner samples over all cases: enough to hit ACAS Xu's sat regions
-    pgd_restarts: int = 64  # PGD starts per round (at least one per disjunct)
-    pgd_steps: int = 50  # PGD steps per start
+    samples: int = 4096  # random + corner + face samples over all cases: enough to hit ACAS Xu's sat regions
+    sample_values: int = 1 << 20  # ... per case at most this many input values (a 784-pixel box: 1,337 samples; PGD does better there)
+    pgd_restarts: int = 64  # PGD starts per round at least (and at least one per disjunct)
+    pgd_steps: int = 50  # PGD (Adam) steps per round
+    pgd_seconds: float = 0.5  # PGD time per falsifier call, over the cases it attacks: restarts scale to it (ACAS Xu: ~1,000-4,000 a round)
+    pgd_time_share: float = 0.5  # ... and at most this share of the time left to the falsifier's deadline (a short --timeout still ends in its answer)
+    pgd_rounds: int = 2  # ... in this many rounds (later rounds: the best points perturbed, fresh starts); more while time is left
+    pgd_max_restarts: int = 16384  # restarts per round at most ...
+    pgd_max_values: int = 1 << 22  # ... and restarts x input values at most (memory: 16 MiB per float32 copy)
+    pgd_probe: int = 256  # rows of the call timed to size the restarts (when cheap against pgd_seconds)
+    pgd_osi_steps: int = 10  # ... half the fresh starts first climb a random direction of the outputs this many sign steps (0: none)
+    pgd_halve_every: int = 5  # ... each disjunct's restarts halved every this many steps, the closest kept (0: never)
+    pgd_hinge: float = 1e-5  # objective: the sum over the disjunct's rows of max(row, -this) (ACAS Xu prop_2 sat: 112/117 runs, the worst row alone 108)
+    pgd_lr: float = 0.25  # Adam's step, times the box's width per input (sign steps missed ACAS Xu 1_9 prop_7's thin region)
+    pgd_decay: float = 0.95  # ... multiplied by this after every step
+    pgd_seeds: int = 4  # per disjunct, the samples closest to it start PGD runs
     lead_seconds: float = 10.0  # in front of a complete engine (--mode exact): HiGHS's own heuristics find witnesses slowly
     lead_share: float = 0.1  # ... and at most this share of the time, so the complete engine keeps the rest
     max_corners: int = 1024  # box corners among the samples (all of them up to 10 free dims)
@@ -86,8 +99,9 @@ class InputSplitOptions:
     alpha_payoff: float = 4.0  # ... only while the boxes it closed, each worth this many CROWN bounds, pay its time ...
     alpha_probe_every: int = 8  # ... and on every 8th batch regardless (its yield changes with depth)
     pgd_boxes: int = 4  # ... on this many of them
-    pgd_restarts: int = 8  # ... with this many restarts each
-    pgd_steps: int = 20  # ... of this many steps
+    pgd_restarts: int = 8  # ... with this many restarts each at least
+    pgd_steps: int = 20  # ... of this many steps a round
+    pgd_seconds: float = 0.2  # ... in about this long over the boxes: the restarts scale to it (0: pgd_restarts, AttackOptions.pgd_rounds rounds)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from .results import Outcome, Verdict
 # engine name -> (module, one-line description)
 ENGINES: Dict[str, Tuple[str, str]] = {
     "quick_bounds": ("vnncert.engines.quick_bounds", "numpy CROWN on the layer graph, before any heavy import: unsat or unknown"),
-    "attack": ("vnncert.engines.attack", "falsification: corner/centre/random sampling then PGD, every hit replayed in ONNX Runtime"),
+    "attack": ("vnncert.engines.attack", "falsification: centre/corner/face/random sampling then PGD (Adam, restarts scaled to the net's cost), every hit replayed in ONNX Runtime"),
     "relaxed": ("vnncert.engines.relaxed", "linear bounds in float64 (crown: our CROWN over the layer graph; ibp / alpha-crown and graphs it cannot lower: auto_LiRPA), then input-split branch and bound (smooth activations and many inputs: splits of their input intervals); unsat, or sat only with a replayed witness"),
     "lp": ("vnncert.engines.lp", "the triangle LP relaxation of the MILP (HiGHS, safe weak-duality bounds): unsat, or sat only for an LP optimum that replays"),
     "exact": ("vnncert.engines.exact", "MILP in Pyomo solved by HiGHS over sound LP/CROWN bounds: sat with a replayed witness or unsat, complete given time"),

@@ -1,6 +1,8 @@
-"""The falsifier: sampling (centre, corners, uniform) then PGD on each disjunct's violation margin.
+"""The falsifier: sampling (centre, corners, faces, uniform) then PGD on each disjunct's rows.
 
-A thin adapter over `search.falsify`: every candidate is replayed through `results.sat_outcome`
+PGD (`search.falsify.pgd_search`) gets `AttackOptions.pgd_seconds`, at most `pgd_time_share` of
+the time left, over the cases whose samples came closest; its restarts scale to that time (tiny
+nets get thousands). A thin adapter over `search.falsify`: every candidate is replayed through `results.sat_outcome`
 (ONNX Runtime on the original model, the property's exact constants, zero tolerance). `sat` with
 that witness, else `unknown` (or `timeout`). Never `unsat`.
 """
@@ -11,7 +13,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..deadline import expired
+from ..deadline import expired, remaining
 from ..errors import VnncertError
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
@@ -25,7 +27,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     o = options.attack
     rng = np.random.default_rng(options.seed)
     stats = FalsifyStats()
-    out, best = random_search(network, spec, deadline, o, rng, stats)
+    out, best, seeds = random_search(network, spec, deadline, o, rng, stats)
     if out is not None:
         out.seconds = time.monotonic() - t0
         out.stats = asdict(stats)
@@ -40,7 +42,8 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
         else:
             order = list(np.argsort(best)[: max(1, min(len(spec.cases), o.pgd_cases))])
             # disjuncts padded to one row count for batching
-            out = pgd_search(network, padded_spec(spec, max(1, max_rows(spec))), deadline, o, rng, order, stats)
+            out = pgd_search(network, padded_spec(spec, max(1, max_rows(spec))), deadline, o, rng, order, stats,
+                             seconds=min(o.pgd_seconds, o.pgd_time_share * remaining(deadline)), seeds=seeds)
             if out is not None:
                 # the replay in pgd_search used the padded spec; confirm on the original one
                 confirmed = sat_outcome(network, spec, out.counterexample[0], engine=ENGINE, detail=out.detail)

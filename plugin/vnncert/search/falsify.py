@@ -1,4 +1,7 @@
-"""The falsifier's search: sampling (centre, corners, uniform) and PGD on each disjunct's violation.
+"""The falsifier's search: sampling (centre, corners, faces, uniform) and PGD on each disjunct's rows.
+
+docs/architecture.md, "The falsifier", describes both (starts, objective, Adam, successive
+halving, restarts scaled to the time).
 
 Used by the falsifier (engines/attack.py) and, on sub-boxes, by the input-split search. Every
 candidate goes through `results.sat_outcome`, which replays it with ONNX Runtime on the original
@@ -10,6 +13,7 @@ just outside the property's own region.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -24,6 +28,8 @@ from ..spec.model import Case, InputRegion
 class FalsifyStats:
     samples: int = 0  # sampled inputs evaluated in ONNX Runtime
     pgd_steps: int = 0  # PGD steps (each over all restarts at once)
+    pgd_rounds: int = 0  # PGD rounds
+    pgd_restarts: int = 0  # restarts the rounds started with, summed
     replays: int = 0  # candidates replayed on the original model
 
 
@@ -62,12 +68,18 @@ def _corners(region: InputRegion, rng: np.random.Generator, budget: int) -> np.n
 
 
 def sample_region(region: InputRegion, n: int, rng: np.random.Generator, max_corners: int = 1024) -> np.ndarray:
-    """Centre, corners (at most max_corners) and uniform points of the box (G x <= h filtered), float64 (k, d)."""
+    """Centre, corners (at most max_corners), then half uniform points and half points of random faces
+    (each coordinate pinned to a random end with probability 1/2: a ReLU net is affine on pieces
+    whose extremes lie on the box's faces) of the box (G x <= h filtered), float64 (k, d)."""
     parts = [region.center[None, :]]
     if n > 1:
         parts.append(_corners(region, rng, max(1, min(max_corners, n // 4))))
         m = max(0, n - sum(p.shape[0] for p in parts))
-        parts.append(region.lower + rng.random((m, region.lower.size)) * (region.upper - region.lower))
+        d = region.lower.size
+        u = rng.random((m, d))
+        face = np.arange(m)[:, None] >= m // 2
+        u = np.where(face & (rng.random((m, d)) < 0.5), (rng.random((m, d)) < 0.5).astype(np.float64), u)
+        parts.append(region.lower + u * (region.upper - region.lower))
     pts = np.concatenate(parts, axis=0)
     if region.G is not None and region.G.shape[0]:
         pts = pts[region.contains(pts)]
@@ -90,11 +102,21 @@ def _try_candidates(network, spec, xs: np.ndarray, scores: np.ndarray, limit: in
     return None
 
 
+def _seed_points(case: Case, pts: np.ndarray, y: np.ndarray, k: int) -> List[np.ndarray]:
+    """Per disjunct, the k sampled points closest to it (its max-row violation, smallest first)."""
+    v = _violation(case, y)
+    return [pts[np.argsort(v[:, d])[:k]] for d in range(v.shape[1])]
+
+
 def random_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator, stats: FalsifyStats):
-    """Sample every case; returns (sat Outcome or None, per-case best score)."""
+    """Sample every case; returns (sat Outcome or None, per-case best score, per-case seeds).
+
+    The seeds of a case: per disjunct, the `pgd_seeds` samples closest to it (PGD starts)."""
     n_cases = len(spec.cases)
-    per_case = max(8, min(options.samples, (options.samples * 4) // max(1, n_cases)))
+    per_case = max(8, min(options.samples, (options.samples * 4) // max(1, n_cases),
+                          options.sample_values // max(1, spec.n_inputs)))
     best = np.full(n_cases, np.inf)
+    seeds: List[Optional[List[np.ndarray]]] = [None] * n_cases
     chunk_cases = max(1, 65536 // per_case)
     for start in range(0, n_cases, chunk_cases):
         if expired(deadline):
@@ -115,75 +137,265 @@ def random_search(network, spec, deadline: float, options: AttackOptions, rng: n
                 continue
             v = _violation(case, y).min(axis=1)
             best[start + j] = v.min()
+            if options.pgd_seeds > 0:
+                seeds[start + j] = _seed_points(case, p, y, options.pgd_seeds)
             hits = np.flatnonzero(case.unsafe(y))
             if hits.size:
                 out = _try_candidates(network, spec, p[hits], v[hits], options.replays_per_round, stats)
                 if out is not None:
-                    return out, best
-    return None, best
+                    return out, best, seeds
+    return None, best, seeds
 
+def _restarts(module, lo, width, objective_of, n_dis: int, r_min: int, options: AttackOptions, seconds: float,
+              rng) -> int:
+    """Restarts to start a round with, so that it takes about seconds / pgd_rounds.
 
-def pgd_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator,
-               case_order: List[int], stats: FalsifyStats) -> Optional[Outcome]:
-    """Projected sign-gradient descent on each disjunct's violation, restarts spread over disjuncts.
-
-    `spec` must have every disjunct padded to one row count (`padded_spec`)."""
+    A round halves its restarts every `pgd_halve_every` steps, so it costs about 2 x pgd_halve_every
+    steps at full width plus its remaining steps at `r_min`. Timed on the box: after a warm-up
+    call, batches of doubling size while one forward and backward pass fits that share of the round
+    (0.7 of it: the rest is the optimiser's own work), so tiny nets get thousands of restarts and
+    costly ones `r_min`; never more than `pgd_max_restarts` nor `pgd_max_values` input values."""
     import torch
 
-    module = network.torch_module()
-    module.eval()
-    for ci in case_order:
-        case = spec.cases[ci]
-        if expired(deadline):
-            return None
-        reg = case.region
-        lo = torch.tensor(reg.lower, dtype=torch.float32)
-        hi = torch.tensor(reg.upper, dtype=torch.float32)
-        width = hi - lo
-        if float(width.max()) <= 0:
+    r_max = max(r_min, min(options.pgd_max_restarts, options.pgd_max_values // max(1, lo.numel())))
+    h = options.pgd_halve_every
+    wide = options.pgd_osi_steps + (2 * h if 0 < h < options.pgd_steps else options.pgd_steps)
+    per_step = 0.7 * seconds / max(1, options.pgd_rounds) / (wide + 1)
+
+    def timed(k: int) -> float:
+        which = np.arange(k) % n_dis
+        x = lo + torch.tensor(rng.random((k, lo.numel())), dtype=torch.float32) * width
+        t = time.perf_counter()
+        x.requires_grad_(True)
+        torch.autograd.grad(objective_of(which)(module(x)).sum(), x)
+        return time.perf_counter() - t
+
+    timed(n_dis)  # warm-up
+    k = r_min
+    while k < r_max and timed(k) < per_step / 2:
+        k = min(r_max, 2 * k)
+    return -(-k // n_dis) * n_dis  # every disjunct the same number
+
+
+def _starts(lo, width, which, n_dis: int, rng, centre_corners, seeds, pool=None):
+    """Round starts (R, n) float32: round 1 (pool None) the centre, the corners minimising each disjunct's
+    linearisation at the centre, the sampling's closest points (`seeds`), then half uniform points and
+    half points of random faces (each coordinate pinned to a random end with probability 1/2);
+    later rounds the best points so far (`pool`, per disjunct), each once as it is and then moved by
+    up to a tenth of the width, on half the restarts; the other half fresh uniform / face points.
+    Returns (x, fresh): fresh marks the uniform / face rows."""
+    import torch
+
+    R, n = which.size, lo.numel()
+    u = torch.tensor(rng.random((R, n)), dtype=torch.float32)
+    face = torch.tensor(rng.random((R, n)) < 0.5, dtype=torch.bool) & torch.tensor(rng.random((R, 1)) < 0.5)
+    ends = torch.tensor((rng.random((R, n)) < 0.5).astype(np.float32))
+    x = lo + torch.where(face, ends, u) * width
+    filled = np.zeros(R, dtype=bool)
+
+    def place(d: int, pts) -> None:
+        rows = np.flatnonzero((which == d) & ~filled)[: pts.shape[0]]
+        if rows.size:
+            x[torch.as_tensor(rows)] = torch.as_tensor(np.asarray(pts[: rows.size]), dtype=torch.float32)
+            filled[rows] = True
+
+    for d in range(n_dis):
+        if pool is None:
+            place(d, (lo + width / 2)[None, :])
+            if centre_corners is not None:
+                place(d, centre_corners[d:d + 1])
+            if seeds is not None and d < len(seeds) and seeds[d] is not None:
+                place(d, seeds[d])
             continue
-        n_dis = len(case.output)
-        R = max(n_dis, options.pgd_restarts)
-        which = np.arange(R) % n_dis
-        # every disjunct has the same row count here (see padded_spec)
-        A = torch.tensor(np.stack([hs.A for hs in case.output]), dtype=torch.float32)
-        b = torch.tensor(np.stack([hs.b for hs in case.output]), dtype=torch.float32)
-        Aw, bw = A[which], b[which]  # (R, m, n_out), (R, m)
-        x = lo + torch.tensor(rng.random((R, reg.lower.size)), dtype=torch.float32) * width
-        x[0] = (lo + hi) / 2
-        step0 = 0.25 * width
-        for it in range(options.pgd_steps):
-            if expired(deadline):
-                return None
-            x.requires_grad_(True)
-            y = module(x)
-            margins = torch.einsum("rmo,ro->rm", Aw, y) - bw
-            loss_each = margins.max(dim=1).values
-            grad, = torch.autograd.grad(loss_each.sum(), x)
-            stats.pgd_steps += 1
-            with torch.no_grad():
-                good = np.flatnonzero(loss_each.detach().numpy() <= 0)
-                if good.size:
-                    cand = snap_into_box(x.detach().numpy()[good].astype(np.float64), reg.lower, reg.upper,
-                                         network.input_dtype, reg)
-                    out = _try_candidates(network, spec, cand, loss_each.detach().numpy()[good], options.replays_per_round, stats)
-                    if out is not None:
-                        out.detail = f"PGD witness after {it + 1} steps, replayed with ONNX Runtime on the original model"
-                        return out
-                step = step0 * (1.0 - it / options.pgd_steps) + 1e-3 * step0
-                x = torch.max(torch.min(x - step * torch.sign(grad), hi), lo)
-        # final point of every restart
-        with torch.no_grad():
-            y = module(x)
-            margins = torch.einsum("rmo,ro->rm", Aw, y) - bw
-            scores = margins.max(dim=1).values.numpy()
-        cand = snap_into_box(x.numpy().astype(np.float64), reg.lower, reg.upper, network.input_dtype, reg)
+        p = pool[d]
+        if p is None or not p.shape[0]:
+            continue
+        k = max(1, int(np.sum(which == d)) // 2)
+        base = p[torch.as_tensor(np.arange(k) % p.shape[0])]
+        noise = (torch.tensor(rng.random((k, n)), dtype=torch.float32) * 2 - 1) * 0.1 * width
+        moved = (torch.arange(k) >= p.shape[0]).to(torch.float32)[:, None]
+        place(d, torch.max(torch.min(base + noise * moved, lo + width), lo))
+    return x, ~filled
+
+
+def _pgd_case(network, module, spec, case: Case, deadline: float, options: AttackOptions, rng, stats: FalsifyStats,
+              seconds: Optional[float], seeds) -> Optional[Outcome]:
+    import torch
+
+    reg = case.region
+    lo = torch.tensor(reg.lower, dtype=torch.float32)
+    hi = torch.tensor(reg.upper, dtype=torch.float32)
+    width = hi - lo
+    if float(width.max()) <= 0:
+        return None
+    t0 = time.monotonic()
+    n_dis = len(case.output)
+    # every disjunct has the same row count here (see padded_spec)
+    A = torch.tensor(np.stack([hs.A for hs in case.output]), dtype=torch.float32)  # (D, m, n_out)
+    b = torch.tensor(np.stack([hs.b for hs in case.output]), dtype=torch.float32)  # (D, m)
+
+    def objective_of(which):
+        Aw, bw = A[torch.as_tensor(which)], b[torch.as_tensor(which)]
+
+        def f(y):  # each restart's rows of its disjunct, each counted until it holds (hinge): every row pulls
+            return (torch.einsum("rmo,ro->rm", Aw, y) - bw).clamp(min=-options.pgd_hinge).sum(dim=1)
+        return f
+
+    def inside(y):  # (R,) the smallest worst-row margin over all disjuncts: <= 0 in the unsafe set
+        return (torch.einsum("dmo,ro->rdm", A, y) - b).max(dim=2).values.min(dim=1).values
+
+    # the corner minimising each disjunct's linearisation at the centre
+    xc = (lo + width / 2).repeat(n_dis, 1).requires_grad_(True)
+    g, = torch.autograd.grad(objective_of(np.arange(n_dis))(module(xc)).sum(), xc)
+    corners = torch.where(g > 0, lo, hi).detach()
+    r_min = -(-max(n_dis, options.pgd_restarts) // n_dis) * n_dis
+    R = r_min if seconds is None else _restarts(module, lo, width, objective_of, n_dis, r_min, options, seconds, rng)
+    which = np.arange(R) % n_dis
+    stop = None if seconds is None else t0 + seconds
+    pool = None
+    rnd = 0
+    while True:
+        if expired(deadline) or (stop is not None and time.monotonic() >= stop):
+            return None
+        stats.pgd_rounds += 1
+        stats.pgd_restarts += R
+        x0, fresh = _starts(lo, width, which, n_dis, rng, corners, seeds, pool)
+        # output-diversified starts (Tashiro et al. 2020) on every other fresh row
+        osi = fresh & (np.cumsum(fresh) % 2 == 0)
+        out, best_x, best_l, w = _descend(network, module, spec, reg, x0, which, osi, r_min, lo, hi, width, objective_of,
+                                          inside, options, rng, stats, deadline, stop, rnd)
+        if out is not None:
+            return out
+        # the best point of every restart left, in ONNX Runtime (torch's float32 may differ at the margin)
+        cand = snap_into_box(best_x.numpy().astype(np.float64), reg.lower, reg.upper, network.input_dtype, reg)
         ys = network.evaluate(cand).astype(np.float64)
         hits = np.flatnonzero(case.unsafe(ys))
         if hits.size:
-            out = _try_candidates(network, spec, cand[hits], scores[hits], options.replays_per_round, stats)
+            out = _try_candidates(network, spec, cand[hits], best_l[hits], options.replays_per_round, stats)
             if out is not None:
                 return out
+        pool = []
+        for d in range(n_dis):
+            rows = np.flatnonzero(w == d)
+            pool.append(best_x[torch.as_tensor(rows[np.argsort(best_l[rows])[: max(1, R // n_dis // 8)]])])
+        rnd += 1
+        if seconds is None and rnd >= max(1, options.pgd_rounds):
+            return None
+
+
+def _descend(network, module, spec, reg, x, which, osi, r_min: int, lo, hi, width, objective_of, inside,
+             options: AttackOptions, rng, stats: FalsifyStats, deadline: float, stop: Optional[float], rnd: int):
+    """Adam on every restart's objective (the worst row of the disjunct it aims at), steps `pgd_lr` x
+    the box width decayed by `pgd_decay` per step, projected onto the box; a restart that stops
+    moving starts afresh from a uniform point. The `osi` rows first take `pgd_osi_steps` sign steps of
+    a quarter of the width up a random direction w of the outputs (w . y: output-diversified
+    initialisation, Tashiro et al. 2020: without them every start of mnist_fc 256x6 prop_1_0.05
+    ends in one local minimum). After those, every `pgd_halve_every` steps each disjunct's restarts
+    are halved (down to `r_min` in all), keeping those that came closest to the unsafe set: many
+    short runs first, the promising ones run long. Each step, restarts that torch puts in the unsafe
+    set are replayed in ONNX Runtime. Returns (sat Outcome or None, best point of every restart left,
+    its score, the disjunct each aims at)."""
+    import torch
+
+    b1, b2, eps = 0.9, 0.999, 1e-12
+    m = torch.zeros_like(x)
+    v = torch.zeros_like(x)
+    t = torch.zeros(x.shape[0], 1)
+    best_x = x.clone()
+    best_l = np.full(x.shape[0], np.inf)
+    lr = options.pgd_lr * width
+    f = objective_of(which)
+    h = options.pgd_halve_every
+    n_osi = options.pgd_osi_steps if osi.any() else 0
+    osi_t = torch.as_tensor(osi)
+    wdir = None
+    for it in range(n_osi + options.pgd_steps):
+        if expired(deadline) or (stop is not None and time.monotonic() >= stop):
+            break
+        x.requires_grad_(True)
+        y = module(x)
+        loss = f(y)
+        if it < n_osi:
+            if wdir is None:
+                wdir = torch.tensor(rng.random(tuple(y.shape)) * 2 - 1, dtype=torch.float32)
+            loss = torch.where(osi_t, -(wdir * y).sum(dim=1), loss)
+        grad, = torch.autograd.grad(loss.sum(), x)
+        stats.pgd_steps += 1
+        with torch.no_grad():
+            x = x.detach()
+            # a restart is scored by the disjunct it came closest to, not only the one it aims at
+            l = inside(y.detach()).numpy().astype(np.float64)
+            better = np.flatnonzero(l < best_l)
+            if better.size:
+                best_l[better] = l[better]
+                best_x[torch.as_tensor(better)] = x[torch.as_tensor(better)]
+            good = np.flatnonzero(l <= 0)
+            if good.size:
+                cand = snap_into_box(x.numpy()[good].astype(np.float64), reg.lower, reg.upper, network.input_dtype, reg)
+                out = _try_candidates(network, spec, cand, l[good], options.replays_per_round, stats)
+                if out is not None:
+                    out.detail = (f"PGD witness (round {rnd + 1}, step {it + 1}, {x.shape[0]} restarts), replayed with "
+                                  "ONNX Runtime on the original model")
+                    return out, best_x, best_l, which
+            t += 1
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            step = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+            if it < n_osi:
+                step[osi_t] = torch.sign(grad[osi_t]) / options.pgd_lr * 0.25
+                m[osi_t] = 0
+                v[osi_t] = 0
+                t[osi_t] = 0
+            else:
+                lr = lr * options.pgd_decay
+            nx = torch.max(torch.min(x - lr * step, hi), lo)
+            stuck = (nx == x).all(dim=1)
+            if bool(stuck.any()):
+                k = int(stuck.sum())
+                nx[stuck] = lo + torch.tensor(rng.random((k, x.shape[1])), dtype=torch.float32) * width
+                m[stuck] = 0
+                v[stuck] = 0
+                t[stuck] = 0
+            x = nx
+            if h > 0 and it >= n_osi and (it + 1 - n_osi) % h == 0 and x.shape[0] // 2 >= r_min:
+                keep = []
+                group = which * 2 + osi  # the diversified starts compete among themselves
+                for d in np.unique(group):
+                    rows = np.flatnonzero(group == d)
+                    keep.append(rows[np.argsort(best_l[rows], kind="stable")[: max(1, rows.size // 2)]])
+                keep = np.sort(np.concatenate(keep))
+                kt = torch.as_tensor(keep)
+                x, m, v, t, best_x = x[kt], m[kt], v[kt], t[kt], best_x[kt]
+                best_l, which, osi = best_l[keep], which[keep], osi[keep]
+                f = objective_of(which)
+    return None, best_x, best_l, which
+
+
+def pgd_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator,
+               case_order: List[int], stats: FalsifyStats, seconds: Optional[float] = None,
+               seeds=None) -> Optional[Outcome]:
+    """Projected Adam on each disjunct's worst row, restarts spread evenly over the disjuncts.
+
+    `seconds` (None: `pgd_restarts` restarts, `pgd_rounds` rounds) is the time for all of
+    `case_order`, shared evenly among the cases not yet done; the restarts then scale with the
+    network's cost and rounds repeat until it is spent. `seeds[ci]`: per disjunct, points to start
+    from (the sampling's closest). `spec` must have every disjunct padded to one row count
+    (`padded_spec`)."""
+    module = network.torch_module()
+    module.eval()
+    t0 = time.monotonic()
+    for k, ci in enumerate(case_order):
+        if expired(deadline):
+            return None
+        share = None
+        if seconds is not None:
+            share = (t0 + seconds - time.monotonic()) / (len(case_order) - k)
+            if share <= 0:
+                return None
+        out = _pgd_case(network, module, spec, spec.cases[ci], deadline, options, rng, stats, share,
+                        None if seeds is None else seeds[ci])
+        if out is not None:
+            return out
     return None
 
 

@@ -292,7 +292,7 @@ class InputSplit:
 
         self.stats.pgd_calls += 1
         out = pgd_search(self.network, sub, self.deadline, replace(o, pgd_restarts=self.o.pgd_restarts, pgd_steps=self.o.pgd_steps),
-                         self.rng, list(range(len(cases))), FalsifyStats())
+                         self.rng, list(range(len(cases))), FalsifyStats(), seconds=self.o.pgd_seconds or None)
         if out is None:
             return None
         return sat_outcome(self.network, self.spec, out.counterexample[0], engine=self.engine,
