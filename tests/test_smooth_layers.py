@@ -298,6 +298,10 @@ def test_linearised_product_relaxation_on_broadcast_and_matmul_products(tmp_path
     with np.errstate(invalid="ignore"):  # (-inf where a divisor's interval holds 0: no bound either way)
         assert np.all(np.isfinite(r_q) | ~np.isfinite(r_m)) and np.all((r_q >= r_m - 1e-9 * (1 + np.abs(r_m))) | (r_m == -np.inf))
     assert np.all(np.abs(r_q[:, 0]) <= 1e-8) and np.isfinite(r_q).sum() >= B
+    # product layers beyond quadratic_max_products keep McCormick's planes alone
+    g_few = bounds.prepare(lg, "torch", BoundsOptions(quadratic_max_products=1))
+    assert not g_few.linearised and not g_few.factors
+    np.testing.assert_array_equal(bounds.compute(g_few, lo, hi, C, "crown").lower, r_m)
     for b in range(B):
         xs = rng.uniform(lo[b], hi[b], (3000, 4))
         xs[:16] = np.where(rng.random((16, 4)) < 0.5, lo[b], hi[b])

@@ -67,6 +67,7 @@ class BoundsOptions:
     forward_max_inputs: int = 32  # CROWN carries linear bounds forward when a case has at most this many free inputs ...
     backward_budget: float = 2e8  # ... and back-substituting a layer's rows would cost more than this (rows x entries, per box: cgan)
     quadratic_max_inputs: int = 16  # torch CROWN: products relaxed also through their factors' linear bounds in x (an n x n form per box and row) up to this many inputs
+    quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)
     forward_narrow: float = 1e-9  # ... input entries narrower than this (x (1 + |x|)) are constants (intervals), not columns: a fixed input is one ulp wide
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
     alpha_lr: float = 0.25  # ... their learning rate (slopes live in [0, 1])

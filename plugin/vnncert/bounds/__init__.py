@@ -54,7 +54,8 @@ def prepare(lg, backend: str = "numpy", options: BoundsOptions = BoundsOptions()
     """The graph with its weights in `backend`'s arrays, for many `compute` calls."""
     return Crown(lg, backend, chunk_values=options.chunk_values, sparse_fill=options.sparse_fill,
                  forward_max_inputs=options.forward_max_inputs, backward_budget=options.backward_budget,
-                 quadratic_max_inputs=options.quadratic_max_inputs, forward_narrow=options.forward_narrow)
+                 quadratic_max_inputs=options.quadratic_max_inputs,
+                 quadratic_max_products=options.quadratic_max_products, forward_narrow=options.forward_narrow)
 
 
 def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):

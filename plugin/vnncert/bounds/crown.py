@@ -441,7 +441,7 @@ class Crown:
 
     def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
                  forward_max_inputs: int = 32, backward_budget: float = 2e8, quadratic_max_inputs: int = 16,
-                 forward_narrow: float = 1e-9):
+                 forward_narrow: float = 1e-9, quadratic_max_products: int = 1024):
         self.lg = lg
         self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
         self.backend = self.ops.name
@@ -479,9 +479,12 @@ class Crown:
         self.input_only = {k: all(s == 0 for s, _, _ in terms) for k, terms in self.W.items()}
         # the linearised product relaxation (`_quadratic_product`): torch, few inputs, product layers;
         # the factor layers' linear bounds in x are kept during a pass
-        self.quadratic = self.backend == "torch" and bool(self.products) and lg.n_inputs <= quadratic_max_inputs
-        self.factors = sorted({s_ for L in self.smooth if L.kind == "product" for s_ in (L.source, L.source_b)}) \
-            if self.quadratic else []
+        # on product layers of at most `quadratic_max_products` products (its gathers cost boxes x rows x
+        # products x inputs)
+        self.linearised = {L.index for L in self.smooth if L.kind == "product" and L.size <= quadratic_max_products} \
+            if self.backend == "torch" and lg.n_inputs <= quadratic_max_inputs else set()
+        self.quadratic = bool(self.linearised)
+        self.factors = sorted({s_ for L in self.smooth if L.index in self.linearised for s_ in (L.source, L.source_b)})
         # rows with at most one nonzero over all their terms (a selection, e.g. MaxPool's padded
         # input): the interval bound of one variable entry is as tight as back-substitution
         # through its relaxation, so such rows are never back-substituted
@@ -534,7 +537,7 @@ class Crown:
                     worst = max(worst, L.size * size)
         self.forward_worthwhile = worst > self.backward_budget
         if self.forward_worthwhile:  # (the linearised products back-substitute their factors: not on such graphs)
-            self.quadratic, self.factors = False, []
+            self.quadratic, self.factors, self.linearised = False, [], set()
         # partial back-substitution (forward pass on): the cost per row of taking one more step
         # back from layer j (an affine layer: its terms' entries; a ReLU or max node: its
         # source's), and the layers whose forward functions a back-substitution may stop at (the
@@ -1015,7 +1018,10 @@ class Crown:
         coef_x = g
         if bool(live.any()):  # d^T Q d >= h . d + c, the tangent point where g . d + d^T Q d is least
             bi, ri = torch.nonzero(live, as_tuple=True)
-            Q = torch.einsum("np,npi,npj->nij", Lam[bi, ri], Aa[bi], Ab[bi])
+            P_ = Lam.shape[2]
+            step = max(1, self.chunk_values // max(1, P_ * n_in))  # (the gathered factors stay bounded)
+            Q = torch.cat([torch.einsum("np,npi,npj->nij", Lam[bi[c0:c0 + step], ri[c0:c0 + step]], Aa[bi[c0:c0 + step]],
+                                        Ab[bi[c0:c0 + step]]) for c0 in range(0, bi.numel(), step)])
             h, c = quadratic_form_lower(Q, r[bi], g[bi, ri])
             H, curv = ops.zeros((Bn, R, n_in)), ops.zeros((Bn, R))
             H[bi, ri], curv[bi, ri] = h, c
@@ -1152,7 +1158,7 @@ class Crown:
                     bias = bias + self._bias_term(pos, lb) + self._bias_term(neg, ub)
                     M = pos * ls[:, None, :] + neg * us[:, None, :]
                 pending[L.source] = pending[L.source] + M if L.source in pending else M
-            elif L.kind == "product" and quadratic is not None and L.source in quadratic.lin \
+            elif L.kind == "product" and quadratic is not None and j in self.linearised and L.source in quadratic.lin \
                     and L.source_b in quadratic.lin and not (row_lines is not None and j in row_lines):
                 Pa, Pb, _, _ = self.products[j]
                 Ma, Mb, Mx, c, bad_j = self._quadratic_product(L, Lam, quadratic)
