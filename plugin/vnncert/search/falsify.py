@@ -111,12 +111,15 @@ def _seed_points(case: Case, pts: np.ndarray, y: np.ndarray, k: int) -> List[np.
 def random_search(network, spec, deadline: float, options: AttackOptions, rng: np.random.Generator, stats: FalsifyStats):
     """Sample every case; returns (sat Outcome or None, per-case best score, per-case seeds).
 
-    The seeds of a case: per disjunct, the `pgd_seeds` samples closest to it (PGD starts)."""
+    The seeds of a case: per disjunct, the `pgd_seeds` samples closest to it (PGD starts), kept
+    only for the `pgd_cases` cases closest so far (None for the others: memory stays bounded on
+    properties with many cases)."""
     n_cases = len(spec.cases)
     per_case = max(8, min(options.samples, (options.samples * 4) // max(1, n_cases),
                           options.sample_values // max(1, spec.n_inputs)))
     best = np.full(n_cases, np.inf)
     seeds: List[Optional[List[np.ndarray]]] = [None] * n_cases
+    kept: List[int] = []  # the cases holding seeds, closest first
     chunk_cases = max(1, 65536 // per_case)
     for start in range(0, n_cases, chunk_cases):
         if expired(deadline):
@@ -137,8 +140,11 @@ def random_search(network, spec, deadline: float, options: AttackOptions, rng: n
                 continue
             v = _violation(case, y).min(axis=1)
             best[start + j] = v.min()
-            if options.pgd_seeds > 0:
+            if options.pgd_seeds > 0 and (len(kept) < options.pgd_cases or best[start + j] < best[kept[-1]]):
                 seeds[start + j] = _seed_points(case, p, y, options.pgd_seeds)
+                kept = sorted(kept + [start + j], key=lambda k: best[k])
+                if len(kept) > max(1, options.pgd_cases):
+                    seeds[kept.pop()] = None
             hits = np.flatnonzero(case.unsafe(y))
             if hits.size:
                 out = _try_candidates(network, spec, p[hits], v[hits], options.replays_per_round, stats)
