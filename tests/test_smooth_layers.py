@@ -4,7 +4,8 @@ a smooth function of an affine layer; `product`, two variables multiplied) and o
 constants, Mul / Div / MatMul of two variable tensors (with broadcasting); CROWN's bounds hold
 on sampled points of random boxes of random nets mixing ReLU, Sigmoid, Tanh, Sin, Exp and
 products, numpy and torch agree, and intermediate bounds are never looser than interval bounds;
-the MILP engines refuse the new kinds (the router: unknown, not error)."""
+the MILP engines refuse the new kinds (the router: unknown, not error); the layer graph after a
+Div by a variable reads the right layers whatever the memory addresses of the builder's Syms."""
 from __future__ import annotations
 
 import zlib
@@ -88,6 +89,75 @@ def test_layer_graph_of_two_variable_products_agrees_with_onnxruntime(tmp_path, 
     if kind == "matmul":
         assert prods[0].size == 2 * 3 * 2  # every product, summed by the affine layer after it
     assert_lowerings_agree(net, np.random.default_rng(6).uniform(-1.5, 1.5, (200, 4)))
+
+
+def assert_sources_fit(lg):
+    """Every layer reads earlier layers of the sizes its terms and indices expect."""
+    for L in lg.layers[1:]:
+        if L.kind == "affine":
+            for s, m in L.terms:
+                assert s < L.index and m.shape == (L.size, lg.layers[s].size), (L.index, s, m.shape)
+        elif L.kind in ("relu", "act"):
+            assert L.source < L.index and lg.layers[L.source].size == L.size, (L.index, L.kind, L.source)
+        elif L.kind == "product":
+            assert max(L.source, L.source_b) < L.index, L.index
+            assert L.ia.max() < lg.layers[L.source].size and L.ib.max() < lg.layers[L.source_b].size, L.index
+        elif L.kind == "max":
+            assert L.source < L.index and L.groups.max() < lg.layers[L.source].size, L.index
+
+
+def test_a_freed_temporary_sym_never_lends_its_layer_to_a_later_one():
+    """LayerBuilder.affine_layer reuses the layer of a Sym materialised before only while that very
+    Sym lives: a temporary (Div's reciprocal) freed after its product left its id to the next Sym
+    CPython allocated at its address, which then read the earlier layer (of another size): in
+    nn4sys mscn_128d_dual a Relu of 768 read a layer of width 1, depending on memory layout."""
+    from vnncert.network.affine import Sym
+    from vnncert.network.layers import LayerBuilder
+
+    class Graph:
+        input_shape, input_name = (2,), "x"
+
+    b = LayerBuilder(Graph())
+    first = b.affine_layer(Sym((1,), {0: np.ones((1, 2))}, np.zeros(1)))  # freed on return
+    second = b.affine_layer(Sym((3,), {0: np.ones((3, 2))}, np.zeros(3)))  # (CPython: often at the same address)
+    assert (first, second) == (1, 2) and [L.size for L in b.layers] == [2, 1, 3]
+    kept = Sym((3,), {0: np.full((3, 2), 2.0)}, np.zeros(3))
+    assert b.affine_layer(kept) == b.affine_layer(kept) == 3 and len(b.layers) == 4  # a live Sym: one layer
+
+
+def _div_then_relu_net(tmp_path, m):
+    """x (1, 4) -> a / d (d one positive entry: Div's reciprocal a temporary Sym) and, from x, a
+    MatMul of m (its Sym the first made after the Div's) then Relu -> Gemm 3, added to a / d."""
+    rng = np.random.default_rng(m)
+    inits = {"Wh": rng.standard_normal((4, m)).astype(F32)}
+    nodes = [_gemm("a", "x", 4, 3, rng, inits), _gemm("d", "x", 4, 1, rng, inits, positive=True),
+             helper.make_node("Div", ["a", "d"], ["q"], name="div"),
+             helper.make_node("MatMul", ["x", "Wh"], ["h"]), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             _gemm("o", "r", m, 3, rng, inits), helper.make_node("Add", ["o", "q"], ["y"])]
+    return op_model(tmp_path / f"divrelu{m}.onnx", nodes, inits, (1, 4))
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+@pytest.mark.parametrize("m", [1, 5, 12])
+def test_layer_graph_after_a_div_by_a_variable_reads_the_right_layers(tmp_path, monkeypatch, m, reuse):
+    """The pattern of mscn_128d_dual (Div of two variables, then a MatMul + Relu of the input): the
+    Relu reads its own MatMul's layer and the graph computes the model, with ids as CPython gives
+    them and (`reuse`) with every object's id the same, the worst reuse of freed addresses there is
+    (the graph must not depend on memory addresses)."""
+    from vnncert.network import layers
+
+    if reuse:
+        monkeypatch.setattr(layers, "id", lambda obj: 0, raising=False)  # the module's id(), not the builtin
+    path = _div_then_relu_net(tmp_path, m)
+    xs = np.random.default_rng(m).uniform(0, 2, (200, 4))
+    for _ in range(3):
+        net = load_network(path, threads=1)
+        lg = net.layer_graph
+        assert_sources_fit(lg)
+        (relu,) = [L for L in lg.layers if L.kind == "relu"]
+        src = lg.layers[relu.source]
+        assert src.kind == "affine" and src.size == m and [s for s, _ in src.terms] == [0], (relu.source, src)
+        assert_lowerings_agree(net, xs)
 
 
 # ---- CROWN over act and product layers -----------------------------------------------------------

@@ -18,6 +18,7 @@ naming it. Everything here is float64. `Network.layer_graph` builds it once per 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -241,7 +242,7 @@ class LayerBuilder:
         n = int(np.prod(shape))
         self.layers: List[Layer] = [InputLayer(0, n, shape, graph.input_name)]
         self.syms: Dict[str, Sym] = {graph.input_name: Sym(shape, {0: sp.identity(n, format="csr", dtype=np.float64)}, np.zeros(n))}
-        self._materialised: Dict[int, int] = {}
+        self._materialised: Dict[int, Tuple[weakref.ref, int]] = {}  # id(Sym) -> (that Sym, its layer)
 
     # ---- queries used by handlers ----
     def is_const(self, name: str) -> bool:
@@ -272,14 +273,19 @@ class LayerBuilder:
 
     # ---- nonlinear nodes ----
     def affine_layer(self, s: Sym, name: str = "") -> int:
-        """Materialise s as an AffineLayer (reused when the same Sym object is materialised twice)."""
-        key = id(s)
-        if key in self._materialised:
-            return self._materialised[key]
+        """Materialise s as an AffineLayer (reused when the same Sym object is materialised twice).
+
+        The cache is keyed by id(s) but holds a weak reference to s and is hit only when that still
+        is s: a temporary Sym materialised and then freed leaves its id to whatever object CPython
+        allocates at the same address next, and a hit on the id alone once handed a later Sym of
+        another size the earlier Sym's layer (the graph then depended on memory addresses)."""
+        hit = self._materialised.get(id(s))
+        if hit is not None and hit[0]() is s:
+            return hit[1]
         idx = len(self.layers)
         terms = [(k, tidy(m)) for k, m in sorted(s.terms.items())]
         self.layers.append(AffineLayer(idx, s.size, terms, s.bias.astype(np.float64).copy(), name))
-        self._materialised[key] = idx
+        self._materialised[id(s)] = (weakref.ref(s), idx)
         return idx
 
     def relu(self, s: Sym, name: str = "") -> Sym:
