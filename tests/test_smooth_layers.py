@@ -458,7 +458,6 @@ def _split_rounds(net, spec, rounds=3, free_dims=True):
     checked = 0
     for _ in range(rounds):
         lower, A, scores, sl, res, empty = s._bound(d)
-        state = res.state(s.crown.readers)
         for b in range(len(d)):
             xs = rng.uniform(d.lo[b], d.hi[b], (4000, d.lo.shape[1]))
             vals = lg.evaluate(xs, all_layers=True)

@@ -819,7 +819,7 @@ class Crown:
         forward = res.fwd is not None and all(s in res.fwd for s, _, _ in self.W[k])
         if forward:
             Fl, Fu, lo, hi = self._forward_affine(k, res)
-            res.fwd[k] = F = (Fl, Fu)
+            res.fwd[k] = (Fl, Fu)
             if not self.input_only[k]:  # (over the input, the interval bounds are exact)
                 fl, fh = self._concretise(Fl, res, True), self._concretise(Fu, res, False)
                 lo, hi = ops.xp.maximum(lo, fl), ops.xp.minimum(hi, fh)
