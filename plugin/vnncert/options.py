@@ -63,7 +63,7 @@ class BoundsOptions:
     box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x width, width) matrix stays near this (32 MiB)
     dense_max_elements: int = 30_000_000  # entries of the graph's terms as kept (dense, or CSR nonzeros) in the torch copies: 240 MB
     sparse_fill: float = 0.15  # torch terms filled below this go CSR (torch spmm beat dense up to ~0.15 fill on one core)
-    forward_max_inputs: int = 32  # CROWN carries linear bounds forward when a case has at most this many free inputs ...
+    forward_max_inputs: int = 16  # CROWN carries linear bounds forward when a case has at most this many free inputs (cgan: 3-4; at 32, nn4sys pensieve_parallel_35 took 5.1 s instead of 2.5 s: its 32 free columns cost more than back-substitution) ...
     backward_budget: float = 2e8  # ... and back-substituting a layer's rows would cost more than this (rows x entries, per box: cgan)
     quadratic_max_inputs: int = 16  # torch CROWN: products relaxed also through their factors' linear bounds in x (an n x n form per box and row) up to this many inputs
     quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)

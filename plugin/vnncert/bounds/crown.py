@@ -440,7 +440,7 @@ class Crown:
     """CROWN over one layer graph with one array backend (see the module docstring)."""
 
     def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
-                 forward_max_inputs: int = 32, backward_budget: float = 2e8, quadratic_max_inputs: int = 16,
+                 forward_max_inputs: int = 16, backward_budget: float = 2e8, quadratic_max_inputs: int = 16,
                  forward_narrow: float = 1e-9, quadratic_max_products: int = 1024):
         self.lg = lg
         self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
