@@ -53,6 +53,8 @@ class RelaxedOptions:
     method: str = "crown"  # ibp | crown | alpha-crown | lp
     max_affine_checks: int = 64  # open cases checked for "no ReLU unstable on the box" (one numpy CROWN pass each)
     share: float = 0.5  # of the time left, when the exact engine follows and takes the network (ACAS Xu's slowest split: 26 of 116 s)
+    forward_only_slack: float = 0.25  # CROWN's intermediate bounds forward-only (where the forward pass is on) when, on a sample of the cases, they refute what CROWN does and leave the rest at most this much further (relatively) from refuted (nn4sys mscn: 6 %, 5x faster; cgan: 340 %); negative: never
+    forward_only_sample: int = 8  # ... cases in that sample (each bounded both ways)
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,17 @@ class BoundsOptions:
     """The bounds layer (bounds/)."""
 
     chunk_values: int = 1 << 25  # back-substitution matrix entries per step (256 MiB of float64): rows go in chunks past it
-    box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x width, width) matrix stays near this (32 MiB)
+    box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x rows, width) matrix stays near this (32 MiB) ...
+    rows_per_box: int = 32  # ... for at most this many rows of the widest layer (back-substitution goes in chunks of chunk_values past it; nn4sys mscn: 85 of its 240 one-dim cases a call, not 3)
     dense_max_elements: int = 30_000_000  # entries of the graph's terms as kept (dense, or CSR nonzeros) in the torch copies: 240 MB
     sparse_fill: float = 0.15  # torch terms filled below this go CSR (torch spmm beat dense up to ~0.15 fill on one core)
     forward_max_inputs: int = 16  # CROWN carries linear bounds forward when a case has at most this many free inputs (cgan: 3-4; at 32, nn4sys pensieve_parallel_35 took 5.1 s instead of 2.5 s: its 32 free columns cost more than back-substitution) ...
     backward_budget: float = 2e8  # ... and back-substituting a layer's rows would cost more than this (rows x entries, per box: cgan)
+    backward_forward_ratio: float = 2.0  # ... a layer's back-substitution (with the forward pass on) costs at most this many forward passes (2 x columns x entries, per box): cgan's 2e8 budget is ~1.3 of its passes; nn4sys mscn's one-column pass is 3e6
     quadratic_max_inputs: int = 16  # torch CROWN: products relaxed also through their factors' linear bounds in x (an n x n form per box and row) up to this many inputs
     quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)
     forward_narrow: float = 1e-9  # ... input entries narrower than this (x (1 + |x|)) are constants (intervals), not columns: a fixed input is one ulp wide
+    fixed_row_width: float = 1e-6  # CROWN skips back-substituting a row that reads no input wider than forward_narrow while its interval bounds are narrower than this (x (1 + |bound|)): only rounding to gain
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
     alpha_lr: float = 0.25  # ... their learning rate (slopes live in [0, 1])
     refine_elements: int = 2_000_000  # alpha-CROWN of intermediate rows: slopes (rows x earlier unstable ReLUs) per batch; the smooth split's root: a layer's rows x earlier relu/act/product neurons at most this
@@ -86,6 +91,7 @@ class InputSplitOptions:
     batch: int = 256  # boxes bounded per call at the start ...
     batch_min: int = 16  # ... halved down to this while a call takes longer than batch_slow
     batch_max: int = 4096  # ... doubled up to this while a call takes less than batch_fast
+    cases_at_once: int = 64  # the relaxed engine's searches of this many cases run side by side, their boxes bounded in one call (nn4sys mscn: 240 one-dim cases of ~6 boxes each)
     batch_fast: float = 0.2  # seconds (the deadline is checked between calls)
     batch_slow: float = 0.8  # seconds
     max_open_boxes: int = 2_000_000  # memory bound: past this many open boxes the search gives up (unknown)

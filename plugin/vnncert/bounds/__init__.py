@@ -54,8 +54,10 @@ def prepare(lg, backend: str = "numpy", options: BoundsOptions = BoundsOptions()
     """The graph with its weights in `backend`'s arrays, for many `compute` calls."""
     return Crown(lg, backend, chunk_values=options.chunk_values, sparse_fill=options.sparse_fill,
                  forward_max_inputs=options.forward_max_inputs, backward_budget=options.backward_budget,
+                 backward_forward_ratio=options.backward_forward_ratio,
                  quadratic_max_inputs=options.quadratic_max_inputs,
-                 quadratic_max_products=options.quadratic_max_products, forward_narrow=options.forward_narrow)
+                 quadratic_max_products=options.quadratic_max_products, forward_narrow=options.forward_narrow,
+                 fixed_row_width=options.fixed_row_width)
 
 
 def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):
@@ -68,7 +70,7 @@ def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):
 def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[BoxState] = None,
             intermediate: Optional[BoxState] = None, want_A: bool = False, want_scores: bool = False,
             want_state: bool = False, output_box: bool = False, score_dims=None,
-            options: BoundsOptions = BoundsOptions(), deadline: float = math.inf) -> Result:
+            options: BoundsOptions = BoundsOptions(), deadline: float = math.inf, forward_only: bool = False) -> Result:
     """Sound lower bounds of C[b] f(x) over lower[b] <= x <= upper[b] (see the module docstring).
 
     `graph`: a `Crown` (`prepare`), a LayerGraph (numpy CROWN made on the spot) or a
@@ -80,7 +82,9 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
     the search asks for the free ones). method "alpha": CROWN, then the final pass's lower slopes
     optimised (`options.alpha_iters` steps; torch). "lp": one region at a time (`bounds.region`,
     the triangle LP). Our CROWN raises `Expired` once `deadline` has passed (checked between
-    layers and row chunks)."""
+    layers and row chunks). `forward_only`: where CROWN carries the forward pass (few free
+    inputs, `Crown.forward_worthwhile`), its bounds stand for every intermediate layer (no
+    back-substitution but the final rows'): looser, cheaper."""
     lower = np.asarray(lower, np.float64)
     upper = np.asarray(upper, np.float64)
     C = np.asarray(C, np.float64)
@@ -100,7 +104,8 @@ def compute(graph, lower, upper, C, method: str = "crown", *, parent: Optional[B
         crown._deadline = deadline
     else:
         res = crown.intermediate(lower, upper, parent=parent, method="interval" if method == "interval" else "crown",
-                                 output=output_box, want_shares=want_scores, share_dims=score_dims, deadline=deadline)
+                                 output=output_box, want_shares=want_scores, share_dims=score_dims, deadline=deadline,
+                                 forward_only=forward_only)
     grad = None
     if crown.backend == "torch":
         import torch

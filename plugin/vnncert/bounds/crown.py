@@ -272,12 +272,23 @@ class _TorchOps(_NumpyOps):
     def asarray(self, x):
         return self.torch.as_tensor(np.asarray(x, np.float64)) if not isinstance(x, self.torch.Tensor) else x.double()
 
+    # a dense product L @ W whose L is zero on most of its columns (the coefficients at inactive
+    # or fixed neurons) takes only W's rows at L's nonzero columns, when they are at most this share
+    column_share = 0.5
+
     def mm(self, L, W):
         if isinstance(W, _TorchCsr):
             B, R, n = L.shape
             X = L.reshape(B * R, n).T
             Y = W.left_t(X) if X.requires_grad else W.left_sparse(X, transposed=True)
             return Y.T.reshape(B, R, W.shape[1])
+        n = L.shape[-1]
+        if n >= 64 and L.numel() >= 8 * n:
+            nz = (L != 0).reshape(-1, n).any(0)
+            count = int(nz.sum())
+            if count <= self.column_share * n:
+                idx = nz.nonzero().squeeze(1)
+                return L.index_select(-1, idx) @ W.index_select(0, idx)
         return L @ W
 
     def rowmm(self, X, W):
@@ -386,6 +397,10 @@ class BoxState:
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         return BoxState({k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()})
 
+    def rows(self, start: int, stop: int) -> "BoxState":
+        """Boxes start..stop-1 (views, no copy)."""
+        return BoxState({k: (lo[start:stop], hi[start:stop]) for k, (lo, hi) in self.bounds.items()})
+
     @staticmethod
     def cat(parts: List["BoxState"]) -> "BoxState":
         if len(parts) == 1 or not parts[0].bounds:
@@ -430,9 +445,27 @@ class Pass:
     # n_in), lower constants (B, n), upper coefficients, upper constants): the linearised product
     # relaxation's (`Crown.quadratic`)
     lin: Dict[int, tuple] = field(default_factory=dict)
+    # per layer, (B, n) bool: the neurons that depend on an input entry wider than
+    # `forward_narrow` (None: every input entry is wide somewhere; see `Crown._dependence`)
+    dep: Optional[Dict[int, object]] = None
+    # layer -> (mask (B, n) of its fixed neurons: dependent on no wide input and narrower than
+    # `fixed_row_width`, their lower and upper bounds (0 off the mask), every neuron fixed?):
+    # a back-substitution concretises its coefficients on them at once (`Crown.backward`)
+    fixed: Dict[int, tuple] = field(default_factory=dict)
+    forward_only: bool = False  # the forward pass's bounds stand (no intermediate back-substitution)
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
         return BoxState({k: v for k, v in self.affine.items() if k in readers})
+
+
+class _ConstFn:
+    """A layer's forward functions when it depends on no wide input: the constants lo (below) and
+    hi (above), (B, n) each (`Crown._fn` makes them full functions where needed)."""
+
+    __slots__ = ("lo", "hi")
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
 
 
 # ---- CROWN -----------------------------------------------------------------------------------
@@ -441,7 +474,8 @@ class Crown:
 
     def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
                  forward_max_inputs: int = 16, backward_budget: float = 2e8, quadratic_max_inputs: int = 16,
-                 forward_narrow: float = 1e-9, quadratic_max_products: int = 1024):
+                 forward_narrow: float = 1e-9, quadratic_max_products: int = 1024, fixed_row_width: float = 1e-6,
+                 backward_forward_ratio: float = 2.0):
         self.lg = lg
         self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
         self.backend = self.ops.name
@@ -526,15 +560,18 @@ class Crown:
         # back-substitute keeps the forward bounds
         self.forward_max_inputs = int(forward_max_inputs)
         self.forward_narrow = float(forward_narrow)
+        self.fixed_row_width = float(fixed_row_width)
         self.backward_budget = float(backward_budget)
+        self.backward_forward_ratio = float(backward_forward_ratio)
         self.prefix: Dict[int, int] = {}
         size = worst = 0
         for L in lg.layers:
             if L.kind == "affine":
-                size += sum(int(W.nnz) if hasattr(W, "nnz") else int(np.prod(W.shape)) for _, W in L.terms)
+                size += sum(self._stored(W) for _, W in L.terms)
                 self.prefix[L.index] = size
                 if L.index in self.readers and not all(s_ == 0 for s_, _ in L.terms):
                     worst = max(worst, L.size * size)
+        self.entries = size  # the entries of all terms (a forward pass costs 2 x its columns x these)
         self.forward_worthwhile = worst > self.backward_budget
         if self.forward_worthwhile:  # (the linearised products back-substitute their factors: not on such graphs)
             self.quadratic, self.factors, self.linearised = False, [], set()
@@ -545,7 +582,7 @@ class Crown:
         self.step_cost: Dict[int, int] = {}
         for L in lg.layers:
             if L.kind == "affine":
-                self.step_cost[L.index] = sum(int(W.nnz) if hasattr(W, "nnz") else int(np.prod(W.shape)) for _, W in L.terms)
+                self.step_cost[L.index] = sum(self._stored(W) for _, W in L.terms)
         for L in lg.layers:
             if L.kind != "affine" and L.kind != "input":
                 self.step_cost[L.index] = self.step_cost.get(L.source, 0)
@@ -558,12 +595,26 @@ class Crown:
         self._deadline = math.inf
         self.stats: Dict[str, float] = {"crown_s": 0.0}
 
+    def _stored(self, W) -> int:
+        """The entries a product with term W costs as this backend keeps it: its nonzeros when
+        sparse (numpy: as the graph has it; torch: CSR below `sparse_fill`), else all its entries."""
+        full = int(np.prod(W.shape))
+        if not hasattr(W, "nnz"):
+            return full
+        if self.backend == "torch" and W.nnz >= self.ops.sparse_fill * full:
+            return full
+        return int(W.nnz)
+
     def reuse(self, lo, hi, state: BoxState) -> Pass:
         """The pass of boxes whose intermediate bounds are known (`state`): the variable layers'
         bounds from them, nothing bounded again."""
         ops = self.ops
         res = Pass(dict(state.bounds), {0: (ops.asarray(lo), ops.asarray(hi))})
+        res.dep = self._wide_inputs(*res.var[0])
         for L in self.lg.layers[1:]:
+            if res.dep is not None and (L.kind != "affine" or L.index in res.affine):
+                self._dependence(L, res)
+            self._mark_fixed(L.index, res)
             if L.kind == "relu":
                 l, u = res.affine[L.source]
                 res.var[L.index] = (ops.pos(l), ops.pos(u))
@@ -577,17 +628,26 @@ class Crown:
                 self._smooth_bounds(L, res)
             elif L.index in self.factors:
                 res.lin[L.index] = self._factor_linear(L.index, res)
+            self._mark_fixed(L.index, res)
         return res
 
     def _smooth_bounds(self, L, res: Pass) -> None:
         """An act or product layer's value bounds and relaxation from its sources' bounds."""
         ops = self.ops
         k = L.index
+        # a layer of no wide input in any box (`Pass.dep`): its constant bounds are its relaxation
+        # (slopes 0; a back-substitution concretises it at once anyway, `Pass.fixed`)
+        constant = res.dep is not None and k in res.dep and not bool(res.dep[k].any())
         if L.kind == "act":
             l, u = res.affine[L.source]
             fn = L.function
             lo, hi = value_bounds(fn, l, u)
-            ls, lb, us, ub = lines = L.relax(l, u)
+            if constant:
+                lo, hi = ops.asarray(lo), ops.asarray(hi)
+                zero = ops.zeros(tuple(lo.shape))
+                ls, lb, us, ub = lines = (zero, lo, zero, hi)
+            else:
+                ls, lb, us, ub = lines = L.relax(l, u)
             m = 0.5 * l + 0.5 * u
             gap = (us - ls) * m + (ub - lb)
         else:
@@ -595,8 +655,14 @@ class Crown:
             (al, au), (bl, bu) = res.affine[L.source], res.affine[L.source_b]
             al, au, bl, bu = al[:, ia], au[:, ia], bl[:, ib], bu[:, ib]
             lo, hi = product_bounds(al, au, bl, bu)
-            lines = bilinear_crown(al, au, bl, bu)
-            gap = (au - al) * (bu - bl) / 4.0
+            if constant:
+                lo, hi = ops.asarray(lo), ops.asarray(hi)
+                zero = ops.zeros(tuple(lo.shape))
+                lines = ((zero, zero, lo), (zero, zero, hi))
+                gap = hi - lo
+            else:
+                lines = bilinear_crown(al, au, bl, bu)
+                gap = (au - al) * (bu - bl) / 4.0
         gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))  # NaN (inf - inf): no bound
         res.var[k] = (ops.asarray(lo), ops.asarray(hi))
         res.lines[k] = lines
@@ -606,7 +672,7 @@ class Crown:
     def intermediate(self, lo, hi, parent: Optional[BoxState] = None, method: str = "crown", output: bool = False,
                      hook: Optional[Callable] = None, want_shares: bool = False, share_dims=None,
                      deadline: float = math.inf, alpha_iters: int = 0, alpha_lr: float = 0.25,
-                     reuse_upto: int = 0, alpha_max_elements: float = math.inf) -> Pass:
+                     reuse_upto: int = 0, alpha_max_elements: float = math.inf, forward_only: bool = False) -> Pass:
         """Bounds of every layer over the boxes [lo, hi] (B, n_in) (see the module docstring).
 
         method "interval": interval bounds only; "crown": back-substitution where they leave rows
@@ -621,10 +687,12 @@ class Crown:
         `reuse_upto`: the affine layers before it take `parent`'s bounds as they are (the caller
         knows the boxes and every bound before that layer are the parent's: a split of an act
         neuron's input in that layer; not with the forward pass or shares).
-        Past `deadline` it raises `Expired`."""
+        `forward_only`: with the forward pass on, its bounds stand for every layer but the output
+        (no back-substitution). Past `deadline` it raises `Expired`."""
         ops = self.ops
         lo, hi = ops.asarray(lo), ops.asarray(hi)
         res = Pass({}, {0: (lo, hi)})
+        res.forward_only = forward_only
         self._deadline = deadline
         self._share_dims = None
         if share_dims is not None:
@@ -640,15 +708,19 @@ class Crown:
             if 0 < free.size <= self.forward_max_inputs:
                 res.free = free
                 res.fwd = {0: self._forward_input(lo, hi, free)}
+        if method == "crown":
+            res.dep = self._wide_inputs(lo, hi)
         for L in self.lg.layers[1:]:
             k = L.index
             if time.monotonic() > self._deadline:  # (between layers: a forward pass has no row chunks)
                 raise Expired()
+            if res.dep is not None:
+                self._dependence(L, res)
             if L.kind == "relu":
                 l, u = res.affine[L.source]
                 res.var[k] = (ops.pos(l), ops.pos(u))
                 if res.fwd is not None:
-                    res.fwd[k] = self._forward_relu(res.fwd[L.source], l, u)
+                    res.fwd[k] = self._constant_functions(k, res) or self._forward_relu(self._fn(res, L.source), l, u)
             elif L.kind == "max":
                 l, u = res.affine[L.source]
                 gi, valid = self.groups[k]
@@ -656,11 +728,11 @@ class Crown:
                 res.var[k] = (ops.amax(ops.xp.where(valid, ops.take_groups(l, gi), ninf), 2),
                               ops.amax(ops.xp.where(valid, ops.take_groups(u, gi), ninf), 2))
                 if res.fwd is not None:
-                    res.fwd[k] = self._forward_max(k, res.fwd[L.source], l, u)
+                    res.fwd[k] = self._constant_functions(k, res) or self._forward_max(k, self._fn(res, L.source), l, u)
             elif L.kind in SMOOTH_KINDS:
                 self._smooth_bounds(L, res)
                 if res.fwd is not None:
-                    res.fwd[k] = self._forward_smooth(L, res)
+                    res.fwd[k] = self._constant_functions(k, res) or self._forward_smooth(L, res)
             else:
                 if k == self.lg.output and not output and k not in self.readers:
                     continue
@@ -677,6 +749,7 @@ class Crown:
             if res.fwd is not None:  # forward functions nobody reads any more
                 for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k and v not in self.stoppable]:
                     del res.fwd[v]
+            self._mark_fixed(k, res)
             if hook is not None:
                 box = res.affine.get(k) or res.var.get(k)
                 if hook(k, *box):
@@ -685,6 +758,74 @@ class Crown:
         if res.fwd is not None:  # (the ReLUs' forward functions were kept for partial back-substitution)
             res.fwd = {}
         return res
+
+    # ---- which neurons depend on the wide inputs ---------------------------------------------------
+    def _wide_inputs(self, lo, hi):
+        """{0: (B, n_in) bool, the input entries wider than `forward_narrow` (x (1 + |x|))}, or None
+        when every entry is wide in every box (then every neuron may depend on them)."""
+        xp = self.ops.xp
+        wide = (hi - lo) > self.forward_narrow * (1.0 + xp.maximum(abs(lo), abs(hi)))
+        if bool(wide.all()):
+            return None
+        return {0: wide}
+
+    def _dependence(self, L, res: Pass) -> None:
+        """`res.dep[L]`: the neurons of layer L that depend on a wide input entry (`_wide_inputs`),
+        from the sparsity of the terms (an affine row reads a dependent neuron through a nonzero
+        weight) and the bounds already known (an inactive ReLU is 0 on the box). A neuron that
+        depends on none is a function of inputs each fixed to within `forward_narrow`: its
+        interval bound is as tight as back-substitution can make it, up to rounding
+        (`_affine_bounds` skips such rows while they are narrower than `fixed_row_width`)."""
+        ops = self.ops
+        xp = ops.xp
+        dep = res.dep
+        k = L.index
+        one, zero = ops.full((), 1.0), ops.full((), 0.0)
+        if L.kind == "affine":
+            acc = None
+            for s_, _, absW in self.W[k]:
+                if not bool(dep[s_].any()):  # (no wide source entry: nothing to carry)
+                    continue
+                v = ops.rowmm(xp.where(dep[s_], one, zero), absW)
+                acc = v if acc is None else acc + v
+            B = dep[0].shape[0]
+            dep[k] = acc > 0 if acc is not None else (
+                ops.torch.zeros((B, L.size), dtype=ops.torch.bool) if self.backend == "torch" else np.zeros((B, L.size), bool))
+        elif L.kind == "relu":
+            dep[k] = dep[L.source] & (res.affine[L.source][1] > 0)
+        elif L.kind == "max":
+            gi, valid = self.groups[k]
+            dep[k] = ops.amax(xp.where(valid, ops.take_groups(xp.where(dep[L.source], one, zero), gi), zero), 2) > 0
+        elif L.kind == "product":
+            _, _, ia, ib = self.products[k]
+            dep[k] = dep[L.source][:, ia] | dep[L.source_b][:, ib]
+        else:
+            dep[k] = dep[L.source]
+
+    def _mark_fixed(self, k: int, res: Pass) -> None:
+        """`res.fixed[k]` from layer k's dependence and bounds (see `Pass.fixed`), when some neuron
+        of it is fixed."""
+        if res.dep is None or k not in res.dep or bool(res.dep[k].all()):
+            return
+        box = res.affine.get(k) if self.lg.layers[k].kind == "affine" else res.var.get(k)
+        if box is None:
+            return
+        lo, hi = box
+        mask = self._fixed_rows(k, res, lo, hi)
+        if not bool(mask.any()):
+            return
+        xp = self.ops.xp
+        zero = self.ops.full((), 0.0)
+        res.fixed[k] = (mask, xp.where(mask, lo, zero), xp.where(mask, hi, zero), bool(mask.all()))
+
+    def _fixed_rows(self, k: int, res: Pass, lo, hi):
+        """(B, n) bool, or None: the rows of affine layer k that depend on no wide input entry and
+        are already narrower than `fixed_row_width` (x (1 + |bound|)): back-substitution is skipped
+        for them."""
+        if res.dep is None or k not in res.dep:
+            return None
+        xp = self.ops.xp
+        return ~res.dep[k] & ((hi - lo) <= self.fixed_row_width * (1.0 + xp.maximum(abs(lo), abs(hi))))
 
     # ---- the forward pass (few free inputs, large graphs) ---------------------------------------
     def _forward_columns(self, lo, hi):
@@ -718,6 +859,28 @@ class Crown:
         G[:, :, m] = hi * other
         return F, G
 
+    def _constant_functions(self, k: int, res: Pass, box=None):
+        """Layer k's forward functions as constants, its lower and upper bounds (`box`, else its
+        bounds in `res`), when it depends on no wide input entry in any box (`Pass.dep`: its
+        functions' coefficients would all be 0); else None."""
+        if box is None:
+            if res.dep is None or bool(res.dep[k].any()):
+                return None
+            box = res.var[k]
+        return _ConstFn(*box)
+
+    def _fn(self, res: Pass, k: int):
+        """Layer k's forward functions (lower, upper) (B, n, m + 1), constants made full."""
+        f = res.fwd[k]
+        if not isinstance(f, _ConstFn):
+            return f
+        B, n = f.lo.shape
+        m = res.free.size
+        F, G = self.ops.zeros((B, n, m + 1)), self.ops.zeros((B, n, m + 1))
+        F[..., m] = f.lo
+        G[..., m] = f.hi
+        return F, G
+
     def _concretise(self, F, res, lower: bool):
         """Bounds (B, n) of linear functions F (B, n, m + 1) over the boxes' free entries."""
         ops = self.ops
@@ -739,9 +902,18 @@ class Crown:
         ops = self.ops
         cat = ops.cat
         Fl = Fu = lo = hi = None
+        m = res.free.size
+        const = None
         for s_, W, absW in self.W[k]:
-            Ls, Us = res.fwd[s_]
             sl, su = res.var[s_]
+            if isinstance(res.fwd[s_], _ConstFn):  # constant functions (the source's bounds): constants only
+                mid_i, rad_i = ops.rowmm((sl + su) / 2.0, W), ops.rowmm((su - sl) / 2.0, absW)
+                part = (mid_i - rad_i, mid_i + rad_i)
+                const = part if const is None else (const[0] + part[0], const[1] + part[1])
+                lo = part[0] if lo is None else lo + part[0]
+                hi = part[1] if hi is None else hi + part[1]
+                continue
+            Ls, Us = res.fwd[s_]
             if Ls is Us:  # the input: functions known exactly
                 mid = ops.apply(W, cat([Ls, ((sl + su) / 2.0)[..., None]], 2))
                 rad_i = ops.apply(absW, ((su - sl) / 2.0)[..., None])[..., 0]
@@ -756,8 +928,14 @@ class Crown:
             Fu = hi_part if Fu is None else Fu + hi_part
             lo = mid_i - rad_i if lo is None else lo + mid_i - rad_i
             hi = mid_i + rad_i if hi is None else hi + mid_i + rad_i
+        if Fl is None:  # (every source constant: the caller does not come here, but be whole)
+            B, n = lo.shape
+            Fl, Fu = ops.zeros((B, n, m + 1)), ops.zeros((B, n, m + 1))
         Fl = Fl.clone() if self.backend == "torch" else Fl.copy()
         Fu = Fu.clone() if self.backend == "torch" else Fu.copy()
+        if const is not None:
+            Fl[..., -1] = Fl[..., -1] + const[0]
+            Fu[..., -1] = Fu[..., -1] + const[1]
         Fl[..., -1] = Fl[..., -1] + self.b[k]
         Fu[..., -1] = Fu[..., -1] + self.b[k]
         return Fl, Fu, lo + self.b[k], hi + self.b[k]
@@ -785,12 +963,12 @@ class Crown:
 
         if L.kind == "act":
             ls, lb, us, ub = res.lines[L.index]
-            F = res.fwd[L.source]
+            F = self._fn(res, L.source)
             return side(F, ls, lb, True), side(F, us, ub, False)
         (a_l, b_l, c_l), (a_u, b_u, c_u) = res.lines[L.index]
         _, _, ia, ib = self.products[L.index]
-        Fa = tuple(f[:, ia] for f in res.fwd[L.source])
-        Fb = tuple(f[:, ib] for f in res.fwd[L.source_b])
+        Fa = tuple(f[:, ia] for f in self._fn(res, L.source))
+        Fb = tuple(f[:, ib] for f in self._fn(res, L.source_b))
         zero = xp.zeros_like(c_l)
         lo = side(Fa, a_l, c_l, True) + side(Fb, b_l, zero, True)
         hi = side(Fa, a_u, c_u, False) + side(Fb, b_u, zero, False)
@@ -817,6 +995,8 @@ class Crown:
     def _affine_bounds(self, k: int, res: Pass, parent: Optional[BoxState], method: str, want_shares: bool, output: bool):
         ops = self.ops
         forward = res.fwd is not None and all(s in res.fwd for s, _, _ in self.W[k])
+        if forward and res.dep is not None and not bool(res.dep[k].any()):
+            forward = False  # a layer of no wide input: its functions are its (interval) bounds, set below
         if forward:
             Fl, Fu, lo, hi = self._forward_affine(k, res)
             res.fwd[k] = (Fl, Fu)
@@ -836,6 +1016,8 @@ class Crown:
         if parent is not None and k in parent.bounds:
             pl, pu = parent.bounds[k]
             lo, hi = ops.xp.maximum(lo, pl), ops.xp.minimum(hi, pu)
+        if res.fwd is not None and not forward and all(s in res.fwd for s, _, _ in self.W[k]):
+            res.fwd[k] = self._constant_functions(k, res, (lo, hi))
         x_lo, x_hi = res.var[0]
         if self.input_only[k]:
             if want_shares and self.readers.get(k) and all(r in _SCORED for r in self.readers[k]):
@@ -861,24 +1043,30 @@ class Crown:
             need = ops.xp.ones_like(lo, dtype=bool) if self.backend == "numpy" else ops.torch.ones_like(lo, dtype=ops.torch.bool)
         if k in self.single and not (output and k == self.lg.output):
             need = need & ~self.single[k][None, :]
+        fixed = self._fixed_rows(k, res, lo, hi)
+        if fixed is not None:
+            need = need & ~fixed
         counts = ops.count(need)
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
         shares = ops.zeros((B, n, n_dims)) if (want_shares and scored) else None
         partial = None
-        if res.fwd is not None and U * self.prefix[k] > self.backward_budget and not (output and k == self.lg.output):
+        budget = self.backward_budget
+        if res.fwd is not None:  # never more than `backward_forward_ratio` forward passes (columns x entries)
+            budget = 0.0 if res.forward_only else min(budget, self.backward_forward_ratio * 2.0 * (res.free.size + 1) * self.entries)
+        if res.fwd is not None and U * self.prefix[k] > budget and not (output and k == self.lg.output):
             # too many rows to back-substitute to the input: back-substitute them only as far as
-            # `backward_budget` pays for (per box), then through a ReLU layer's forward functions;
+            # the budget pays for (per box), then through a ReLU layer's forward functions;
             # when not even the first step back is affordable, the forward bounds stand
-            per_row = self.backward_budget / max(1, U)
+            per_row = budget / max(1, U)
             first = [s_ for s_, _, _ in self.W[k]]
             if all(s_ in res.fwd for s_ in first) and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row:
                 partial = per_row
-        if res.fwd is not None and partial is None and U * self.prefix[k] > self.backward_budget \
+        if res.fwd is not None and partial is None and U * self.prefix[k] > budget \
                 and not (output and k == self.lg.output):
             # the forward bounds stand (and give the scores' shares)
             if shares is not None:
-                Fl, Fu = res.fwd[k]
+                Fl, Fu = self._fn(res, k)
                 rad = ((x_hi - x_lo) / 2.0)[:, res.free]
                 contrib = ops.normalise_rows((abs(Fl[..., :-1]) + abs(Fu[..., :-1])) * rad[:, None, :])
                 if self._share_dims is not None and not np.array_equal(np.asarray(self._share_dims), res.free):
@@ -903,7 +1091,7 @@ class Crown:
                 br = self.b[k][order]
                 lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
                                       stop=None if partial is None else (partial, res),
-                                      lines=res.lines)
+                                      lines=res.lines, fixed=res.fixed)
                 if shares is not None and self._share_dims is not None:
                     A = A[..., self._share_dims]
                 new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
@@ -960,7 +1148,7 @@ class Crown:
             R2 = 2 * rows.numel()
             alphas = {j: c[:, None, :].expand(B, R2, c.shape[1]) for j, c in chord.items()} or None
             lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=True, lines=res.lines,
-                                  alphas=alphas)
+                                  alphas=alphas, fixed=res.fixed)
             pos = ops.pos(A)
             c = lb - ops.bdot(pos, x_lo) - ops.bdot(A - pos, x_hi)  # lb minus min over the box of A x
             m = rows.numel()
@@ -1066,7 +1254,7 @@ class Crown:
                  alphas: Optional[Dict[int, object]] = None, slack_out: Optional[Dict[int, object]] = None,
                  relax: Optional[Dict[int, tuple]] = None, lines: Optional[Dict[int, tuple]] = None,
                  gaps: Optional[Dict[int, object]] = None, row_lines: Optional[Dict[int, tuple]] = None,
-                 stop: Optional[tuple] = None, quadratic: Optional[Pass] = None):
+                 stop: Optional[tuple] = None, quadratic: Optional[Pass] = None, fixed: Optional[Dict[int, tuple]] = None):
         """Lower bounds (B, R) of sum_j start[j] . value(layer j) + bias over the boxes, by
         substituting every layer's relaxation back to the input box; with want_A also the
         coefficients (B, R, n_in) of the bound in x. `alphas`: relu layer -> lower slopes
@@ -1081,7 +1269,11 @@ class Crown:
         (`Pass.fwd`) and the next step back would take the entries multiplied per row past that
         cost, and finish through those functions. `quadratic` (a pass with `Pass.lin`): product
         layers whose factors both have linear bounds in x take the linearised relaxation
-        (`_quadratic_product`) instead of McCormick's planes."""
+        (`_quadratic_product`) instead of McCormick's planes. `fixed` (`Pass.fixed`): the
+        coefficients on a layer's fixed neurons are concretised by their bounds where the
+        substitution reaches the layer (sound for any valid bounds; these are narrower than
+        `fixed_row_width`), so the substitution goes on only through the rest (a layer wholly fixed
+        ends there): a branch of the graph the property fixes costs nothing."""
         ops = self.ops
         xp = ops.xp
         pending = dict(start)
@@ -1099,6 +1291,14 @@ class Crown:
             if layers[j].kind == "affine":
                 spent += self.step_cost[j]
             Lam = pending.pop(j)
+            if fixed is not None and j in fixed and j != 0:
+                mask, f_lo, f_hi, every = fixed[j]
+                Lf = Lam if every else xp.where(mask[:, None, :], Lam, ops.full((), 0.0))
+                pos = ops.pos(Lf)
+                bias = bias + ops.bdot(pos, f_lo) + ops.bdot(Lf - pos, f_hi)
+                if every:
+                    continue
+                Lam = Lam - Lf
             if j == 0:
                 x_lo, x_hi = var[0]
                 pos = ops.pos(Lam)
@@ -1221,7 +1421,7 @@ class Crown:
         ops = self.ops
         G = None
         for p, Lam in pending.items():
-            Fl, Fu = res.fwd[p]
+            Fl, Fu = self._fn(res, p)
             pos = ops.pos(Lam)
             g = pos @ Fl + (Lam - pos) @ Fu  # (B, R, m + 1)
             G = g if G is None else G + g
@@ -1248,7 +1448,7 @@ class Crown:
         k = self.lg.output
         sl = {} if (want_scores or slack_out is not None) else None
         lb, A = self.backward({k: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var, want_A=want_A,
-                              alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps)
+                              alphas=alphas, slack_out=sl, relax=relax, lines=res.lines, gaps=res.gaps, fixed=res.fixed)
         if res.lin:  # the linearised product relaxation too: per row the better bound (and its A)
             lq, Aq = self.quadratic_final(C, res, want_A=want_A)
             better = lq > lb
@@ -1288,7 +1488,7 @@ class Crown:
             else:
                 inv = None
         lb, A = self.backward({self.lg.output: C}, ops.zeros(tuple(C.shape[:2])), res.affine, res.var,
-                              want_A=want_A, lines=res.lines, quadratic=res)
+                              want_A=want_A, lines=res.lines, quadratic=res, fixed=res.fixed)
         if inv is not None:
             lb = lb[:, inv]
             A = A[:, inv] if A is not None else None
@@ -1333,7 +1533,7 @@ class Crown:
             for it in range(iters + 1):
                 alphas, rows = self._alpha_lines(res, P)
                 lb = self.backward(dict(start), bias, res.affine, res.var, alphas=alphas or None, relax=relax,
-                                   lines=res.lines, row_lines=rows)[0]
+                                   lines=res.lines, row_lines=rows, fixed=res.fixed)[0]
                 cur = lb.detach()
                 cur = torch.where(torch.isnan(cur), torch.full((), -np.inf, dtype=cur.dtype), cur)
                 best = cur if best is None else torch.maximum(best, cur)
@@ -1366,6 +1566,9 @@ class Crown:
             need = (hi > lo) & torch.isfinite(lo) & torch.isfinite(hi)
         if k in self.single:
             need = need & ~self.single[k][None, :]
+        fixed = self._fixed_rows(k, res, lo, hi)
+        if fixed is not None:
+            need = need & ~fixed
         counts = ops.count(need)
         U = int(counts.max()) if B else 0
         if U == 0:

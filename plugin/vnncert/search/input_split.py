@@ -199,6 +199,20 @@ class InputSplitStats:
     clip_refuted: int = 0  # boxes it closed (every disjunct's clipped box empty)
 
 
+class Pace:
+    """What decides when a search runs alpha and PGD: its batches, alpha's seconds, boxes and
+    closed boxes, the stats' bound figures and PGD seconds at its start, its start and last PGD.
+    One per search, or one shared by the searches `split_cases` runs side by side (then alpha's
+    payoff and PGD's share of the time are judged over all of them, and alpha's probe comes once
+    in `alpha_probe_every` rounds of them all)."""
+
+    def __init__(self, st: "InputSplitStats"):
+        self.batches, self.alpha_s, self.alpha_boxes, self.alpha_closed = 0, 0.0, 0, 0
+        self.bound_s0, self.boxes0, self.pgd_s0 = st.bound_seconds, st.boxes, st.pgd_seconds
+        self.last_pgd = self.t_start = time.monotonic()
+        self.searches = 1  # searches sharing it (alpha's probe: one batch in alpha_probe_every x this)
+
+
 class _Boxes:
     """Open boxes: lo/hi (K, n) float64, alive (K, n_disjuncts), depth (K,), optional bounds state."""
 
@@ -231,8 +245,11 @@ class InputSplit:
     `method` its method ("crown" for ours; "lirpa-*" for auto_LiRPA's)."""
 
     def __init__(self, network, spec, ci: int, graph, method: str, options: Options, deadline: float,
-                 stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None):
+                 stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None, pace: Optional[Pace] = None,
+                 forward_only: bool = False):
         self.network, self.spec, self.ci = network, spec, ci
+        self.pace = pace
+        self.forward_only = forward_only  # `bounds.compute(forward_only=)` for the boxes' CROWN bounds
         self.case = spec.cases[ci]
         self.rows = CaseRows.of(self.case, spec.n_outputs)
         self.graph, self.method = graph, method
@@ -299,55 +316,59 @@ class InputSplit:
                            detail="PGD witness in a sub-box during input splitting, replayed with ONNX Runtime")
 
     # ---- bounds ------------------------------------------------------------------------------------
-    def _bound(self, boxes: _Boxes):
+    def _bound(self, boxes: _Boxes) -> "BoundRequest":
         K = len(boxes)
         C = np.broadcast_to(self.rows.C[None], (K,) + self.rows.C.shape).copy()
         want_scores = self.heuristic == "slack" and self.ours
-        r = bounds.compute(self.graph, boxes.lo, boxes.hi, C, self.method, parent=boxes.state,
-                           want_A=True, want_scores=want_scores, want_state=self.ours,
-                           score_dims=self.free_dims if want_scores else None, options=self.options.bounds,
-                           deadline=self.deadline)
-        return r
+        return BoundRequest(boxes.lo, boxes.hi, C, self.method, parent=boxes.state, want_A=True,
+                            want_scores=want_scores, want_state=self.ours,
+                            score_dims=self.free_dims if want_scores else None, forward_only=self.forward_only)
 
-    def _alpha(self, lo, hi, state: BoxState, lower: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    def _alpha(self, lo, hi, state: BoxState, lower: np.ndarray, alive: np.ndarray):
         """`lower` (K, R) raised by alpha on the rows still open: each box's rows of live disjuncts
-        its bound does not refute yet (gathered per box, padded with a copy of one of them)."""
+        its bound does not refute yet (gathered per box, padded with a copy of one of them). A
+        generator: it yields its one `BoundRequest` and returns the raised bounds and its seconds."""
         rows = self.rows
         live = np.where(rows.owner[None, :] >= 0, alive[:, np.maximum(rows.owner, 0)], False)
         need = live & ~bounds.refutes(lower, rows.b[None, :])
         counts = need.sum(axis=1)
         U = int(counts.max()) if counts.size else 0
         if U == 0:
-            return lower
+            return lower, 0.0
         order = np.argsort(~need, axis=1, kind="stable")[:, :U]  # the open rows first
         order = np.where(np.arange(U)[None, :] < counts[:, None], order, order[:, :1])
         C = rows.C[order]  # (K, U, n_out)
-        la = bounds.compute(self.graph, lo, hi, C, "alpha", intermediate=state, options=self.options.bounds,
-                            deadline=self.deadline).lower
+        req = BoundRequest(lo, hi, C, "alpha", intermediate=state)
+        la = (yield req).lower
         out = lower.copy()
         K = lower.shape[0]
         r = np.repeat(np.arange(K)[:, None], U, axis=1)
         np.maximum.at(out, (r, order), la)
-        return out
+        return out, req.seconds
 
     # ---- the search --------------------------------------------------------------------------------
     def run(self) -> Tuple[Optional[Outcome], str]:
         """(sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
+        steps = self.steps()
         try:
-            return self._run()
+            req = next(steps)
+            while True:
+                req = steps.send(req.compute(self.graph, self.options.bounds, self.deadline))
+        except StopIteration as stop:
+            return stop.value
         except bounds.Expired:  # a bound pass stopped at the deadline
             return None, "timeout"
 
-    def _run(self) -> Tuple[Optional[Outcome], str]:
+    def steps(self):
+        """The search as a generator: it yields each `BoundRequest` and is sent its `bounds.Result`
+        (`run` computes them one by one; `split_cases` batches many searches' requests into one
+        call); it returns (sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
         rows, st, o = self.rows, self.stats, self.o
         stack: List[_Boxes] = [_Boxes(self.lo0[None].copy(), self.hi0[None].copy(), np.ones((1, rows.n_disjuncts), bool),
                                       np.zeros(1, np.int64), None)]
         n_open = 1
         batch = o.batch
-        last_pgd = t_start = time.monotonic()
-        # this search's own figures (the stats are summed over an engine's cases)
-        bound_s0, boxes0, pgd_s0 = st.bound_seconds, st.boxes, st.pgd_seconds
-        batches, alpha_s, alpha_boxes, alpha_closed = 0, 0.0, 0, 0
+        pace = self.pace if self.pace is not None else Pace(st)
         while n_open:
             if expired(self.deadline):
                 return None, "timeout"
@@ -358,9 +379,9 @@ class InputSplit:
             boxes = pop_batch(stack, batch)
             K = len(boxes)
             n_open -= K
-            t0 = time.monotonic()
-            r = self._bound(boxes)
-            dt = time.monotonic() - t0
+            req = self._bound(boxes)
+            r = yield req
+            dt = req.seconds
             st.boxes += K
             st.bound_seconds += dt
             st.max_depth = max(st.max_depth, int(boxes.depth.max()))
@@ -399,22 +420,22 @@ class InputSplit:
             # more than `costly_box_seconds` per box, only while it pays (the boxes it closed, each
             # worth `alpha_payoff` CROWN bounds, cover its time) and on every
             # `alpha_probe_every`-th batch
-            batches += 1
+            pace.batches += 1
             use_alpha = self.torch and self.options.bounds.alpha_iters > 0 and op.state is not None
-            if use_alpha and batches % max(1, o.alpha_probe_every) and alpha_s > o.costly_box_seconds * alpha_boxes:
-                per_box = (st.bound_seconds - bound_s0) / max(1, st.boxes - boxes0)
-                if alpha_closed * o.alpha_payoff * per_box < alpha_s:
+            if use_alpha and pace.batches % max(1, o.alpha_probe_every * pace.searches) \
+                    and pace.alpha_s > o.costly_box_seconds * pace.alpha_boxes:
+                per_box = (st.bound_seconds - pace.bound_s0) / max(1, st.boxes - pace.boxes0)
+                if pace.alpha_closed * o.alpha_payoff * per_box < pace.alpha_s:
                     use_alpha = False
                     st.alpha_skipped += 1
             if use_alpha:
-                t1 = time.monotonic()
-                olb = self._alpha(op.lo, op.hi, op.state, olb, op.alive)
-                alpha_s += time.monotonic() - t1
-                alpha_boxes += len(op)
-                st.alpha_seconds += time.monotonic() - t1
+                olb, dt = yield from self._alpha(op.lo, op.hi, op.state, olb, op.alive)
+                pace.alpha_s += dt
+                pace.alpha_boxes += len(op)
+                st.alpha_seconds += dt
                 dead2 = rows.refuted(olb, op.alive)
                 still = ~rows.closed(dead2)
-                alpha_closed += int((~still).sum())
+                pace.alpha_closed += int((~still).sum())
                 st.alpha_refuted += int((~still).sum())
                 if not still.all():
                     keep = np.flatnonzero(still)
@@ -434,12 +455,12 @@ class InputSplit:
             out = self.try_points(np.concatenate(cands))
             if out is not None:
                 return out, "sat"
-            if (o.pgd_every > 0 and time.monotonic() - last_pgd > o.pgd_every and remaining(self.deadline) > 1.0
-                    and st.pgd_seconds - pgd_s0 <= o.pgd_share * (time.monotonic() - t_start)):
+            if (o.pgd_every > 0 and time.monotonic() - pace.last_pgd > o.pgd_every and remaining(self.deadline) > 1.0
+                    and st.pgd_seconds - pace.pgd_s0 <= o.pgd_share * (time.monotonic() - pace.t_start)):
                 t1 = time.monotonic()
                 out = self._pgd(op.lo, op.hi, op.alive)
-                last_pgd = time.monotonic()
-                st.pgd_seconds += last_pgd - t1
+                pace.last_pgd = time.monotonic()
+                st.pgd_seconds += pace.last_pgd - t1
                 if out is not None:
                     return out, "sat"
             splittable = ((op.hi - op.lo) * self.free > o.min_width).any(axis=1)
@@ -544,3 +565,155 @@ def split_case(network, spec, ci: int, graph, method: str, options: Options, dea
                stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None) -> Tuple[Optional[Outcome], str]:
     """`InputSplit(...).run()`: (sat outcome or None, 'refuted' | 'unknown' | 'timeout')."""
     return InputSplit(network, spec, ci, graph, method, options, deadline, stats, engine, leaf).run()
+
+
+def split_cases(network, spec, cases: List[int], graph, method: str, options: Options, deadline: float,
+                stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None,
+                forward_only: bool = False) -> Tuple[Optional[Outcome], str]:
+    """The input-split searches of many cases at once: up to `InputSplitOptions.cases_at_once`
+    searches (`InputSplit.steps`, in the order of `cases`) run side by side, and each round their
+    bound requests of one kind are one `bounds.compute` call (`BoundRequest.joint`: boxes of
+    several cases in one CROWN pass, at most `batch_max` boxes a call). A search that ends makes
+    room for the next case. Returns (the first sat outcome, 'sat') as soon as one is found, (None,
+    'timeout') at the deadline, else (None, 'refuted') when every case was refuted, (None,
+    'unknown') otherwise. `forward_only`: the searches' CROWN bounds with forward-only intermediate
+    bounds (`bounds.compute`)."""
+    o = options.input_split
+    queue = list(cases)
+    pace = Pace(stats)
+    active: List[Tuple[object, "BoundRequest"]] = []
+    verdicts: List[str] = []
+
+    def advance(steps, result) -> Optional[Tuple[Optional[Outcome], str]]:
+        """Send a result (None: start) and keep the search's next request; its end when it ended."""
+        try:
+            req = next(steps) if result is None else steps.send(result)
+        except StopIteration as stop:
+            return stop.value
+        active.append((steps, req))
+        return None
+
+    def ended(end) -> Optional[Tuple[Optional[Outcome], str]]:
+        out, status = end
+        if out is not None or status in ("sat", "timeout"):
+            return out, status
+        verdicts.append(status)
+        return None
+
+    try:
+        while queue or active:
+            while queue and len(active) < max(1, o.cases_at_once):
+                ci = queue.pop(0)
+                steps = InputSplit(network, spec, ci, graph, method, options, deadline, stats, engine, leaf, pace,
+                                   forward_only).steps()
+                end = advance(steps, None)
+                if end is not None:
+                    stop = ended(end)
+                    if stop is not None:
+                        return stop
+            if not active:
+                continue
+            pace.searches = len(active)
+            if expired(deadline):
+                return None, "timeout"
+            pending, active[:] = list(active), []
+            groups: dict = {}
+            for steps, req in pending:
+                groups.setdefault(req.kind, []).append((steps, req))
+            for members in groups.values():
+                # a call of at most batch_max boxes (each search's own batch is at most that)
+                calls, cur, size = [], [], 0
+                for m in members:
+                    if cur and size + len(m[1]) > o.batch_max:
+                        calls.append(cur)
+                        cur, size = [], 0
+                    cur.append(m)
+                    size += len(m[1])
+                calls.append(cur)
+                for call in calls:
+                    results = BoundRequest.joint([req for _, req in call], graph, options.bounds, deadline)
+                    for (steps, _), r in zip(call, results):
+                        end = advance(steps, r)
+                        if end is not None:
+                            stop = ended(end)
+                            if stop is not None:
+                                return stop
+    except bounds.Expired:
+        return None, "timeout"
+    if all(v == "refuted" for v in verdicts):
+        return None, "refuted"
+    return None, "unknown"
+
+
+class BoundRequest:
+    """One `bounds.compute` call a search asks for (`InputSplit.steps` yields them): boxes (K, n),
+    rows C (K, R, n_out), the method and the flags; `joint` computes several in one call."""
+
+    def __init__(self, lo, hi, C, method: str, parent: Optional[BoxState] = None,
+                 intermediate: Optional[BoxState] = None, want_A: bool = False, want_scores: bool = False,
+                 want_state: bool = False, score_dims: Optional[np.ndarray] = None, forward_only: bool = False):
+        self.lo, self.hi, self.C, self.method = lo, hi, C, method
+        self.forward_only = forward_only
+        self.parent, self.intermediate = parent, intermediate
+        self.want_A, self.want_scores, self.want_state = want_A, want_scores, want_state
+        self.score_dims = score_dims
+        self.seconds = 0.0  # its share of the call that computed it (by boxes)
+
+    def __len__(self) -> int:
+        return self.lo.shape[0]
+
+    @property
+    def kind(self) -> tuple:
+        """Requests of one kind can share a call."""
+        return (self.method, self.parent is None, self.intermediate is None, self.want_A, self.want_scores,
+                self.want_state, self.forward_only)
+
+    def compute(self, graph, options, deadline: float):
+        t0 = time.monotonic()
+        try:
+            return self._compute(graph, options, deadline)
+        finally:
+            self.seconds = time.monotonic() - t0
+
+    def _compute(self, graph, options, deadline: float):
+        return bounds.compute(graph, self.lo, self.hi, self.C, self.method, parent=self.parent,
+                              intermediate=self.intermediate, want_A=self.want_A, want_scores=self.want_scores,
+                              want_state=self.want_state, score_dims=self.score_dims, options=options,
+                              deadline=deadline, forward_only=self.forward_only)
+
+    @staticmethod
+    def joint(reqs: List["BoundRequest"], graph, options, deadline: float) -> List[bounds.Result]:
+        """The results of requests of one kind from one `bounds.compute` call: boxes concatenated,
+        rows padded with zero rows to the most any request has, the split scores over the union of
+        their dims; each result cut back to its request's boxes, rows and dims."""
+        if len(reqs) == 1:
+            return [reqs[0].compute(graph, options, deadline)]
+        R = max(r.C.shape[1] for r in reqs)
+        C = np.concatenate([np.pad(r.C, ((0, 0), (0, R - r.C.shape[1]), (0, 0))) for r in reqs])
+        first = reqs[0]
+        dims = None
+        if first.want_scores and first.score_dims is not None:
+            dims = np.unique(np.concatenate([np.asarray(r.score_dims, np.int64) for r in reqs]))
+        state = lambda name: None if getattr(first, name) is None else BoxState.cat([getattr(r, name) for r in reqs])
+        t0 = time.monotonic()
+        res = bounds.compute(graph, np.concatenate([r.lo for r in reqs]), np.concatenate([r.hi for r in reqs]), C,
+                             first.method, parent=state("parent"), intermediate=state("intermediate"),
+                             want_A=first.want_A, want_scores=first.want_scores, want_state=first.want_state,
+                             score_dims=dims, options=options, deadline=deadline, forward_only=first.forward_only)
+        dt = time.monotonic() - t0
+        total = sum(len(r) for r in reqs)
+        out, at = [], 0
+        for r in reqs:
+            K, Rr = len(r), r.C.shape[1]
+            r.seconds = dt * K / max(1, total)
+            sl = slice(at, at + K)
+            at += K
+            scores = None
+            if res.scores is not None:
+                scores = res.scores[sl, :Rr]
+                if dims is not None:
+                    scores = scores[..., np.searchsorted(dims, np.asarray(r.score_dims, np.int64))]
+            out.append(bounds.Result(res.lower[sl, :Rr], None if res.A is None else res.A[sl, :Rr], scores,
+                                     None if res.state is None else res.state.rows(sl.start, sl.stop),
+                                     None if res.unstable is None else res.unstable[sl]))
+        return out
