@@ -739,6 +739,13 @@ class Crown:
                 if k < reuse_upto and parent is not None and k in parent.bounds and res.fwd is None and not want_shares:
                     pl, pu = parent.bounds[k]  # nothing before it changed: the parent's bounds stand
                     res.affine[k] = (pl.clone(), pu.clone()) if self.backend == "torch" else (pl.copy(), pu.copy())
+                elif parent is not None and k in parent.bounds and res.dep is not None and not bool(res.dep[k].any()):
+                    # a layer of no wide input in any box: the parent's bounds (valid inside it) are what the
+                    # child's own would be, its inputs being fixed alike
+                    pl, pu = parent.bounds[k]
+                    res.affine[k] = (pl.clone(), pu.clone()) if self.backend == "torch" else (pl.copy(), pu.copy())
+                    if res.fwd is not None:
+                        res.fwd[k] = _ConstFn(*res.affine[k])
                 else:
                     res.affine[k] = self._affine_bounds(k, res, parent, method, want_shares, output)
                 if alpha_iters > 0 and method == "crown" and self.backend == "torch" and k in self.readers \

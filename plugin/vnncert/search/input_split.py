@@ -211,6 +211,7 @@ class Pace:
         self.bound_s0, self.boxes0, self.pgd_s0 = st.bound_seconds, st.boxes, st.pgd_seconds
         self.last_pgd = self.t_start = time.monotonic()
         self.searches = 1  # searches sharing it (alpha's probe: one batch in alpha_probe_every x this)
+        self.alpha_in_flight = 0  # alpha requests asked and not yet answered
 
 
 class _Boxes:
@@ -428,8 +429,13 @@ class InputSplit:
                 if pace.alpha_closed * o.alpha_payoff * per_box < pace.alpha_s:
                     use_alpha = False
                     st.alpha_skipped += 1
+            if use_alpha and pace.alpha_boxes == 0 and pace.alpha_in_flight:
+                use_alpha = False  # (searches side by side: one measures alpha's cost before the others run it)
+                st.alpha_skipped += 1
             if use_alpha:
+                pace.alpha_in_flight += 1
                 olb, dt = yield from self._alpha(op.lo, op.hi, op.state, olb, op.alive)
+                pace.alpha_in_flight -= 1
                 pace.alpha_s += dt
                 pace.alpha_boxes += len(op)
                 st.alpha_seconds += dt
