@@ -391,6 +391,10 @@ class BoxState:
         if not self.bounds:
             return self
         lo0 = next(iter(self.bounds.values()))[0]
+        idx_np = np.asarray(idx)
+        if idx_np.dtype != bool and idx_np.shape == (lo0.shape[0],) and np.array_equal(idx_np, np.arange(lo0.shape[0])):
+            return self  # every box in order (the arrays are never written in place)
+        lo0 = next(iter(self.bounds.values()))[0]
         if type(lo0).__module__.startswith("torch"):
             import torch
 
@@ -432,8 +436,8 @@ class Pass:
     var: Dict[int, Tuple[object, object]]  # variable layer (input, relu, max) -> (lo, hi) (B, n)
     shares: Dict[int, object] = field(default_factory=dict)  # affine layer -> (B, n_k, n_in) (scores)
     stopped: bool = False  # the hook asked to stop (e.g. the LP proved the region empty)
-    # the forward pass (when on): layer -> (lower, upper) linear functions (B, n, m + 1) of the
-    # free inputs `free` (m of them; the last column the constant)
+    # the forward pass (when on): layer -> (lower, upper) linear functions (B, n, m + 1) of each
+    # box's free inputs `free` ((B, m): the input entry of each column; the last column the constant)
     fwd: Optional[Dict[int, Tuple[object, object]]] = None
     free: Optional[np.ndarray] = None
     # act layer -> its relaxation's lines (lower slope, lower intercept, upper slope, upper
@@ -702,12 +706,11 @@ class Crown:
             res.stopped = True
             return res
         if method == "crown" and self.forward_worthwhile:
-            free = self._forward_columns(lo, hi)
-            if share_dims is not None:  # (the scores' dims as columns)
-                free = np.union1d(free, np.asarray(share_dims, np.int64))
-            if 0 < free.size <= self.forward_max_inputs:
-                res.free = free
-                res.fwd = {0: self._forward_input(lo, hi, free)}
+            wide = self._forward_columns(lo, hi)
+            m = int(wide.sum(axis=1).max()) if wide.size else 0
+            if 0 < m <= self.forward_max_inputs:
+                res.free, valid = self._column_index(wide, m)
+                res.fwd = {0: self._forward_input(lo, hi, wide, res.free, valid)}
         if method == "crown":
             res.dep = self._wide_inputs(lo, hi)
         for L in self.lg.layers[1:]:
@@ -821,6 +824,9 @@ class Crown:
         mask = self._fixed_rows(k, res, lo, hi)
         if not bool(mask.any()):
             return
+        if bool(mask.all()):
+            res.fixed[k] = (mask, lo, hi, True)
+            return
         xp = self.ops.xp
         zero = self.ops.full((), 0.0)
         res.fixed[k] = (mask, xp.where(mask, lo, zero), xp.where(mask, hi, zero), bool(mask.all()))
@@ -835,29 +841,59 @@ class Crown:
         return ~res.dep[k] & ((hi - lo) <= self.fixed_row_width * (1.0 + xp.maximum(abs(lo), abs(hi))))
 
     # ---- the forward pass (few free inputs, large graphs) ---------------------------------------
-    def _forward_columns(self, lo, hi):
-        """The input entries the forward functions take as variables (columns): those wider than
-        `forward_narrow` (relative to 1 + |x|) in some box. Narrower ones (an input a property
-        fixes is one ulp wide after outward rounding) ride in the functions' constants as
-        intervals, as sound as columns and cheaper: every product of the pass costs its columns."""
-        if not lo.shape[0]:
-            return np.zeros(0, np.int64)
+    def _forward_columns(self, lo, hi) -> np.ndarray:
+        """(B, n_in) bool: per box, the input entries the forward functions take as variables
+        (columns): those wider than `forward_narrow` (relative to 1 + |x|). Narrower ones (an input
+        a property fixes is one ulp wide after outward rounding) ride in the functions' constants as
+        intervals, as sound as columns and cheaper: every product of the pass costs its columns.
+        Each box has its own (a batch of cases fixing different inputs costs each box its own)."""
         lo_, hi_ = self.ops.numpy(lo), self.ops.numpy(hi)
-        wide = (hi_ - lo_) > self.forward_narrow * (1.0 + np.maximum(np.abs(lo_), np.abs(hi_)))
-        return np.flatnonzero(wide.any(0))
+        return (hi_ - lo_) > self.forward_narrow * (1.0 + np.maximum(np.abs(lo_), np.abs(hi_)))
 
-    def _forward_input(self, lo, hi, free):
-        """The input as (lower, upper) linear functions of its free entries: (B, n_in, m + 1); the
+    def _column_index(self, wide: np.ndarray, m: int):
+        """(B, m): per box, the input entry of each column (its wide entries in order, padded with
+        its first: a padding column's coefficients are all 0), and (B, m) bool: not padding."""
+        B = wide.shape[0]
+        order = np.argsort(~wide, axis=1, kind="stable")[:, :m]
+        valid = np.arange(m)[None, :] < wide.sum(axis=1)[:, None]
+        cols = np.where(valid, order, order[:, :1]).astype(np.int64)
+        return (self.ops.torch.as_tensor(cols) if self.backend == "torch" else cols), valid
+
+    def _at_columns(self, x, res):
+        """x (B, n_in) at each box's columns (B, m)."""
+        if self.backend == "torch":
+            return self.ops.torch.gather(x, 1, res.free)
+        return np.take_along_axis(x, res.free, axis=1)
+
+    def _to_share_dims(self, M, res, n_in: int):
+        """M (B, R, m) over each box's columns -> (B, R, dims) over the share dims (all inputs when
+        None); a column off them adds nothing."""
+        ops = self.ops
+        if self._share_dims is None:
+            return ops.scatter_cols(M, res.free, n_in)
+        dims = ops.numpy(self._share_dims) if self.backend == "torch" else np.asarray(self._share_dims)
+        cols = ops.numpy(res.free) if self.backend == "torch" else res.free
+        if not dims.size:
+            return ops.zeros(tuple(M.shape[:2]) + (0,))
+        order = np.argsort(dims, kind="stable")
+        at = np.clip(np.searchsorted(dims[order], cols), 0, dims.size - 1)
+        on = dims[order][at] == cols
+        at = order[at]
+        idx = ops.torch.as_tensor(at) if self.backend == "torch" else at
+        keep = ops.asarray(on.astype(np.float64))[:, None, :]
+        return ops.scatter_cols(M * keep, idx, int(dims.size))
+
+    def _forward_input(self, lo, hi, wide: np.ndarray, cols, valid: np.ndarray):
+        """The input as (lower, upper) linear functions of each box's columns: (B, n_in, m + 1); the
         other entries constant, lo below and hi above (one object when they are equal)."""
         ops = self.ops
         B, n = lo.shape
-        m = free.size
-        P = np.zeros((n, m + 1))
-        P[free, np.arange(m)] = 1.0
-        F = ops.asarray(P)[None].repeat(B, 1, 1) if self.backend == "torch" else np.repeat(P[None], B, axis=0)
-        is_free = np.zeros(n, bool)
-        is_free[free] = True
-        other = ops.asarray(np.where(is_free, 0.0, 1.0))
+        m = cols.shape[1]
+        P = np.zeros((B, n, m + 1))
+        bi, ji = np.nonzero(valid)
+        P[bi, ops.numpy(cols)[bi, ji] if self.backend == "torch" else cols[bi, ji], ji] = 1.0
+        F = ops.asarray(P)
+        other = ops.asarray(np.where(wide, 0.0, 1.0))
         if not bool(((hi - lo) * other).any()):
             F[:, :, m] = lo * other
             return F, F
@@ -882,7 +918,7 @@ class Crown:
         if not isinstance(f, _ConstFn):
             return f
         B, n = f.lo.shape
-        m = res.free.size
+        m = res.free.shape[1]
         F, G = self.ops.zeros((B, n, m + 1)), self.ops.zeros((B, n, m + 1))
         F[..., m] = f.lo
         G[..., m] = f.hi
@@ -892,7 +928,7 @@ class Crown:
         """Bounds (B, n) of linear functions F (B, n, m + 1) over the boxes' free entries."""
         ops = self.ops
         x_lo, x_hi = res.var[0]
-        zl, zh = x_lo[:, res.free], x_hi[:, res.free]
+        zl, zh = self._at_columns(x_lo, res), self._at_columns(x_hi, res)
         A, c = F[..., :-1], F[..., -1]
         pos = ops.pos(A)
         neg = A - pos
@@ -909,7 +945,7 @@ class Crown:
         ops = self.ops
         cat = ops.cat
         Fl = Fu = lo = hi = None
-        m = res.free.size
+        m = res.free.shape[1]
         const = None
         for s_, W, absW in self.W[k]:
             sl, su = res.var[s_]
@@ -1056,11 +1092,12 @@ class Crown:
         counts = ops.count(need)
         U = int(counts.max()) if B else 0
         n_dims = x_lo.shape[1] if self._share_dims is None else len(self._share_dims)
-        shares = ops.zeros((B, n, n_dims)) if (want_shares and scored) else None
+        # (only when some row is back-substituted: the rows left out have no share, a fixed layer none at all)
+        shares = ops.zeros((B, n, n_dims)) if (want_shares and scored and U > 0) else None
         partial = None
         budget = self.backward_budget
         if res.fwd is not None:  # never more than `backward_forward_ratio` forward passes (columns x entries)
-            budget = 0.0 if res.forward_only else min(budget, self.backward_forward_ratio * 2.0 * (res.free.size + 1) * self.entries)
+            budget = 0.0 if res.forward_only else min(budget, self.backward_forward_ratio * 2.0 * (res.free.shape[1] + 1) * self.entries)
         if res.fwd is not None and U * self.prefix[k] > budget and not (output and k == self.lg.output):
             # too many rows to back-substitute to the input: back-substitute them only as far as
             # the budget pays for (per box), then through a ReLU layer's forward functions;
@@ -1072,15 +1109,11 @@ class Crown:
         if res.fwd is not None and partial is None and U * self.prefix[k] > budget \
                 and not (output and k == self.lg.output):
             # the forward bounds stand (and give the scores' shares)
-            if shares is not None:
+            if want_shares and scored:
                 Fl, Fu = self._fn(res, k)
-                rad = ((x_hi - x_lo) / 2.0)[:, res.free]
+                rad = self._at_columns((x_hi - x_lo) / 2.0, res)
                 contrib = ops.normalise_rows((abs(Fl[..., :-1]) + abs(Fu[..., :-1])) * rad[:, None, :])
-                if self._share_dims is not None and not np.array_equal(np.asarray(self._share_dims), res.free):
-                    full = ops.zeros((B, n, x_lo.shape[1]))
-                    full[..., res.free] = contrib
-                    contrib = full[..., self._share_dims]
-                res.shares[k] = contrib
+                res.shares[k] = self._to_share_dims(contrib, res, int(x_lo.shape[1]))
             return lo, hi
         if U > 0:
             order_all = ops.order_first(need, U)
@@ -1435,11 +1468,10 @@ class Crown:
         A_f, c = G[..., :-1], G[..., -1] + bias
         x_lo, x_hi = res.var[0]
         pos = ops.pos(A_f)
-        lb = ops.bdot(pos, x_lo[:, res.free]) + ops.bdot(A_f - pos, x_hi[:, res.free]) + c
+        lb = ops.bdot(pos, self._at_columns(x_lo, res)) + ops.bdot(A_f - pos, self._at_columns(x_hi, res)) + c
         A = None
         if want_A:
-            A = ops.zeros(tuple(A_f.shape[:2]) + (int(x_lo.shape[1]),))
-            A[..., res.free] = A_f
+            A = ops.scatter_cols(A_f, res.free, int(x_lo.shape[1]))
         return lb, A
 
     # ---- the final pass ----------------------------------------------------------------------------
