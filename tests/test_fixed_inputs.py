@@ -245,3 +245,38 @@ def test_the_joint_search_answers_as_the_per_case_one(tmp_path, forward_only):
     out, status = split_cases(net, sat_spec, list(range(n)), g, "crown", opts, time.monotonic() + 60,
                               InputSplitStats(), "relaxed", forward_only=forward_only)
     assert status == "sat" and out is not None and out.verdict.value == "sat"
+
+
+@pytest.mark.parametrize("slack", [-1.0, 1e9])
+def test_the_relaxed_engine_with_forward_only_bounds_answers_alike(tmp_path, slack):
+    """The relaxed engine over many cases: with forward-only bounds chosen (`forward_only_slack`
+    huge; its first bounds then are the searches' first ones, `split_cases(first=)`) or never
+    (negative), the same unsat on an unsat spec, and sat with a replayed witness on a sat one."""
+    from dataclasses import replace
+
+    from vnncert.engines import relaxed
+
+    net = _branchy_net(tmp_path, 7)
+    lg = net.layer_graph
+    rng = np.random.default_rng(13)
+    n = 6
+    spec0 = _cases(rng, n, -0.5, 0.5, np.zeros(n))
+    thr = []
+    for c in spec0.cases:
+        xs = c.region.lower + rng.random((20000, 6)) * (c.region.upper - c.region.lower)
+        v = lg.evaluate(xs) @ c.output[0].A[0]
+        thr.append(v.min() - 0.25 * (v.max() - v.min()) - 1e-3)  # (a vertex may lie below the samples)
+    spec = _cases(np.random.default_rng(13), n, -0.5, 0.5, np.array(thr))
+    opts = Options(threads=1)
+    opts = replace(opts, bounds=replace(opts.bounds, forward_max_inputs=64, backward_budget=0.0),
+                   relaxed=replace(opts.relaxed, forward_only_slack=slack))
+    out = relaxed.check(net, spec, time.monotonic() + 120, opts)
+    assert out.stats["forward_only"] == (slack > 0), out.stats
+    assert out.verdict.value == "unsat", out.detail
+    c = spec.cases[2]
+    xs = c.region.lower + rng.random((2000, 6)) * (c.region.upper - c.region.lower)
+    v = lg.evaluate(xs) @ c.output[0].A[0]
+    cases = list(spec.cases)
+    cases[2] = Case(c.region, [Halfspaces(c.output[0].A, np.array([float(np.median(v))]), np.zeros(1, bool))])
+    out = relaxed.check(net, Spec(6, 2, cases), time.monotonic() + 120, opts)
+    assert out.verdict.value == "sat" and out.counterexample is not None

@@ -32,7 +32,7 @@ from ..deadline import expired
 from ..errors import UnsupportedOperator
 from ..options import Options
 from ..results import Outcome, Verdict, sat_outcome
-from ..search.input_split import CaseRows, InputSplitStats, split_cases
+from ..search.input_split import BoundRequest, CaseRows, InputSplit, InputSplitStats, split_cases
 
 ENGINE = "relaxed"
 
@@ -121,6 +121,9 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     open_cases: List[int] = []
     bounded = 0
     widest = graph.widest if isinstance(graph, bounds.Crown) else 1
+    # with forward-only bounds (cheap scores and state), the first bounds are the searches' first ones
+    seed = stats.forward_only and bmethod == "crown" and method == "crown"
+    first: dict = {}
     for R, members in _group_by_rows(all_rows).items():
         # (boxes, 2 x rows, width) back-substitution matrices: boxes per call capped (memory; 3000 cases of
         # a 128-wide net at once, as in nn4sys lindex_3000, would need 0.8 GB per matrix when all unstable;
@@ -134,8 +137,15 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
             empty = (lo > hi).any(axis=1)
             C = np.stack([all_rows[i].C for i in chunk])
             try:
-                lb = bounds.compute(graph, np.minimum(lo, hi), np.maximum(lo, hi), C, bmethod, options=options.bounds,
-                                    deadline=deadline, forward_only=stats.forward_only).lower
+                if seed and not empty.any():  # each case's search's first request: its result kept for the search
+                    reqs = [InputSplit(network, spec, i, graph, bmethod, options, deadline, stats.split, ENGINE,
+                                       forward_only=True).root_request() for i in chunk]
+                    results = BoundRequest.joint(reqs, graph, options.bounds, deadline)
+                    lb = np.concatenate([r.lower for r in results])
+                    first.update({i: (r, q.seconds) for i, r, q in zip(chunk, results, reqs)})
+                else:
+                    lb = bounds.compute(graph, np.minimum(lo, hi), np.maximum(lo, hi), C, bmethod, options=options.bounds,
+                                        deadline=deadline, forward_only=stats.forward_only).lower
             except bounds.Expired:
                 return done(Verdict.TIMEOUT, f"deadline reached while bounding (after {bounded} of {len(spec.cases)} cases)")
             except Exception as e:
@@ -185,7 +195,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     order = sorted(open_cases, key=lambda i: -np.prod(np.maximum(spec.cases[i].region.upper - spec.cases[i].region.lower, 0) + 1e-12))
     with _torch_threads(1):  # small batched matmuls: extra threads only add synchronisation
         out, status = split_cases(network, spec, order, graph, bmethod, options, deadline, stats.split, ENGINE,
-                                  forward_only=stats.forward_only)
+                                  forward_only=stats.forward_only, first=first)
     if out is not None:
         return done(Verdict.SAT, "", out)
     if status == "timeout":

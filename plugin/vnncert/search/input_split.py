@@ -325,6 +325,12 @@ class InputSplit:
                             want_scores=want_scores, want_state=self.ours,
                             score_dims=self.free_dims if want_scores else None, forward_only=self.forward_only)
 
+    def root_request(self) -> "BoundRequest":
+        """The search's first request (its case's box), for a caller that bounds many cases' first
+        boxes at once and hands the results over (`split_cases(first=)`)."""
+        return self._bound(_Boxes(self.lo0[None].copy(), self.hi0[None].copy(), np.ones((1, self.rows.n_disjuncts), bool),
+                                  np.zeros(1, np.int64), None))
+
     def _alpha(self, lo, hi, state: BoxState, lower: np.ndarray, alive: np.ndarray):
         """`lower` (K, R) raised by alpha on the rows still open: each box's rows of live disjuncts
         its bound does not refute yet (gathered per box, padded with a copy of one of them). A
@@ -575,7 +581,7 @@ def split_case(network, spec, ci: int, graph, method: str, options: Options, dea
 
 def split_cases(network, spec, cases: List[int], graph, method: str, options: Options, deadline: float,
                 stats: InputSplitStats, engine: str, leaf: Optional[Leaf] = None,
-                forward_only: bool = False) -> Tuple[Optional[Outcome], str]:
+                forward_only: bool = False, first: Optional[dict] = None) -> Tuple[Optional[Outcome], str]:
     """The input-split searches of many cases at once: up to `InputSplitOptions.cases_at_once`
     searches (`InputSplit.steps`, in the order of `cases`) run side by side, and each round their
     bound requests of one kind are one `bounds.compute` call (`BoundRequest.joint`: boxes of
@@ -583,7 +589,8 @@ def split_cases(network, spec, cases: List[int], graph, method: str, options: Op
     room for the next case. Returns (the first sat outcome, 'sat') as soon as one is found, (None,
     'timeout') at the deadline, else (None, 'refuted') when every case was refuted, (None,
     'unknown') otherwise. `forward_only`: the searches' CROWN bounds with forward-only intermediate
-    bounds (`bounds.compute`)."""
+    bounds (`bounds.compute`). `first`: case -> (the result of its search's first request
+    (`InputSplit.root_request`), its seconds), already computed (the relaxed engine's first bounds)."""
     o = options.input_split
     queue = list(cases)
     pace = Pace(stats)
@@ -613,6 +620,10 @@ def split_cases(network, spec, cases: List[int], graph, method: str, options: Op
                 steps = InputSplit(network, spec, ci, graph, method, options, deadline, stats, engine, leaf, pace,
                                    forward_only).steps()
                 end = advance(steps, None)
+                if end is None and first is not None and ci in first:  # its first request: answered already
+                    steps, req = active.pop()
+                    result, req.seconds = first[ci]
+                    end = advance(steps, result)
                 if end is not None:
                     stop = ended(end)
                     if stop is not None:
