@@ -203,7 +203,7 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
         if sum(bounds_.unstable) >= o.bab_min_unstable and bab:
-            from ..search.activation_split import ActivationSplitStats, search_disjuncts, tighten_graph
+            from ..search.activation_split import ActivationSplitStats, Trees, search_disjuncts, tighten_graph
 
             if stats.bab is None:
                 stats.bab = ActivationSplitStats()
@@ -220,9 +220,16 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             now = time.monotonic()
             first = now + o.bab_quick_share * max(0.0, deadline - now) if deep else deadline
             bo = options.bounds
+            trees = Trees()
             out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, first, replay, so, stats.bab,
-                                   bounds_options=bo)
-            if out is None and deep and open_d and not expired(deadline):
+                                   bounds_options=bo, trees=trees)
+            if out is None and deep and open_d and not expired(deadline) and trees.progress(open_d) >= o.bab_continue_progress:
+                # the first search has closed most of the gap between its root bounds and zero:
+                # it goes on with the time left (tightening would restart it from scratch)
+                stats.bab.continued += 1
+                out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
+                                       stats.bab, bounds_options=bo, trees=trees)
+            elif out is None and deep and open_d and not expired(deadline):
                 now = time.monotonic()
                 pre = tighten_graph(g.view, region.lower, region.upper, pre, now + o.tighten_share * max(0.0, deadline - now),
                                     o.refine_iters, so, bo, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))

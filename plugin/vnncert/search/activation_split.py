@@ -47,23 +47,27 @@ class BabResult:
 
 class _Domains:
     """A batch of domains: splits (N, U) int8 in {-1, 0, 1}, alpha and beta (N, R, U) float32,
-    bounds (N, R), depth, and (from the branching scores) the neuron each would be split on next
-    and whether one is left."""
+    bounds (N, R), depth, and (from the branching scores) the neuron each would be split on next,
+    whether one is left, and the `candidates` best-scored free neurons ((N, c), -1 where fewer are
+    free: what filtered smart branching tries)."""
 
-    def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None):
+    def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None, cand=None, candidates: int = 1):
         self.split, self.alpha, self.beta, self.lb, self.depth = split, alpha, beta, lb, depth
         if scores is not None:
             if scores.shape[1]:
-                branch, can_split = scores.argmax(dim=1), scores.max(dim=1).values >= 0
+                top, cand = torch.topk(scores, min(max(1, candidates), scores.shape[1]), dim=1)
+                cand = torch.where(top >= 0, cand, torch.full_like(cand, -1))
+                branch, can_split = cand[:, 0], top[:, 0] >= 0
             else:
                 branch, can_split = torch.zeros(len(lb), dtype=torch.long), torch.zeros(len(lb), dtype=torch.bool)
-        self.branch, self.can_split = branch, can_split
+                cand = torch.full((len(lb), 1), -1, dtype=torch.long)
+        self.branch, self.can_split, self.cand = branch, can_split, cand
 
     def __len__(self) -> int:
         return int(self.split.shape[0])
 
     def _fields(self):
-        return (self.split, self.alpha, self.beta, self.lb, self.depth, None, self.branch, self.can_split)
+        return (self.split, self.alpha, self.beta, self.lb, self.depth, None, self.branch, self.can_split, self.cand)
 
     def take(self, sel) -> "_Domains":
         return _Domains(*[None if f is None else f[sel] for f in self._fields()])
@@ -131,7 +135,8 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
     root = np.full(2 * k, np.inf)
     root[obj.numpy()] = lb[:, 0].numpy()
     gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
-    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc), obj)
+    pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc,
+                                 candidates=o.fsb_candidates), obj)
     rounds = domains = 0
     per_parent = 0.0
     while len(pool) and time.monotonic() < deadline:
@@ -190,17 +195,61 @@ def _fits(per_parent: float, deadline: float) -> int:
     return max(1, int(0.8 * (deadline - time.monotonic()) / per_parent))
 
 
-def branch(bab: AlphaBeta, parents: _Domains, deadline: float, freeze, obj=None):
-    """Two children per parent (its branching neuron active / inactive), starting from the
-    parent's alpha and beta, bounded for `options.child_iters` steps: (children, minimising inputs)."""
+def branch(bab: AlphaBeta, parents: _Domains, deadline: float, freeze, obj=None, neuron=None):
+    """Two children per parent (its branching neuron, or `neuron` (N,), active / inactive),
+    starting from the parent's alpha and beta, bounded for `options.child_iters` steps:
+    (children, minimising inputs)."""
     n = len(parents)
+    neuron = parents.branch if neuron is None else neuron
     split = torch.cat([parents.split, parents.split])
-    split[torch.arange(2 * n), parents.branch.repeat(2)] = torch.cat([torch.ones(n, dtype=torch.int8),
-                                                                      -torch.ones(n, dtype=torch.int8)])
+    split[torch.arange(2 * n), neuron.repeat(2)] = torch.cat([torch.ones(n, dtype=torch.int8),
+                                                              -torch.ones(n, dtype=torch.int8)])
     lb, alpha, beta, sc, x = bab.bound(split, torch.cat([parents.alpha, parents.alpha]),
                                         torch.cat([parents.beta, parents.beta]), bab.options.child_iters, deadline,
                                         freeze=freeze, obj=obj)
-    return _Domains(split, alpha, beta, lb, torch.cat([parents.depth, parents.depth]) + 1, sc), x
+    return _Domains(split, alpha, beta, lb, torch.cat([parents.depth, parents.depth]) + 1, sc,
+                    candidates=bab.options.fsb_candidates), x
+
+
+def smart_branch(bab: AlphaBeta, parents: _Domains, b: np.ndarray) -> torch.Tensor:
+    """Filtered smart branching (FSB, De Palma et al. 2021, as α,β-CROWN branches): per parent, of
+    its `candidates` best-scored free neurons the one whose two children, bounded once with the
+    parent's alpha and beta (no optimisation steps, the optimiser's dtype, no gradient), come out
+    best: the larger of the two children's margins max_r(lb_r - b_r), the smaller one added with
+    weight `options.fsb_min_weight` (a split that closes one side and helps the other). Only the
+    choice of neuron depends on these bounds; the children are bounded afterwards as always.
+    (N,) neuron positions in the split vectors."""
+    n, c = parents.cand.shape
+    if c <= 1 or n == 0:
+        return parents.branch
+    U = parents.split.shape[1]
+    dt = bab.step_dtype
+    cand = parents.cand
+    ok = cand >= 0
+    cpos = cand.clamp(min=0)
+    R = parents.alpha.shape[1]
+    # children in chunks of parents: each chunk's back-substitution holds (2 c rows per parent) x layer width
+    per = max(1, bab.options.fsb_chunk // (2 * c))
+    thr = torch.as_tensor(np.asarray(b, np.float64)).to(dt)
+    value = torch.empty((n, c), dtype=dt)
+    with torch.no_grad():
+        for s in range(0, n, per):
+            e = min(n, s + per)
+            m = e - s
+            split = parents.split[s:e, None, None, :].expand(m, c, 2, U).clone()
+            ii = torch.arange(m)[:, None].expand(m, c)
+            jj = torch.arange(c)[None, :].expand(m, c)
+            split[ii, jj, 0, cpos[s:e]] = 1
+            split[ii, jj, 1, cpos[s:e]] = -1
+            alpha = parents.alpha[s:e, None, None].expand(m, c, 2, R, U).reshape(m * c * 2, R, U).to(dt)
+            beta = parents.beta[s:e, None, None].expand(m, c, 2, R, U).reshape(m * c * 2, R, U).to(dt)
+            lb, _, _ = bab._pass(split.reshape(m * c * 2, U).to(dt), alpha, beta)
+            v = (lb - thr).max(dim=1).values.reshape(m, c, 2)
+            hi_, lo_ = v.max(dim=2).values, v.min(dim=2).values
+            value[s:e] = hi_ + bab.options.fsb_min_weight * lo_
+    value = torch.where(ok, value, torch.full_like(value, -torch.inf))
+    pick = value.argmax(dim=1)
+    return cand[torch.arange(n), pick]
 
 
 class SplitBaB(AlphaBeta):
@@ -215,7 +264,10 @@ class SplitBaB(AlphaBeta):
                       "unresolved_leaves": 0}
 
     def branch(self, parents: "_Domains", deadline: float, freeze, obj=None):
-        return branch(self, parents, deadline, freeze, obj)
+        t = time.monotonic()
+        neuron = smart_branch(self, parents, self.b) if self.options.fsb_candidates > 1 else None
+        self.stats["fsb_s"] = self.stats.get("fsb_s", 0.0) + time.monotonic() - t
+        return branch(self, parents, deadline, freeze, obj, neuron=neuron)
 
     # ---- the search ------------------------------------------------------------------------------
     def _closed(self, lb):
@@ -254,12 +306,13 @@ class SplitBaB(AlphaBeta):
         if self.pool is None:  # the root
             split, alpha, beta = self.root_state()
             lb, alpha, beta, sc, x = self.bound(split, alpha, beta, self.options.root_iters, deadline)
-            st["root_lb"] = float((lb.numpy() - b).max())
+            st["root_lb"] = st["worst"] = float((lb.numpy() - b).max())
             st["domains"] = 1
             out = self._check(x, lb, try_points)
             if out is not None:
                 return finish("sat", out)
-            self.pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc).take(~self._closed(lb))
+            self.pool = _Domains(split, alpha, beta, lb, torch.zeros(1, dtype=torch.int32), sc,
+                                 candidates=self.options.fsb_candidates).take(~self._closed(lb))
         pool = self.pool
         while len(pool):
             if time.monotonic() > deadline:
@@ -274,6 +327,7 @@ class SplitBaB(AlphaBeta):
                 continue
             # the least-proven domains first
             key = (pool.lb - torch.as_tensor(b)).max(dim=1).values
+            st["worst"] = float(key.min())  # the least-proven open domain's margin
             n = min(self.options.batch_parents, key.numel(), _fits(self._per_parent, deadline))
             rest = torch.ones(key.numel(), dtype=torch.bool)
             rest[torch.topk(-key, n).indices] = False
@@ -310,10 +364,12 @@ class ActivationSplitStats:
     tighten_domains: int = 0
     tighten_rows_skipped: int = 0  # last-layer rows no open disjunct reads
     unstable_tightened: List[int] = field(default_factory=list)  # per ReLU layer, after the last tightening
+    continued: int = 0  # first searches continued instead of tightening (`ExactOptions.bab_continue_progress`)
 
     def summary(self) -> dict:
         out = {"bab_s": round(self.bab_s, 4), "tighten_s": round(self.tighten_s, 4), "tighten_domains": self.tighten_domains,
-               "tighten_rows_skipped": self.tighten_rows_skipped, "unstable_tightened": self.unstable_tightened}
+               "tighten_rows_skipped": self.tighten_rows_skipped, "unstable_tightened": self.unstable_tightened,
+               "bab_continued": self.continued}
         if self.runs:
             out.update(bab_runs=len(self.runs), bab_domains=int(sum(r["domains"] for r in self.runs)),
                        bab_proven=sum(r["status"] == "proven" for r in self.runs),
@@ -321,17 +377,41 @@ class ActivationSplitStats:
         return out
 
 
+@dataclass
+class Trees:
+    """The searches of `search_disjuncts` kept for a later call on the same bounds: the unfinished
+    tree of each disjunct, its statistics entry, and the disjuncts given up."""
+
+    searches: Dict[int, "SplitBaB"] = field(default_factory=dict)
+    latest: Dict[int, dict] = field(default_factory=dict)
+    given_up: List[int] = field(default_factory=list)
+
+    def progress(self, open_d: Sequence[int]) -> float:
+        """The least, over the open disjuncts, share of the gap between the root's bound and b that
+        the search has closed: 1 - worst / root_worst of the margins max_r(lb_r - b_r) (0 for a
+        disjunct without a tree)."""
+        out = 1.0
+        for di in open_d:
+            e = self.latest.get(di, {})
+            root, worst = e.get("root_lb"), e.get("worst")
+            if di not in self.searches or root is None or worst is None or not root < 0:
+                return 0.0
+            out = min(out, 1.0 - min(worst, 0.0) / root)
+        return out
+
+
 def search_disjuncts(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
                      deadline: float, try_points: Callable, options: ActivationSplitOptions, stats: ActivationSplitStats,
-                     search: int = 1, bounds_options: BoundsOptions = BoundsOptions()):
+                     search: int = 1, bounds_options: BoundsOptions = BoundsOptions(), trees: Optional[Trees] = None):
     """`SplitBaB` on the open disjuncts (`disjuncts[d]` = (A, b); in place: proven ones leave
     `open_d`) with the bounds `pre` of the affine layers the ReLUs and max nodes read, in two passes: equal
     shares first, then the time left over, continuing each disjunct's tree where pass 1 left it.
-    The sat outcome `try_points` returned, else None (what is left open is the caller's)."""
-    latest: Dict[int, dict] = {}
+    With `trees` (the same `pre`), the trees an earlier call left unfinished are continued and
+    this call's are kept there. The sat outcome `try_points` returned, else None (what is left
+    open is the caller's)."""
+    trees = Trees() if trees is None else trees
+    latest, given_up, searches = trees.latest, trees.given_up, trees.searches
     t0 = time.monotonic()
-    given_up: List[int] = []
-    searches: Dict[int, SplitBaB] = {}
     try:
         for pass_no in (1, 2):
             todo = [di for di in open_d if di not in given_up]
