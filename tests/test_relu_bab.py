@@ -31,13 +31,14 @@ def _pre_of(lg, bounds):
     return {L.source: bounds.layers[L.source] for L in lg.layers if L.kind in ("relu", "max")}
 
 
-def _bab_of(net, lo, hi, A, b):
+def _bab_of(net, lo, hi, A, b, **options):
     from vnncert.bounds.region import compute_bounds
+    from vnncert.options import ActivationSplitOptions
     from vnncert.search.activation_split import SplitBaB
 
     lg = layer_graph(net)
     bounds = compute_bounds(lg, InputRegion(np.asarray(lo, float), np.asarray(hi, float)), time.monotonic() + 60, method="crown")
-    return lg, SplitBaB(_view_of(lg), lo, hi, _pre_of(lg, bounds), A, b)
+    return lg, SplitBaB(_view_of(lg), lo, hi, _pre_of(lg, bounds), A, b, ActivationSplitOptions(**options))
 
 
 def random_graph_net(tmp_path, seed):
@@ -156,12 +157,14 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, kind, seed):
     assert checked == N
 
 
+@pytest.mark.parametrize("fsb", [1, 8])
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("kind", ["conv-maxpool", "random-graph"])
-def test_search_domains_hold_on_their_points(tmp_path, kind, seed):
-    """The domains a search actually makes (splits chosen by its scores, alpha and beta by its
-    optimiser, children from parents): every open domain's bound is below the sampled minimum of
-    its points, and a threshold just above the sampled minimum is never proven."""
+def test_search_domains_hold_on_their_points(tmp_path, kind, seed, fsb):
+    """The domains a search actually makes (splits chosen by its scores, or by filtered smart
+    branching among the `fsb` best, alpha and beta by its optimiser, children from parents): every
+    open domain's bound is below the sampled minimum of its points, and a threshold just above the
+    sampled minimum is never proven."""
     net = load_network(NETS[kind](tmp_path, seed), threads=1)
     lg = layer_graph(net)
     n = lg.n_inputs
@@ -171,9 +174,10 @@ def test_search_domains_hold_on_their_points(tmp_path, kind, seed):
     xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
     ys = lg.evaluate(xs) @ a.T
     thr = float(ys.min()) + 1e-3
-    _, bab = _bab_of(net, lo, hi, a, np.array([thr]))
+    _, bab = _bab_of(net, lo, hi, a, np.array([thr]), fsb_candidates=fsb)
     no_witness = lambda p: None  # noqa: E731
     r = bab.run(time.monotonic() + 3.0, no_witness)
+    assert r.stats["domains"] > 1 and (fsb == 1) == ("fsb_s" not in r.stats or r.stats["fsb_s"] < 1e-3)
     assert r.status in ("timeout", "unknown"), r.status  # a true violation exists: never proven
     S = _signs(lg, bab, xs)
     pool = bab.pool
@@ -403,3 +407,111 @@ def test_tightening_with_no_time_bounds_nothing(tmp_path):
     rows = np.flatnonzero((pre[k][0] < 0) & (pre[k][1] > 0))
     l, u = tighten_rows(_view_of(lg), lo, hi, pre, k, rows, time.monotonic() - 1.0)
     assert rows.size and np.all(l == -np.inf) and np.all(u == np.inf)
+
+
+@pytest.mark.parametrize("kind", ["conv-maxpool", "random-graph"])
+def test_smart_branching_picks_a_free_candidate_whose_children_bound_best(tmp_path, kind):
+    """Filtered smart branching (`smart_branch`) on domains with random splits, alphas and betas:
+    each parent's choice is one of its candidates, a neuron it has not split, also where fewer
+    than `fsb_candidates` are free; and the chosen split's two children, bounded once with the
+    parent's parameters, score at least as well as the best-scored neuron's (the first candidate)."""
+    from vnncert.search.activation_split import _Domains, smart_branch
+
+    net = load_network(NETS[kind](tmp_path, 0), threads=1)
+    lg = layer_graph(net)
+    n = lg.n_inputs
+    lo, hi = -0.5 * np.ones(n), 0.5 * np.ones(n)
+    a = np.zeros((1, lg.n_outputs))
+    a[0, 0], a[0, 1] = 1.0, -1.0
+    _, bab = _bab_of(net, lo, hi, a, np.array([0.0]), fsb_candidates=4)
+    U = bab.U
+    assert U >= 4
+    rng = np.random.default_rng(3)
+    N = 12
+    split = torch.as_tensor(rng.choice([-1, 0, 0, 1], size=(N, U)).astype(np.int8))
+    split[0, :] = torch.as_tensor(rng.choice([-1, 1], size=U).astype(np.int8))
+    split[0, :2] = 0  # fewer free neurons than candidates
+    alpha = torch.as_tensor(rng.random((N, 1, U)), dtype=torch.float32)
+    beta = torch.as_tensor(rng.random((N, 1, U)) * (split.numpy()[:, None, :] != 0), dtype=torch.float32)
+    lb, alpha, beta, sc, _ = bab.bound(split, alpha, beta, 0, time.monotonic() + 60)
+    dom = _Domains(split, alpha, beta, lb, torch.zeros(N, dtype=torch.int32), sc, candidates=4)
+    pick = smart_branch(bab, dom, bab.b)
+    for i in range(N):
+        cand = dom.cand[i].numpy()
+        assert int(pick[i]) in cand[cand >= 0] and int(split[i, pick[i]]) == 0
+    assert (dom.cand[0] >= 0).sum() == 2
+
+    def value(neuron):  # the children's margins, bounded once in float64 with the parents' parameters
+        ch = torch.cat([split, split])
+        ch[torch.arange(2 * N), neuron.repeat(2)] = torch.cat([torch.ones(N, dtype=torch.int8), -torch.ones(N, dtype=torch.int8)])
+        f64 = torch.float64
+        low, _, _ = bab._pass(ch.to(f64), torch.cat([alpha, alpha]).to(f64), torch.cat([beta, beta]).to(f64))
+        v = (low[:, 0] - float(bab.b[0])).reshape(2, N)
+        return v.max(dim=0).values + bab.options.fsb_min_weight * v.min(dim=0).values
+
+    assert torch.all(value(pick) >= value(dom.cand[:, 0]) - 1e-4)
+
+
+def test_searches_kept_in_trees_continue_and_report_their_progress(tmp_path):
+    """`search_disjuncts` with `Trees`: a call stopped at its deadline keeps each unfinished tree
+    (its progress between 0 and 1), and a second call goes on with it to a proof, with one
+    statistics entry per disjunct whose domain count includes the first call's."""
+    from vnncert.options import ActivationSplitOptions
+    from vnncert.search.activation_split import ActivationSplitStats, Trees, search_disjuncts
+
+    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
+    a = np.array([[1.0, -1.0]])
+    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
+    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    lg, bab = _bab_of(net, lo, hi, a, np.array([thr]))
+    pre = {k: (np.array(v[0]), np.array(v[1])) for k, v in _pre_items(lg, lo, hi)}
+    disjuncts = [(a, np.array([thr])), (-a, np.array([-1e6]))]  # the second: refuted at once (its root)
+    open_d, stats, trees = [0, 1], ActivationSplitStats(), Trees()
+    out = search_disjuncts(_view_of(lg), lo, hi, pre, disjuncts, open_d, time.monotonic() + 0.05, lambda x: None,
+                           ActivationSplitOptions(batch_parents=4), stats, trees=trees)
+    assert out is None
+    assert 0 not in trees.given_up and 1 not in open_d
+    if 0 in open_d:  # not proven in 0.05 s: its tree is kept
+        assert 0 in trees.searches and 0.0 <= trees.progress(open_d) <= 1.0
+        n1 = trees.latest[0]["domains"]
+        search_disjuncts(_view_of(lg), lo, hi, pre, disjuncts, open_d, time.monotonic() + 120, lambda x: None,
+                         ActivationSplitOptions(batch_parents=4), stats, trees=trees)
+        assert trees.latest[0]["domains"] > n1
+    assert open_d == [] and len(stats.runs) == 2
+    assert [r["status"] for r in stats.runs] == ["proven", "proven"]
+    assert trees.progress([]) == 1.0
+
+
+def _pre_items(lg, lo, hi):
+    from vnncert.bounds.region import compute_bounds
+
+    bounds = compute_bounds(lg, InputRegion(lo, hi), time.monotonic() + 60, method="crown")
+    return _pre_of(lg, bounds).items()
+
+
+@pytest.mark.parametrize("progress", [0.0, 1.01])
+def test_exact_engine_continues_or_tightens_after_its_first_search(tmp_path, progress):
+    """The exact engine on a deep net whose first ReLU-split search (a tiny share of the time) does
+    not finish: with `bab_continue_progress` 0 it goes on with the same trees (no tightening),
+    above 1 it tightens the intermediate bounds and searches again; unsat both ways (the MILP
+    agrees: test_bab_proves_what_the_milp_proves_on_a_deeper_net)."""
+    from vnncert.engines import exact
+    from vnncert.options import ActivationSplitOptions, ExactOptions, InputSplitOptions, Options
+
+    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
+    a = np.array([[1.0, -1.0]])
+    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
+    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    opts = Options(mode="exact", threads=1).with_(
+        input_split=InputSplitOptions(max_dims=0), activation_split=ActivationSplitOptions(batch_parents=2),
+        exact=ExactOptions(bab_min_unstable=0, bab_shallow=True, bab_quick_share=1e-5, bab_continue_progress=progress))
+    out = exact.check(net, spec_of(lo, hi, [(a, [thr])], 2), time.monotonic() + 60, opts)
+    assert out.verdict == Verdict.UNSAT, out.detail
+    if progress > 1:
+        assert out.stats["bab_continued"] == 0 and out.stats["tighten_s"] > 0
+    else:
+        assert out.stats["bab_continued"] == 1 and out.stats["tighten_s"] == 0

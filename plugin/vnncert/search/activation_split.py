@@ -7,10 +7,12 @@ affine layer a ReLU or max node reads; each domain is bounded by `bounds.alpha_b
 (alpha and beta optimised, one widened float64 pass kept):
 
 * a domain is closed when some row's bound refutes it (`bounds.margin.refutes`, the one margin
-  rule); otherwise it is split on the free neuron with the largest score: BaBSR's estimate
-  |max(w.b.(s - 1), w.b.s) + min(w, 0).c| (w the weight the bound puts on the neuron, b its
-  pre-activation bias, s and c the chord's slope and intercept) plus the intercept score
-  -min(w, 0).c alone, summed over the rows (docs/exact.md §4 has the measurements);
+  rule); otherwise it is split on a free neuron chosen by filtered smart branching
+  (`smart_branch`): of the `options.fsb_candidates` neurons with the largest scores (BaBSR's
+  estimate |max(w.b.(s - 1), w.b.s) + min(w, 0).c|, w the weight the bound puts on the neuron, b
+  its pre-activation bias, s and c the chord's slope and intercept, plus the intercept score
+  -min(w, 0).c alone, summed over the rows), the one whose two children, bounded once with the
+  parent's alpha and beta, come out best (docs/exact.md §4 has the measurements);
 * the input that minimises a domain's linear bound is run through the layer graph in float64; when it
   lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
   witness is reported;
