@@ -379,35 +379,86 @@ def _row_nnz(W) -> np.ndarray:
 
 
 # ---- results ---------------------------------------------------------------------------------
-@dataclass
 class BoxState:
     """Per box, the bounds of every affine layer the nonlinear layers read: k -> (lo, hi) (B, n_k).
     A child box may start from its parent's (`parent=`), or a box be bounded again from its own
-    (`intermediate=`)."""
+    (`intermediate=`). Kept packed (`pack`: all layers side by side in one (B, total) array per
+    side, `bounds` views into them), a search's takes, concatenations and copies of many boxes
+    are two array operations, not two per layer."""
 
-    bounds: Dict[int, Tuple[object, object]]
+    def __init__(self, bounds: Optional[Dict[int, Tuple[object, object]]] = None, packed: Optional[tuple] = None):
+        self._bounds = bounds
+        self._packed = packed  # (lo (B, total), hi (B, total), ((k, start, stop), ...))
 
-    def take(self, idx) -> "BoxState":
-        if not self.bounds:
-            return self
-        lo0 = next(iter(self.bounds.values()))[0]
-        idx_np = np.asarray(idx)
-        if idx_np.dtype != bool and idx_np.shape == (lo0.shape[0],) and np.array_equal(idx_np, np.arange(lo0.shape[0])):
-            return self  # every box in order (the arrays are never written in place)
-        lo0 = next(iter(self.bounds.values()))[0]
-        if type(lo0).__module__.startswith("torch"):
+    @staticmethod
+    def pack(bounds: Dict[int, Tuple[object, object]]) -> "BoxState":
+        if not bounds:
+            return BoxState({})
+        los = [lo for lo, _ in bounds.values()]
+        torch_ = type(los[0]).__module__.startswith("torch")
+        if torch_:
             import torch
 
-            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return BoxState({k: (lo[idx], hi[idx]) for k, (lo, hi) in self.bounds.items()})
+            cat = lambda xs: torch.cat(xs, dim=1)
+        else:
+            cat = lambda xs: np.concatenate(xs, axis=1)
+        layout, at = [], 0
+        for k, (lo, _) in bounds.items():
+            layout.append((k, at, at + int(lo.shape[1])))
+            at += int(lo.shape[1])
+        return BoxState(packed=(cat(los), cat([hi for _, hi in bounds.values()]), tuple(layout)))
+
+    @property
+    def bounds(self) -> Dict[int, Tuple[object, object]]:
+        if self._bounds is None:
+            lo, hi, layout = self._packed
+            self._bounds = {k: (lo[:, a:b], hi[:, a:b]) for k, a, b in layout}
+        return self._bounds
+
+    def _boxes(self) -> int:
+        if self._packed is not None:
+            return int(self._packed[0].shape[0])
+        return int(next(iter(self._bounds.values()))[0].shape[0]) if self._bounds else 0
+
+    def take(self, idx) -> "BoxState":
+        if self._packed is None and not self._bounds:
+            return self
+        n = self._boxes()
+        idx_np = np.asarray(idx)
+        if idx_np.dtype != bool and idx_np.shape == (n,) and np.array_equal(idx_np, np.arange(n)):
+            return self  # every box in order (the arrays are never written in place)
+        first = self._packed[0] if self._packed is not None else next(iter(self._bounds.values()))[0]
+        if type(first).__module__.startswith("torch"):
+            import torch
+
+            idx = torch.as_tensor(idx_np, dtype=torch.long)
+        if self._packed is not None:
+            lo, hi, layout = self._packed
+            return BoxState(packed=(lo[idx], hi[idx], layout))
+        return BoxState({k: (lo[idx], hi[idx]) for k, (lo, hi) in self._bounds.items()})
 
     def rows(self, start: int, stop: int) -> "BoxState":
         """Boxes start..stop-1 (views, no copy)."""
+        if self._packed is not None:
+            lo, hi, layout = self._packed
+            return BoxState(packed=(lo[start:stop], hi[start:stop], layout))
         return BoxState({k: (lo[start:stop], hi[start:stop]) for k, (lo, hi) in self.bounds.items()})
 
     @staticmethod
     def cat(parts: List["BoxState"]) -> "BoxState":
-        if len(parts) == 1 or not parts[0].bounds:
+        if len(parts) == 1:
+            return parts[0]
+        if all(p._packed is not None for p in parts) and len({p._packed[2] for p in parts}) == 1:
+            first = parts[0]._packed[0]
+            if type(first).__module__.startswith("torch"):
+                import torch
+
+                cat = torch.cat
+            else:
+                cat = np.concatenate
+            return BoxState(packed=(cat([p._packed[0] for p in parts]), cat([p._packed[1] for p in parts]),
+                                    parts[0]._packed[2]))
+        if not parts[0].bounds:
             return parts[0]
         lo0 = next(iter(parts[0].bounds.values()))[0]
         if type(lo0).__module__.startswith("torch"):
@@ -425,6 +476,8 @@ class BoxState:
 
     @property
     def bytes_per_box(self) -> int:
+        if self._packed is not None:
+            return 2 * 8 * int(self._packed[0].shape[1])
         return 2 * 8 * sum(int(lo.shape[1]) for lo, _ in self.bounds.values())
 
 
@@ -459,7 +512,7 @@ class Pass:
     forward_only: bool = False  # the forward pass's bounds stand (no intermediate back-substitution)
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
-        return BoxState({k: v for k, v in self.affine.items() if k in readers})
+        return BoxState.pack({k: v for k, v in self.affine.items() if k in readers})
 
 
 class _ConstFn:
