@@ -508,11 +508,33 @@ class Pass:
     # layer -> (mask (B, n) of its fixed neurons: dependent on no wide input and narrower than
     # `fixed_row_width`, their lower and upper bounds (0 off the mask), every neuron fixed?):
     # a back-substitution concretises its coefficients on them at once (`Crown.backward`)
-    fixed: Dict[int, tuple] = field(default_factory=dict)
+    fixed: Optional["_Fixed"] = None
     forward_only: bool = False  # the forward pass's bounds stand (no intermediate back-substitution)
 
     def state(self, readers: Dict[int, List[str]]) -> BoxState:
         return BoxState.pack({k: v for k, v in self.affine.items() if k in readers})
+
+
+class _Fixed:
+    """`Pass.fixed`, made per layer when first asked (a back-substitution reaches few of a fixed
+    branch's layers: it concretises where it enters the branch)."""
+
+    def __init__(self, crown, res):
+        self.crown, self.res, self.cache = crown, res, {}
+
+    def get(self, k: int):
+        if k not in self.cache:
+            self.cache[k] = self.crown._fixed_entry(k, self.res)
+        return self.cache[k]
+
+    def values(self):
+        """Every layer's entry that is not None (all of them made)."""
+        res = self.res
+        keys = list(res.dep) if res.dep is not None else []
+        return [e for e in (self.get(k) for k in keys if k != 0) if e is not None]
+
+    def __bool__(self) -> bool:
+        return bool(self.values())
 
 
 class _ConstFn:
@@ -671,7 +693,6 @@ class Crown:
         for L in self.lg.layers[1:]:
             if res.dep is not None and (L.kind != "affine" or L.index in res.affine):
                 self._dependence(L, res)
-            self._mark_fixed(L.index, res)
             if L.kind == "relu":
                 l, u = res.affine[L.source]
                 res.var[L.index] = (ops.pos(l), ops.pos(u))
@@ -685,7 +706,7 @@ class Crown:
                 self._smooth_bounds(L, res)
             elif L.index in self.factors:
                 res.lin[L.index] = self._factor_linear(L.index, res)
-            self._mark_fixed(L.index, res)
+        res.fixed = _Fixed(self, res)
         return res
 
     def _smooth_bounds(self, L, res: Pass) -> None:
@@ -766,6 +787,7 @@ class Crown:
                 res.fwd = {0: self._forward_input(lo, hi, wide, res.free, valid)}
         if method == "crown":
             res.dep = self._wide_inputs(lo, hi)
+        res.fixed = _Fixed(self, res)
         for L in self.lg.layers[1:]:
             k = L.index
             if time.monotonic() > self._deadline:  # (between layers: a forward pass has no row chunks)
@@ -812,7 +834,6 @@ class Crown:
             if res.fwd is not None:  # forward functions nobody reads any more
                 for v in [v for v in res.fwd if self._last_use.get(v, -1) <= k and v not in self.stoppable]:
                     del res.fwd[v]
-            self._mark_fixed(k, res)
             if hook is not None:
                 box = res.affine.get(k) or res.var.get(k)
                 if hook(k, *box):
@@ -865,24 +886,23 @@ class Crown:
         else:
             dep[k] = dep[L.source]
 
-    def _mark_fixed(self, k: int, res: Pass) -> None:
-        """`res.fixed[k]` from layer k's dependence and bounds (see `Pass.fixed`), when some neuron
-        of it is fixed."""
+    def _fixed_entry(self, k: int, res: Pass):
+        """Layer k's entry of `Pass.fixed` from its dependence and bounds, None when no neuron of it
+        is fixed."""
         if res.dep is None or k not in res.dep or bool(res.dep[k].all()):
-            return
+            return None
         box = res.affine.get(k) if self.lg.layers[k].kind == "affine" else res.var.get(k)
         if box is None:
-            return
+            return None
         lo, hi = box
         mask = self._fixed_rows(k, res, lo, hi)
         if not bool(mask.any()):
-            return
+            return None
         if bool(mask.all()):
-            res.fixed[k] = (mask, lo, hi, True)
-            return
+            return (mask, lo, hi, True)
         xp = self.ops.xp
         zero = self.ops.full((), 0.0)
-        res.fixed[k] = (mask, xp.where(mask, lo, zero), xp.where(mask, hi, zero), bool(mask.all()))
+        return (mask, xp.where(mask, lo, zero), xp.where(mask, hi, zero), False)
 
     def _fixed_rows(self, k: int, res: Pass, lo, hi):
         """(B, n) bool, or None: the rows of affine layer k that depend on no wide input entry and
@@ -1384,8 +1404,9 @@ class Crown:
             if layers[j].kind == "affine":
                 spent += self.step_cost[j]
             Lam = pending.pop(j)
-            if fixed is not None and j in fixed and j != 0:
-                mask, f_lo, f_hi, every = fixed[j]
+            entry = fixed.get(j) if fixed is not None and j != 0 else None
+            if entry is not None:
+                mask, f_lo, f_hi, every = entry
                 Lf = Lam if every else xp.where(mask[:, None, :], Lam, ops.full((), 0.0))
                 pos = ops.pos(Lf)
                 bias = bias + ops.bdot(pos, f_lo) + ops.bdot(Lf - pos, f_hi)
