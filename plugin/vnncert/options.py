@@ -54,7 +54,7 @@ class RelaxedOptions:
     max_affine_checks: int = 64  # open cases checked for "no ReLU unstable on the box" (one numpy CROWN pass each)
     share: float = 0.5  # of the time left, when the exact engine follows and takes the network (ACAS Xu's slowest split: 26 of 116 s)
     forward_only_slack: float = 0.25  # CROWN's intermediate bounds forward-only (where the forward pass is on) when, on a sample of the cases, they refute what CROWN does and leave the rest at most this much further (relatively) from refuted (nn4sys mscn: 6 %, 5x faster; cgan: 340 %); negative: never
-    forward_only_sample: int = 8  # ... cases in that sample (each bounded both ways)
+    forward_only_sample: int = 4  # ... cases in that sample (each bounded both ways: on nn4sys mscn CROWN's costs ~0.1 s a case)
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ class BoundsOptions:
     """The bounds layer (bounds/)."""
 
     chunk_values: int = 1 << 25  # back-substitution matrix entries per step (256 MiB of float64): rows go in chunks past it
-    box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x rows, width) matrix stays near this (32 MiB) ...
-    rows_per_box: int = 32  # ... for at most this many rows of the widest layer (back-substitution goes in chunks of chunk_values past it; nn4sys mscn: 85 of its 240 one-dim cases a call, not 3)
+    box_values: int = 1 << 22  # boxes per torch CROWN call so one (box, 2 x width, width) matrix stays near this (32 MiB; forward-only bounds: one (box, width, columns) array: nn4sys mscn 303 cases a call, not 3)
     dense_max_elements: int = 30_000_000  # entries of the graph's terms as kept (dense, or CSR nonzeros) in the torch copies: 240 MB
     sparse_fill: float = 0.15  # torch terms filled below this go CSR (torch spmm beat dense up to ~0.15 fill on one core)
     forward_max_inputs: int = 16  # CROWN carries linear bounds forward when a case has at most this many free inputs (cgan: 3-4; at 32, nn4sys pensieve_parallel_35 took 5.1 s instead of 2.5 s: its 32 free columns cost more than back-substitution) ...

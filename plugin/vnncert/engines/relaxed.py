@@ -125,10 +125,11 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     seed = stats.forward_only and bmethod == "crown" and method == "crown"
     first: dict = {}
     for R, members in _group_by_rows(all_rows).items():
-        # (boxes, 2 x rows, width) back-substitution matrices: boxes per call capped (memory; 3000 cases of
-        # a 128-wide net at once, as in nn4sys lindex_3000, would need 0.8 GB per matrix when all unstable;
-        # past chunk_values a layer's rows go in chunks), as for `rows_per_box` rows of the widest layer
-        per_call = max(1, min(4096 // max(1, R), options.bounds.box_values // (2 * widest * min(widest, options.bounds.rows_per_box))))
+        # (boxes, 2 x width, width) back-substitution matrices: boxes per call capped (memory; 3000 cases of
+        # a 128-wide net at once, as in nn4sys lindex_3000, would need 0.8 GB per matrix when all unstable);
+        # with forward-only bounds, the (boxes, width, columns) forward functions instead
+        per_box = widest * (options.bounds.forward_max_inputs + 2) if stats.forward_only else 2 * widest ** 2
+        per_call = max(1, min(4096 // max(1, R), options.bounds.box_values // per_box))
         for chunk in _chunks(members, per_call):
             if expired(deadline):
                 return done(Verdict.TIMEOUT, f"deadline reached after bounding {bounded} of {len(spec.cases)} cases")
