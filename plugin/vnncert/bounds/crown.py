@@ -283,7 +283,7 @@ class _TorchOps(_NumpyOps):
             Y = W.left_t(X) if X.requires_grad else W.left_sparse(X, transposed=True)
             return Y.T.reshape(B, R, W.shape[1])
         n = L.shape[-1]
-        if n >= 64 and L.numel() >= 8 * n:
+        if n >= 64 and L.numel() >= 8 * n and not L.requires_grad:  # (alpha's steps: the plain product and its gradient)
             nz = (L != 0).reshape(-1, n).any(0)
             count = int(nz.sum())
             if count <= self.column_share * n:
