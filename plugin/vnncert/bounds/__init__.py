@@ -57,7 +57,8 @@ def prepare(lg, backend: str = "numpy", options: BoundsOptions = BoundsOptions()
                  backward_forward_ratio=options.backward_forward_ratio,
                  quadratic_max_inputs=options.quadratic_max_inputs,
                  quadratic_max_products=options.quadratic_max_products, forward_narrow=options.forward_narrow,
-                 fixed_row_width=options.fixed_row_width)
+                 fixed_row_width=options.fixed_row_width, sparse_rows=options.sparse_rows,
+                 sparse_row_macs=options.sparse_row_macs, sparse_budget=options.sparse_budget)
 
 
 def prepare_lirpa(network, options: BoundsOptions = BoundsOptions()):

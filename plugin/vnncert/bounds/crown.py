@@ -554,7 +554,8 @@ class Crown:
     def __init__(self, lg, backend: str = "numpy", chunk_values: int = 1 << 25, sparse_fill: float = 0.15,
                  forward_max_inputs: int = 16, backward_budget: float = 2e8, quadratic_max_inputs: int = 16,
                  forward_narrow: float = 1e-9, quadratic_max_products: int = 1024, fixed_row_width: float = 1e-6,
-                 backward_forward_ratio: float = 2.0):
+                 backward_forward_ratio: float = 2.0, sparse_rows: float = 0.0, sparse_row_macs: float = math.inf,
+                 sparse_budget: float = math.inf):
         self.lg = lg
         self.ops = _TorchOps(sparse_fill) if backend == "torch" else _NumpyOps()
         self.backend = self.ops.name
@@ -670,6 +671,15 @@ class Crown:
         for L in lg.layers:
             for s_ in layer_sources(L):
                 self._last_use[s_] = max(self._last_use.get(s_, 0), L.index)
+        # sparse-row back-substitution (`_backward_rows_sparse`): CSR coefficients while they fill
+        # less than this share of their layer
+        self.sparse_rows = float(sparse_rows)
+        self.sparse_chunk = 128  # rows per sparse back-substitution (the budget is checked between them)
+        self.sparse_row_macs = float(sparse_row_macs)
+        self.sparse_budget = float(sparse_budget)
+        self._sparse_fit: Dict[int, bool] = {}
+        self._csr_copies: Dict[int, object] = {}
+        self._row_counts: Dict[int, np.ndarray] = {}
         self._share_dims = None
         self._deadline = math.inf
         self.stats: Dict[str, float] = {"crown_s": 0.0}
@@ -1108,6 +1118,15 @@ class Crown:
         Gu = xp.where(exact[..., None], Gu, const)
         return Gl, Gu
 
+    def _forward_shares(self, k: int, res: Pass):
+        """Layer k's split-score shares (B, n, dims) from its forward functions' coefficients."""
+        ops = self.ops
+        x_lo, x_hi = res.var[0]
+        Fl, Fu = self._fn(res, k)
+        rad = self._at_columns((x_hi - x_lo) / 2.0, res)
+        contrib = ops.normalise_rows((abs(Fl[..., :-1]) + abs(Fu[..., :-1])) * rad[:, None, :])
+        return self._to_share_dims(contrib, res, int(x_lo.shape[1]))
+
     def _affine_bounds(self, k: int, res: Pass, parent: Optional[BoxState], method: str, want_shares: bool, output: bool):
         ops = self.ops
         forward = res.fwd is not None and all(s in res.fwd for s, _, _ in self.W[k])
@@ -1171,7 +1190,8 @@ class Crown:
         budget = self.backward_budget
         if res.fwd is not None:  # never more than `backward_forward_ratio` forward passes (columns x entries)
             budget = 0.0 if res.forward_only else min(budget, self.backward_forward_ratio * 2.0 * (res.free.shape[1] + 1) * self.entries)
-        if res.fwd is not None and U * self.prefix[k] > budget and not (output and k == self.lg.output):
+        sparse = U > 0 and res.fwd is not None and not res.forward_only and self._sparse_rows_fit(k)
+        if not sparse and res.fwd is not None and U * self.prefix[k] > budget and not (output and k == self.lg.output):
             # too many rows to back-substitute to the input: back-substitute them only as far as
             # the budget pays for (per box), then through a ReLU layer's forward functions;
             # when not even the first step back is affordable, the forward bounds stand
@@ -1179,32 +1199,53 @@ class Crown:
             first = [s_ for s_, _, _ in self.W[k]]
             if all(s_ in res.fwd for s_ in first) and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row:
                 partial = per_row
-        if res.fwd is not None and partial is None and U * self.prefix[k] > budget \
+        if not sparse and res.fwd is not None and partial is None and U * self.prefix[k] > budget \
                 and not (output and k == self.lg.output):
             # the forward bounds stand (and give the scores' shares)
             if want_shares and scored:
-                Fl, Fu = self._fn(res, k)
-                rad = self._at_columns((x_hi - x_lo) / 2.0, res)
-                contrib = ops.normalise_rows((abs(Fl[..., :-1]) + abs(Fu[..., :-1])) * rad[:, None, :])
-                res.shares[k] = self._to_share_dims(contrib, res, int(x_lo.shape[1]))
+                res.shares[k] = self._forward_shares(k, res)
             return lo, hi
         if U > 0:
-            order_all = ops.order_first(need, U)
             step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
+            cap = math.inf
+            if sparse:
+                # the rows of the widest relaxation gap first; with the forward pass on (a graph too
+                # costly to back-substitute whole), only as many chunks as `sparse_budget`
+                # multiply-adds per box pay for: the other rows keep their forward bounds
+                gap = ops.xp.where(need, -lo * hi / ops.xp.where(need, hi - lo, ops.full((), 1.0)), ops.full((), -np.inf))
+                gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))  # (infinite bounds: first)
+                order_all = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
+                             else np.argsort(-gap, axis=1, kind="stable"))[:, :U]
+                step = min(step, self.sparse_chunk)
+                row_macs = math.inf
+                if not (output and k == self.lg.output):
+                    cap, row_macs = self.sparse_budget, self.sparse_row_macs
+                    if shares is not None:
+                        shares = self._forward_shares(k, res)
+            else:
+                order_all = ops.order_first(need, U)
+            spent = 0.0
             for c0 in range(0, U, step):
                 if time.monotonic() > self._deadline:
                     raise Expired()
+                if c0 and spent * (1.0 + step / c0) > cap:  # (the next chunk at the rows' mean cost so far)
+                    self.stats["sparse_rows_left"] = self.stats.get("sparse_rows_left", 0) + int(U - c0)
+                    break
                 order = order_all[:, c0:c0 + step]
                 Uc = order.shape[1]
                 valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
-                start = {}
-                for s, W, _ in self.W[k]:
-                    Wr = ops.gather_rows(W, order)
-                    start[s] = ops.cat([Wr, -Wr], 1)
-                br = self.b[k][order]
-                lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
-                                      stop=None if partial is None else (partial, res),
-                                      lines=res.lines, fixed=res.fixed)
+                if sparse:
+                    lb, A, macs = self._backward_rows_sparse(k, order, valid, res, shares is not None, row_macs)
+                    spent += macs / max(1, B)
+                else:
+                    start = {}
+                    for s, W, _ in self.W[k]:
+                        Wr = ops.gather_rows(W, order)
+                        start[s] = ops.cat([Wr, -Wr], 1)
+                    br = self.b[k][order]
+                    lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
+                                          stop=None if partial is None else (partial, res),
+                                          lines=res.lines, fixed=res.fixed)
                 if shares is not None and self._share_dims is not None:
                     A = A[..., self._share_dims]
                 new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
@@ -1539,6 +1580,12 @@ class Crown:
             pos = ops.pos(Lam)
             g = pos @ Fl + (Lam - pos) @ Fu  # (B, R, m + 1)
             G = g if G is None else G + g
+        return self._finish_forward(G, bias, res, want_A)
+
+    def _finish_forward(self, G, bias, res: Pass, want_A: bool):
+        """Lower bounds (B, R) of linear functions G (B, R, m + 1) of the free inputs plus `bias`
+        over the boxes, with want_A their coefficients in x."""
+        ops = self.ops
         A_f, c = G[..., :-1], G[..., -1] + bias
         x_lo, x_hi = res.var[0]
         pos = ops.pos(A_f)
@@ -1547,6 +1594,146 @@ class Crown:
         if want_A:
             A = ops.scatter_cols(A_f, res.free, int(x_lo.shape[1]))
         return lb, A
+
+    # ---- sparse-row back-substitution (rows of local support: convolutions) -----------------------
+    def _sparse_term(self, W):
+        """A term's scipy CSR (a dense term's made once)."""
+        import scipy.sparse as sp
+
+        if isinstance(W, _TorchCsr):
+            return W.sp
+        if sp.issparse(W):
+            return W.tocsr()
+        key = id(W)
+        if key not in self._csr_copies:
+            self._csr_copies[key] = sp.csr_matrix(np.asarray(self.ops.numpy(W), np.float64))
+        return self._csr_copies[key]
+
+    def _sparse_rows_fit(self, k: int) -> bool:
+        """Whether affine layer k's rows go back by the sparse-row back-substitution: on (a
+        positive `sparse_rows`) and some layer before k is a CSR term (a convolution: rows of
+        local support)."""
+        if self.sparse_rows <= 0:
+            return False
+        fit = self._sparse_fit.get(k)
+        if fit is None:
+            fit = any(isinstance(W, _TorchCsr) or hasattr(W, "nnz") for j, terms in self.W.items() if j <= k
+                      for _, W, _ in terms)
+            self._sparse_fit[k] = fit
+        return fit
+
+    def _backward_rows_sparse(self, k: int, order, valid, res: Pass, want_A: bool, row_macs: float = math.inf):
+        """Lower bounds (B, 2U) of affine layer k's rows `order` (B, U) (its lower bounds first, then
+        minus its upper bounds, as `backward` gets them), with want_A their coefficients in x, by
+        back-substitution with the coefficients held as scipy CSR matrices, one row per box and
+        bound (rows where `valid` is False are empty): a convolution's row reaches only its
+        receptive field, so each step costs the entries it touches, not the whole layer's. A
+        coefficient matrix that fills past `sparse_rows` of its layer goes on dense (`backward`).
+        `row_macs` (the forward pass on): where the next step back would take the multiply-adds
+        past this many per row and every pending layer has forward functions (`Pass.fwd`), finish
+        through them (as `backward`'s `stop`). Returns (lb, A, the multiply-adds spent)."""
+        import scipy.sparse as sp
+
+        ops = self.ops
+        B, U = order.shape
+        order_np = np.asarray(ops.numpy(order), np.int64)
+        valid_np = np.asarray(ops.numpy(valid), bool)
+        R = 2 * U
+        # the selection (B * 2U, n_k): +1 at (b, i), -1 at (b, U + i), for the valid rows
+        bi, ii = np.nonzero(valid_np)
+        rows = np.concatenate([bi * R + ii, bi * R + U + ii])
+        cols = np.concatenate([order_np[bi, ii], order_np[bi, ii]])
+        vals = np.concatenate([np.ones(bi.size), -np.ones(bi.size)])
+        n_k = self.lg.layers[k].size
+        P = sp.csr_matrix((vals, (rows, cols)), shape=(B * R, n_k))
+        bias = P @ np.asarray(ops.numpy(self.b[k]), np.float64)
+        pending = {}
+        for s_, W, _ in self.W[k]:
+            M = P @ self._sparse_term(W)
+            pending[s_] = pending[s_] + M if s_ in pending else M
+        box = None  # per stored entry, its row's box: made on use
+        layers = self.lg.layers
+        spent = 0.0
+        while pending:
+            if time.monotonic() > self._deadline:
+                raise Expired()
+            j = max(pending)
+            L = layers[j]
+            Lam = pending[j]
+            dense_next = L.kind not in ("affine", "relu", "input") or Lam.nnz > self.sparse_rows * Lam.shape[0] * Lam.shape[1]
+            if j != 0 and res.fwd is not None and row_macs < math.inf and all(p in res.fwd for p in pending):
+                nxt = self._sparse_step_cost(L.source if L.kind == "relu" else j, Lam)  # (a relu's: its source's, next)
+                if spent + nxt > row_macs * 2 * bi.size:
+                    self.stats["partial_rows"] = self.stats.get("partial_rows", 0) + int(bi.size * 2)
+                    G = None
+                    for p, M in pending.items():
+                        g = self._sparse_apply_forward(M, self._fn(res, p), B, R)
+                        G = g if G is None else G + g
+                    lb, A = self._finish_forward(G, ops.asarray(bias.reshape(B, R)), res, want_A)
+                    return lb, A, spent
+            if dense_next:  # go on dense (its cost counted as the dense products')
+                start = {p: ops.asarray(M.toarray().reshape(B, R, M.shape[1])) for p, M in pending.items()}
+                self.stats["sparse_handover"] = self.stats.get("sparse_handover", 0) + 1
+                rest = max(0 if p == 0 else self.prefix.get(p if layers[p].kind == "affine" else layers[p].source, 0)
+                           for p in pending)
+                lb, A = self.backward(start, ops.asarray(bias.reshape(B, R)), res.affine, res.var, want_A=want_A,
+                                      lines=res.lines)
+                return lb, A, spent + float(bi.size) * 2 * rest
+            del pending[j]
+            if j == 0:
+                x_lo, x_hi = (np.asarray(ops.numpy(v), np.float64) for v in res.var[0])
+                A = Lam.toarray().reshape(B, R, -1)
+                pos = np.maximum(A, 0.0)
+                lb = np.einsum("brn,bn->br", pos, x_lo) + np.einsum("brn,bn->br", A - pos, x_hi) + bias.reshape(B, R)
+                return ops.asarray(lb), (ops.asarray(A) if want_A else None), spent
+            if L.kind == "affine":
+                step_macs = self._sparse_step_cost(j, Lam)
+                spent += step_macs
+                self.stats["sparse_macs"] = self.stats.get("sparse_macs", 0.0) + step_macs
+                bias = bias + Lam @ np.asarray(ops.numpy(self.b[j]), np.float64)
+                for s_, W, _ in self.W[j]:
+                    M = Lam @ self._sparse_term(W)
+                    pending[s_] = pending[s_] + M if s_ in pending else M
+            else:  # relu: the lower slope where the coefficient is positive, the upper line where negative
+                l, u = res.affine[L.source]
+                lo_s, up_s, up_b = (np.asarray(ops.numpy(v), np.float64) for v in relu_relaxation(l, u, ops.xp))
+                Lam = Lam.tocsr()
+                r_of = np.repeat(np.arange(Lam.shape[0]), np.diff(Lam.indptr))
+                b_of = r_of // R
+                d, c = Lam.data, Lam.indices
+                neg = d < 0
+                bias = bias + np.bincount(r_of[neg], weights=d[neg] * up_b[b_of[neg], c[neg]], minlength=Lam.shape[0])
+                data = np.where(neg, d * up_s[b_of, c], d * lo_s[b_of, c])
+                M = sp.csr_matrix((data, c.copy(), Lam.indptr.copy()), shape=Lam.shape)
+                M.eliminate_zeros()
+                pending[L.source] = pending[L.source] + M if L.source in pending else M
+        return ops.asarray(bias.reshape(B, R)), (ops.zeros((B, R, self.lg.n_inputs)) if want_A else None), spent
+
+    def _sparse_step_cost(self, j: int, Lam) -> float:
+        """Multiply-adds of taking CSR coefficients `Lam` one step back through layer j."""
+        L = self.lg.layers[j]
+        if L.kind != "affine":
+            return 0.0
+        cost = 0.0
+        for _, W, _ in self.W[j]:
+            nnz = self._row_counts.get(id(W))
+            if nnz is None:
+                S = self._sparse_term(W)
+                nnz = np.diff(S.indptr) if S is not None else np.full(W.shape[0], W.shape[1])
+                self._row_counts[id(W)] = nnz
+            cost += float(nnz[Lam.indices].sum())
+        return cost
+
+    def _sparse_apply_forward(self, M, F, B: int, R: int):
+        """CSR coefficients M (B * R, n) applied to forward functions F = (lower, upper) (B, n, m + 1):
+        the lower function where a coefficient is positive, the upper where negative: (B, R, m + 1)."""
+        Fl, Fu = (np.asarray(self.ops.numpy(v), np.float64) for v in F)  # (B, n, m + 1)
+        pos = M.maximum(0).tocsr()
+        neg = (M - pos).tocsr()
+        out = np.zeros((B, R, Fl.shape[2]))
+        for b in range(B):
+            out[b] = pos[b * R:(b + 1) * R] @ Fl[b] + neg[b * R:(b + 1) * R] @ Fu[b]
+        return self.ops.asarray(out)
 
     # ---- the final pass ----------------------------------------------------------------------------
     def final(self, C, res: Pass, want_A: bool = False, want_scores: bool = False, alphas=None, relax=None,
