@@ -338,12 +338,12 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
     g0 = bounds.prepare(lg, "numpy")
     worst = max(L.size * g0.prefix[L.index] for L in lg.layers if L.index in g0.readers and not g0.input_only[L.index])
     # the forward pass on (worst > budget) and the dense back-substitution of every row it leaves unstable
-    dense = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0)
+    dense = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, backward_forward_ratio=np.inf)
     plain = bounds.compute(bounds.prepare(lg, "torch", dense), lo, hi, C, want_state=True)
     fwd_only = bounds.compute(bounds.prepare(lg, "torch", BoundsOptions(forward_max_inputs=64, backward_budget=0.0)),
                               lo, hi, C, want_state=True)
-    full = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, sparse_rows=0.3, sparse_budget=np.inf,
-                         sparse_row_macs=np.inf)
+    full = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, backward_forward_ratio=np.inf, sparse_rows=0.3,
+                         sparse_budget=np.inf, sparse_row_macs=np.inf)
     g = bounds.prepare(lg, "torch", full)
     assert g.forward_worthwhile
     r = bounds.compute(g, lo, hi, C, want_state=True, want_A=True, want_scores=True, score_dims=np.arange(n))
