@@ -125,7 +125,7 @@ class ActivationSplitOptions:
     smooth_alpha_iters: int = 0  # alpha-CROWN steps on the final rows of each domain CROWN leaves open (0: off)
     fsb_candidates: int = 8  # filtered smart branching: a parent's best-scored free neurons whose children are bounded once to pick the split (1: the best score alone)
     fsb_min_weight: float = 0.5  # ... a candidate's value: its better child's margin plus this times the worse one's
-    fsb_chunk: int = 4096  # ... children bounded per call at most (memory: each holds a row per layer entry)
+    fsb_chunk: int = 4096  # ... children x rows bounded per call at most (memory: each holds a row per layer entry)
     root_iters: int = 40  # Adam steps on the root domain's alpha/beta
     child_iters: int = 12  # ... on each child's, started from its parent's (8 proved fewer disjuncts on mnist_fc 256x6)
     lr_alpha: float = 0.3  # Adam's learning rate of the lower slopes

@@ -230,8 +230,8 @@ def smart_branch(bab: AlphaBeta, parents: _Domains, b: np.ndarray) -> torch.Tens
     ok = cand >= 0
     cpos = cand.clamp(min=0)
     R = parents.alpha.shape[1]
-    # children in chunks of parents: each chunk's back-substitution holds (2 c rows per parent) x layer width
-    per = max(1, bab.options.fsb_chunk // (2 * c))
+    # children in chunks of parents: each chunk's back-substitution holds (2 c R rows per parent) x layer width
+    per = max(1, bab.options.fsb_chunk // (2 * c * max(R, 1)))
     thr = torch.as_tensor(np.asarray(b, np.float64)).to(dt)
     value = torch.empty((n, c), dtype=dt)
     with torch.no_grad():
