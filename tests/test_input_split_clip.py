@@ -168,3 +168,65 @@ def test_crown_back_substitutes_a_stable_relu_read_by_an_act_layer(tmp_path):
         xs = np.random.default_rng(0).uniform(-1, 1, (2000, 2))
         ys = net.evaluate(xs.astype(F32)).astype(np.float64).reshape(-1)
         assert r.lower[0, 0] <= ys.min() and r.lower[0, 0] > 23.0 ** 3 - 1e3  # interval would give 21^3-ish
+
+
+def test_rebound_takes_the_boxes_clipping_halved_or_more(tmp_path):
+    """`InputSplit._rebound`: a box clipping shrank to at most `clip_rebound` of its volume over
+    its free dims wider than min_width is bounded again whole; less shrunk, emptied, too thin,
+    or with the option off, it is not."""
+    from vnncert.search.input_split import InputSplit
+
+    net = _identity_net(tmp_path)
+    spec = _case()
+    g = bounds.prepare(net.layer_graph, "torch")
+    s = InputSplit(net, spec, 0, g, "crown", Options(threads=1), time.monotonic() + 60, InputSplitStats(), "relaxed")
+    lo = np.array([[0.0, 0.0]] * 5)
+    hi = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1e-10, 1e-10]])
+    lo2 = lo.copy()
+    hi2 = np.array([[0.5, 1.0], [0.6, 0.8], [0.6, 1.0], [-1.0, 1.0], [5e-11, 5e-11]])
+    lo2[3, 0] = 0.0  # (row 3: emptied, lo > hi)
+    assert s._rebound(lo, hi, lo2, hi2).tolist() == [True, True, False, False, False]
+    off = InputSplit(net, spec, 0, g, "crown", Options(threads=1).with_(split_clip_rebound=0.0), time.monotonic() + 60,
+                     InputSplitStats(), "relaxed")
+    assert not off._rebound(lo, hi, lo2, hi2).any()
+
+
+@pytest.mark.parametrize("seed,smooth", [(0, False), (2, True)])
+def test_rebound_keeps_the_verdicts(tmp_path, seed, smooth):
+    """Random seeded nets, random one-row cases over boxes with 1 or 3 free inputs, b at a quantile
+    of sampled outputs: the search with re-bounding of shrunk boxes (default) and without gives
+    the same verdict; a sat's witness is in the unsafe set by the network; a refuted case has no
+    sampled point in it."""
+    net = _net(tmp_path, seed, smooth)
+    g = bounds.prepare(net.layer_graph, "torch")
+    rng = np.random.default_rng(300 + seed)
+    rebounds = refuted = 0
+    for trial in range(10):
+        c = rng.uniform(-1, 1, 3)
+        r = np.array([0.8, 0.8, 0.8]) if trial % 2 else np.array([0.8, 0.0, 0.0])
+        reg = InputRegion(c - r, c + r)
+        xs = rng.uniform(c - r, c + r, (4000, 3))
+        C = rng.standard_normal((1, 3))
+        v = (net.evaluate(xs.astype(F32)).astype(np.float64) @ C.T)[:, 0]
+        b = np.quantile(v, 0.002) - (0.02 if trial % 3 else -0.05) * (v.max() - v.min())
+        spec = Spec(3, 3, [Case(reg, [Halfspaces(C, np.array([b]), np.zeros(1, bool))])])
+        got = []
+        for f in (0.5, 0.0):
+            st = InputSplitStats()
+            out, status = split_case(net, spec, 0, g, "crown", Options(threads=1).with_(split_clip_rebound=f),
+                                     time.monotonic() + 60, st, "relaxed")
+            if f:
+                rebounds += st.rebounds
+            else:
+                assert st.rebounds == 0
+            if out is not None:
+                x = np.asarray(out.counterexample[0], np.float64)
+                y = net.evaluate(x[None].astype(F32)).astype(np.float64)
+                assert (y @ C.T)[0, 0] <= b + 1e-6
+                status = "sat"
+            got.append(status)
+        assert got[0] == got[1], (trial, got)
+        if got[0] == "refuted":
+            refuted += 1
+            assert not (v <= b).any()
+    assert refuted >= 2 and rebounds >= 1

@@ -90,6 +90,7 @@ class InputSplitOptions:
     heuristic: str = "slack"  # input-split dimension: slack | smear | width | abswidth (docs/relaxed.md)
     max_dims: int = 32  # input splitting only when a case has at most this many free input dims (nn4sys pensieve_*_parallel: 32; the smooth split's alternative timed out there)
     clip: bool = True  # input-domain clipping of every open box by its rows' linear bounds (our CROWN; docs/relaxed.md §3)
+    clip_rebound: float = 0.5  # a box clipping shrank to at most this share of its volume (over its free dims) is bounded again whole, not split (0: never)
     batch: int = 256  # boxes bounded per call at the start ...
     batch_min: int = 16  # ... halved down to this while a call takes longer than batch_slow
     batch_max: int = 4096  # ... doubled up to this while a call takes less than batch_fast
@@ -231,6 +232,7 @@ FLAT = {
     "split_heuristic": ("input_split", "heuristic"),
     "split_max_dims": ("input_split", "max_dims"),
     "split_clip": ("input_split", "clip"),
+    "split_clip_rebound": ("input_split", "clip_rebound"),
     "sigma": ("smoothing", "sigma"),
     "noise": ("smoothing", "noise"),
     "n0": ("smoothing", "n0"),

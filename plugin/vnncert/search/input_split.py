@@ -197,6 +197,7 @@ class InputSplitStats:
     gave_up_open: int = 0  # open boxes when the memory bound stopped the search (0: it did not)
     clipped: int = 0  # open boxes that input-domain clipping shrank
     clip_refuted: int = 0  # boxes it closed (every disjunct's clipped box empty)
+    rebounds: int = 0  # boxes it shrank enough to be bounded again whole instead of split (`clip_rebound`)
 
 
 class Pace:
@@ -412,11 +413,17 @@ class InputSplit:
             if self.clip and oA is not None:
                 lo2, hi2, alive2 = clip_boxes(op.lo, op.hi, oA, olb, rows, op.alive, self.free_dims)
                 st.clipped += int(((lo2 > op.lo) | (hi2 < op.hi)).any(axis=1).sum())
+                again = self._rebound(op.lo, op.hi, lo2, hi2)
                 op.lo, op.hi, op.alive = lo2, hi2, alive2
                 gone = rows.closed(~alive2)
-                if gone.any():
+                again &= ~gone
+                if again.any():  # shrunk at least as much as a split would: bounded again whole (from its state)
+                    st.rebounds += int(again.sum())
+                    stack.append(op.take(np.flatnonzero(again)))
+                    n_open += int(again.sum())
+                if gone.any() or again.any():
                     st.clip_refuted += int(gone.sum())
-                    keep = np.flatnonzero(~gone)
+                    keep = np.flatnonzero(~gone & ~again)
                     op, olb = op.take(keep), olb[keep]
                     oA = oA[keep]
                     oS = oS[keep] if oS is not None else None
@@ -521,6 +528,23 @@ class InputSplit:
         if st.unresolved:
             return None, "unknown"
         return None, "refuted"
+
+    def _rebound(self, lo, hi, lo2, hi2) -> np.ndarray:
+        """(K,) the boxes that clipping shrank to at most `clip_rebound` of their volume over the
+        free dims still splittable (wider than `min_width`): bounded again whole instead of split.
+        A split halves the volume with two boxes; such a box is one box of at most that volume
+        (its bounds then start from its own intermediate bounds). Each time at least halves that
+        volume, so a box is bounded again at most ~log2(width / min_width) times per dim."""
+        f = self.o.clip_rebound
+        K = lo.shape[0]
+        if not f > 0 or not K:
+            return np.zeros(K, bool)
+        w = (hi - lo)[:, self.free_dims]
+        w2 = np.maximum(hi2 - lo2, 0.0)[:, self.free_dims]
+        wide = w > self.o.min_width
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(wide, w2 / np.where(wide, w, 1.0), 1.0)
+        return wide.any(axis=1) & (ratio.prod(axis=1) <= f) & (lo2 <= hi2).all(axis=1)
 
     def _best_open_rows(self, lb: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """Per box, the row of an open disjunct whose bound is closest to refuting it."""
