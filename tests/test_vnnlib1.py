@@ -597,3 +597,22 @@ def test_scaled_rows_over_several_variables_become_exact():
     assert hs.holds(np.array([[1.0, 1.0]]))[0] and not hs.holds(np.array([[1.0, np.nextafter(1.0, 2)]]))[0]
     assert "too many significant digits" in err(
         decl(1, 2) + box([0], [1]) + "(assert (<= (+ (* 0.12345678901234567891 Y_0) (* 0.2 Y_1)) 0.3))")
+
+
+def test_nesting_precheck_is_the_running_parenthesis_depth():
+    """`_may_nest_too_deeply` is exactly: the running depth ('(' +1, ')' -1, over the bytes, comments
+    included) exceeds MAX_DEPTH somewhere; random texts around the limit, unbalanced ones too."""
+    rng = random.Random(7)
+    for trial in range(200):
+        n = rng.choice([0, 1, 50, V.MAX_DEPTH - 1, V.MAX_DEPTH, V.MAX_DEPTH + 1, 2 * V.MAX_DEPTH])
+        parts = []
+        for _ in range(n):
+            parts.append(rng.choice(["(", "(", "(", ")", " x ", "; (é)\n", "(assert (<= X_0 1))"]))
+        text = "".join(parts)
+        depth, deepest = 0, 0
+        for ch in text:
+            depth += (ch == "(") - (ch == ")")
+            deepest = max(deepest, depth)
+        assert V._may_nest_too_deeply(text) == (deepest > V.MAX_DEPTH), trial
+    assert V._may_nest_too_deeply("(" * (V.MAX_DEPTH + 1)) and not V._may_nest_too_deeply("(" * V.MAX_DEPTH)
+    assert not V._may_nest_too_deeply("") and not V._may_nest_too_deeply(")))")
