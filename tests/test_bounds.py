@@ -325,7 +325,8 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
     """The sparse-row back-substitution (forward pass on, `BoundsOptions.sparse_rows`) on random
     generator nets (ConvTranspose, BatchNorm, Conv, Gemm): with no budget it gives the bounds of the
     dense back-substitution of every row the forward pass leaves unstable, up to rounding; with small budgets (few
-    rows, rows finishing through the forward functions) its bounds hold on sampled points of each
+    rows; a first pass finishing rows through the forward functions, then the rows still unstable in
+    full) its bounds hold on sampled points of each
     box, every layer's inside the forward pass's alone; numpy and torch agree."""
     from vnncert.options import BoundsOptions
 

@@ -1207,7 +1207,7 @@ class Crown:
             return lo, hi
         if U > 0:
             step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
-            cap = math.inf
+            cap = row_macs = math.inf
             if sparse:
                 # the rows of the widest relaxation gap first; with the forward pass on (a graph too
                 # costly to back-substitute whole), only as many chunks as `sparse_budget`
@@ -1217,7 +1217,6 @@ class Crown:
                 order_all = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
                              else np.argsort(-gap, axis=1, kind="stable"))[:, :U]
                 step = min(step, self.sparse_chunk)
-                row_macs = math.inf
                 if not (output and k == self.lg.output):
                     cap, row_macs = self.sparse_budget, self.sparse_row_macs
                     if shares is not None:
@@ -1225,41 +1224,56 @@ class Crown:
             else:
                 order_all = ops.order_first(need, U)
             spent = 0.0
-            for c0 in range(0, U, step):
-                if time.monotonic() > self._deadline:
-                    raise Expired()
-                if c0 and spent * (1.0 + step / c0) > cap:  # (the next chunk at the rows' mean cost so far)
-                    self.stats["sparse_rows_left"] = self.stats.get("sparse_rows_left", 0) + int(U - c0)
-                    break
-                order = order_all[:, c0:c0 + step]
-                Uc = order.shape[1]
-                valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
-                if sparse:
-                    lb, A, macs = self._backward_rows_sparse(k, order, valid, res, shares is not None, row_macs)
-                    spent += macs / max(1, B)
-                else:
-                    start = {}
-                    for s, W, _ in self.W[k]:
-                        Wr = ops.gather_rows(W, order)
-                        start[s] = ops.cat([Wr, -Wr], 1)
-                    br = self.b[k][order]
-                    lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
-                                          stop=None if partial is None else (partial, res),
-                                          lines=res.lines, fixed=res.fixed)
-                if shares is not None and self._share_dims is not None:
-                    A = A[..., self._share_dims]
-                new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
-                new_l, new_u = new_l - slack(new_l), new_u + slack(new_u)
-                rows = ops.arange(B)[:, None] + 0 * order
-                sel_r, sel_c = rows[valid], order[valid]
-                lo[sel_r, sel_c] = ops.xp.maximum(lo[sel_r, sel_c], new_l[valid])
-                hi[sel_r, sel_c] = ops.xp.minimum(hi[sel_r, sel_c], new_u[valid])
-                if shares is not None:
-                    rad = (x_hi - x_lo) / 2.0
-                    if self._share_dims is not None:
-                        rad = rad[:, self._share_dims]
-                    contrib = ops.normalise_rows((abs(A[:, :Uc]) + abs(A[:, Uc:])) * rad[:, None, :])
-                    shares[sel_r, sel_c] = contrib[valid]
+            # (sparse, `sparse_row_macs` finite: a first pass with rows finishing through the forward
+            # functions past it, then the full back-substitution of the rows still unstable)
+            passes = [row_macs, math.inf] if sparse and row_macs < math.inf else [row_macs if sparse else math.inf]
+            for pi, pass_macs in enumerate(passes):
+                if pi:
+                    if spent >= cap:
+                        break
+                    need = need & (lo < 0) & (hi > 0)
+                    counts = ops.count(need)
+                    U = int(counts.max()) if B else 0
+                    gap = ops.xp.where(need, -lo * hi / ops.xp.where(need, hi - lo, ops.full((), 1.0)), ops.full((), -np.inf))
+                    gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))
+                    order_all = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
+                                 else np.argsort(-gap, axis=1, kind="stable"))[:, :U]
+                    self.stats["sparse_second_rows"] = self.stats.get("sparse_second_rows", 0) + int(ops.numpy(counts).sum())
+                for c0 in range(0, U, step):
+                    if time.monotonic() > self._deadline:
+                        raise Expired()
+                    if c0 and spent * (1.0 + step / c0) > cap:  # (the next chunk at the rows' mean cost so far)
+                        self.stats["sparse_rows_left"] = self.stats.get("sparse_rows_left", 0) + int(U - c0)
+                        break
+                    order = order_all[:, c0:c0 + step]
+                    Uc = order.shape[1]
+                    valid = (ops.arange(Uc)[None, :] + c0) < counts[:, None]
+                    if sparse:
+                        lb, A, macs = self._backward_rows_sparse(k, order, valid, res, shares is not None, pass_macs)
+                        spent += macs / max(1, B)
+                    else:
+                        start = {}
+                        for s, W, _ in self.W[k]:
+                            Wr = ops.gather_rows(W, order)
+                            start[s] = ops.cat([Wr, -Wr], 1)
+                        br = self.b[k][order]
+                        lb, A = self.backward(start, ops.cat([br, -br], 1), res.affine, res.var, want_A=shares is not None,
+                                              stop=None if partial is None else (partial, res),
+                                              lines=res.lines, fixed=res.fixed)
+                    if shares is not None and self._share_dims is not None:
+                        A = A[..., self._share_dims]
+                    new_l, new_u = lb[:, :Uc], -lb[:, Uc:]
+                    new_l, new_u = new_l - slack(new_l), new_u + slack(new_u)
+                    rows = ops.arange(B)[:, None] + 0 * order
+                    sel_r, sel_c = rows[valid], order[valid]
+                    lo[sel_r, sel_c] = ops.xp.maximum(lo[sel_r, sel_c], new_l[valid])
+                    hi[sel_r, sel_c] = ops.xp.minimum(hi[sel_r, sel_c], new_u[valid])
+                    if shares is not None:
+                        rad = (x_hi - x_lo) / 2.0
+                        if self._share_dims is not None:
+                            rad = rad[:, self._share_dims]
+                        contrib = ops.normalise_rows((abs(A[:, :Uc]) + abs(A[:, Uc:])) * rad[:, None, :])
+                        shares[sel_r, sel_c] = contrib[valid]
         if shares is not None:
             res.shares[k] = shares
         self.stats["crown_s"] += time.monotonic() - t0
