@@ -109,7 +109,6 @@ def test_forward_only_bounds_hold_and_the_default_is_never_looser(tmp_path):
     lg = net.layer_graph
     rng = np.random.default_rng(8)
     lo, hi = _fixed_boxes(rng, 4, (0,))
-    C = rng.standard_normal((4, 2, 2))
     g = bounds.prepare(lg, "torch", BoundsOptions(forward_max_inputs=64, backward_budget=300.0, backward_forward_ratio=1e9))
     assert g.forward_worthwhile
     res_f = g.intermediate(lo, hi, method="crown", forward_only=True)

@@ -8,7 +8,6 @@ import random
 import re
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest

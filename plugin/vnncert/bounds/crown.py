@@ -936,7 +936,6 @@ class Crown:
     def _column_index(self, wide: np.ndarray, m: int):
         """(B, m): per box, the input entry of each column (its wide entries in order, padded with
         its first: a padding column's coefficients are all 0), and (B, m) bool: not padding."""
-        B = wide.shape[0]
         order = np.argsort(~wide, axis=1, kind="stable")[:, :m]
         valid = np.arange(m)[None, :] < wide.sum(axis=1)[:, None]
         cols = np.where(valid, order, order[:, :1]).astype(np.int64)
@@ -1665,7 +1664,6 @@ class Crown:
         for s_, W, _ in self.W[k]:
             M = P @ self._sparse_term(W)
             pending[s_] = pending[s_] + M if s_ in pending else M
-        box = None  # per stored entry, its row's box: made on use
         layers = self.lg.layers
         spent = 0.0
         while pending:
