@@ -202,6 +202,17 @@ def test_a_joint_call_gives_each_request_its_own_result(tmp_path, forward):
         assert req.seconds >= 0.0
 
 
+def _thresholds_below_sampled_min(lg, spec, rng, below: float) -> np.ndarray:
+    """Per case, a threshold `below` x the sampled range (and 1e-3) under its first row's minimum
+    over 20,000 uniform points of its box: unsat, but not at the root."""
+    thr = []
+    for c in spec.cases:
+        xs = c.region.lower + rng.random((20000, 6)) * (c.region.upper - c.region.lower)
+        v = lg.evaluate(xs) @ c.output[0].A[0]
+        thr.append(v.min() - below * (v.max() - v.min()) - 1e-3)
+    return np.array(thr)
+
+
 @pytest.mark.parametrize("forward_only", [False, True])
 def test_the_joint_search_answers_as_the_per_case_one(tmp_path, forward_only):
     """`split_cases` over many cases (a few at once) refutes exactly when every per-case search
@@ -212,13 +223,9 @@ def test_the_joint_search_answers_as_the_per_case_one(tmp_path, forward_only):
     n = 9
     spec0 = _cases(rng, n, -0.5, 0.5, np.zeros(n))
     # thresholds a little below each case's true minimum of its row (sampled): unsat, but not at the root
-    thr = []
-    for c in spec0.cases:
-        xs = c.region.lower + rng.random((20000, 6)) * (c.region.upper - c.region.lower)
-        v = lg.evaluate(xs) @ c.output[0].A[0]
-        thr.append(v.min() - 0.05 * (v.max() - v.min()) - 1e-3)
+    thr = _thresholds_below_sampled_min(lg, spec0, rng, 0.05)
     rng = np.random.default_rng(11)
-    spec = _cases(rng, n, -0.5, 0.5, np.array(thr))
+    spec = _cases(rng, n, -0.5, 0.5, thr)
     opts = Options(threads=1)
     from dataclasses import replace
 
@@ -260,12 +267,8 @@ def test_the_relaxed_engine_with_forward_only_bounds_answers_alike(tmp_path, sla
     rng = np.random.default_rng(13)
     n = 6
     spec0 = _cases(rng, n, -0.5, 0.5, np.zeros(n))
-    thr = []
-    for c in spec0.cases:
-        xs = c.region.lower + rng.random((20000, 6)) * (c.region.upper - c.region.lower)
-        v = lg.evaluate(xs) @ c.output[0].A[0]
-        thr.append(v.min() - 0.25 * (v.max() - v.min()) - 1e-3)  # (a vertex may lie below the samples)
-    spec = _cases(np.random.default_rng(13), n, -0.5, 0.5, np.array(thr))
+    thr = _thresholds_below_sampled_min(lg, spec0, rng, 0.25)  # (a vertex may lie below the samples)
+    spec = _cases(np.random.default_rng(13), n, -0.5, 0.5, thr)
     opts = Options(threads=1)
     opts = replace(opts, bounds=replace(opts.bounds, forward_max_inputs=64, backward_budget=0.0),
                    relaxed=replace(opts.relaxed, forward_only_slack=slack))

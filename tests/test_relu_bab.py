@@ -94,6 +94,17 @@ def random_graph_net(tmp_path, seed):
     return _save(tmp_path, f"graph{seed}", nodes, [inp], [out], inits)
 
 
+def _deep_mlp_and_its_sampled_min(tmp_path):
+    """A seeded 6-16-16-16-2 ReLU net on [-0.5, 0.5]^6, the row y0 - y1 and its minimum over
+    200,000 uniform samples: (net, layer graph, lo, hi, a, sampled minimum)."""
+    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
+    a = np.array([[1.0, -1.0]])
+    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
+    return net, lg, lo, hi, a, float((lg.evaluate(xs) @ a.T).min())
+
+
 def _signs(lg, bab, xs):
     """Each sampled input's activation signs on the split vectors' neurons (P, U) int8."""
     vals = lg.evaluate(xs, all_layers=True)
@@ -200,12 +211,7 @@ def test_bab_proves_what_the_milp_proves_on_a_deeper_net(tmp_path):
         return Options(mode="exact", threads=1).with_(input_split=InputSplitOptions(max_dims=0),
                                                       exact=ExactOptions(bab_min_unstable=bab_min_unstable, bab_shallow=True))
 
-    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
-    lg = layer_graph(net)
-    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
-    a = np.array([[1.0, -1.0]])
-    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
-    sampled_min = float((lg.evaluate(xs) @ a.T).min())
+    net, lg, lo, hi, a, sampled_min = _deep_mlp_and_its_sampled_min(tmp_path)
     bnd = compute_bounds(lg, InputRegion(lo, hi), time.monotonic() + 60, method="lp")
     thr = sampled_min - 0.03
     assert float(output_lower_bounds(lg, a, bnd)[0]) < thr - 0.5  # far beyond the relaxation alone
@@ -261,12 +267,8 @@ def test_graph_bab_agrees_with_the_milp(tmp_path, kind):
 def test_a_search_stopped_at_its_deadline_continues_where_it_stopped(tmp_path):
     """run() after a timeout goes on with the same tree (the exact engine's second pass does
     this): it ends proven, and its domain count includes the first run's."""
-    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
-    lg = layer_graph(net)
-    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
-    a = np.array([[1.0, -1.0]])
-    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
-    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    net, lg, lo, hi, a, sampled_min = _deep_mlp_and_its_sampled_min(tmp_path)
+    thr = sampled_min - 0.03
     _, bab = _bab_of(net, lo, hi, a, np.array([thr]))
     no_witness = lambda xs: None  # noqa: E731
     first = bab.run(time.monotonic(), no_witness)  # already due: the root only
@@ -459,12 +461,8 @@ def test_searches_kept_in_trees_continue_and_report_their_progress(tmp_path):
     from vnncert.options import ActivationSplitOptions
     from vnncert.search.activation_split import ActivationSplitStats, Trees, search_disjuncts
 
-    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
-    lg = layer_graph(net)
-    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
-    a = np.array([[1.0, -1.0]])
-    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
-    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    net, lg, lo, hi, a, sampled_min = _deep_mlp_and_its_sampled_min(tmp_path)
+    thr = sampled_min - 0.03
     lg, bab = _bab_of(net, lo, hi, a, np.array([thr]))
     pre = {k: (np.array(v[0]), np.array(v[1])) for k, v in _pre_items(lg, lo, hi)}
     disjuncts = [(a, np.array([thr])), (-a, np.array([-1e6]))]  # the second: refuted at once (its root)
@@ -500,12 +498,8 @@ def test_exact_engine_continues_or_tightens_after_its_first_search(tmp_path, pro
     from vnncert.engines import exact
     from vnncert.options import ActivationSplitOptions, ExactOptions, InputSplitOptions, Options
 
-    net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(11, [6, 16, 16, 16, 2])), threads=1)
-    lg = layer_graph(net)
-    lo, hi = -0.5 * np.ones(6), 0.5 * np.ones(6)
-    a = np.array([[1.0, -1.0]])
-    xs = np.random.default_rng(0).uniform(lo, hi, size=(200_000, 6))
-    thr = float((lg.evaluate(xs) @ a.T).min()) - 0.03
+    net, lg, lo, hi, a, sampled_min = _deep_mlp_and_its_sampled_min(tmp_path)
+    thr = sampled_min - 0.03
     opts = Options(mode="exact", threads=1).with_(
         input_split=InputSplitOptions(max_dims=0), activation_split=ActivationSplitOptions(batch_parents=2),
         exact=ExactOptions(bab_min_unstable=0, bab_shallow=True, bab_quick_share=1e-5, bab_continue_progress=progress))
