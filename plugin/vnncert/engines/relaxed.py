@@ -122,7 +122,7 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     bounded = 0
     widest = graph.widest if isinstance(graph, bounds.Crown) else 1
     # with forward-only bounds (cheap scores and state), the first bounds are the searches' first ones
-    seed = stats.forward_only and bmethod == "crown" and method == "crown"
+    seed = stats.forward_only and method == "crown"  # (forward_only implies bmethod "crown")
     first: dict = {}
     for R, members in _group_by_rows(all_rows).items():
         # (boxes, 2 x width, width) back-substitution matrices: boxes per call capped (memory; 3000 cases of
