@@ -326,7 +326,7 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
     generator nets (ConvTranspose, BatchNorm, Conv, Gemm): with no budget it gives the bounds of the
     dense back-substitution of every row the forward pass leaves unstable, up to rounding; with small budgets (few
     rows; a first pass finishing rows through the forward functions, then the rows still unstable in
-    full) its bounds hold on sampled points of each
+    full; the rows past the budget back as far as a backward budget pays) its bounds hold on sampled points of each
     box, every layer's inside the forward pass's alone; numpy and torch agree."""
     from vnncert.options import BoundsOptions
 
@@ -357,12 +357,14 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
     xs_all = [lo[b] + rng.random((20_000, n)) * (hi[b] - lo[b]) for b in range(3)]
     vals_all = [lg.evaluate(xs, all_layers=True) for xs in xs_all]
     seen = set()
-    for budget, row_macs in ((np.inf, np.inf), (2e3, np.inf), (np.inf, 300.0), (5e3, 1e3), (0.0, 0.0)):
-        opts = BoundsOptions(forward_max_inputs=64, backward_budget=0.0, sparse_rows=0.3, sparse_budget=budget,
+    # (a positive backward budget: the rows past the sparse budget go back partly, then through the forward functions)
+    for budget, row_macs, back in ((np.inf, np.inf, 0.0), (2e3, np.inf, 0.0), (np.inf, 300.0, 0.0), (5e3, 1e3, 0.0),
+                                   (0.0, 0.0, 0.0), (2e3, np.inf, worst / 4), (5e3, 1e3, worst / 4)):
+        opts = BoundsOptions(forward_max_inputs=64, backward_budget=back, sparse_rows=0.3, sparse_budget=budget,
                              sparse_row_macs=row_macs)
         gt = bounds.prepare(lg, "torch", opts)
         rt = bounds.compute(gt, lo, hi, C, want_state=True, want_A=True)
-        seen |= {key for key in ("partial_rows", "sparse_rows_left", "sparse_handover") if gt.stats.get(key)}
+        seen |= {key for key in ("partial_rows", "sparse_rows_left", "sparse_handover", "sparse_left_partial") if gt.stats.get(key)}
         rn = bounds.compute(bounds.prepare(lg, "numpy", opts), lo, hi, C, want_state=True)
         np.testing.assert_allclose(rt.lower, rn.lower, rtol=1e-8, atol=1e-8)
         for b in range(3):
@@ -378,4 +380,4 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
                 fl, fu = (np.asarray(v)[b] for v in fwd_only.state.bounds[k])
                 assert np.all(vals[k] >= l - 1e-9) and np.all(vals[k] <= u + 1e-9), (budget, row_macs, b, k)
                 assert np.all(l >= fl - 1e-9 * (1 + abs(fl))) and np.all(u <= fu + 1e-9 * (1 + abs(fu))), (budget, row_macs, b, k)
-    assert seen == {"partial_rows", "sparse_rows_left", "sparse_handover"}  # every way a row's pass ends was taken
+    assert seen == {"partial_rows", "sparse_rows_left", "sparse_handover", "sparse_left_partial"}  # every way a row's pass ends was taken
