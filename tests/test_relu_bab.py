@@ -154,7 +154,7 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, kind, seed):
     assert (opt > lb + 1e-3).any()  # and the steps do improve some rows
     thr = np.full(2, np.median(lb.max(axis=1)))
     fz, fa, fb, fsc, _ = bab.bound(split, alpha.float(), beta.float(), 10, time.monotonic() + 60, freeze=thr)
-    assert fz.dtype == torch.float64 and fsc.shape == (N, bab.U) and fa.shape == fb.shape == (N, 2, bab.U)
+    assert fz.dtype == torch.float64 and fsc.shape == (N, 2, bab.U) and fa.shape == fb.shape == (N, 2, bab.U)
     assert float(fa.min()) >= 0 and float(fa.max()) <= 1 and float(fb.min()) >= 0
     fz = fz.numpy()
     checked = 0
@@ -415,7 +415,8 @@ def test_tightening_with_no_time_bounds_nothing(tmp_path):
 def test_smart_branching_picks_a_free_candidate_whose_children_bound_best(tmp_path, kind):
     """Filtered smart branching (`smart_branch`) on domains with random splits, alphas and betas:
     each parent's choice is one of its candidates, a neuron it has not split, also where fewer
-    than `fsb_candidates` are free; and the chosen split's two children, bounded once with the
+    than `fsb_candidates` are free; the candidates hold the best free neuron of each score (BaBSR's
+    and the intercept's), none twice; and the chosen split's two children, bounded once with the
     parent's parameters, score at least as well as the best-scored neuron's (the first candidate)."""
     from vnncert.search.activation_split import _Domains, smart_branch
 
@@ -442,6 +443,16 @@ def test_smart_branching_picks_a_free_candidate_whose_children_bound_best(tmp_pa
         cand = dom.cand[i].numpy()
         assert int(pick[i]) in cand[cand >= 0] and int(split[i, pick[i]]) == 0
     assert (dom.cand[0] >= 0).sum() == 2
+    # the candidates are the best of each score (BaBSR's, the intercept's), each neuron once
+    assert sc.shape == (N, 2, U)
+    for i in range(N):
+        cand = dom.cand[i].numpy()
+        cand = cand[cand >= 0]
+        assert len(set(cand.tolist())) == cand.size
+        for j in range(2):
+            free = np.flatnonzero(split[i].numpy() == 0)
+            assert int(free[np.argmax(sc[i, j].numpy()[free])]) in cand
+            assert set(cand.tolist()) <= set(free.tolist())
 
     def value(neuron):  # the children's margins, bounded once in float64 with the parents' parameters
         ch = torch.cat([split, split])

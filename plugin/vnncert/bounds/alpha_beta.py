@@ -223,7 +223,8 @@ class AlphaBeta:
     # ---- one bound evaluation --------------------------------------------------------------------
     def _pass(self, split, alpha, beta, want_scores: bool = False, obj=None):
         """Lower bounds (N, R) of A v over each domain, the minimising inputs (N, R, n_in) and, with
-        want_scores, the branching scores (N, U). With `obj` (N,) each domain bounds its own row
+        want_scores, the branching scores (N, 2, U): BaBSR's estimate and the intercept score, -1
+        where split (`search.activation_split._Domains` ranks by both). With `obj` (N,) each domain bounds its own row
         obj[i] of A instead (R = 1: `tighten_rows`)."""
         N = split.shape[0]
         start, bias0, terms, biases, relus, maxes, lo, hi = self._terms_in(alpha.dtype)
@@ -232,7 +233,7 @@ class AlphaBeta:
             P = M.expand(N, -1, -1) if obj is None else M[obj][:, None, :]
             pending[s] = pending[s] + P if s in pending else P
         bias = bias0.expand(N, -1) if obj is None else bias0[obj][:, None]
-        scores = torch.full((N, self.U), -1.0, dtype=alpha.dtype) if want_scores else None
+        scores = torch.full((N, 2, self.U), -1.0, dtype=alpha.dtype) if want_scores else None
 
         def add(k, M):
             pending[k] = pending[k] + M if k in pending else M
@@ -264,9 +265,11 @@ class AlphaBeta:
                     if want_scores:
                         # BaBSR's estimate (its bias and intercept terms) plus the intercept score alone
                         bt = Lu * pre_bias
-                        babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs()
-                        sc = (babsr + cu * (-neg + 1e-3 * pos)).detach().sum(1)
-                        scores[:, off:off + n_u] = torch.where(split[:, off:off + n_u] == 0, sc, torch.full_like(sc, -1.0))
+                        babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs().detach().sum(1)
+                        icpt = (cu * (-neg + 1e-3 * pos)).detach().sum(1)
+                        free_ = split[:, off:off + n_u] == 0
+                        scores[:, 0, off:off + n_u] = torch.where(free_, babsr, torch.full_like(babsr, -1.0))
+                        scores[:, 1, off:off + n_u] = torch.where(free_, icpt, torch.full_like(icpt, -1.0))
                 if r.to_source is None:
                     add(r.k, Lz)
                 else:

@@ -56,10 +56,20 @@ class _Domains:
     def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None, cand=None, candidates: int = 1):
         self.split, self.alpha, self.beta, self.lb, self.depth = split, alpha, beta, lb, depth
         if scores is not None:
-            if scores.shape[1]:
-                top, cand = torch.topk(scores, min(max(1, candidates), scores.shape[1]), dim=1)
-                cand = torch.where(top >= 0, cand, torch.full_like(cand, -1))
-                branch, can_split = cand[:, 0], top[:, 0] >= 0
+            if scores.shape[-1]:
+                # (N, 2, U): BaBSR's estimate and the intercept score. The branch is the best by their
+                # sum; the candidates the best `candidates` by each (as α,β-CROWN's kfsb), so a neuron
+                # one score ranks high is tried even when the other ranks it low (oval21 cifar_wide
+                # img3478: the last layer's neurons, 8 by the sum never tried them: a timeout at 720 s)
+                k = min(max(1, candidates), scores.shape[-1])
+                total = scores.sum(1)
+                top, best = torch.topk(total, 1, dim=1)
+                branch, can_split = best[:, 0], top[:, 0] >= 0
+                t0, i0 = torch.topk(scores[:, 0], k, dim=1)
+                t1, i1 = torch.topk(scores[:, 1], k, dim=1)
+                i0 = torch.where(t0 >= 0, i0, torch.full_like(i0, -1))
+                i1 = torch.where((t1 >= 0) & ~(i1[:, :, None] == i0[:, None, :]).any(-1), i1, torch.full_like(i1, -1))
+                cand = torch.cat([i0, i1], 1) if k > 1 else best.where(can_split[:, None], torch.full_like(best, -1))
             else:
                 branch, can_split = torch.zeros(len(lb), dtype=torch.long), torch.zeros(len(lb), dtype=torch.bool)
                 cand = torch.full((len(lb), 1), -1, dtype=torch.long)
