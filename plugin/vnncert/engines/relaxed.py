@@ -115,7 +115,11 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     #    bounds when they pay: `_forward_only_pays`; the input split bounds the same way)
     all_rows = [CaseRows.of(c, spec.n_outputs) for c in spec.cases]
     try:
-        stats.forward_only = bmethod == "crown" and _forward_only_pays(graph, spec, all_rows, options, deadline)
+        known: dict = {}  # case -> (its rows' CROWN bound, its search's first result) from `_forward_only_pays`
+        searcher = (lambda i: InputSplit(network, spec, i, graph, bmethod, options, deadline, stats.split, ENGINE)) \
+            if method == "crown" else None
+        stats.forward_only = bmethod == "crown" and _forward_only_pays(graph, spec, all_rows, options, deadline, known,
+                                                                       searcher)
     except bounds.Expired:
         return done(Verdict.TIMEOUT, "deadline reached while bounding")
     open_cases: List[int] = []
@@ -124,7 +128,16 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     # with forward-only bounds (cheap scores and state), the first bounds are the searches' first ones
     seed = stats.forward_only and method == "crown"  # (forward_only implies bmethod "crown")
     first: dict = {}
+    if stats.forward_only:
+        known.clear()
+    for i, (lb_i, seed_i) in known.items():  # (bounded once already: full CROWN, as below)
+        bounded += 1
+        if not all_rows[i].closed(all_rows[i].refuted(lb_i[None]))[0]:
+            open_cases.append(i)
+            if seed_i is not None:  # (its search's first request, answered)
+                first[i] = seed_i
     for R, members in _group_by_rows(all_rows).items():
+        members = [i for i in members if i not in known]
         # (boxes, 2 x width, width) back-substitution matrices: boxes per call capped (memory; 3000 cases of
         # a 128-wide net at once, as in nn4sys lindex_3000, would need 0.8 GB per matrix when all unstable);
         # with forward-only bounds, the (boxes, width, columns) forward functions instead
@@ -207,13 +220,18 @@ def check(network, spec, deadline: float, options: Options) -> Outcome:
     return done(Verdict.UNKNOWN, "input splitting left boxes it could not refute or split further")
 
 
-def _forward_only_pays(graph, spec, all_rows, options: Options, deadline: float) -> bool:
+def _forward_only_pays(graph, spec, all_rows, options: Options, deadline: float, known: Optional[dict] = None,
+                       searcher=None) -> bool:
     """Whether to bound with forward-only intermediate bounds (`bounds.compute(forward_only=True)`:
     no intermediate back-substitution where CROWN carries the forward pass, which runs either way,
     so never dearer): on a sample of the cases (`RelaxedOptions.forward_only_sample`, with the
     first case's row count) it must refute every row CROWN refutes, and leave the others in all
     at most `RelaxedOptions.forward_only_slack` further (b - lower) from refuted. nn4sys mscn: 6 %
-    further, each box 5 times faster; cgan's generators: 3.4 times as far (so not there)."""
+    further, each box 5 times faster; cgan's generators: 3.4 times as far (so not there). `known`
+    gets each sampled case's full CROWN bound, so it is not bounded again: case -> ((R,), None),
+    or with `searcher` (case -> its `InputSplit`) and few enough free dims to split, the full bound
+    is the search's first request (`InputSplit.root_request`) and its result (result, seconds) the
+    second item (cgan 32_nCh_1 prop_3: the one case's box bounded twice, not four times)."""
     o = options.relaxed
     if o.forward_only_slack < 0 or not isinstance(graph, bounds.Crown) or not graph.forward_worthwhile or not spec.cases:
         return False
@@ -228,7 +246,16 @@ def _forward_only_pays(graph, spec, all_rows, options: Options, deadline: float)
         return False  # (no forward pass on these boxes)
     C = np.stack([all_rows[i].C for i in sample])
     b = np.stack([all_rows[i].b for i in sample])
-    ld = bounds.compute(graph, lo, hi, C, "crown", options=options.bounds, deadline=deadline).lower
+    seeds = [None] * len(sample)
+    if searcher is not None and known is not None and int(free.sum(axis=1).max()) <= options.input_split.max_dims:
+        reqs = [searcher(i).root_request() for i in sample]
+        results = BoundRequest.joint(reqs, graph, options.bounds, deadline)
+        ld = np.concatenate([r.lower for r in results])
+        seeds = [(r, q.seconds) for r, q in zip(results, reqs)]
+    else:
+        ld = bounds.compute(graph, lo, hi, C, "crown", options=options.bounds, deadline=deadline).lower
+    if known is not None:
+        known.update({i: (ld[j], seeds[j]) for j, i in enumerate(sample)})
     lf = bounds.compute(graph, lo, hi, C, "crown", options=options.bounds, deadline=deadline, forward_only=True).lower
     if (bounds.refutes(ld, b) & ~bounds.refutes(lf, b)).any():
         return False
