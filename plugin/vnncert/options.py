@@ -124,7 +124,7 @@ class ActivationSplitOptions:
     smooth_root_alpha_iters: int = 20  # alpha-CROWN steps on the root domain's intermediate rows, then on its final rows (0: off)
     smooth_root_alpha_lr: float = 0.1  # ... Adam's learning rate (eran 6x200 sigmoid idx_6553: margin +1.27 at 0.1, -1.26 at 0.25, -2.65 at 0.5)
     smooth_alpha_iters: int = 0  # alpha-CROWN steps on the final rows of each domain CROWN leaves open (0: off)
-    fsb_candidates: int = 8  # filtered smart branching: a parent's best-scored free neurons whose children are bounded once to pick the split (1: the best score alone)
+    fsb_candidates: int = 8  # filtered smart branching: a parent's best free neurons by each score (BaBSR's, the intercept's; up to 2x this many, each once) whose children are bounded once to pick the split (1: the best sum of the two alone)
     fsb_min_weight: float = 0.5  # ... a candidate's value: its better child's margin plus this times the worse one's
     fsb_chunk: int = 4096  # ... children x rows bounded per call at most (memory: each holds a row per layer entry)
     root_iters: int = 40  # Adam steps on the root domain's alpha/beta

@@ -8,11 +8,12 @@ affine layer a ReLU or max node reads; each domain is bounded by `bounds.alpha_b
 
 * a domain is closed when some row's bound refutes it (`bounds.margin.refutes`, the one margin
   rule); otherwise it is split on a free neuron chosen by filtered smart branching
-  (`smart_branch`): of the `options.fsb_candidates` neurons with the largest scores (BaBSR's
-  estimate |max(w.b.(s - 1), w.b.s) + min(w, 0).c|, w the weight the bound puts on the neuron, b
-  its pre-activation bias, s and c the chord's slope and intercept, plus the intercept score
-  -min(w, 0).c alone, summed over the rows), the one whose two children, bounded once with the
-  parent's alpha and beta, come out best (docs/exact.md §4 has the measurements);
+  (`smart_branch`): of the `options.fsb_candidates` neurons with the largest score by each of two
+  scores (BaBSR's estimate |max(w.b.(s - 1), w.b.s) + min(w, 0).c|, w the weight the bound puts
+  on the neuron, b its pre-activation bias, s and c the chord's slope and intercept; and the
+  intercept score -min(w, 0).c alone; each summed over the rows), the one whose two children,
+  bounded once with the parent's alpha and beta, come out best (docs/exact.md §4 has the
+  measurements);
 * the input that minimises a domain's linear bound is run through the layer graph in float64; when it
   lies in the unsafe set it goes to ONNX Runtime (the caller's `try_points`), and only a replayed
   witness is reported;
@@ -49,9 +50,9 @@ class BabResult:
 
 class _Domains:
     """A batch of domains: splits (N, U) int8 in {-1, 0, 1}, alpha and beta (N, R, U) float32,
-    bounds (N, R), depth, and (from the branching scores) the neuron each would be split on next,
-    whether one is left, and the `candidates` best-scored free neurons ((N, c), -1 where fewer are
-    free: what filtered smart branching tries)."""
+    bounds (N, R), depth, and (from the branching scores (N, 2, U)) the neuron each would be split
+    on next, whether one is left, and the `candidates` best free neurons by each score ((N, 2c), -1
+    where fewer are free or a neuron repeats: what filtered smart branching tries)."""
 
     def __init__(self, split, alpha, beta, lb, depth, scores=None, branch=None, can_split=None, cand=None, candidates: int = 1):
         self.split, self.alpha, self.beta, self.lb, self.depth = split, alpha, beta, lb, depth
