@@ -148,13 +148,15 @@ def test_partial_back_substitution_holds_and_is_tighter_than_forward(tmp_path, m
     found = False
     # budgets from one step of the cheapest layer up to every row of the widest to the input
     for budget in np.geomspace(min(c for c in g0.step_cost.values() if c > 0), max(g0.prefix.values()) * g0.widest, 24):
-        opts = BoundsOptions(forward_max_inputs=64, backward_budget=budget)
+        # (the dense partial back-substitution: the sparse rows, on by default, have their own test)
+        opts = BoundsOptions(forward_max_inputs=64, backward_budget=budget, sparse_rows=0.0)
         g = bounds.prepare(lg, backend, opts)
         r = bounds.compute(g, lo, hi, C, want_state=True)
         if not g.stats.get("partial_rows"):
             continue
         found = True
-        fwd = bounds.compute(bounds.prepare(lg, backend, BoundsOptions(forward_max_inputs=64, backward_budget=0.0)),
+        fwd = bounds.compute(bounds.prepare(lg, backend, BoundsOptions(forward_max_inputs=64, backward_budget=0.0,
+                                                                       sparse_rows=0.0)),
                              lo, hi, C, want_state=True)
         other = bounds.compute(bounds.prepare(lg, "numpy" if backend == "torch" else "torch", opts), lo, hi, C).lower
         np.testing.assert_allclose(r.lower, other, rtol=1e-9, atol=1e-9)
@@ -339,9 +341,10 @@ def test_sparse_row_back_substitution_holds_on_samples(tmp_path, seed):
     g0 = bounds.prepare(lg, "numpy")
     worst = max(L.size * g0.prefix[L.index] for L in lg.layers if L.index in g0.readers and not g0.input_only[L.index])
     # the forward pass on (worst > budget) and the dense back-substitution of every row it leaves unstable
-    dense = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, backward_forward_ratio=np.inf)
+    dense = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, backward_forward_ratio=np.inf, sparse_rows=0.0)
     plain = bounds.compute(bounds.prepare(lg, "torch", dense), lo, hi, C, want_state=True)
-    fwd_only = bounds.compute(bounds.prepare(lg, "torch", BoundsOptions(forward_max_inputs=64, backward_budget=0.0)),
+    fwd_only = bounds.compute(bounds.prepare(lg, "torch", BoundsOptions(forward_max_inputs=64, backward_budget=0.0,
+                                                                        sparse_rows=0.0)),
                               lo, hi, C, want_state=True)
     full = BoundsOptions(forward_max_inputs=64, backward_budget=worst - 1.0, backward_forward_ratio=np.inf, sparse_rows=0.3,
                          sparse_budget=np.inf, sparse_row_macs=np.inf)

@@ -70,9 +70,9 @@ class BoundsOptions:
     backward_forward_ratio: float = 2.0  # ... a layer's back-substitution (with the forward pass on) costs at most this many forward passes (2 x columns x entries, per box): cgan's 2e8 budget is ~1.3 of its passes; nn4sys mscn's one-column pass is 3e6
     quadratic_max_inputs: int = 16  # torch CROWN: products relaxed also through their factors' linear bounds in x (an n x n form per box and row) up to this many inputs
     quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)
-    sparse_rows: float = 0.0  # back-substitution with CSR coefficients while they fill less than this share of their layer (0: off)
+    sparse_rows: float = 0.3  # (forward pass on) back-substitution with CSR coefficients while they fill less than this share of their layer (0: off; cgan 15 -> 18 of 19)
     sparse_row_macs: float = 3e5  # ... a first pass in which rows going back further than this many multiply-adds each finish through the forward functions, then the full pass of the rows still unstable (cgan 64_nCh_1, 1/8 boxes: 23 -> 12.6 CPU s, the same bounds)
-    sparse_budget: float = 2e8  # ... and (forward pass on) a layer's rows are back-substituted only while they cost at most this many multiply-adds per box (the widest relaxation gaps first)
+    sparse_budget: float = 1e9  # ... and a layer's rows are back-substituted so only while they cost at most this many multiply-adds per box (the widest relaxation gaps first; the rest as far as `backward_budget` pays for)
     forward_narrow: float = 1e-9  # ... input entries narrower than this (x (1 + |x|)) are constants (intervals), not columns: a fixed input is one ulp wide
     fixed_row_width: float = 1e-6  # CROWN skips back-substituting a row that reads no input wider than forward_narrow while its interval bounds are narrower than this (x (1 + |bound|)): only rounding to gain
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
