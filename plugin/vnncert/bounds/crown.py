@@ -1646,8 +1646,10 @@ class Crown:
             return False
         fit = self._sparse_fit.get(k)
         if fit is None:
-            fit = any(isinstance(W, _TorchCsr) or hasattr(W, "nnz") for j, terms in self.W.items() if j <= k
-                      for _, W, _ in terms)
+            # (the layer graph's terms, not this backend's copies: torch keeps a fuller CSR term dense,
+            # and numpy and torch must take the same path)
+            fit = any(hasattr(W, "nnz") for L in self.lg.layers if L.index <= k and L.kind == "affine"
+                      for _, W in L.terms)
             self._sparse_fit[k] = fit
         return fit
 
