@@ -263,7 +263,7 @@ class AlphaBeta:
                     bias = bias + (neg * cu * free).sum(-1)
                     Lz = Lz.index_copy(2, r.unst, coef)
                     if want_scores:
-                        # BaBSR's estimate (its bias and intercept terms) plus the intercept score alone
+                        # BaBSR's estimate (its bias and intercept terms) and the intercept score alone
                         bt = Lu * pre_bias
                         babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs().detach().sum(1)
                         icpt = (cu * (-neg + 1e-3 * pos)).detach().sum(1)

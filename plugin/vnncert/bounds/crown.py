@@ -1195,8 +1195,7 @@ class Crown:
             # the budget pays for (per box), then through a ReLU layer's forward functions;
             # when not even the first step back is affordable, the forward bounds stand
             per_row = budget / max(1, U)
-            first = [s_ for s_, _, _ in self.W[k]]
-            if all(s_ in res.fwd for s_ in first) and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row:
+            if self._partial_fits(k, res, per_row):
                 partial = per_row
         if not sparse and res.fwd is not None and partial is None and U * self.prefix[k] > budget \
                 and not (output and k == self.lg.output):
@@ -1205,16 +1204,13 @@ class Crown:
                 res.shares[k] = self._forward_shares(k, res)
             return lo, hi
         if U > 0:
-            step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
+            dense_step = step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
             cap = row_macs = math.inf
             if sparse:
                 # the rows of the widest relaxation gap first; with the forward pass on (a graph too
                 # costly to back-substitute whole), only as many chunks as `sparse_budget`
                 # multiply-adds per box pay for: the other rows keep their forward bounds
-                gap = ops.xp.where(need, -lo * hi / ops.xp.where(need, hi - lo, ops.full((), 1.0)), ops.full((), -np.inf))
-                gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))  # (infinite bounds: first)
-                order_all = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
-                             else np.argsort(-gap, axis=1, kind="stable"))[:, :U]
+                order_all = self._widest_gaps_first(need, lo, hi, U)
                 step = min(step, self.sparse_chunk)
                 if not (output and k == self.lg.output):
                     cap, row_macs = self.sparse_budget, self.sparse_row_macs
@@ -1225,17 +1221,14 @@ class Crown:
             spent = 0.0
             # (sparse, `sparse_row_macs` finite: a first pass with rows finishing through the forward
             # functions past it, then the full back-substitution of the rows still unstable)
-            passes = [row_macs, math.inf] if sparse and row_macs < math.inf else [row_macs if sparse else math.inf]
+            passes = [row_macs, math.inf] if row_macs < math.inf else [math.inf]
             for pi, pass_macs in enumerate(passes):
                 if pi:  # (its own budget: the first pass's handover to dense rows can take all of one)
                     spent = 0.0
                     need = need & (lo < 0) & (hi > 0)
                     counts = ops.count(need)
                     U = int(counts.max()) if B else 0
-                    gap = ops.xp.where(need, -lo * hi / ops.xp.where(need, hi - lo, ops.full((), 1.0)), ops.full((), -np.inf))
-                    gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))
-                    order_all = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
-                                 else np.argsort(-gap, axis=1, kind="stable"))[:, :U]
+                    order_all = self._widest_gaps_first(need, lo, hi, U)
                     self.stats["sparse_second_rows"] = self.stats.get("sparse_second_rows", 0) + int(ops.numpy(counts).sum())
                 left = None  # (sparse, first pass) the rows past the budget: partial back-substitution
                 c0, c1 = 0, 0
@@ -1251,13 +1244,11 @@ class Crown:
                         # discriminator's dense layer: 37 rows unstable instead of 182; 64_nCh_1
                         # at 1/8 width: -0.19 -> +0.006, the box refuted)
                         per_row = budget / max(1, U - c0)
-                        first = [s_ for s_, _, _ in self.W[k]]
-                        if not (all(s_ in res.fwd for s_ in first)
-                                and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row):
+                        if not self._partial_fits(k, res, per_row):
                             break
                         left = per_row
                         self.stats["sparse_left_partial"] = self.stats.get("sparse_left_partial", 0) + int(U - c0)
-                        step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
+                        step = dense_step
                     c1 = min(U, c0 + step)
                     order = order_all[:, c0:c1]
                     Uc = order.shape[1]
@@ -1638,6 +1629,23 @@ class Crown:
             self._csr_copies[key] = sp.csr_matrix(np.asarray(self.ops.numpy(W), np.float64))
         return self._csr_copies[key]
 
+    def _partial_fits(self, k: int, res: Pass, per_row: float) -> bool:
+        """Whether affine layer k's rows can go back partly (`backward`'s `stop`) at `per_row`
+        multiply-adds each: its terms' sources carry forward functions and the first step back is
+        affordable."""
+        first = [s_ for s_, _, _ in self.W[k]]
+        return all(s_ in res.fwd for s_ in first) and max(self.step_cost.get(s_, 0) for s_ in first) <= per_row
+
+    def _widest_gaps_first(self, need, lo, hi, U: int):
+        """(B, U) per box, the rows where `need` holds by their relaxation gap -l u / (u - l), widest
+        (infinite bounds) first, then the others."""
+        ops = self.ops
+        gap = ops.xp.where(need, -lo * hi / ops.xp.where(need, hi - lo, ops.full((), 1.0)), ops.full((), -np.inf))
+        gap = ops.xp.where(gap == gap, gap, ops.full((), np.inf))  # (infinite bounds: first)
+        order = (ops.torch.sort(gap, dim=1, descending=True, stable=True).indices if self.backend == "torch"
+                 else np.argsort(-gap, axis=1, kind="stable"))
+        return order[:, :U]
+
     def _sparse_rows_fit(self, k: int) -> bool:
         """Whether affine layer k's rows go back by the sparse-row back-substitution: on (a
         positive `sparse_rows`) and some layer before k is a CSR term (a convolution: rows of
@@ -1748,8 +1756,7 @@ class Crown:
         for _, W, _ in self.W[j]:
             nnz = self._row_counts.get(id(W))
             if nnz is None:
-                S = self._sparse_term(W)
-                nnz = np.diff(S.indptr) if S is not None else np.full(W.shape[0], W.shape[1])
+                nnz = np.diff(self._sparse_term(W).indptr)
                 self._row_counts[id(W)] = nnz
             cost += float(nnz[Lam.indices].sum())
         return cost
