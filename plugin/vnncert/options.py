@@ -1,6 +1,7 @@
 """The frozen options object passed down the call chain (no global settings)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
@@ -72,7 +73,7 @@ class BoundsOptions:
     quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)
     sparse_rows: float = 0.3  # (forward pass on) back-substitution with CSR coefficients while they fill less than this share of their layer (0: off; cgan 15 -> 18 of 19)
     sparse_row_macs: float = 3e5  # ... a first pass in which rows going back further than this many multiply-adds each finish through the forward functions, then the full pass of the rows still unstable (cgan 64_nCh_1, 1/8 boxes: 23 -> 12.6 CPU s, the same bounds)
-    sparse_budget: float = 1e9  # ... and a layer's rows are back-substituted so only while they cost at most this many multiply-adds per box (the widest relaxation gaps first; the rest as far as `backward_budget` pays for)
+    sparse_budget: float = math.inf  # ... and a layer's rows are back-substituted so only while they cost at most this many multiply-adds per box (the widest relaxation gaps first; the rest as far as `backward_budget` pays for; inf: every unstable row, cgan 64_nCh_1 prop_0's box -12.7 at 1e9 -> -0.046, 2.4x the time)
     forward_narrow: float = 1e-9  # ... input entries narrower than this (x (1 + |x|)) are constants (intervals), not columns: a fixed input is one ulp wide
     fixed_row_width: float = 1e-6  # CROWN skips back-substituting a row that reads no input wider than forward_narrow while its interval bounds are narrower than this (x (1 + |bound|)): only rounding to gain
     alpha_iters: int = 8  # method "alpha": Adam steps on the final pass's lower slopes (enough to close ACAS Xu's boxes)
