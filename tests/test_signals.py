@@ -21,6 +21,13 @@ from helpers import box_spec, slow_onnx
 
 VNNCERT = [sys.executable, "-m", "vnncert.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# A shell that starts a command in the background (`make test &`, nohup) starts it with SIGINT
+# ignored, and an ignored signal stays ignored across exec: the processes these tests interrupt
+# would never see the SIGINT (Python installs its KeyboardInterrupt handler only where SIGINT is
+# not ignored). A handler of ours is reset to the default on exec, so the children get SIGINT.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 RUN_INSTANCE = ROOT / "vnncomp_scripts" / "run_instance.sh"
 GONE_WITHIN = 5.0  # seconds; the mechanisms act at once, this is room for a loaded machine
 
