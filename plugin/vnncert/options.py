@@ -71,7 +71,7 @@ class BoundsOptions:
     backward_forward_ratio: float = 2.0  # ... a layer's back-substitution (with the forward pass on) costs at most this many forward passes (2 x columns x entries, per box): cgan's 2e8 budget is ~1.3 of its passes; nn4sys mscn's one-column pass is 3e6
     quadratic_max_inputs: int = 16  # torch CROWN: products relaxed also through their factors' linear bounds in x (an n x n form per box and row) up to this many inputs
     quadratic_max_products: int = 1024  # ... on product layers of at most this many products (lsnc: 8; a 120,000-product MatMul of 4 inputs took 140 s and 10 GB for 64 boxes, McCormick alone 25 s)
-    sparse_rows: float = 0.3  # (forward pass on) back-substitution with CSR coefficients while they fill less than this share of their layer (0: off; cgan 15 -> 18 of 19)
+    sparse_rows: float = 0.3  # (forward pass on) back-substitution with CSR coefficients while they fill less than this share of their layer (0: off; cgan 15 -> 19 of 19 with `sparse_budget` inf)
     sparse_row_macs: float = 3e5  # ... a first pass in which rows going back further than this many multiply-adds each finish through the forward functions, then the full pass of the rows still unstable (cgan 64_nCh_1, 1/8 boxes: 23 -> 12.6 CPU s, the same bounds)
     sparse_budget: float = math.inf  # ... and a layer's rows are back-substituted so only while they cost at most this many multiply-adds per box (the widest relaxation gaps first; the rest as far as `backward_budget` pays for; inf: every unstable row, cgan 64_nCh_1 prop_0's box -12.7 at 1e9 -> -0.046, 2.4x the time)
     forward_narrow: float = 1e-9  # ... input entries narrower than this (x (1 + |x|)) are constants (intervals), not columns: a fixed input is one ulp wide
