@@ -1207,9 +1207,9 @@ class Crown:
             dense_step = step = max(1, self.chunk_values // max(1, B * 2 * self.widest))
             cap = row_macs = math.inf
             if sparse:
-                # the rows of the widest relaxation gap first; with the forward pass on (a graph too
-                # costly to back-substitute whole), only as many chunks as `sparse_budget`
-                # multiply-adds per box pay for: the other rows keep their forward bounds
+                # the rows of the widest relaxation gap first; with a finite `sparse_budget` (none by
+                # default), only as many chunks as it pays for per box: the rows past it go back
+                # partly (`backward_budget`), then through the forward functions
                 order_all = self._widest_gaps_first(need, lo, hi, U)
                 step = min(step, self.sparse_chunk)
                 if not (output and k == self.lg.output):
