@@ -94,6 +94,41 @@ def random_graph_net(tmp_path, seed):
     return _save(tmp_path, f"graph{seed}", nodes, [inp], [out], inits)
 
 
+def shared_preactivation_net(tmp_path, seed):
+    """Pre-activations with several readers, in code: z = Gemm(x) read by two Relu nodes and by a
+    residual Add, w = Gemm(x) read by two Relu nodes alone; the ReLUs' outputs concatenated into
+    a Gemm. Biases of +-3 make some neurons stable on the test's boxes: the bound keeps each
+    ReLU's unstable neurons first and drops the inactive ones, so the readers' rows must line up."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from test_exact import _save
+
+    rng = np.random.default_rng(seed)
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    n, h, out = 4, 12, 3
+    inits = [numpy_helper.from_array(f32(v), k) for k, v in {
+        "Wz": rng.standard_normal((h, n)) * 0.5, "bz": np.tile([3.0, 0.0, 0.0, -3.0], h // 4) + rng.standard_normal(h) * 0.1,
+        "Ww": rng.standard_normal((h, n)) * 0.5, "bw": np.tile([0.0, 3.0, 0.0, -3.0], h // 4) + rng.standard_normal(h) * 0.1,
+        "Wh": rng.standard_normal((h, h)) / np.sqrt(h), "bh": rng.standard_normal(h) * 0.3,
+        "Wy": rng.standard_normal((out, 4 * h)) / np.sqrt(4 * h), "by": rng.standard_normal(out) * 0.3}.items()]
+    nodes = [
+        helper.make_node("Gemm", ["x", "Wz", "bz"], ["z"], transB=1),
+        helper.make_node("Relu", ["z"], ["a"]),
+        helper.make_node("Relu", ["z"], ["b"]),
+        helper.make_node("Gemm", ["a", "Wh", "bh"], ["hh"], transB=1),
+        helper.make_node("Add", ["hh", "z"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r"]),
+        helper.make_node("Gemm", ["x", "Ww", "bw"], ["w"], transB=1),
+        helper.make_node("Relu", ["w"], ["p"]),
+        helper.make_node("Relu", ["w"], ["q"]),
+        helper.make_node("Concat", ["r", "b", "p", "q"], ["c"], axis=1),
+        helper.make_node("Gemm", ["c", "Wy", "by"], ["y"], transB=1),
+    ]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])
+    outp = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, out])
+    return _save(tmp_path, f"shared{seed}", nodes, [inp], [outp], inits)
+
+
 def _deep_mlp_and_its_sampled_min(tmp_path):
     """A seeded 6-16-16-16-2 ReLU net on [-0.5, 0.5]^6, the row y0 - y1 and its minimum over
     200,000 uniform samples: (net, layer graph, lo, hi, a, sampled minimum)."""
@@ -117,6 +152,7 @@ NETS = {
     "conv-maxpool": lambda p, s: conv_net(p, seed=s),
     "residual": lambda p, s: branchy_net(p, seed=s),
     "random-graph": random_graph_net,
+    "shared-preactivation": shared_preactivation_net,
 }
 
 

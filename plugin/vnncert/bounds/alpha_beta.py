@@ -43,14 +43,14 @@ Pre = Dict[int, Tuple[np.ndarray, np.ndarray]]  # affine layer -> (l, u) of its 
 
 
 class _Relu:
-    """One ReLU layer's part of the bound: its live neurons (in its source's coordinates), which of
-    them are unstable (positions among the live), their chord, CROWN's lower slope (the start),
-    their pre-activation bias (BaBSR's score), and their offset in the split vectors."""
+    """One ReLU layer's part of the bound: its live neurons (in its source's coordinates; the n_u
+    unstable ones first, in the layer's order, then the active ones), the unstable ones' chord,
+    CROWN's lower slope (the start) and pre-activation bias (BaBSR's score), and their offset in
+    the split vectors."""
 
-    def __init__(self, j, k, live, unst, stable, su, cu, start, pre_bias, off, to_source):
-        self.j, self.k, self.live, self.unst, self.off = j, k, live, unst, off
-        self.n_u = int(unst.numel())
-        self.stable, self.su, self.cu, self.start, self.pre_bias = stable, su, cu, start, pre_bias
+    def __init__(self, j, k, live, n_u, su, cu, start, pre_bias, off, to_source):
+        self.j, self.k, self.live, self.n_u, self.off = j, k, live, n_u, off
+        self.su, self.cu, self.start, self.pre_bias = su, cu, start, pre_bias
         self.to_source = to_source  # positions of the live neurons among the source's needed rows (None: the same)
 
 
@@ -74,8 +74,9 @@ def _restrict(W, rows, cols):
 
 
 def _torch_term(W, sparse_fill: float):
-    """("dense", W (n, m)) or ("csr", (W^T, W) as torch CSR tensors) in float64 (the products go
-    through `sparse.sparse_mm`: torch's own gradient of a CSR product is far slower)."""
+    """("dense", W^T (m, n)) or ("csr", (W^T, W) as torch CSR tensors) in float64, for a term
+    W (n, m) (the products go through `sparse.sparse_mm`: torch's own gradient of a CSR product
+    is far slower)."""
     import scipy.sparse as sp
 
     n, m = W.shape
@@ -84,17 +85,17 @@ def _torch_term(W, sparse_fill: float):
         Ws = (W if sp.issparse(W) else sp.csr_matrix(W)).tocsr()
         return "csr", (torch_csr(Ws.T.tocsr()), torch_csr(Ws))
     d = W.toarray() if sp.issparse(W) else W
-    return "dense", torch.as_tensor(np.ascontiguousarray(d, np.float64))
+    return "dense", torch.as_tensor(np.ascontiguousarray(np.asarray(d, np.float64).T))
 
 
 def _mm(Lam, term):
-    """Lam (N, R, n) @ W (n, m) for a `_torch_term`."""
+    """W^T Lam: the weights (n, N, R) on a layer's values carried back through a `_torch_term`
+    W (n, m) to the values of its source: (m, N, R)."""
     kind, W = term
-    if kind == "dense":
-        return Lam @ W
-    Wt, Wn = W
-    N, R, n = Lam.shape
-    return sparse_mm(Wt, Wn, Lam.reshape(N * R, n).T).T.reshape(N, R, Wt.shape[0])
+    n, N, R = Lam.shape
+    X = Lam.reshape(n, N * R)
+    out = W @ X if kind == "dense" else sparse_mm(W[0], W[1], X)
+    return out.reshape(-1, N, R)
 
 
 def _cast_term(term, dtype):
@@ -102,6 +103,54 @@ def _cast_term(term, dtype):
     if kind == "dense":
         return kind, W.to(dtype)
     return kind, (cast_csr(W[0], dtype), cast_csr(W[1], dtype))
+
+
+class _ReluStep(torch.autograd.Function):
+    """A ReLU layer's step back in `AlphaBeta._pass` with its gradient written out (autograd's own,
+    through slices and a concatenation, fills and copies layer-sized tensors several times per
+    step). Lam (n_live, N, R): the weights on the live neurons, the n_u unstable ones first;
+    alpha, beta (n_u, N, R); s, f, act, nc, cuf (n_u, N, 1) from `AlphaBeta._prep`. Returns
+    (Lz, bias (N, R)): Lz = Lam with the unstable neurons' weights w replaced by
+    max(w, 0) (act + f alpha) + min(w, 0) nc - beta s, and bias = sum over them of min(w, 0) cuf."""
+
+    @staticmethod
+    def forward(ctx, Lam, alpha, beta, s, f, act, nc, cuf):
+        n_u = s.shape[0]
+        Lu = Lam[:n_u]
+        pos = Lu.clamp(min=0)
+        neg = Lu - pos
+        ap = torch.addcmul(act, alpha, f)
+        coef = pos * ap
+        coef += neg * nc
+        coef -= beta * s
+        bias = (neg * cuf).sum(0)
+        if n_u < Lam.shape[0]:
+            Lz = torch.empty(Lam.shape, dtype=Lam.dtype)
+            Lz[:n_u] = coef
+            Lz[n_u:] = Lam[n_u:]
+        else:
+            Lz = coef
+        ctx.save_for_backward(pos, ap, s, f, nc, cuf)
+        return Lz, bias
+
+    @staticmethod
+    def backward(ctx, G, gb):
+        pos, ap, s, f, nc, cuf = ctx.saved_tensors
+        n_u = s.shape[0]
+        Gc = G[:n_u]
+        g_lam = g_alpha = g_beta = None
+        if ctx.needs_input_grad[0]:
+            on = (pos > 0).to(G.dtype)  # the side of max(w, 0) / min(w, 0) each weight is on
+            g_lam = torch.empty(G.shape, dtype=G.dtype)
+            gu = Gc * (nc + on * (ap - nc))
+            gu += gb * (cuf - on * cuf)
+            g_lam[:n_u] = gu
+            g_lam[n_u:] = G[n_u:]
+        if ctx.needs_input_grad[1]:
+            g_alpha = Gc * pos * f
+        if ctx.needs_input_grad[2]:
+            g_beta = -(Gc * s)
+        return g_lam, g_alpha, g_beta, None, None, None, None, None
 
 
 class AlphaBeta:
@@ -127,8 +176,12 @@ class AlphaBeta:
         maxes = [j for j in view.maxes if j in anc]
         lives = {}
         for j in relus:
-            l, u = pre[layers[j].source]
-            lives[j] = np.flatnonzero(~(np.asarray(u) <= 0))
+            l, u = (np.asarray(v, np.float64) for v in pre[layers[j].source])
+            live = np.flatnonzero(~(u <= 0))
+            # the unstable neurons first (in the layer's order), then the active ones: `_pass` takes
+            # the unstable ones as a slice and passes the rest through unchanged
+            unstable = ~(l[live] >= 0)
+            lives[j] = np.concatenate([live[unstable], live[~unstable]])
             cols[j] = lives[j]
         for j in maxes:
             cols[j] = None
@@ -148,16 +201,18 @@ class AlphaBeta:
             l, u = (np.asarray(v, np.float64) for v in pre[k])
             live = lives[j]
             ll, uu = l[live], u[live]
-            unst = np.flatnonzero(ll < 0)  # l < 0 < u: unstable, in the order of the layer
-            lo_s, up_s, up_b = relu_relaxation(ll, uu, np)
+            n_u = int((~(ll >= 0)).sum())  # l < 0 < u: unstable, the first n_u of `live`
+            lo_s, up_s, up_b = relu_relaxation(ll[:n_u], uu[:n_u], np)
             nk = need[k]
-            to_source = None if (nk is not None and nk.size == live.size) else \
-                torch.as_tensor(live if nk is None else np.searchsorted(nk, live), dtype=torch.long)
-            bias_k = np.asarray(layers[k].bias, np.float64)[live]
+            if nk is not None and np.array_equal(nk, live):
+                to_source = None
+            else:  # the source keeps rows other readers need: positions of the live neurons among them
+                to_source = torch.as_tensor(live if nk is None else np.searchsorted(nk, live), dtype=torch.long)
+            bias_k = np.asarray(layers[k].bias, np.float64)[live[:n_u]]
             t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
-            self.relus.append(_Relu(j, k, torch.as_tensor(live, dtype=torch.long), torch.as_tensor(unst, dtype=torch.long), t(ll >= 0), t(up_s[unst]),
-                                    t(up_b[unst]), t(lo_s[unst]), t(bias_k[unst]), off, to_source))
-            off += unst.size
+            self.relus.append(_Relu(j, k, torch.as_tensor(live, dtype=torch.long), n_u, t(up_s), t(up_b), t(lo_s), t(bias_k),
+                                    off, to_source))
+            off += n_u
         self.U = off
         self.maxes: List[_Max] = []
         for j in maxes:
@@ -209,31 +264,70 @@ class AlphaBeta:
         self._terms = {}
 
     def _terms_in(self, dtype):
-        """(start terms, start bias, affine terms, affine biases, relu records, max records, lo, hi) in dtype."""
+        """(start terms, start bias, affine terms, affine biases, relu records, max records, lo, hi) in
+        dtype; per-neuron constants shaped (n, 1, 1) to broadcast over (n, N, R)."""
         if dtype not in self._terms:
             c = lambda t: t.to(dtype)  # noqa: E731
+            col = lambda t: t.to(dtype)[:, None, None]  # noqa: E731
             start = [(s, c(M)) for s, M in self._start64]
             terms = {k: [(s, _cast_term(t, dtype)) for s, t in ts] for k, ts in self._terms64.items()}
             biases = {k: c(v) for k, v in self._bias64.items()}
-            relus = {r.j: (r, c(r.stable), c(r.su), c(r.cu), c(r.pre_bias)) for r in self.relus}
-            maxes = {m.j: (m, c(m.exact), c(m.upper)) for m in self.maxes}
+            relus = {r.j: (r, col(r.su), col(r.cu), col(r.pre_bias)) for r in self.relus}
+            maxes = {m.j: (m, col(m.exact), col(m.upper)) for m in self.maxes}
             self._terms[dtype] = (start, c(self._bias0_64), terms, biases, relus, maxes, c(self.lo), c(self.hi))
         return self._terms[dtype]
 
     # ---- one bound evaluation --------------------------------------------------------------------
+    # Inside a pass the weights on a layer's values are kept neuron-major, (n, N, R): a ReLU's
+    # unstable neurons are then a leading slice, the CSR products need no transposes, and every
+    # elementwise operation reads its operands in one order. alpha and beta are (U, N, R) inside
+    # `bound` (each ReLU layer's part a slice), (N, R, U) outside.
+    def _prep(self, splitT):
+        """The split vectors' part of a pass per ReLU layer with unstable neurons: j -> (s, f, act,
+        nc, cuf), each (n_u, N, 1) in splitT's (float) dtype, from the splits splitT (U, N): the
+        splits s, free f = [s = 0], act = [s > 0], the negative part's slope nc = f su + act and
+        intercept f cu."""
+        dt = splitT.dtype
+        relus = self._terms_in(dt)[4]
+        out = {}
+        for r in self.relus:
+            if r.n_u:
+                _, su, cu, _ = relus[r.j]
+                s = splitT[r.off:r.off + r.n_u].contiguous()[:, :, None]
+                f = (s == 0).to(dt)
+                act = (s > 0).to(dt)
+                out[r.j] = (s, f, act, f * su + act, f * cu)
+        return out
+
+    def _parts(self, t):
+        """A (U, N, R) tensor's part per ReLU layer with unstable neurons (views)."""
+        return {r.j: t[r.off:r.off + r.n_u] for r in self.relus if r.n_u}
+
     def _pass(self, split, alpha, beta, want_scores: bool = False, obj=None):
         """Lower bounds (N, R) of A v over each domain, the minimising inputs (N, R, n_in) and, with
         want_scores, the branching scores (N, 2, U): BaBSR's estimate and the intercept score, -1
-        where split (`search.activation_split._Domains` ranks by both). With `obj` (N,) each domain bounds its own row
-        obj[i] of A instead (R = 1: `tighten_rows`)."""
-        N = split.shape[0]
-        start, bias0, terms, biases, relus, maxes, lo, hi = self._terms_in(alpha.dtype)
+        where split (`search.activation_split._Domains` ranks by both). split (N, U), alpha and
+        beta (N, R, U) in the pass's dtype. With `obj` (N,) each domain bounds its own row obj[i]
+        of A instead (R = 1: `tighten_rows`)."""
+        dt = split.dtype if split.is_floating_point() else alpha.dtype
+        cols = lambda t: self._parts(t.to(dt).permute(2, 0, 1).contiguous())  # noqa: E731
+        return self._pass_cols(split.to(dt).T, cols(alpha), cols(beta), want_scores, obj)
+
+    def _pass_cols(self, splitT, alpha, beta, want_scores: bool = False, obj=None, prep=None, want_x: bool = True):
+        """`_pass` in the pass's own layout: splitT (U, N) in the pass's dtype, alpha and beta per
+        ReLU layer j with unstable neurons its part (n_u, N, R); the minimising inputs only with
+        want_x (else None). `prep`: `_prep(splitT)`, when the caller keeps it across passes."""
+        N = splitT.shape[1]
+        dt = splitT.dtype
+        start, bias0, terms, biases, relus, maxes, lo, hi = self._terms_in(dt)
+        if prep is None:
+            prep = self._prep(splitT)
         pending = {}
-        for s, M in start:
-            P = M.expand(N, -1, -1) if obj is None else M[obj][:, None, :]
+        for s, M in start:  # M (R, n_s) -> (n_s, N, R)
+            P = M.T[:, None, :].expand(-1, N, -1) if obj is None else M[obj].T[:, :, None]
             pending[s] = pending[s] + P if s in pending else P
         bias = bias0.expand(N, -1) if obj is None else bias0[obj][:, None]
-        scores = torch.full((N, 2, self.U), -1.0, dtype=alpha.dtype) if want_scores else None
+        scores = torch.full((N, 2, self.U), -1.0, dtype=dt) if want_scores else None
 
         def add(k, M):
             pending[k] = pending[k] + M if k in pending else M
@@ -244,53 +338,52 @@ class AlphaBeta:
             Lam = pending.pop(k)
             kind = self.kind[k]
             if kind == "affine":
-                bias = bias + Lam @ biases[k]
+                bias = bias + torch.tensordot(biases[k], Lam, dims=1)
                 for s, t in terms[k]:
                     add(s, _mm(Lam, t))
             elif kind == "relu":
-                r, stable, su, cu, pre_bias = relus[k]
-                Lz = Lam * stable
+                r, su, cu, pre_bias = relus[k]
                 n_u, off = r.n_u, r.off
+                Lz = Lam  # the active neurons pass their weight through
                 if n_u:
-                    s = split[:, None, off:off + n_u]
-                    Lu = Lam[..., r.unst]
-                    pos = Lu.clamp(min=0)
-                    neg = Lu - pos
-                    free = s == 0
-                    coef = torch.where(free, pos * alpha[..., off:off + n_u] + neg * su,
-                                       torch.where(s > 0, Lu, torch.zeros_like(Lu)))
-                    coef = coef - beta[..., off:off + n_u] * s
-                    bias = bias + (neg * cu * free).sum(-1)
-                    Lz = Lz.index_copy(2, r.unst, coef)
+                    # unstable neurons: free ones relaxed (lower slope alpha, chord above), split
+                    # ones exact (active: z, inactive: 0), each split s z >= 0 with multiplier beta
+                    sp, f, act, nc, cuf = prep[k]
+                    Lz, bz = _ReluStep.apply(Lam, alpha[k], beta[k], sp, f, act, nc, cuf)
+                    bias = bias + bz
                     if want_scores:
                         # BaBSR's estimate (its bias and intercept terms) and the intercept score alone
+                        Lu = Lam[:n_u].detach()
+                        pos = Lu.clamp(min=0)
+                        neg = Lu - pos
                         bt = Lu * pre_bias
-                        babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs().detach().sum(1)
-                        icpt = (cu * (-neg + 1e-3 * pos)).detach().sum(1)
-                        free_ = split[:, off:off + n_u] == 0
-                        scores[:, 0, off:off + n_u] = torch.where(free_, babsr, torch.full_like(babsr, -1.0))
-                        scores[:, 1, off:off + n_u] = torch.where(free_, icpt, torch.full_like(icpt, -1.0))
+                        babsr = (torch.maximum(bt * (su - 1.0), bt * su) + neg * cu).abs().sum(2)
+                        icpt = (cu * (-neg + 1e-3 * pos)).sum(2)
+                        free_ = f[..., 0] > 0
+                        scores[:, 0, off:off + n_u] = torch.where(free_, babsr, torch.full_like(babsr, -1.0)).T
+                        scores[:, 1, off:off + n_u] = torch.where(free_, icpt, torch.full_like(icpt, -1.0)).T
                 if r.to_source is None:
                     add(r.k, Lz)
                 else:
                     n_k = self._need[r.k].size if self._need[r.k] is not None else self.view.layers[r.k].size
-                    add(r.k, torch.zeros(Lz.shape[:2] + (n_k,), dtype=Lz.dtype).index_add(2, r.to_source, Lz))
+                    add(r.k, torch.zeros((n_k,) + Lz.shape[1:], dtype=Lz.dtype).index_add(0, r.to_source, Lz))
             elif kind == "max":
                 m, exact, upper = maxes[k]
                 pos = Lam.clamp(min=0)
                 neg = Lam - pos
-                bias = bias + (neg * (1.0 - exact) * upper).sum(-1)
+                bias = bias + (neg * (1.0 - exact) * upper).sum(0)
                 coef = pos + neg * exact
                 nk = self._need[m.k]
                 n_k = nk.size if nk is not None else self.view.layers[m.k].size
-                add(m.k, torch.zeros(Lam.shape[:2] + (n_k,), dtype=Lam.dtype).index_add(2, m.pos, coef))
+                add(m.k, torch.zeros((n_k,) + Lam.shape[1:], dtype=Lam.dtype).index_add(0, m.pos, coef))
         Lam = pending.pop(0, None)
         if Lam is None:  # nothing reaches the input: the bias alone
-            x = lo.expand(N, self.R, -1)
-            return bias, x, scores
-        x = torch.where(Lam > 0, lo, hi)
-        lb = (Lam * x).sum(-1) + bias
-        return lb, x, scores
+            return bias, (lo.expand(N, self.R, -1) if want_x else None), scores
+        if not want_x:  # min over the box of Lam x = Lam lo + min(Lam, 0) (hi - lo)
+            return bias + torch.tensordot(lo, Lam, dims=1) + torch.tensordot(hi - lo, Lam.clamp(max=0), dims=1), None, scores
+        x = torch.where(Lam > 0, lo[:, None, None], hi[:, None, None])
+        lb = (Lam * x).sum(0) + bias
+        return lb, x.permute(1, 2, 0).contiguous(), scores
 
     def bound(self, split, alpha, beta, iters: int, deadline: float, freeze: Optional[np.ndarray] = None, obj=None):
         """Optimise alpha, beta for `iters` steps: (lb (N, R), alpha, beta (float32), scores, x).
@@ -305,19 +398,28 @@ class AlphaBeta:
         some row's bound is above b by `options.freeze_margin` (about half the children of a proof close within
         three steps); it keeps that step's parameters, and its scores come from the float64 pass.
         Only speed depends on this: a frozen domain the float64 pass does not close stays open.
+        The domains still optimised are kept compact (their parameters, Adam's moments, split
+        constants), so a step costs what its active domains cost.
 
         With `obj` (N,), domain i bounds row obj[i] of A alone (alpha, beta (N, 1, U))."""
         dt = self.step_dtype
         o = self.options
         N = split.shape[0]
-        a = alpha.to(dt).clone()
-        be = beta.to(dt).clone()
-        sf = split.to(dt)
-        best = torch.full(tuple(alpha.shape[:2]), -torch.inf, dtype=dt)
-        best_a, best_be = a.clone(), be.clone()
-        act = torch.arange(N)  # the domains still optimised
-        # Adam's state per parameter tensor: (tensor, learning rate, first and second moments)
-        adam = [(a, o.lr_alpha, torch.zeros_like(a), torch.zeros_like(a)), (be, o.lr_beta, torch.zeros_like(be), torch.zeros_like(be))]
+        # (U, N, R): each domain's parameters at the end (its last step's, or its freezing step's)
+        a_out = alpha.to(dt).permute(2, 0, 1).contiguous()
+        b_out = beta.to(dt).permute(2, 0, 1).contiguous()
+        best = torch.full(tuple(alpha.shape[:2]), -torch.inf, dtype=dt)  # each row's best bound and its parameters
+        best_a, best_b = a_out.clone(), b_out.clone()
+        # the active domains' state: their indices, split constants, parameters (a_out / b_out
+        # themselves until a domain freezes), Adam's moments, best bounds and parameters
+        gidx = torch.arange(N)
+        split_t = split.T.contiguous()  # (U, N): the pass's layout
+        sf = split_t.to(dt)
+        prep = self._prep(sf)
+        ob = obj
+        a, be = a_out, b_out
+        bst, ba, bb = best.clone(), best_a.clone(), best_b.clone()
+        ma, va, mb, vb = (torch.zeros_like(a), torch.zeros_like(a), torch.zeros_like(be), torch.zeros_like(be))
         sc_act = None
         b_thr = None if freeze is None else torch.as_tensor(np.asarray(freeze, np.float64)).to(dt)
         if self.U == 0:  # nothing relaxed: the bound has no parameters to optimise
@@ -326,47 +428,64 @@ class AlphaBeta:
             if it < iters and time.monotonic() > deadline:
                 break  # out of time: the float64 pass below with the best parameters so far (and its scores)
             last = it == iters
-            pa = a[act].requires_grad_(not last)  # copies: the active domains' parameters
-            pb = be[act].requires_grad_(not last)
+            # each ReLU layer's part of alpha and beta: leaves sharing a's and be's storage
+            pa = {j: t.detach().requires_grad_(not last) for j, t in self._parts(a).items()}
+            pb = {j: t.detach().requires_grad_(not last) for j, t in self._parts(be).items()}
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores
-                lb, _, sc = self._pass(sf[act], pa, pb, want_scores=last, obj=None if obj is None else obj[act])
+                lb, _, sc = self._pass_cols(sf, pa, pb, want_scores=last, obj=ob, prep=prep, want_x=False)
             cur = lb.detach()
-            up = cur > best[act]  # (n, R): rows whose bound improved keep this step's parameters
-            best[act] = torch.where(up, cur, best[act])
-            best_a[act] = torch.where(up[..., None], pa.detach(), best_a[act])
-            best_be[act] = torch.where(up[..., None], pb.detach(), best_be[act])
+            up = cur > bst  # (n, R): rows whose bound improved keep this step's parameters
+            bst = torch.where(up, cur, bst)
+            ba = torch.where(up[None], a, ba)
+            bb = torch.where(up[None], be, bb)
             if last:
                 sc_act = sc
                 break
             (-lb.sum()).backward()
-            done = None
-            if b_thr is not None:
-                done = ((cur - b_thr) > o.freeze_margin * (1.0 + cur.abs())).any(dim=1)
-            with torch.no_grad():  # Adam (as torch.optim.Adam: betas 0.9, 0.999, eps 1e-8), projected
+            ga = torch.cat([p.grad if p.grad is not None else torch.zeros_like(p) for p in pa.values()])
+            gb = torch.cat([p.grad if p.grad is not None else torch.zeros_like(p) for p in pb.values()])
+            with torch.no_grad():
+                if b_thr is not None:
+                    done = ((cur - b_thr) > o.freeze_margin * (1.0 + cur.abs())).any(dim=1)
+                    if bool(done.any()):
+                        # frozen domains keep this step's (pre-update) parameters and leave the state
+                        fz = gidx[done]
+                        a_out[:, fz] = a[:, done]
+                        b_out[:, fz] = be[:, done]
+                        best[fz], best_a[:, fz], best_b[:, fz] = bst[done], ba[:, done], bb[:, done]
+                        k = torch.nonzero(~done)[:, 0]
+                        gidx = gidx[k]
+                        if gidx.numel() == 0:
+                            break
+                        # (index_select: a boolean mask over the domain axis gathers 4 times slower)
+                        a, be, ga, gb, ma, va, mb, vb, ba, bb = (t.index_select(1, k) for t in (a, be, ga, gb, ma, va, mb, vb, ba, bb))
+                        bst, sf = bst[k], sf.index_select(1, k)
+                        prep = {j: tuple(t.index_select(1, k) for t in v) for j, v in prep.items()}
+                        ob = None if ob is None else ob[k]
+                # Adam (as torch.optim.Adam: betas 0.9, 0.999, eps 1e-8), in place, projected
                 t = it + 1
-                for (p, lr, m, v), g in zip(adam, (pa.grad, pb.grad)):
-                    m[act] = m[act] * 0.9 + 0.1 * g
-                    v[act] = v[act] * 0.999 + 0.001 * g * g
-                    denom = (v[act].sqrt() / (1.0 - 0.999 ** t) ** 0.5) + 1e-8
-                    p[act] = p[act] - (lr / (1.0 - 0.9 ** t)) * m[act] / denom
-                a[act] = a[act].clamp(0.0, 1.0)
-                be[act] = be[act].clamp(min=0.0)
-            if done is not None and bool(done.any()):
-                # a frozen domain keeps this step's (pre-update) parameters
-                idx = act[done]
-                a[idx] = pa.detach()[done]
-                be[idx] = pb.detach()[done]
-                act = act[~done]
-                if act.numel() == 0:
-                    break
+                for p, lr, m, v, g in ((a, o.lr_alpha, ma, va, ga), (be, o.lr_beta, mb, vb, gb)):
+                    m.mul_(0.9).add_(g, alpha=0.1)
+                    v.mul_(0.999).addcmul_(g, g, value=0.001)
+                    denom = v.sqrt().div_((1.0 - 0.999 ** t) ** 0.5).add_(1e-8)
+                    p.addcdiv_(m, denom, value=-(lr / (1.0 - 0.9 ** t)))
+                a.clamp_(0.0, 1.0)
+                be.clamp_(min=0.0)
+        if gidx.numel():  # the domains active to the end
+            if a.data_ptr() != a_out.data_ptr():
+                a_out[:, gidx] = a
+                b_out[:, gidx] = be
+            best[gidx], best_a[:, gidx], best_b[:, gidx] = bst, ba, bb
         with torch.no_grad():
             f64 = torch.float64
-            lb, x, sc64 = self._pass(split.to(f64), best_a.to(f64), best_be.to(f64), want_scores=True, obj=obj)
+            lb, x, sc64 = self._pass_cols(split_t.to(f64), self._parts(best_a.to(f64)), self._parts(best_b.to(f64)),
+                                          want_scores=True, obj=obj)
             lb = lb - slack(lb)  # the margin rule: every bound kept is widened
         scores = sc64.clone()
-        if sc_act is not None and act.numel():
-            scores[act] = sc_act.to(f64)
-        return lb, a.detach().float(), be.detach().float(), scores, x
+        if sc_act is not None and gidx.numel():
+            scores[gidx] = sc_act.to(f64)
+        out = lambda t: t.float().permute(1, 2, 0).contiguous()  # noqa: E731  (U, N, R) -> (N, R, U)
+        return lb, out(a_out), out(b_out), scores, x
 
     def root_state(self):
         """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0."""
@@ -381,7 +500,7 @@ class AlphaBeta:
     def split_neurons(self) -> List[Tuple[int, np.ndarray]]:
         """Per ReLU layer (its index), the neurons of its source the split vectors' entries stand
         for, in the order of the vectors (what a test reads the splits with)."""
-        return [(r.j, r.live[r.unst].numpy().astype(np.int64)) for r in self.relus]
+        return [(r.j, r.live[:r.n_u].numpy().astype(np.int64)) for r in self.relus]
 
 
 def optimised_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, iters: int, deadline: float,

@@ -249,14 +249,15 @@ def smart_branch(bab: AlphaBeta, parents: _Domains, b: np.ndarray) -> torch.Tens
         for s in range(0, n, per):
             e = min(n, s + per)
             m = e - s
-            split = parents.split[s:e, None, None, :].expand(m, c, 2, U).clone()
+            # the pass's own layout (neurons first): splits (U, m, c, 2), parameters (U, m, c, 2, R)
+            splitT = parents.split[s:e].T.to(dt)[:, :, None, None].expand(U, m, c, 2).clone()
             ii = torch.arange(m)[:, None].expand(m, c)
             jj = torch.arange(c)[None, :].expand(m, c)
-            split[ii, jj, 0, cpos[s:e]] = 1
-            split[ii, jj, 1, cpos[s:e]] = -1
-            alpha = parents.alpha[s:e, None, None].expand(m, c, 2, R, U).reshape(m * c * 2, R, U).to(dt)
-            beta = parents.beta[s:e, None, None].expand(m, c, 2, R, U).reshape(m * c * 2, R, U).to(dt)
-            lb, _, _ = bab._pass(split.reshape(m * c * 2, U).to(dt), alpha, beta)
+            splitT[cpos[s:e], ii, jj, 0] = 1
+            splitT[cpos[s:e], ii, jj, 1] = -1
+            alpha = parents.alpha[s:e].to(dt).permute(2, 0, 1)[:, :, None, None].expand(U, m, c, 2, R).reshape(U, m * c * 2, R)
+            beta = parents.beta[s:e].to(dt).permute(2, 0, 1)[:, :, None, None].expand(U, m, c, 2, R).reshape(U, m * c * 2, R)
+            lb, _, _ = bab._pass_cols(splitT.reshape(U, m * c * 2), bab._parts(alpha), bab._parts(beta), want_x=False)
             v = (lb - thr).max(dim=1).values.reshape(m, c, 2)
             hi_, lo_ = v.max(dim=2).values, v.min(dim=2).values
             value[s:e] = hi_ + bab.options.fsb_min_weight * lo_
