@@ -178,7 +178,7 @@ class AlphaBeta:
         cols: Dict[int, Optional[np.ndarray]] = {0: None}  # variable layer -> its entries read (None: all)
         relus = [j for j in view.relus if j in anc]
         maxes = [j for j in view.maxes if j in anc]
-        lives = {}
+        lives, n_unstable = {}, {}
         for j in relus:
             l, u = (np.asarray(v, np.float64) for v in pre[layers[j].source])
             live = np.flatnonzero(~(u <= 0))
@@ -186,6 +186,7 @@ class AlphaBeta:
             # the unstable ones as a slice and passes the rest through unchanged
             unstable = ~(l[live] >= 0)
             lives[j] = np.concatenate([live[unstable], live[~unstable]])
+            n_unstable[j] = int(unstable.sum())
             cols[j] = lives[j]
         for j in maxes:
             cols[j] = None
@@ -205,7 +206,7 @@ class AlphaBeta:
             l, u = (np.asarray(v, np.float64) for v in pre[k])
             live = lives[j]
             ll, uu = l[live], u[live]
-            n_u = int((~(ll >= 0)).sum())  # l < 0 < u: unstable, the first n_u of `live`
+            n_u = n_unstable[j]  # l < 0 < u: unstable, the first n_u of `live`
             lo_s, up_s, up_b = relu_relaxation(ll[:n_u], uu[:n_u], np)
             nk = need[k]
             if nk is not None and np.array_equal(nk, live):
@@ -476,7 +477,7 @@ class AlphaBeta:
                 a.clamp_(0.0, 1.0)
                 be.clamp_(min=0.0)
         if gidx.numel():  # the domains active to the end
-            if a.data_ptr() != a_out.data_ptr():
+            if gidx.numel() < N:  # compacted: a and be are no longer a_out and b_out themselves
                 a_out[:, gidx] = a
                 b_out[:, gidx] = be
             best[gidx], best_a[:, gidx], best_b[:, gidx] = bst, ba, bb
