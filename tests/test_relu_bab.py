@@ -204,6 +204,116 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, kind, seed):
     assert checked == N
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", list(NETS))
+def test_domain_bounds_with_cuts_hold_on_the_points_that_satisfy_them(tmp_path, kind, seed):
+    """Random cuts C z <= d over the indicators of the unstable neurons (each: a random set of
+    decisions, sum of the active ones' z minus the inactive ones' <= active count - 1), random
+    multipliers: each domain's bound is below A y at every sampled input whose activations agree
+    with the domain's splits and satisfy every cut, before and after the optimiser's steps; with
+    all multipliers 0 it is the bound without cuts."""
+    net = load_network(NETS[kind](tmp_path, seed), threads=1)
+    lg = layer_graph(net)
+    n = lg.n_inputs
+    rng = np.random.default_rng(100 + seed)
+    c = rng.uniform(-0.5, 0.5, n)
+    lo, hi = c - 0.5, c + 0.5
+    A = rng.standard_normal((2, lg.n_outputs))
+    lg, bab = _bab_of(net, lo, hi, A, np.zeros(2))
+    U = bab.U
+    xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
+    ys = lg.evaluate(xs) @ A.T
+    S = _signs(lg, bab, xs)
+    Z = (S > 0).astype(np.float64)  # the indicators of the sampled inputs
+    # cuts from the sign patterns of sampled inputs (2-4 decisions each): each excludes some of them
+    K = 6
+    C = np.zeros((K, U))
+    for k in range(K):
+        idx = rng.choice(U, size=int(rng.integers(2, 5)), replace=False)
+        C[k, idx] = np.where(S[rng.integers(0, len(xs)), idx] > 0, 1.0, -1.0)
+    d = (C > 0).sum(axis=1) - 1.0
+    sat = np.all(Z @ C.T <= d + 1e-9, axis=1)
+    assert 0 < sat.sum() < len(xs)
+    N = 32
+    keep = rng.uniform(size=(N, U)) < rng.uniform(0.0, 0.6, size=(N, 1))
+    split = torch.as_tensor((S[rng.choice(np.flatnonzero(sat), N)] * keep).astype(np.int8))  # non-empty domains
+    alpha = torch.as_tensor(rng.uniform(0, 1, size=(N, 2, U))).float().double()
+    beta = torch.as_tensor(rng.exponential(0.5, size=(N, 2, U))).float().double()
+    with torch.no_grad():
+        plain, _, _ = bab._pass(split.double(), alpha, beta)
+    assert bab.set_cuts(d, indicators=C) == K
+    mu0 = torch.zeros((N, 2, K), dtype=torch.float64)
+    mu = torch.as_tensor(rng.exponential(0.5, size=(N, 2, K))).float().double()
+    with torch.no_grad():
+        zero, _, _ = bab._pass(split.double(), alpha, torch.cat([beta, mu0], 2))
+        lb, _, _ = bab._pass(split.double(), alpha, torch.cat([beta, mu], 2))
+    assert np.allclose(zero.numpy(), plain.numpy(), atol=1e-9)
+    opt, _, ob, _, _ = bab.bound(split, alpha.float(), torch.cat([beta, mu], 2).float(), 15, time.monotonic() + 60)
+    assert ob.shape == (N, 2, U + K) and float(ob.min()) >= 0
+    lb, opt = lb.numpy(), opt.numpy()
+    checked = 0
+    for i in range(N):
+        s = split[i].numpy()
+        agree = np.all((s == 0) | (S * s >= 0), axis=1) & sat
+        if agree.any():
+            checked += 1
+            for bound in (lb, opt):
+                assert np.all(bound[i] <= ys[agree].min(axis=0) + 1e-9), (i, bound[i], ys[agree].min(axis=0))
+    assert checked == N
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", list(NETS))
+def test_domain_bounds_with_general_cuts_hold_on_the_points_that_satisfy_them(tmp_path, kind, seed):
+    """Random linear cuts over the input, a pre-activation layer, a ReLU layer, the output and the
+    indicators (each one's right-hand side a quantile of its value over the samples, so some
+    samples break it): each domain's bound, at random multipliers and after the optimiser's
+    steps, is below A y at every sampled input in the domain that satisfies every cut."""
+    import scipy.sparse as sp
+
+    net = load_network(NETS[kind](tmp_path, seed), threads=1)
+    lg = layer_graph(net)
+    n = lg.n_inputs
+    rng = np.random.default_rng(200 + seed)
+    c = rng.uniform(-0.5, 0.5, n)
+    lo, hi = c - 0.5, c + 0.5
+    A = rng.standard_normal((2, lg.n_outputs))
+    lg, bab = _bab_of(net, lo, hi, A, np.zeros(2))
+    U = bab.U
+    xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
+    vals = lg.evaluate(xs, all_layers=True)
+    ys = lg.evaluate(xs) @ A.T
+    S = _signs(lg, bab, xs)
+    Z = (S > 0).astype(np.float64)
+    relus = [j for j, _ in bab.split_neurons()]
+    j = relus[int(rng.integers(len(relus)))]
+    k = lg.layers[j].source
+    picks = {0: vals[0], k: vals[k], j: vals[j], lg.output: vals[lg.output]}
+    K = 5
+    layers = {L: np.where(rng.random((K, v.shape[1])) < 0.4, rng.standard_normal((K, v.shape[1])), 0.0) for L, v in picks.items()}
+    ind = np.where(rng.random((K, U)) < 0.3, rng.standard_normal((K, U)), 0.0)
+    value = sum(v @ layers[L].T for L, v in picks.items()) + Z @ ind.T  # (P, K)
+    d = np.quantile(value, 0.8, axis=0)
+    sat = np.all(value <= d, axis=1)
+    assert 0 < sat.sum() < len(xs)
+    assert bab.set_cuts(d, {L: sp.csr_matrix(C) for L, C in layers.items()}, ind) == K
+    N = 32
+    keep = rng.uniform(size=(N, U)) < rng.uniform(0.0, 0.6, size=(N, 1))
+    split = torch.as_tensor((S[rng.choice(np.flatnonzero(sat), N)] * keep).astype(np.int8))
+    alpha = torch.as_tensor(rng.uniform(0, 1, size=(N, 2, U))).float().double()
+    beta = torch.as_tensor(rng.exponential(0.5, size=(N, 2, U + K))).float().double()
+    with torch.no_grad():
+        lb, _, _ = bab._pass(split.double(), alpha, beta)
+    opt, *_ = bab.bound(split, alpha.float(), beta.float(), 15, time.monotonic() + 60)
+    lb, opt = lb.numpy(), opt.numpy()
+    for i in range(N):
+        s = split[i].numpy()
+        agree = np.all((s == 0) | (S * s >= 0), axis=1) & sat
+        assert agree.any()
+        for bound in (lb, opt):
+            assert np.all(bound[i] <= ys[agree].min(axis=0) + 1e-9), (i, bound[i], ys[agree].min(axis=0))
+
+
 @pytest.mark.parametrize("fsb", [1, 8])
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("kind", ["conv-maxpool", "random-graph"])

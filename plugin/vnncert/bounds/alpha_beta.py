@@ -28,6 +28,12 @@ ReLU's unstable neurons (kept first) are a leading slice, and its step back has 
 written out (`_ReluStep`). On oval21's cifar_wide (1,609 unstable ReLUs), 512 domains, 12 steps,
 one thread: 0.86 s, against 1.7 s domain-major with autograd's gradient (docs/benchmarks.md).
 `optimised_rows` is the root bound alone: alpha-CROWN bounds of an intermediate layer's rows.
+
+Cuts (`AlphaBeta.set_cuts`): linear constraints over the layers' values and the unstable neurons'
+indicators that the points asked about satisfy (a MIP solver's cuts on the network's MILP) enter
+as GCP-CROWN's do (Zhang et al. 2022): each with a multiplier mu >= 0 optimised beside beta, their
+weights on a layer's values added to the back-substitution there, and the indicators' weights
+through each free neuron's exact hull (`_relu_step_cut`).
 """
 from __future__ import annotations
 
@@ -52,9 +58,10 @@ class _Relu:
     CROWN's lower slope (the start) and pre-activation bias (BaBSR's score), and their offset in
     the split vectors."""
 
-    def __init__(self, j, k, live, n_u, su, cu, start, pre_bias, off, to_source):
+    def __init__(self, j, k, live, n_u, su, cu, start, pre_bias, off, to_source, l=None, u=None):
         self.j, self.k, self.live, self.n_u, self.off = j, k, live, n_u, off
         self.su, self.cu, self.start, self.pre_bias = su, cu, start, pre_bias
+        self.l, self.u = l, u  # the unstable neurons' pre-activation bounds (the cut-aware step reads them)
         self.to_source = to_source  # positions of the live neurons among the source's needed rows (None: the same)
 
 
@@ -157,6 +164,35 @@ class _ReluStep(torch.autograd.Function):
         return g_lam, g_alpha, g_beta, None, None, None, None, None
 
 
+def _relu_step_cut(Lam, alpha, beta, q, s, f, act, l, u):
+    """`_ReluStep` with cuts: the unstable neurons' indicators z carry the weights q (n_u, N, R)
+    of the cuts' multipliers (`AlphaBeta.set_cuts`). A free neuron's part w relu(x) + q z over
+    its exact hull {(l, 0, 0), (0, 0, 0), (0, 0, 1), (u, u, 1)} of (x, relu(x), z) is bounded
+    below, as a function of x, by the lower convex envelope of the points (l, 0), (0, min(q, 0))
+    and (u, w u + q): where the middle point lies below the chord of the other two, a line
+    through it with slope s1 + alpha (s2 - s1) (s1, s2 the two segments' slopes), else the chord.
+    With q = 0 this is `_ReluStep`'s relaxation (slope alpha w for w >= 0, the chord for w < 0).
+    An active split neuron contributes w x + q (z = 1), an inactive one 0 (z = 0). Any alpha in
+    [0, 1] gives a valid bound. Plain autograd: only searches with cuts take this step."""
+    n_u = s.shape[0]
+    w = Lam[:n_u]
+    v = w * u + q  # the value at (u, u, 1)
+    m = q.clamp(max=0)  # the least value at x = 0 (z = 0 or 1)
+    inv = 1.0 / (u - l)
+    chord = v * inv  # the chord's slope through (l, 0) and (u, v)
+    c0 = -l * chord  # ... its value at 0
+    s1 = m / (-l)
+    s2 = (v - m) / u
+    above = m > c0  # the middle point above the chord: the chord is the envelope
+    slope = torch.where(above, chord, s1 + alpha * (s2 - s1))
+    icpt = torch.where(above, c0, m)
+    coef = f * slope + act * w - beta * s
+    bias = (f * icpt + act * q).sum(0)
+    if n_u < Lam.shape[0]:
+        return torch.cat([coef, Lam[n_u:]]), bias
+    return coef, bias
+
+
 class AlphaBeta:
     """The bound of `A v` (v: layer `target`, default the output) over domains of ReLU splits of a
     layer graph (see the module docstring). `pre`: sound bounds (l, u) over the box [lo, hi] of
@@ -216,7 +252,7 @@ class AlphaBeta:
             bias_k = np.asarray(layers[k].bias, np.float64)[live[:n_u]]
             t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
             self.relus.append(_Relu(j, k, torch.as_tensor(live, dtype=torch.long), n_u, t(up_s), t(up_b), t(lo_s), t(bias_k),
-                                    off, to_source))
+                                    off, to_source, t(ll[:n_u]), t(uu[:n_u])))
             off += n_u
         self.U = off
         self.maxes: List[_Max] = []
@@ -247,6 +283,7 @@ class AlphaBeta:
         self._relu_of = {r.j: r for r in self.relus}
         self._max_of = {m.j: m for m in self.maxes}
         self._need = need
+        self._pre = pre
         self._terms64 = terms
         self._bias64 = biases
         self._terms: Dict[torch.dtype, tuple] = {}
@@ -267,6 +304,100 @@ class AlphaBeta:
                          for s, W in self._start_terms]
         self._bias0_64 = torch.as_tensor(A @ self._target_bias)
         self._terms = {}
+        # cuts (`set_cuts`) are facts about the unsafe set of these rows: new rows start without
+        self.K = 0
+        self._cuts64 = None
+        self._cuts: Dict[torch.dtype, tuple] = {}
+
+    # ---- cuts ----------------------------------------------------------------------------------------
+    def set_cuts(self, d: np.ndarray, layers: Optional[Dict[int, object]] = None, indicators=None) -> int:
+        """Linear constraints sum over layers L of C_L v_L + C_z z <= d (K of them) that every point
+        the caller asks about satisfies: v_L the values of layer L of the graph (0: the input; an
+        affine layer, a ReLU or max layer, or the target; `layers` maps L to C_L (K, size of L),
+        dense or scipy sparse), z in {0, 1} the indicators of the unstable neurons (1: active;
+        `indicators` (K, U) in the split vectors' order). The bound is then a lower bound of A v over
+        the domain's points that satisfy them (a MIP solver's cuts hold at every point of the MILP's
+        feasible set; a cut from a verified domain at every point of the disjunct's unsafe set).
+        Each cut enters with a multiplier mu >= 0 (the term mu (C w - d) <= 0), kept after the
+        split multipliers beta: the parameters' beta part is (N, R, U + K) from here on (as
+        GCP-CROWN, Zhang et al. 2022; the indicators through `_relu_step_cut`).
+
+        A coefficient on an entry the pass does not carry (an inactive neuron's ReLU value: exactly
+        0; a row of an affine layer no reader needs) is replaced by the worst value of its term over
+        `pre`'s bounds (the cut only gets weaker); a cut with such an entry and no finite bound is
+        dropped. Returns how many cuts were kept."""
+        import scipy.sparse as sp
+
+        d = np.atleast_1d(np.asarray(d, np.float64)).copy()
+        K = d.size
+        keep = np.ones(K, bool)
+        lg = self.view.lg
+        parts: Dict[int, object] = {}
+        start: Dict[int, object] = {}
+        for L, C in (layers or {}).items():
+            C = sp.csr_matrix(C, dtype=np.float64)
+            if C.nnz == 0:
+                continue
+            if L == self.target:  # through the target's terms to its sources, its bias into d
+                d -= C @ self._target_bias
+                for s_, W in self._start_terms:
+                    M = sp.csr_matrix(C @ W) if not sp.issparse(W) else sp.csr_matrix(C @ W)
+                    start[s_] = M if s_ not in start else start[s_] + M
+                continue
+            kind = lg.layers[L].kind if L else "input"
+            if L and L not in self.kind:
+                keep &= np.asarray(abs(C).sum(axis=1)).ravel() == 0  # a layer the bound never reaches
+                continue
+            if kind == "relu":
+                rows = self._relu_of[L].live.numpy()
+            elif kind == "affine":
+                rows = self._need[L]
+            else:
+                rows = None
+            if rows is not None:
+                out = np.setdiff1d(np.arange(C.shape[1]), rows)
+                if out.size and kind == "affine":
+                    Co = C[:, out].tocoo()
+                    l, u = (np.asarray(v, np.float64)[out] for v in self._pre[L]) if L in self._pre else \
+                        (np.full(out.size, -np.inf), np.full(out.size, np.inf))
+                    worst = np.minimum(Co.data * l[Co.col], Co.data * u[Co.col])
+                    bad = ~np.isfinite(worst)
+                    keep[np.unique(Co.row[bad])] = False
+                    np.add.at(d, Co.row[~bad], -worst[~bad])
+                C = C[:, rows]
+            parts[L] = C
+        fill = 0.5
+        ind = None
+        if indicators is not None:
+            ind = sp.csr_matrix(indicators, dtype=np.float64)
+        if not keep.all():
+            sel = np.flatnonzero(keep)
+            parts = {L: C[sel] for L, C in parts.items()}
+            start = {s_: M[sel] for s_, M in start.items()}
+            ind = None if ind is None else ind[sel]
+            d = d[sel]
+        self.K = int(d.size)
+        if self.K == 0:
+            self._cuts64 = None
+            self._cuts = {}
+            return 0
+        for s_, M in start.items():
+            parts[s_] = M if s_ not in parts else parts[s_] + M
+        self._cuts64 = ({L: _torch_term(C, fill) for L, C in parts.items() if C.nnz},
+                        None if ind is None or ind.nnz == 0 else _torch_term(ind, fill), torch.as_tensor(d))
+        self._cuts = {}
+        return self.K
+
+    def _cuts_in(self, dtype):
+        """(layer -> C_L term, indicator term or None, d (K,), ReLU layer j -> (l, u) (n_u, 1, 1)) in
+        dtype: the cuts of `set_cuts`."""
+        if dtype not in self._cuts:
+            col = lambda t: t.to(dtype)[:, None, None]  # noqa: E731
+            terms, ind, d = self._cuts64
+            self._cuts[dtype] = ({L: _cast_term(t, dtype) for L, t in terms.items()},
+                                 None if ind is None else _cast_term(ind, dtype), d.to(dtype),
+                                 {r.j: (col(r.l), col(r.u)) for r in self.relus if r.n_u})
+        return self._cuts[dtype]
 
     def _terms_in(self, dtype):
         """(start terms, start bias, affine terms, affine biases, relu records, max records, lo, hi) in
@@ -308,6 +439,10 @@ class AlphaBeta:
         """A (U, N, R) tensor's part per ReLU layer with unstable neurons (views)."""
         return {r.j: t[r.off:r.off + r.n_u] for r in self.relus if r.n_u}
 
+    def _mu(self, t):
+        """The cuts' multipliers (K, N, R) of a (U + K, N, R) multiplier tensor (None without cuts)."""
+        return t[self.U:] if self.K else None
+
     def _pass(self, split, alpha, beta, want_scores: bool = False, obj=None):
         """Lower bounds (N, R) of A v over each domain, the minimising inputs (N, R, n_in) and, with
         want_scores, the branching scores (N, 2, U): BaBSR's estimate and the intercept score, -1
@@ -315,23 +450,35 @@ class AlphaBeta:
         beta (N, R, U) in the pass's dtype. With `obj` (N,) each domain bounds its own row obj[i]
         of A instead (R = 1: `tighten_rows`)."""
         dt = split.dtype if split.is_floating_point() else alpha.dtype
-        cols = lambda t: self._parts(t.to(dt).permute(2, 0, 1).contiguous())  # noqa: E731
-        return self._pass_cols(split.to(dt).T, cols(alpha), cols(beta), want_scores, obj)
+        cols = lambda t: t.to(dt).permute(2, 0, 1).contiguous()  # noqa: E731
+        be = cols(beta)
+        return self._pass_cols(split.to(dt).T, self._parts(cols(alpha)), self._parts(be), want_scores, obj, mu=self._mu(be))
 
-    def _pass_cols(self, splitT, alpha, beta, want_scores: bool = False, obj=None, prep=None, want_x: bool = True):
+    def _pass_cols(self, splitT, alpha, beta, want_scores: bool = False, obj=None, prep=None, want_x: bool = True, mu=None):
         """`_pass` in the pass's own layout: splitT (U, N) in the pass's dtype, alpha and beta per
-        ReLU layer j with unstable neurons its part (n_u, N, R); the minimising inputs only with
-        want_x (else None). `prep`: `_prep(splitT)`, when the caller keeps it across passes."""
+        ReLU layer j with unstable neurons its part (n_u, N, R), the cuts' multipliers mu (K, N, R)
+        (`set_cuts`; None: no cuts); the minimising inputs only with want_x (else None). `prep`:
+        `_prep(splitT)`, when the caller keeps it across passes."""
         N = splitT.shape[1]
         dt = splitT.dtype
         start, bias0, terms, biases, relus, maxes, lo, hi = self._terms_in(dt)
         if prep is None:
             prep = self._prep(splitT)
+        q_all = cut_lu = None
+        cut_terms, cut_d = {}, None
+        if mu is not None and self.K:
+            cut_terms, ind, cut_d, cut_lu = self._cuts_in(dt)
+            q_all = _mm(mu, ind) if ind is not None else None  # each unstable neuron's indicator weight
         pending = {}
         for s, M in start:  # M (R, n_s) -> (n_s, N, R)
             P = M.T[:, None, :].expand(-1, N, -1) if obj is None else M[obj].T[:, :, None]
             pending[s] = pending[s] + P if s in pending else P
         bias = bias0.expand(N, -1) if obj is None else bias0[obj][:, None]
+        if cut_d is not None:
+            bias = bias - torch.tensordot(cut_d, mu, dims=1)  # the cuts' constants: - mu . d
+            for L, t in cut_terms.items():  # their weights on the layers' values: C_L^T mu
+                M = _mm(mu, t)
+                pending[L] = pending[L] + M if L in pending else M
         scores = torch.full((N, 2, self.U), -1.0, dtype=dt) if want_scores else None
 
         def add(k, M):
@@ -354,7 +501,10 @@ class AlphaBeta:
                     # unstable neurons: free ones relaxed (lower slope alpha, chord above), split
                     # ones exact (active: z, inactive: 0), each split s z >= 0 with multiplier beta
                     sp, f, act, nc, cuf = prep[k]
-                    Lz, bz = _ReluStep.apply(Lam, alpha[k], beta[k], sp, f, act, nc, cuf)
+                    if q_all is None:
+                        Lz, bz = _ReluStep.apply(Lam, alpha[k], beta[k], sp, f, act, nc, cuf)
+                    else:
+                        Lz, bz = _relu_step_cut(Lam, alpha[k], beta[k], q_all[off:off + n_u], sp, f, act, *cut_lu[k])
                     bias = bias + bz
                     if want_scores:
                         # BaBSR's estimate (its bias and intercept terms) and the intercept score alone
@@ -436,8 +586,11 @@ class AlphaBeta:
             # each ReLU layer's part of alpha and beta: leaves sharing a's and be's storage
             pa = {j: t.detach().requires_grad_(not last) for j, t in self._parts(a).items()}
             pb = {j: t.detach().requires_grad_(not last) for j, t in self._parts(be).items()}
+            pm = self._mu(be)
+            if pm is not None:
+                pb[None] = pm = pm.detach().requires_grad_(not last)  # last in pb: the cuts' part of be
             with torch.set_grad_enabled(not last):  # the last step only reads bounds and scores
-                lb, _, sc = self._pass_cols(sf, pa, pb, want_scores=last, obj=ob, prep=prep, want_x=False)
+                lb, _, sc = self._pass_cols(sf, pa, pb, want_scores=last, obj=ob, prep=prep, want_x=False, mu=pm)
             cur = lb.detach()
             up = cur > bst  # (n, R): rows whose bound improved keep this step's parameters
             bst = torch.where(up, cur, bst)
@@ -483,8 +636,9 @@ class AlphaBeta:
             best[gidx], best_a[:, gidx], best_b[:, gidx] = bst, ba, bb
         with torch.no_grad():
             f64 = torch.float64
-            lb, x, sc64 = self._pass_cols(split_t.to(f64), self._parts(best_a.to(f64)), self._parts(best_b.to(f64)),
-                                          want_scores=True, obj=obj)
+            bb64 = best_b.to(f64)
+            lb, x, sc64 = self._pass_cols(split_t.to(f64), self._parts(best_a.to(f64)), self._parts(bb64),
+                                          want_scores=True, obj=obj, mu=self._mu(bb64))
             lb = lb - slack(lb)  # the margin rule: every bound kept is widened
         scores = sc64.clone()
         if sc_act is not None and gidx.numel():
@@ -493,13 +647,14 @@ class AlphaBeta:
         return lb, out(a_out), out(b_out), scores, x
 
     def root_state(self):
-        """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0."""
+        """(split, alpha, beta) of the root domain: nothing split, CROWN's lower slopes, beta 0
+        (beta (1, R, U + K): the cuts' multipliers after the splits')."""
         R, U = self.R, self.U
         split = torch.zeros((1, U), dtype=torch.int8)
         alpha = torch.zeros((1, R, U), dtype=torch.float32)
         for r in self.relus:
             alpha[..., r.off:r.off + r.n_u] = r.start.float()  # CROWN's choice as the start
-        beta = torch.zeros((1, R, U), dtype=torch.float32)
+        beta = torch.zeros((1, R, U + self.K), dtype=torch.float32)  # the split multipliers, then the cuts'
         return split, alpha, beta
 
     def split_neurons(self) -> List[Tuple[int, np.ndarray]]:

@@ -255,9 +255,11 @@ def smart_branch(bab: AlphaBeta, parents: _Domains, b: np.ndarray) -> torch.Tens
             jj = torch.arange(c)[None, :].expand(m, c)
             splitT[cpos[s:e], ii, jj, 0] = 1
             splitT[cpos[s:e], ii, jj, 1] = -1
-            per_child = lambda t: bab._parts(  # noqa: E731  (m, R, U) parents -> (U, m c 2, R) children, per ReLU layer
-                t[s:e].to(dt).permute(2, 0, 1)[:, :, None, None].expand(U, m, c, 2, R).reshape(U, m * c * 2, R))
-            lb, _, _ = bab._pass_cols(splitT.reshape(U, m * c * 2), per_child(parents.alpha), per_child(parents.beta), want_x=False)
+            per_child = lambda t: (  # noqa: E731  (m, R, P) parents -> (P, m c 2, R) children
+                t[s:e].to(dt).permute(2, 0, 1)[:, :, None, None].expand(-1, m, c, 2, R).reshape(t.shape[2], m * c * 2, R))
+            bp = per_child(parents.beta)  # the split multipliers, then the cuts' (P = U + K)
+            lb, _, _ = bab._pass_cols(splitT.reshape(U, m * c * 2), bab._parts(per_child(parents.alpha)), bab._parts(bp),
+                                      want_x=False, mu=bab._mu(bp))
             v = (lb - thr).max(dim=1).values.reshape(m, c, 2)
             hi_, lo_ = v.max(dim=2).values, v.min(dim=2).values
             value[s:e] = hi_ + bab.options.fsb_min_weight * lo_
