@@ -1,0 +1,99 @@
+"""HiGHS's root cuts of the network's MILP (milp/cuts.py) in the alpha/beta bound: every cut holds
+at every sampled point of the disjunct's unsafe set, the bound with them stays below every such
+point, and the ReLU-split search with them never proves a property a sampled point violates."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from helpers import mlp_onnx, random_mlp
+
+from vnncert.network.layers import layer_graph
+from vnncert.network.loader import load_network
+from vnncert.spec.model import InputRegion
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("highspy")
+
+
+def _setup(tmp_path, seed, q):
+    """A seeded 6-40-40-40-2 ReLU net on [-1, 1]^6, the row y0 - y1 <= b with b its q-quantile over
+    200,000 samples (so some samples are unsafe): (lg, lo, hi, A, b, xs, row values, CROWN bounds)."""
+    from vnncert.bounds.region import compute_bounds
+
+    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, [6, 40, 40, 40, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = -np.ones(6), np.ones(6)
+    xs = np.random.default_rng(seed).uniform(lo, hi, size=(200_000, 6))
+    A = np.array([[1.0, -1.0]])
+    v = lg.evaluate(xs) @ A.T
+    b = np.array([np.quantile(v, q)])
+    bnd = compute_bounds(lg, InputRegion(lo, hi), time.monotonic() + 60, method="crown")
+    return lg, lo, hi, A, b, xs, v, bnd
+
+
+def _bab(lg, lo, hi, A, b, bnd, **options):
+    from vnncert.bounds.graph import GraphView
+    from vnncert.options import ActivationSplitOptions
+    from vnncert.search.activation_split import SplitBaB
+
+    pre = {L.source: bnd.layers[L.source] for L in lg.layers if L.kind in ("relu", "max")}
+    return SplitBaB(GraphView.of(lg, 10**9), lo, hi, pre, A, b, ActivationSplitOptions(**options))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_root_cuts_hold_on_the_unsafe_set_and_tighten_the_bound(tmp_path, seed):
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.001)
+    pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
+    assert pool is not None and pool.size > 10
+    bab = _bab(lg, lo, hi, A, b, bnd)
+    lb0, *_ = bab.bound(*bab.root_state(), 40, time.monotonic() + 60)
+    d, layers, ind = to_bound_cuts(pool, bnd.enc, bab)
+    assert bab.set_cuts(d, layers, ind) == len(d) > 10
+    # each cut at each unsafe sample: sum over layers of C_L v_L + C_z z <= d
+    unsafe = (v <= b).all(axis=1)
+    assert unsafe.sum() >= 100
+    vals = lg.evaluate(xs[unsafe], all_layers=True)
+    tot = sum((C @ vals[L].T).T for L, C in layers.items())
+    if ind is not None:
+        Z = np.concatenate([vals[lg.layers[j].source][:, nn] > 0 for j, nn in bab.split_neurons()], axis=1)
+        tot = tot + (ind @ Z.T.astype(np.float64)).T
+    assert np.all(tot <= d[None, :])
+    lb1, _, beta, _, _ = bab.bound(*bab.root_state(), 40, time.monotonic() + 60)
+    assert beta.shape[-1] == bab.U + len(d)
+    lb0, lb1 = float(lb0[0, 0]), float(lb1[0, 0])
+    assert lb1 <= float(v[unsafe].min())  # below every unsafe point (they satisfy the cuts)
+    assert lb1 > lb0 + 0.1, (lb0, lb1)  # and the cuts tighten the root bound on these nets
+
+
+def test_no_cuts_when_the_root_cannot_finish(tmp_path):
+    from vnncert.milp.cuts import root_cuts
+
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, 1, 0.001)
+    assert root_cuts(bnd.enc, A, b, time.monotonic() - 1.0) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_search_with_cuts_never_proves_a_violated_property_and_proves_a_true_one(tmp_path, seed):
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.0)
+    probe = _bab(lg, lo, hi, A, b, bnd)
+    root = float(probe.bound(*probe.root_state(), 40, time.monotonic() + 60)[0][0, 0])
+    # a threshold just above the sampled minimum (a violation exists) and one a third of the way
+    # from it down to the root's bound (true, and within reach of a short search)
+    for thr, violated in ((float(v.min()) + 1e-3, True), (float(v.min()) - (float(v.min()) - root) / 3, False)):
+        b = np.array([thr])
+        pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
+        assert pool is not None
+        bab = _bab(lg, lo, hi, A, b, bnd)
+        bab.set_cuts(*to_bound_cuts(pool, bnd.enc, bab))
+        r = bab.run(time.monotonic() + (5.0 if violated else 60.0), lambda p: None)
+        if violated:
+            assert r.status in ("timeout", "unknown"), r.status
+        else:
+            assert r.status == "proven", r.stats
