@@ -216,7 +216,7 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
     assert lp.bound <= r.incumbent + 1e-6
 
 
-@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab"])
+@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab", "relu-bab-cuts"])
 @pytest.mark.parametrize("seed", range(6))
 def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     from vnncert.engines import exact
@@ -227,6 +227,9 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
         opts = no_split()
     if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound
         opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True))
+    if split == "relu-bab-cuts":  # ... no first search: tightening, SCIP's root cuts, the second search with them
+        opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True, bab_quick_share=0.0,
+                                             bab_continue_progress=2.0, bab_cuts=True))
     if split == "per-box":  # the numpy CROWN in the input splitting (graphs too large for a dense copy:
         # no graph view either, so no alpha-CROWN and no ReLU-split BaB)
         opts = opts.with_(bounds=BoundsOptions(dense_max_elements=0))
@@ -248,6 +251,8 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     # nothing goes below m - slack: unsat
     out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - gap])], 2), options=opts)
     assert out.verdict == Verdict.UNSAT
+    if split == "relu-bab-cuts" and "tighten_s" in out.stats:  # a second search ran: with SCIP's cuts
+        assert out.stats["cut_pools"] >= 1, out.stats
 
 
 def test_disjunction_and_multi_row_disjuncts(tmp_path):

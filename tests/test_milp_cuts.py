@@ -1,4 +1,4 @@
-"""HiGHS's root cuts of the network's MILP (milp/cuts.py) in the alpha/beta bound: every cut holds
+"""SCIP's root cuts of the network's MILP (milp/cuts.py) in the alpha/beta bound: every cut holds
 at every sampled point of the disjunct's unsafe set, the bound with them stays below every such
 point, and the ReLU-split search with them never proves a property a sampled point violates."""
 from __future__ import annotations
@@ -15,7 +15,6 @@ from vnncert.network.loader import load_network
 from vnncert.spec.model import InputRegion
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("highspy")
 
 
 def _setup(tmp_path, seed, q):
@@ -97,3 +96,66 @@ def test_search_with_cuts_never_proves_a_violated_property_and_proves_a_true_one
             assert r.status in ("timeout", "unknown"), r.status
         else:
             assert r.status == "proven", r.stats
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("kind", ["mlp", "conv-maxpool", "residual", "random-graph", "shared-preactivation"])
+def test_root_cuts_hold_at_unsafe_points_of_graphs(tmp_path, kind, seed):
+    """On the conv / max-pool / residual / branching graphs of test_relu_bab (two random rows, b
+    their 40 % quantiles): every cut, in the encoding's columns, holds at every sampled unsafe
+    point (its every column's value from the network, the binaries from the signs), and so does
+    every converted cut in the bound's terms. (HiGHS's cut pool, read through its callback, broke
+    this on the max-pool graphs.)"""
+    from test_relu_bab import NETS, _bab_of
+
+    from vnncert.bounds.region import compute_bounds
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+
+    net = load_network(NETS[kind](tmp_path, seed), threads=1)
+    lg = layer_graph(net)
+    n = lg.n_inputs
+    rng = np.random.default_rng(300 + seed)
+    lo, hi = -0.5 * np.ones(n), 0.5 * np.ones(n)
+    xs = rng.uniform(lo, hi, size=(100_000, n))
+    A = rng.standard_normal((2, lg.n_outputs))
+    v = lg.evaluate(xs) @ A.T
+    b = np.quantile(v, 0.4, axis=0)
+    unsafe = np.flatnonzero((v <= b).all(axis=1))[:300]
+    if unsafe.size == 0:  # the two rows' unsafe sets do not meet in the samples: the first row alone
+        A, v, b = A[:1], v[:, :1], b[:1]
+        unsafe = np.flatnonzero((v <= b).all(axis=1))[:300]
+    bnd = compute_bounds(lg, InputRegion(lo, hi), time.monotonic() + 60, method="crown")
+    enc = bnd.enc
+    pool = root_cuts(enc, A, b, time.monotonic() + 120)
+    assert pool is not None and pool.size > 0
+    X = xs[unsafe]
+    vals = lg.evaluate(X, all_layers=True)
+    W = np.zeros((len(X), enc.n_cols + 1))
+    for c, (k, layer, neuron) in enumerate(enc.col_label):
+        if k == "x":
+            W[:, c] = X[:, neuron]
+        elif k in ("v", "z", "y", "m"):
+            W[:, c] = vals[layer][:, neuron]
+        elif k == "d":
+            W[:, c] = vals[lg.layers[layer].source][:, neuron] > 0
+    for g, mg in enumerate(enc.max_groups):
+        dm = [c for c, lab in enumerate(enc.col_label) if lab[0] == "dm" and lab[1] == mg.layer and lab[2] == g]
+        W[np.arange(len(X)), np.asarray(dm)[W[:, mg.cands].argmax(axis=1)]] = 1.0
+    W[:, -1] = (v[unsafe] - b).max(axis=1)  # t
+    M, rlo, rhi = enc.matrix(0)
+    act = (M @ W[:, :-1].T).T
+    assert np.all(act >= rlo - 1e-9) and np.all(act <= rhi + 1e-9)  # the points are the MILP's
+    import scipy.sparse as sp
+
+    C = sp.csr_matrix((pool.value, pool.index, pool.start), shape=(pool.size, enc.n_cols + 1))
+    ca = (C @ W.T).T
+    tol = 1e-6 * (1.0 + np.maximum(np.where(np.isfinite(pool.lower), np.abs(pool.lower), 0.0),
+                                   np.where(np.isfinite(pool.upper), np.abs(pool.upper), 0.0)))
+    assert np.all(ca <= pool.upper + tol) and np.all(ca >= pool.lower - tol)
+    _, bab = _bab_of(net, lo, hi, A, b)
+    d, layers, ind = to_bound_cuts(pool, enc, bab)
+    tot = sum((Cl @ vals[L].T).T for L, Cl in layers.items())
+    if ind is not None:
+        Z = np.concatenate([vals[lg.layers[j].source][:, nn] > 0 for j, nn in bab.split_neurons()], axis=1)
+        tot = tot + (ind @ Z.T.astype(np.float64)).T
+    assert np.all(tot <= d)

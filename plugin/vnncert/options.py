@@ -132,6 +132,7 @@ class ActivationSplitOptions:
     child_iters: int = 12  # ... on each child's, started from its parent's (8 proved fewer disjuncts on mnist_fc 256x6)
     lr_alpha: float = 0.3  # Adam's learning rate of the lower slopes
     lr_beta: float = 0.05  # ... of the split multipliers
+    lr_cut: float = 0.005  # ... of the cuts' multipliers (oval21 img3458, SCIP's cuts: root -0.071 at 0.005, -0.129 at 0.1; docs/exact.md §4)
     step_dtype: str = "float32"  # the optimiser's steps (twice float64's speed on the CPU); every bound kept is float64
     freeze_margin: float = 1e-3  # a child whose bound is above b by this (relative) leaves the optimisation early
     check_points: int = 8  # unsafe-looking domain minimisers sent to ONNX Runtime per round at most
@@ -166,6 +167,9 @@ class ExactOptions:
     bab_quick_share: float = 0.05  # deep chains: the first ReLU-split search's share, before the bounds are tightened
     bab_continue_progress: float = 0.9  # ... unless the first search closed this share of every open disjunct's gap between its root bound and zero: then it goes on instead (oval21 cifar_base_kw img6767: 0.96 after 35 s; the tightening took 338 s and stabilised 6 of 286 ReLUs)
     tighten_share: float = 0.5  # ... the share of the time left that tightening the intermediate bounds by BaB gets
+    bab_cuts: bool = False  # ... then SCIP's root cuts of each open disjunct's MILP enter the second search's bounds (milp/cuts.py; off until measured on whole suites)
+    cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get, split over the open disjuncts
+    cut_rounds: int = 10  # ... SCIP's separation rounds at the root
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
     refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)
 

@@ -622,7 +622,11 @@ class AlphaBeta:
                         ob = None if ob is None else ob[k]
                 # Adam (as torch.optim.Adam: betas 0.9, 0.999, eps 1e-8), in place, projected
                 t = it + 1
-                for p, lr, m, v, g in ((a, o.lr_alpha, ma, va, ga), (be, o.lr_beta, mb, vb, gb)):
+                U = self.U  # be: the split multipliers, then the cuts' (their own step size)
+                groups = [(a, o.lr_alpha, ma, va, ga), (be[:U], o.lr_beta, mb[:U], vb[:U], gb[:U])]
+                if self.K:
+                    groups.append((be[U:], o.lr_cut, mb[U:], vb[U:], gb[U:]))
+                for p, lr, m, v, g in groups:
                     m.mul_(0.9).add_(g, alpha=0.1)
                     v.mul_(0.999).addcmul_(g, g, value=0.001)
                     denom = v.sqrt().div_((1.0 - 0.999 ** t) ** 0.5).add_(1e-8)

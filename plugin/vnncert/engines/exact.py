@@ -157,6 +157,39 @@ def _split(network, spec, ci: int, g: _Graph, deadline: float, options: Options,
                                             f"{s.leaves} MILP leaves)")
 
 
+def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, stats: ExactStats):
+    """SCIP's root cuts of each open disjunct's MILP over the bounds `pre` (`ExactOptions.bab_cuts`),
+    least-proven disjunct first, together at most `o.cut_share` of the time left, as the `cuts`
+    hook of `search_disjuncts` (it gives a new search its disjunct's cuts); None when there are none."""
+    from ..bounds.region import compute_bounds
+    from ..milp.cuts import root_cuts, to_bound_cuts
+
+    t0 = time.monotonic()
+    stop = t0 + o.cut_share * max(0.0, deadline - t0)
+    try:  # the encoding of the MILP over the tightened bounds
+        enc = compute_bounds(g.lg, region, stop, method="crown", crown=g.crown,
+                             refine=lambda k, rows, layers: (pre[k][0][rows], pre[k][1][rows]) if k in pre else None).enc
+    except bounds.Expired:
+        return None
+    pools = {}
+    for n_done, di in enumerate(open_d):
+        share = (stop - time.monotonic()) / (len(open_d) - n_done)
+        A, b = disjuncts[di]
+        pool = root_cuts(enc, A, b, time.monotonic() + share, o.cut_rounds)
+        if pool is not None:
+            pools[di] = pool
+    stats.bab.cut_s += time.monotonic() - t0
+    stats.bab.cut_pools += len(pools)
+    if not pools:
+        return None
+
+    def give(di, search):
+        if di in pools:
+            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pools[di], enc, search))
+
+    return give
+
+
 def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Options, stats: ExactStats) -> CaseResult:
     """Decide case `ci`: sound bounds, then (many unstable ReLUs) the ReLU-split branch and bound, then one
     MILP per disjunct still open (module docstring)."""
@@ -233,8 +266,9 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 now = time.monotonic()
                 pre = tighten_graph(g.view, region.lower, region.upper, pre, now + o.tighten_share * max(0.0, deadline - now),
                                     o.refine_iters, so, bo, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
+                cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats) if o.bab_cuts else None
                 out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
-                                       stats.bab, search=2, bounds_options=bo)
+                                       stats.bab, search=2, bounds_options=bo, cuts=cuts)
             if out is not None:
                 cs.witness_from = "bab"
                 return CaseResult(Verdict.SAT, outcome=out)

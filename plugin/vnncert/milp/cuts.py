@@ -1,20 +1,22 @@
-"""Cutting planes of the network's MILP from HiGHS's root node, for the alpha/beta bound.
+"""Cutting planes of the network's MILP from SCIP's root node, for the alpha/beta bound.
 
-HiGHS separates cuts (mixed-integer rounding, covers, implied bounds, ...) at the root of its
-branch and bound and hands its cut pool to a callback when the root's separation rounds end
-(`kCallbackMipGetCutPool`, over the model's own columns when presolve is off). `root_cuts` runs
-HiGHS on one disjunct's MILP (the encoding of `bounds.encoding` with its binaries, and
-`min t` s.t. `t >= A_i y - b_i`) until that callback, then stops it. `to_bound_cuts` turns the
-cuts into `bounds.alpha_beta.AlphaBeta.set_cuts`'s terms: coefficients on the layers' values
-and on the unstable neurons' indicators.
+SCIP (through PySCIPOpt) separates cuts (mixed-integer rounding, flow covers, implied bounds,
+...) at the root of its branch and bound. `root_cuts` builds one disjunct's MILP (the encoding
+of `bounds.encoding` with its binaries, and `min t` s.t. `t >= A_i y - b_i`; presolve and
+heuristics off, so SCIP's variables are the encoding's columns), runs `separating_rounds`
+separation rounds at the root node and reads the LP's rows that a separator made (global ones)
+when the root is solved. `to_bound_cuts` turns them into
+`bounds.alpha_beta.AlphaBeta.set_cuts`'s terms: coefficients on the layers' values and on the
+unstable neurons' indicators (docs/exact.md §4, "Cutting planes").
 
-Validity. A cut holds at every point of the MILP's feasible set with t at most HiGHS's incumbent,
-so at every point of the disjunct's unsafe set (there t can be max_i (A_i y - b_i) <= 0; a term
-c t with c <= 0 is dropped, which only weakens the cut there; a cut with c > 0 is dropped). The
-right-hand side is widened by `CUT_TOL` times its scale (HiGHS computes the cuts in floating
-point with a feasibility tolerance), the same trust the exact engine puts in HiGHS's own proofs
-(`milp.solver.unsat_margin`). A domain closed by a bound with cuts is safe: its points that satisfy
-the cuts by the bound, the others because they are not in the unsafe set.
+Validity. A cut holds at every point of the MILP's feasible set (SCIP has no incumbent: heuristics
+off), so at every point of the disjunct's unsafe set, where t can be max_i (A_i y - b_i) <= 0: a
+term c t with c <= 0 is dropped, which only weakens the cut there; a cut with c > 0 is dropped.
+The right-hand side is widened by `CUT_TOL` times its scale (SCIP computes in floating point
+with its feasibility tolerance). A domain closed by a bound with cuts is safe: its points that
+satisfy the cuts by the bound, the others because they are not in the unsafe set. HiGHS's cut
+pool, read through its callback, was tried first and held cuts that feasible points violate;
+SCIP's held at every sampled point of the tests' graphs (tests/test_milp_cuts.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ CUT_TOL = 1e-6  # a cut's right-hand side is widened by this times (1 + |rhs| + 
 
 @dataclass
 class CutPool:
-    """HiGHS's cut pool in CSR form over the model's columns (the encoding's, then t)."""
+    """Cuts lower <= a w <= upper in CSR form over the model's columns (the encoding's, then t)."""
 
     start: np.ndarray
     index: np.ndarray
@@ -38,80 +40,100 @@ class CutPool:
     upper: np.ndarray
     t_col: int
     seconds: float
-    root_bound: float  # HiGHS's dual bound of min t when the pool was taken
+    root_bound: float  # SCIP's dual bound of min t at the root
 
     @property
     def size(self) -> int:
         return int(self.lower.size)
 
 
-def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, threads: int = 1) -> Optional[CutPool]:
-    """HiGHS's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b; None when
-    the root does not finish its separation before `deadline` (or HiGHS fails)."""
-    import highspy
-    import scipy.sparse as sp
-
-    from ..bounds.lp import new_highs
+def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rounds: int = 10,
+              threads: int = 1) -> Optional[CutPool]:
+    """SCIP's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b; None when
+    the root is not solved before `deadline`, SCIP fails or finds nothing."""
+    try:
+        from pyscipopt import SCIP_EVENTTYPE, SCIP_ROWORIGINTYPE, Eventhdlr, Model, quicksum
+    except ImportError:  # the cuts are an option; without SCIP there are none
+        return None
     from .encoding import add_binaries
 
+    left = deadline - time.monotonic()
+    if left <= 0.5:
+        return None
     add_binaries(enc)
     M, lo, hi = enc.matrix(0)
+    M = M.tocsr()
     n = enc.n_cols
     A = np.atleast_2d(np.asarray(A, np.float64))
     b = np.atleast_1d(np.asarray(b, np.float64))
+    m = Model()
+    m.hideOutput()
+    fin = lambda v: float(v) if np.isfinite(v) else None  # noqa: E731
+    X = [m.addVar(name=f"c{c}", vtype="B" if enc.col_int[c] else "C", lb=fin(enc.col_lb[c]), ub=fin(enc.col_ub[c]))
+         for c in range(n)]
+    t = m.addVar(name="t", lb=None)
+    for r in range(M.shape[0]):
+        s, e = M.indptr[r], M.indptr[r + 1]
+        expr = quicksum(float(M.data[i]) * X[M.indices[i]] for i in range(s, e))
+        if np.isfinite(lo[r]) and lo[r] == hi[r]:
+            m.addCons(expr == float(lo[r]))
+            continue
+        if np.isfinite(lo[r]):
+            m.addCons(expr >= float(lo[r]))
+        if np.isfinite(hi[r]):
+            m.addCons(expr <= float(hi[r]))
     ycols = enc.output_cols()
-    R = A.shape[0]
-    rr, cc = np.nonzero(A)
-    T = sp.csr_matrix((np.concatenate([-A[rr, cc], np.ones(R)]),
-                       (np.concatenate([rr, np.arange(R)]), np.concatenate([ycols[cc], np.full(R, n)]))), shape=(R, n + 1))
-    full = sp.vstack([sp.hstack([M, sp.csr_matrix((M.shape[0], 1))]), T]).tocsc()
-    inf = highspy.kHighsInf
-    fin = lambda v: np.where(np.isfinite(v), v, np.where(v > 0, inf, -inf))  # noqa: E731
-    lp = highspy.HighsLp()
-    lp.num_col_ = n + 1
-    lp.num_row_ = full.shape[0]
-    lp.col_cost_ = np.concatenate([np.zeros(n), [1.0]])
-    lp.col_lower_ = fin(np.concatenate([np.asarray(enc.col_lb, np.float64), [-np.inf]]))
-    lp.col_upper_ = fin(np.concatenate([np.asarray(enc.col_ub, np.float64), [np.inf]]))
-    lp.row_lower_ = fin(np.concatenate([lo, -b]))
-    lp.row_upper_ = fin(np.concatenate([hi, np.full(R, np.inf)]))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = full.indptr
-    lp.a_matrix_.index_ = full.indices
-    lp.a_matrix_.value_ = full.data
-    integer = np.concatenate([np.asarray(enc.col_int, bool), [False]])
-    lp.integrality_ = [highspy.HighsVarType.kInteger if x else highspy.HighsVarType.kContinuous for x in integer]
-    h = new_highs()
-    for k, v in {"presolve": "off", "threads": int(max(1, threads)), "random_seed": 0,
-                 "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
-                 "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False,
-                 "mip_detect_symmetry": False, "time_limit": max(0.1, deadline - time.monotonic())}.items():
-        h.setOptionValue(k, v)
-    h.passModel(lp)
-    got: Dict[str, object] = {}
+    for i in range(A.shape[0]):
+        m.addCons(t >= quicksum(float(A[i, j]) * X[ycols[j]] for j in np.flatnonzero(A[i])) - float(b[i]))
+    m.setObjective(t, "minimize")
+    m.setPresolve(3)  # SCIP_PARAMSETTING.OFF: the variables stay the encoding's columns
+    m.setHeuristics(3)  # no incumbent: the cuts hold on the whole feasible set
+    m.setParam("limits/nodes", 1)
+    m.setParam("separating/maxroundsroot", int(separating_rounds))
+    m.setParam("parallel/maxnthreads", int(max(1, threads)))
+    m.setParam("randomization/randomseedshift", 0)
+    col_of = {f"c{c}": c for c in range(n)}
+    col_of["t"] = n
+    cuts = []
+
+    class _Root(Eventhdlr):
+        def eventinit(self):
+            self.model.catchEvent(SCIP_EVENTTYPE.NODESOLVED, self)
+
+        def eventexit(self):
+            self.model.dropEvent(SCIP_EVENTTYPE.NODESOLVED, self)
+
+        def eventexec(self, event):
+            if cuts:
+                return
+            for row in self.model.getLPRowsData():
+                if row.getOrigintype() != SCIP_ROWORIGINTYPE.SEPA or row.isLocal():
+                    continue
+                names = [c.getVar().name for c in row.getCols()]
+                cols = [col_of.get(nm[2:] if nm.startswith("t_") else nm, -1) for nm in names]
+                if min(cols, default=-1) < 0:
+                    continue  # a variable that is not one of the model's columns
+                c0 = row.getConstant()
+                lhs, rhs = row.getLhs() - c0, row.getRhs() - c0
+                cuts.append((cols, row.getVals(), lhs if lhs > -1e19 else -np.inf, rhs if rhs < 1e19 else np.inf))
+
+    m.includeEventhdlr(_Root(), "vnncert_root_cuts", "the root's cuts")
     t0 = time.monotonic()
-
-    def on_pool(e):
-        o = e.data_out
-        got.update(start=np.array(o.cutpool_start, np.int64), index=np.array(o.cutpool_index, np.int64),
-                   value=np.array(o.cutpool_value, np.float64), lower=np.array(o.cutpool_lower, np.float64),
-                   upper=np.array(o.cutpool_upper, np.float64), bound=float(o.mip_dual_bound), seconds=time.monotonic() - t0)
-
-    def on_interrupt(e):
-        e.interrupt(bool(got) or time.monotonic() >= deadline)  # the pool is all this run is for
-
-    h.cbMipGetCutPool.subscribe(on_pool)
-    h.cbMipInterrupt.subscribe(on_interrupt)
+    left = deadline - time.monotonic()
+    if left <= 0.5:
+        return None
+    m.setParam("limits/time", left)
     try:
-        h.run()
-    except Exception:  # HiGHS failure: no cuts (never an answer)
+        m.optimize()
+    except Exception:  # SCIP failure: no cuts (never an answer)
         return None
-    finally:
-        h.cbMipGetCutPool.unsubscribe(on_pool)
-        h.cbMipInterrupt.unsubscribe(on_interrupt)
-    if not got or got["start"].size == 0:
+    if not cuts:
         return None
-    return CutPool(got["start"], got["index"], got["value"], got["lower"], got["upper"], n, got["seconds"], got["bound"])
+    start = np.cumsum([0] + [len(c[0]) for c in cuts]).astype(np.int64)
+    return CutPool(start, np.concatenate([np.asarray(c[0], np.int64) for c in cuts]),
+                   np.concatenate([np.asarray(c[1], np.float64) for c in cuts]),
+                   np.array([c[2] for c in cuts], np.float64), np.array([c[3] for c in cuts], np.float64), n,
+                   time.monotonic() - t0, float(m.getDualbound()))
 
 
 def to_bound_cuts(pool: CutPool, enc, bab):

@@ -381,11 +381,13 @@ class ActivationSplitStats:
     tighten_rows_skipped: int = 0  # last-layer rows no open disjunct reads
     unstable_tightened: List[int] = field(default_factory=list)  # per ReLU layer, after the last tightening
     continued: int = 0  # first searches continued instead of tightening (`ExactOptions.bab_continue_progress`)
+    cut_s: float = 0.0  # SCIP's roots (`ExactOptions.bab_cuts`)
+    cut_pools: int = 0  # ... disjuncts that got cuts
 
     def summary(self) -> dict:
         out = {"bab_s": round(self.bab_s, 4), "tighten_s": round(self.tighten_s, 4), "tighten_domains": self.tighten_domains,
                "tighten_rows_skipped": self.tighten_rows_skipped, "unstable_tightened": self.unstable_tightened,
-               "bab_continued": self.continued}
+               "bab_continued": self.continued, "cut_s": round(self.cut_s, 4), "cut_pools": self.cut_pools}
         if self.runs:
             out.update(bab_runs=len(self.runs), bab_domains=int(sum(r["domains"] for r in self.runs)),
                        bab_proven=sum(r["status"] == "proven" for r in self.runs),
@@ -418,13 +420,16 @@ class Trees:
 
 def search_disjuncts(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
                      deadline: float, try_points: Callable, options: ActivationSplitOptions, stats: ActivationSplitStats,
-                     search: int = 1, bounds_options: BoundsOptions = BoundsOptions(), trees: Optional[Trees] = None):
+                     search: int = 1, bounds_options: BoundsOptions = BoundsOptions(), trees: Optional[Trees] = None,
+                     cuts=None):
     """`SplitBaB` on the open disjuncts (`disjuncts[d]` = (A, b); in place: proven ones leave
     `open_d`) with the bounds `pre` of the affine layers the ReLUs and max nodes read, in two passes: equal
     shares first, then the time left over, continuing each disjunct's tree where pass 1 left it.
     With `trees` (the same `pre`), the trees an earlier call left unfinished are continued and
     this call's are kept there. The sat outcome `try_points` returned, else None (what is left
-    open is the caller's)."""
+    open is the caller's). `cuts(d, search)`, when given, is called with each new search before
+    it starts (the exact engine gives it cuts that every point of disjunct d's unsafe set
+    satisfies: `AlphaBeta.set_cuts`)."""
     trees = Trees() if trees is None else trees
     latest, given_up, searches = trees.latest, trees.given_up, trees.searches
     t0 = time.monotonic()
@@ -439,6 +444,8 @@ def search_disjuncts(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarra
                 share = (deadline - time.monotonic()) / left if pass_no == 1 else deadline - time.monotonic()
                 if di not in searches:
                     searches[di] = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
+                    if cuts is not None:
+                        cuts(di, searches[di])
                 r = searches[di].run(min(deadline, time.monotonic() + share), try_points)
                 entry = latest.get(di)
                 if entry is None:  # one entry per disjunct and search, kept up to date
