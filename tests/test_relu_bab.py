@@ -204,6 +204,22 @@ def test_domain_bounds_hold_on_the_points_of_each_domain(tmp_path, kind, seed):
     assert checked == N
 
 
+def _sampled(tmp_path, kind, seed, base):
+    """A `NETS` graph on a random unit box, two random rows (b = 0), its `SplitBaB`, and 102,000
+    sampled inputs (uniform and vertices) with their row values and activation signs:
+    (rng, lg, bab, xs, ys, S)."""
+    net = load_network(NETS[kind](tmp_path, seed), threads=1)
+    lg = layer_graph(net)
+    n = lg.n_inputs
+    rng = np.random.default_rng(base + seed)
+    c = rng.uniform(-0.5, 0.5, n)
+    lo, hi = c - 0.5, c + 0.5
+    A = rng.standard_normal((2, lg.n_outputs))
+    lg, bab = _bab_of(net, lo, hi, A, np.zeros(2))
+    xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
+    return rng, lg, bab, xs, lg.evaluate(xs) @ A.T, _signs(lg, bab, xs)
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("kind", list(NETS))
 def test_domain_bounds_with_cuts_hold_on_the_points_that_satisfy_them(tmp_path, kind, seed):
@@ -212,18 +228,8 @@ def test_domain_bounds_with_cuts_hold_on_the_points_that_satisfy_them(tmp_path, 
     multipliers: each domain's bound is below A y at every sampled input whose activations agree
     with the domain's splits and satisfy every cut, before and after the optimiser's steps; with
     all multipliers 0 it is the bound without cuts."""
-    net = load_network(NETS[kind](tmp_path, seed), threads=1)
-    lg = layer_graph(net)
-    n = lg.n_inputs
-    rng = np.random.default_rng(100 + seed)
-    c = rng.uniform(-0.5, 0.5, n)
-    lo, hi = c - 0.5, c + 0.5
-    A = rng.standard_normal((2, lg.n_outputs))
-    lg, bab = _bab_of(net, lo, hi, A, np.zeros(2))
+    rng, lg, bab, xs, ys, S = _sampled(tmp_path, kind, seed, 100)
     U = bab.U
-    xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
-    ys = lg.evaluate(xs) @ A.T
-    S = _signs(lg, bab, xs)
     Z = (S > 0).astype(np.float64)  # the indicators of the sampled inputs
     # cuts from the sign patterns of sampled inputs (2-4 decisions each): each excludes some of them
     K = 6
@@ -271,19 +277,9 @@ def test_domain_bounds_with_general_cuts_hold_on_the_points_that_satisfy_them(tm
     steps, is below A y at every sampled input in the domain that satisfies every cut."""
     import scipy.sparse as sp
 
-    net = load_network(NETS[kind](tmp_path, seed), threads=1)
-    lg = layer_graph(net)
-    n = lg.n_inputs
-    rng = np.random.default_rng(200 + seed)
-    c = rng.uniform(-0.5, 0.5, n)
-    lo, hi = c - 0.5, c + 0.5
-    A = rng.standard_normal((2, lg.n_outputs))
-    lg, bab = _bab_of(net, lo, hi, A, np.zeros(2))
+    rng, lg, bab, xs, ys, S = _sampled(tmp_path, kind, seed, 200)
     U = bab.U
-    xs = np.concatenate([rng.uniform(lo, hi, size=(100_000, n)), np.where(rng.random((2000, n)) < 0.5, lo, hi)])
     vals = lg.evaluate(xs, all_layers=True)
-    ys = lg.evaluate(xs) @ A.T
-    S = _signs(lg, bab, xs)
     Z = (S > 0).astype(np.float64)
     relus = [j for j, _ in bab.split_neurons()]
     j = relus[int(rng.integers(len(relus)))]
