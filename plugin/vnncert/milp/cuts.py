@@ -73,6 +73,8 @@ def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rou
          for c in range(n)]
     t = m.addVar(name="t", lb=None)
     for r in range(M.shape[0]):
+        if r % 512 == 0 and time.monotonic() > deadline:
+            return None  # a large model is built row by row in Python: it stops at the deadline too
         s, e = M.indptr[r], M.indptr[r + 1]
         expr = quicksum(float(M.data[i]) * X[M.indices[i]] for i in range(s, e))
         if np.isfinite(lo[r]) and lo[r] == hi[r]:
