@@ -341,7 +341,7 @@ class AlphaBeta:
             if L == self.target:  # through the target's terms to its sources, its bias into d
                 d -= C @ self._target_bias
                 for s_, W in self._start_terms:
-                    M = sp.csr_matrix(C @ W) if not sp.issparse(W) else sp.csr_matrix(C @ W)
+                    M = sp.csr_matrix(C @ W)
                     start[s_] = M if s_ not in start else start[s_] + M
                 continue
             kind = lg.layers[L].kind if L else "input"
