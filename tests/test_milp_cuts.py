@@ -17,12 +17,12 @@ from vnncert.spec.model import InputRegion
 torch = pytest.importorskip("torch")
 
 
-def _setup(tmp_path, seed, q):
-    """A seeded 6-40-40-40-2 ReLU net on [-1, 1]^6, the row y0 - y1 <= b with b its q-quantile over
+def _setup(tmp_path, seed, q, width=40):
+    """A seeded 6-w-w-w-2 ReLU net (w = `width`) on [-1, 1]^6, the row y0 - y1 <= b with b its q-quantile over
     200,000 samples (so some samples are unsafe): (lg, lo, hi, A, b, xs, row values, CROWN bounds)."""
     from vnncert.bounds.region import compute_bounds
 
-    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, [6, 40, 40, 40, 2])), threads=1)
+    net = load_network(mlp_onnx(tmp_path / "n.onnx", random_mlp(seed, [6, width, width, width, 2])), threads=1)
     lg = layer_graph(net)
     lo, hi = -np.ones(6), np.ones(6)
     xs = np.random.default_rng(seed).uniform(lo, hi, size=(200_000, 6))
@@ -42,6 +42,16 @@ def _bab(lg, lo, hi, A, b, bnd, **options):
     return SplitBaB(GraphView.of(lg, 10**9), lo, hi, pre, A, b, ActivationSplitOptions(**options))
 
 
+def _cut_values(lg, bab, layers, ind, vals):
+    """The converted cuts' left-hand sides sum_L C_L v_L + C_z z at the points whose layer values
+    are `vals` (z from the signs of bab's split neurons' inputs): (points, cuts)."""
+    tot = sum((C @ vals[L].T).T for L, C in layers.items())
+    if ind is not None:
+        Z = np.concatenate([vals[lg.layers[j].source][:, nn] > 0 for j, nn in bab.split_neurons()], axis=1)
+        tot = tot + (ind @ Z.T.astype(np.float64)).T
+    return tot
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_root_cuts_hold_on_the_unsafe_set_and_tighten_the_bound(tmp_path, seed):
     from vnncert.milp.cuts import root_cuts, to_bound_cuts
@@ -57,11 +67,7 @@ def test_root_cuts_hold_on_the_unsafe_set_and_tighten_the_bound(tmp_path, seed):
     unsafe = (v <= b).all(axis=1)
     assert unsafe.sum() >= 100
     vals = lg.evaluate(xs[unsafe], all_layers=True)
-    tot = sum((C @ vals[L].T).T for L, C in layers.items())
-    if ind is not None:
-        Z = np.concatenate([vals[lg.layers[j].source][:, nn] > 0 for j, nn in bab.split_neurons()], axis=1)
-        tot = tot + (ind @ Z.T.astype(np.float64)).T
-    assert np.all(tot <= d[None, :])
+    assert np.all(_cut_values(lg, bab, layers, ind, vals) <= d[None, :])
     lb1, _, beta, _, _ = bab.bound(*bab.root_state(), 40, time.monotonic() + 60)
     assert beta.shape[-1] == bab.U + len(d)
     lb0, lb1 = float(lb0[0, 0]), float(lb1[0, 0])
@@ -74,6 +80,25 @@ def test_no_cuts_when_the_root_cannot_finish(tmp_path):
 
     lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, 1, 0.001)
     assert root_cuts(bnd.enc, A, b, time.monotonic() - 1.0) is None
+
+
+def test_a_root_the_time_limit_stops_gives_the_cuts_it_had_separated(tmp_path):
+    """A 450-ReLU net whose full root (50 separation rounds) takes seconds, stopped after about
+    one: the cuts separated by then come back, by the deadline, and hold at every unsafe sample."""
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, 1, 0.001, width=150)
+    t0 = time.monotonic()
+    pool = root_cuts(bnd.enc, A, b, t0 + 2.0, 50)
+    assert time.monotonic() - t0 < 6.0
+    assert pool is not None and pool.size > 0
+    unsafe = (v <= b).all(axis=1)
+    assert unsafe.sum() >= 100
+    vals = lg.evaluate(xs[unsafe], all_layers=True)
+    bab = _bab(lg, lo, hi, A, b, bnd)
+    d, layers, ind = to_bound_cuts(pool, bnd.enc, bab)
+    assert d.size > 0
+    assert np.all(_cut_values(lg, bab, layers, ind, vals) <= d[None, :])
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -154,8 +179,4 @@ def test_root_cuts_hold_at_unsafe_points_of_graphs(tmp_path, kind, seed):
     assert np.all(ca <= pool.upper + tol) and np.all(ca >= pool.lower - tol)
     _, bab = _bab_of(net, lo, hi, A, b)
     d, layers, ind = to_bound_cuts(pool, enc, bab)
-    tot = sum((Cl @ vals[L].T).T for L, Cl in layers.items())
-    if ind is not None:
-        Z = np.concatenate([vals[lg.layers[j].source][:, nn] > 0 for j, nn in bab.split_neurons()], axis=1)
-        tot = tot + (ind @ Z.T.astype(np.float64)).T
-    assert np.all(tot <= d)
+    assert np.all(_cut_values(lg, bab, layers, ind, vals) <= d)

@@ -5,7 +5,7 @@ SCIP (through PySCIPOpt) separates cuts (mixed-integer rounding, flow covers, im
 of `bounds.encoding` with its binaries, and `min t` s.t. `t >= A_i y - b_i`; presolve and
 heuristics off, so SCIP's variables are the encoding's columns), runs `separating_rounds`
 separation rounds at the root node and reads the LP's rows that a separator made (global ones)
-when the root is solved. `to_bound_cuts` turns them into
+when its cut loop ends, or those it had separated when its time runs out. `to_bound_cuts` turns them into
 `bounds.alpha_beta.AlphaBeta.set_cuts`'s terms: coefficients on the layers' values and on the
 unstable neurons' indicators (docs/exact.md §4, "Cutting planes").
 
@@ -49,8 +49,9 @@ class CutPool:
 
 def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rounds: int = 10,
               threads: int = 1) -> Optional[CutPool]:
-    """SCIP's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b; None when
-    the root is not solved before `deadline`, SCIP fails or finds nothing."""
+    """SCIP's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b: those in
+    the root's LP when it is solved or, when `deadline` stops it first, after the last separation
+    round it finished; None when SCIP fails or finds nothing in time."""
     try:
         from pyscipopt import SCIP_EVENTTYPE, SCIP_ROWORIGINTYPE, Eventhdlr, Model, quicksum
     except ImportError:  # the cuts are an option; without SCIP there are none
@@ -96,28 +97,46 @@ def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rou
     m.setParam("randomization/randomseedshift", 0)
     col_of = {f"c{c}": c for c in range(n)}
     col_of["t"] = n
-    cuts = []
+    added = {}  # name -> the data of a global separator row in the LP (it may leave it again)
+    final = []  # the separator rows of the root's LP when its cut loop ends
+
+    def data(row):
+        """(columns, values, lhs, rhs) of a global separator row over the model's columns, else None."""
+        if row.getOrigintype() != SCIP_ROWORIGINTYPE.SEPA or row.isLocal():
+            return None
+        names = [c.getVar().name for c in row.getCols()]
+        cols = [col_of.get(nm[2:] if nm.startswith("t_") else nm, -1) for nm in names]
+        if min(cols, default=-1) < 0:
+            return None  # a variable that is not one of the model's columns
+        c0 = row.getConstant()
+        lhs, rhs = row.getLhs() - c0, row.getRhs() - c0
+        return cols, row.getVals(), lhs if lhs > -1e19 else -np.inf, rhs if rhs < 1e19 else np.inf
+
+    kinds = SCIP_EVENTTYPE.LPSOLVED | SCIP_EVENTTYPE.ROWADDEDLP | SCIP_EVENTTYPE.ROWDELETEDLP
 
     class _Root(Eventhdlr):
+        """LPSOLVED comes when the root's cut loop ends (before SCIP branches: strong branching
+        would take as long again); the rows the cuts enter and leave the LP with keep what a root
+        the time limit stops had separated by then."""
+
         def eventinit(self):
-            self.model.catchEvent(SCIP_EVENTTYPE.NODESOLVED, self)
+            self.model.catchEvent(kinds, self)
 
         def eventexit(self):
-            self.model.dropEvent(SCIP_EVENTTYPE.NODESOLVED, self)
+            self.model.dropEvent(kinds, self)
 
         def eventexec(self, event):
-            if cuts:
-                return
-            for row in self.model.getLPRowsData():
-                if row.getOrigintype() != SCIP_ROWORIGINTYPE.SEPA or row.isLocal():
-                    continue
-                names = [c.getVar().name for c in row.getCols()]
-                cols = [col_of.get(nm[2:] if nm.startswith("t_") else nm, -1) for nm in names]
-                if min(cols, default=-1) < 0:
-                    continue  # a variable that is not one of the model's columns
-                c0 = row.getConstant()
-                lhs, rhs = row.getLhs() - c0, row.getRhs() - c0
-                cuts.append((cols, row.getVals(), lhs if lhs > -1e19 else -np.inf, rhs if rhs < 1e19 else np.inf))
+            kind = event.getType()
+            if kind == SCIP_EVENTTYPE.LPSOLVED:
+                if not final:
+                    final.append([d for d in map(data, self.model.getLPRowsData()) if d is not None])
+                    self.model.interruptSolve()
+            elif kind == SCIP_EVENTTYPE.ROWADDEDLP:
+                d = data(event.getRow())
+                if d is not None:
+                    added[event.getRow().name] = d
+            else:
+                added.pop(event.getRow().name, None)
 
     m.includeEventhdlr(_Root(), "vnncert_root_cuts", "the root's cuts")
     t0 = time.monotonic()
@@ -129,6 +148,7 @@ def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rou
         m.optimize()
     except Exception:  # SCIP failure: no cuts (never an answer)
         return None
+    cuts = final[0] if final else list(added.values())
     if not cuts:
         return None
     start = np.cumsum([0] + [len(c[0]) for c in cuts]).astype(np.int64)
