@@ -661,6 +661,11 @@ class AlphaBeta:
         beta = torch.zeros((1, R, U + self.K), dtype=torch.float32)  # the split multipliers, then the cuts'
         return split, alpha, beta
 
+    @property
+    def pre(self) -> Pre:
+        """The bounds (l, u) of the affine layers the ReLUs and max nodes read, as given."""
+        return self._pre
+
     def split_neurons(self) -> List[Tuple[int, np.ndarray]]:
         """Per ReLU layer (its index), the neurons of its source the split vectors' entries stand
         for, in the order of the vectors (what a test reads the splits with)."""

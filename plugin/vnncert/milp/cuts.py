@@ -167,67 +167,74 @@ def to_bound_cuts(pool: CutPool, enc, bab):
     Cuts on max-pool columns are dropped (module docstring for t)."""
     import scipy.sparse as sp
 
-    lab = enc.col_label
-    lb = np.asarray(enc.col_lb, np.float64)
-    ub = np.asarray(enc.col_ub, np.float64)
     lg = bab.view.lg
+    n = T = pool.t_col  # the model's columns are the encoding's, then t
+    # per column: kind (0 a layer's value, 1 an unstable indicator, 2 a stable one, 3 other, 4 t),
+    # its layer (the place in the indicators for kind 1) and index, and a stable indicator's value
+    kind = np.full(n + 1, 3, np.int64)
+    kind[T] = 4
+    layer = np.zeros(n + 1, np.int64)
+    index = np.zeros(n + 1, np.int64)
+    const = np.zeros(n + 1)
     pos = {}  # (relu layer, neuron) -> its place in bab's split vectors
     off = 0
     for j, neurons in bab.split_neurons():
         for i, nn in enumerate(neurons):
             pos[(j, int(nn))] = off + i
         off += neurons.size
-    sizes = {k: L.size for k, L in enumerate(lg.layers)}
-    sizes[0] = lg.n_inputs
-    rows_d, entries = [], []  # per kept cut: rhs, [(layer or None for an indicator, index, coef)]
-    for k in range(pool.size):
-        s, e = pool.start[k], pool.start[k + 1]
-        cols, vals = pool.index[s:e], pool.value[s:e]
-        for sign, rhs in ((1.0, pool.upper[k]), (-1.0, -pool.lower[k])):
-            if not np.isfinite(rhs):
-                continue
-            a = sign * vals
-            t_here = cols == pool.t_col
-            if (a[t_here] > 0).any():
-                continue
-            cs, a = cols[~t_here], a[~t_here]
-            scale = np.abs(a) * np.maximum(np.maximum(np.abs(lb[cs]), np.abs(ub[cs])), 1.0)
-            rhs = rhs + CUT_TOL * (1.0 + abs(rhs) + float(scale.sum()))
-            out, ok = [], True
-            for c, v in zip(cs, a):
-                kind, layer, neuron = lab[c]
-                if kind == "x":
-                    out.append((0, neuron, v))
-                elif kind in ("v", "z", "y"):
-                    out.append((layer, neuron, v))
-                elif kind == "d":
-                    p = pos.get((layer, int(neuron)))
-                    if p is not None:
-                        out.append((None, p, v))
-                    else:  # stable in bab's bounds: the indicator is 1 (active) or 0
-                        l_src = bab._pre[lg.layers[layer].source][0][neuron]
-                        if l_src >= 0:
-                            rhs -= v
-                else:
-                    ok = False
-                    break
-            if ok and out:
-                rows_d.append(rhs)
-                entries.append(out)
-    K = len(rows_d)
+    for c, (k, L, neuron) in enumerate(enc.col_label):
+        if k == "x":
+            kind[c], layer[c], index[c] = 0, 0, neuron
+        elif k in ("v", "z", "y"):
+            kind[c], layer[c], index[c] = 0, L, neuron
+        elif k == "d":
+            p = pos.get((L, int(neuron)))
+            if p is not None:
+                kind[c], index[c] = 1, p
+            else:  # stable in bab's bounds: the indicator is 1 (active) or 0
+                kind[c] = 2
+                const[c] = 1.0 if bab.pre[lg.layers[L].source][0][neuron] >= 0 else 0.0
+    bound = np.maximum(np.maximum(np.abs(np.asarray(enc.col_lb, np.float64)), np.abs(np.asarray(enc.col_ub, np.float64))), 1.0)
+    bound = np.append(bound, 0.0)  # t's entries are dropped: no scale
+    K0 = pool.size
+    cut = np.repeat(np.arange(K0), np.diff(pool.start))  # each entry's cut
+    cols, vals = pool.index, pool.value
+    ek = kind[cols]
+    other = np.bincount(cut, ek == 3, minlength=K0) > 0  # a max-pool column: the cut is dropped
+    t_coef = np.bincount(cut, np.where(ek == 4, vals, 0.0), minlength=K0)
+    scale = np.bincount(cut, np.abs(vals) * bound[cols], minlength=K0)
+    shift = np.bincount(cut, vals * const[cols], minlength=K0)  # the stable indicators' part
+    terms = np.bincount(cut, ek <= 1, minlength=K0) > 0
+    keep, rhs, sign = [], [], []
+    for sg, r0 in ((1.0, pool.upper), (-1.0, -pool.lower)):
+        # a w <= rhs (sign +1: upper; -1: -a w <= -lower)
+        ok = np.isfinite(r0) & ~other & terms & ~(sg * t_coef > 0)
+        r = r0 + CUT_TOL * (1.0 + np.abs(r0) + scale) - sg * shift
+        keep.append(np.flatnonzero(ok))
+        rhs.append(r[ok])
+        sign.append(np.full(int(ok.sum()), sg))
+    # the kept rows in the order cut 0 upper, cut 0 lower, cut 1 upper, ...
+    ids = np.concatenate([2 * keep[0], 2 * keep[1] + 1])
+    order = np.argsort(ids, kind="stable")
+    ids, rhs, sign = ids[order], np.concatenate(rhs)[order], np.concatenate(sign)[order]
+    K = ids.size
     if K == 0:
         return np.zeros(0), {}, None
-    coo: Dict[object, list] = {}
-    for r, out in enumerate(entries):
-        for layer, idx, v in out:
-            coo.setdefault(layer, []).append((r, idx, v))
+    row_of = np.full(2 * K0, -1, np.int64)
+    row_of[ids] = np.arange(K)
+    sizes = {k: L.size for k, L in enumerate(lg.layers)}
+    sizes[0] = lg.n_inputs
     layers = {}
     indicators = None
-    for layer, items in coo.items():
-        r, i, v = (np.array(t) for t in zip(*items))
-        if layer is None:
-            indicators = sp.csr_matrix((v.astype(np.float64), (r.astype(np.int64), i.astype(np.int64))), shape=(K, bab.U))
-        else:
-            layers[layer] = sp.csr_matrix((v.astype(np.float64), (r.astype(np.int64), i.astype(np.int64))),
-                                          shape=(K, sizes[layer]))
-    return np.asarray(rows_d, np.float64), layers, indicators
+    for s_idx, sg in ((0, 1.0), (1, -1.0)):
+        r = row_of[2 * cut + s_idx]
+        m = (r >= 0) & (ek <= 1)
+        for L in np.unique(layer[cols[m & (ek == 0)]]):
+            sel = m & (ek == 0) & (layer[cols] == L)
+            C = sp.csr_matrix((sg * vals[sel], (r[sel], index[cols[sel]])), shape=(K, sizes[int(L)]))
+            layers[int(L)] = layers[int(L)] + C if int(L) in layers else C
+        sel = m & (ek == 1)
+        if sel.any():
+            C = sp.csr_matrix((sg * vals[sel], (r[sel], index[cols[sel]])), shape=(K, bab.U))
+            indicators = C if indicators is None else indicators + C
+    return rhs, layers, indicators
