@@ -10,7 +10,7 @@ when its cut loop ends, or those it had separated when its time runs out. `to_bo
 unstable neurons' indicators (docs/exact.md §4, "Cutting planes").
 
 Validity. A cut holds at every point of the MILP's feasible set (SCIP has no incumbent: heuristics
-off), so at every point of the disjunct's unsafe set, where t can be max_i (A_i y - b_i) <= 0: a
+off; no dual reductions or symmetry handling, which may cut off feasible points), so at every point of the disjunct's unsafe set, where t can be max_i (A_i y - b_i) <= 0: a
 term c t with c <= 0 is dropped, which only weakens the cut there; a cut with c > 0 is dropped.
 The right-hand side is widened by `CUT_TOL` times its scale (SCIP computes in floating point
 with its feasibility tolerance). A domain closed by a bound with cuts is safe: its points that
@@ -91,6 +91,11 @@ def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rou
     m.setObjective(t, "minimize")
     m.setPresolve(3)  # SCIP_PARAMSETTING.OFF: the variables stay the encoding's columns
     m.setHeuristics(3)  # no incumbent: the cuts hold on the whole feasible set
+    # only reductions that keep every feasible point (no dual fixing, no symmetry handling): the
+    # cuts hold on the whole feasible set, not only at an optimum
+    m.setParam("misc/allowstrongdualreds", False)
+    m.setParam("misc/allowweakdualreds", False)
+    m.setParam("misc/usesymmetry", 0)
     m.setParam("limits/nodes", 1)
     m.setParam("separating/maxroundsroot", int(separating_rounds))
     m.setParam("parallel/maxnthreads", int(max(1, threads)))
