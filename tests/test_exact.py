@@ -255,6 +255,23 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
         assert out.stats["cut_pools"] >= 1, out.stats
 
 
+def test_highs_thread_count_may_change_within_a_process(tmp_path):
+    """HiGHS keeps one scheduler per process with the first run's thread count and failed later
+    runs that asked for another (model status kNotset: `unknown`); an API caller may verify with
+    threads=2, then 1, then 2 again: each MILP and LP still answers."""
+    net = load_network(mlp_onnx(tmp_path / "h.onnx", random_mlp(11, [2, 10, 10, 2])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
+    a = np.array([1.0, -1.0])
+    m, slack, _ = _grid_min(lg, lo, hi, a)
+    for threads in (2, 1, 2, 1):
+        opts = no_split(Options(mode="exact", threads=threads))
+        out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m + 0.05])], 2), options=opts)
+        assert out.verdict == Verdict.SAT and out.witness_checked, (threads, out.detail)
+        out = exact_check(net, spec_of(lo, hi, [(a[None, :], [m - slack - 0.05])], 2), options=opts)
+        assert out.verdict == Verdict.UNSAT, (threads, out.detail)
+
+
 def test_disjunction_and_multi_row_disjuncts(tmp_path):
     net = load_network(mlp_onnx(tmp_path / "d.onnx", random_mlp(7, [2, 8, 8, 3])), threads=1)
     lg = layer_graph(net)

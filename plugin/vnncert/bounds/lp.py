@@ -39,13 +39,30 @@ def new_highs():
     return h
 
 
+_scheduler_threads = [None]  # the thread count HiGHS's process-wide scheduler was last run with
+
+
+def highs_threads(threads: int) -> None:
+    """Call before a HiGHS run with option threads = `threads`: HiGHS starts one scheduler per
+    process with the first run's thread count and fails a later run that asks for another
+    (status kNotset: an instance answered `unknown`), as when an API caller verifies with
+    threads=1 and then with threads=2 in one process; the scheduler is restarted then."""
+    import highspy
+
+    threads = int(threads)
+    if _scheduler_threads[0] is not None and _scheduler_threads[0] != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler_threads[0] = threads
+
+
 class TriangleLP:
     """An LP over an `Encoding` (no binaries), kept in sync as layers are added; warm-started."""
 
     def __init__(self, enc: Encoding, threads: int = 1):
         self.enc = enc
         self.h = new_highs()
-        self.h.setOptionValue("threads", max(1, int(threads)))
+        self.threads = max(1, int(threads))
+        self.h.setOptionValue("threads", self.threads)
         self.h.setOptionValue("presolve", "off")
         self.synced_cols = 0
         self.synced_blocks = 0
@@ -95,6 +112,7 @@ class TriangleLP:
             # HiGHS compares time_limit with its run clock, which adds up over every run() of this
             # object: the limit is that clock plus what this LP may take
             h.setOptionValue("time_limit", h.getRunTime() + max(0.01, float(time_limit)))
+        highs_threads(self.threads)
         h.run()
         self.n_solved += 1
         status = h.getModelStatus()

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ..bounds.encoding import Encoding
+from ..bounds.lp import highs_threads
 from ..options import MilpOptions
 from .model import MilpModel, build_model, set_disjunct
 
@@ -135,6 +136,7 @@ class Solver:
 
         h.cbMipInterrupt.subscribe(on_interrupt)
         t0 = time.monotonic()
+        highs_threads(self.threads)
         try:
             self.opt.solve(self.mm.model)
         except Exception as exc:  # HiGHS or Pyomo failure: never an answer
