@@ -255,6 +255,33 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
         assert out.stats["cut_pools"] >= 1, out.stats
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_root_cuts_of_several_disjuncts_on_two_threads(tmp_path, seed):
+    """Three disjuncts (y_j above its grid maximum) through tightening, SCIP's roots two at a time
+    and the second search with their cuts: unsat, each disjunct's root gave cuts; with one
+    disjunct a grid point meets, sat with a replayed witness."""
+    from vnncert.options import ExactOptions
+
+    opts = no_split(Options(mode="exact", threads=2)).with_(exact=ExactOptions(
+        bab_min_unstable=0, refine_min_rows=0, bab_shallow=True, bab_quick_share=0.0, bab_continue_progress=2.0,
+        bab_cuts=True))
+    net = load_network(mlp_onnx(tmp_path / f"t{seed}.onnx", random_mlp(200 + seed, [2, 12, 12, 3])), threads=1)
+    lg = layer_graph(net)
+    lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
+    far = []
+    for j in range(3):
+        a = -np.eye(3)[j]
+        m, slack, _ = _grid_min(lg, lo, hi, a)
+        far.append((a[None, :], [m - slack - 0.05]))  # -y_j <= m - slack - gap: nothing reaches it
+    out = exact_check(net, spec_of(lo, hi, far, 3), options=opts)
+    assert out.verdict == Verdict.UNSAT
+    assert "tighten_s" in out.stats and out.stats["cut_pools"] >= 2, out.stats
+    a = -np.eye(3)[1]
+    m, _, _ = _grid_min(lg, lo, hi, a)
+    out = exact_check(net, spec_of(lo, hi, [far[0], (a[None, :], [m + 0.05]), far[2]], 3), options=opts)
+    assert out.verdict == Verdict.SAT and out.witness_checked
+
+
 def test_highs_thread_count_may_change_within_a_process(tmp_path):
     """HiGHS keeps one scheduler per process with the first run's thread count and failed later
     runs that asked for another (model status kNotset: `unknown`); an API caller may verify with

@@ -157,12 +157,18 @@ def _split(network, spec, ci: int, g: _Graph, deadline: float, options: Options,
                                             f"{s.leaves} MILP leaves)")
 
 
-def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, stats: ExactStats):
+def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, stats: ExactStats, threads: int = 1):
     """SCIP's root cuts of each open disjunct's MILP over the bounds `pre` (`ExactOptions.bab_cuts`),
-    least-proven disjunct first, together at most `o.cut_share` of the time left, as the `cuts`
-    hook of `search_disjuncts` (it gives a new search its disjunct's cuts); None when there are none."""
+    as the `cuts` hook of `search_disjuncts` (it gives a new search its disjunct's cuts); None when
+    there are none. Together the roots get `o.cut_share` of the time left; least-proven disjunct
+    first, each runs until its cut loop ends or that time does (a root stopped by it still gives
+    what it separated: an equal split could leave each less than its first LP), `threads` of them
+    at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..bounds.region import compute_bounds
     from ..milp.cuts import root_cuts, to_bound_cuts
+    from ..milp.encoding import add_binaries
 
     t0 = time.monotonic()
     stop = t0 + o.cut_share * max(0.0, deadline - t0)
@@ -171,13 +177,19 @@ def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, st
                              refine=lambda k, rows, layers: (pre[k][0][rows], pre[k][1][rows]) if k in pre else None).enc
     except bounds.Expired:
         return None
-    pools = {}
-    for n_done, di in enumerate(open_d):
-        share = (stop - time.monotonic()) / (len(open_d) - n_done)
+    add_binaries(enc)  # before the roots, which only read the encoding
+    workers = max(1, min(threads, len(open_d)))
+
+    def one(di):
         A, b = disjuncts[di]
-        pool = root_cuts(enc, A, b, time.monotonic() + share, o.cut_rounds)
-        if pool is not None:
-            pools[di] = pool
+        return root_cuts(enc, A, b, stop, o.cut_rounds, nogil=workers > 1)
+
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as ex:
+            found = list(ex.map(one, open_d))
+    else:
+        found = [one(di) for di in open_d]
+    pools = {di: pool for di, pool in zip(open_d, found) if pool is not None}
     stats.bab.cut_s += time.monotonic() - t0
     stats.bab.cut_pools += len(pools)
     if not pools:
@@ -266,7 +278,7 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 now = time.monotonic()
                 pre = tighten_graph(g.view, region.lower, region.upper, pre, now + o.tighten_share * max(0.0, deadline - now),
                                     o.refine_iters, so, bo, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
-                cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats) if o.bab_cuts else None
+                cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads) if o.bab_cuts else None
                 out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
                                        stats.bab, search=2, bounds_options=bo, cuts=cuts)
             if out is not None:

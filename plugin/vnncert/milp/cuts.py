@@ -48,7 +48,7 @@ class CutPool:
 
 
 def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rounds: int = 10,
-              threads: int = 1) -> Optional[CutPool]:
+              threads: int = 1, nogil: bool = False) -> Optional[CutPool]:
     """SCIP's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b: those in
     the root's LP when it is solved or, when `deadline` stops it first, after the last separation
     round it finished; None when SCIP fails or finds nothing in time."""
@@ -150,7 +150,7 @@ def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rou
         return None
     m.setParam("limits/time", left)
     try:
-        m.optimize()
+        m.optimizeNogil() if nogil else m.optimize()
     except Exception:  # SCIP failure: no cuts (never an answer)
         return None
     cuts = final[0] if final else list(added.values())
