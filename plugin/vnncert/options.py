@@ -168,7 +168,8 @@ class ExactOptions:
     bab_continue_progress: float = 0.9  # ... unless the first search closed this share of every open disjunct's gap between its root bound and zero: then it goes on instead (oval21 cifar_base_kw img6767: 0.96 after 35 s; the tightening took 338 s and stabilised 6 of 286 ReLUs)
     tighten_share: float = 0.5  # ... the share of the time left that tightening the intermediate bounds by BaB gets
     bab_cuts: bool = False  # ... then SCIP's root cuts of each open disjunct's MILP enter the second search's bounds (milp/cuts.py; off until measured on whole suites)
-    cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get, split over the open disjuncts
+    cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get (least-proven disjunct first)
+    cut_search_share: float = 0.2  # ... the share of the time left that a search with the first bounds' cuts gets (before tightening)
     cut_rounds: int = 10  # ... SCIP's separation rounds at the root
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
     refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)
