@@ -216,7 +216,7 @@ def test_milp_optimum_matches_grid_enumeration(tmp_path, seed):
     assert lp.bound <= r.incumbent + 1e-6
 
 
-@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab", "relu-bab-cuts"])
+@pytest.mark.parametrize("split", ["batched", "per-box", "one-milp", "relu-bab", "relu-bab-cuts", "relu-bab-cuts-going-on"])
 @pytest.mark.parametrize("seed", range(6))
 def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     from vnncert.engines import exact
@@ -227,9 +227,12 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
         opts = no_split()
     if split == "relu-bab":  # every case through alpha-CROWN bounds and the ReLU-split branch and bound
         opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True))
-    if split == "relu-bab-cuts":  # ... no first search: tightening, SCIP's root cuts, the second search with them
+    if split == "relu-bab-cuts":  # ... no first search, tightening, no search before SCIP's root cuts, the search with them
         opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True, bab_quick_share=0.0,
-                                             bab_continue_progress=2.0, bab_cuts=True))
+                                             bab_continue_progress=2.0, bab_cuts=True, cut_after_share=0.0))
+    if split == "relu-bab-cuts-going-on":  # ... the first search goes on (no tightening), SCIP's cuts over its bounds
+        opts = opts.with_(exact=ExactOptions(bab_min_unstable=0, refine_min_rows=0, bab_shallow=True, bab_quick_share=0.0,
+                                             bab_continue_progress=-1.0, bab_cuts=True, cut_after_share=0.0))
     if split == "per-box":  # the numpy CROWN in the input splitting (graphs too large for a dense copy:
         # no graph view either, so no alpha-CROWN and no ReLU-split BaB)
         opts = opts.with_(bounds=BoundsOptions(dense_max_elements=0))
@@ -253,6 +256,8 @@ def test_verdicts_agree_with_enumeration(tmp_path, seed, split):
     assert out.verdict == Verdict.UNSAT
     if split == "relu-bab-cuts" and "tighten_s" in out.stats:  # a second search ran: with SCIP's cuts
         assert out.stats["cut_pools"] >= 1, out.stats
+    if split == "relu-bab-cuts-going-on" and "bab_continued" in out.stats:
+        assert out.stats["bab_continued"] == 1 and out.stats["tighten_s"] == 0 and out.stats["cut_pools"] >= 1, out.stats
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -264,7 +269,7 @@ def test_root_cuts_of_several_disjuncts_on_two_threads(tmp_path, seed):
 
     opts = no_split(Options(mode="exact", threads=2)).with_(exact=ExactOptions(
         bab_min_unstable=0, refine_min_rows=0, bab_shallow=True, bab_quick_share=0.0, bab_continue_progress=2.0,
-        bab_cuts=True))
+        bab_cuts=True, cut_after_share=0.0))
     net = load_network(mlp_onnx(tmp_path / f"t{seed}.onnx", random_mlp(200 + seed, [2, 12, 12, 3])), threads=1)
     lg = layer_graph(net)
     lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])

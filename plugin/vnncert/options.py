@@ -169,7 +169,7 @@ class ExactOptions:
     tighten_share: float = 0.5  # ... the share of the time left that tightening the intermediate bounds by BaB gets
     bab_cuts: bool = False  # ... then SCIP's root cuts of each open disjunct's MILP enter the second search's bounds (milp/cuts.py; off until measured on whole suites)
     cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get (least-proven disjunct first)
-    cut_search_share: float = 0.2  # ... the share of the time left that a search with the first bounds' cuts gets (before tightening)
+    cut_after_share: float = 0.25  # ... the share of the time left that the search going on (first bounds) or after the tightening gets before SCIP's cuts enter a new one
     cut_rounds: int = 10  # ... SCIP's separation rounds at the root
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
     refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)

@@ -20,11 +20,11 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
    bound would repeat node by node: such graphs go to step 4 unless `bab_shallow`), the remaining
    disjuncts first go to the ReLU-split branch and bound over the layer graph (`search.activation_split.SplitBaB`, on the
    same bounds); where some ReLU reads a layer after another ReLU that first search is short
-   (`bab_quick_share`); with `bab_cuts`, SCIP's root cuts of each open disjunct's MILP over the
-   same bounds (`milp.cuts`) and a new search with them (`cut_search_share` of the time left); then
-   the first search goes on (`bab_continue_progress`) or the intermediate bounds are tightened by
-   branch and bound over the earlier layers' ReLUs (`search.activation_split.tighten_graph`), cuts
-   again over them, and the open disjuncts are searched again with the rest of the time; a disjunct it gives up on (a fully split domain it cannot
+   (`bab_quick_share`), then it goes on (`bab_continue_progress`) or the intermediate bounds are
+   tightened by branch and bound over the earlier layers' ReLUs
+   (`search.activation_split.tighten_graph`) and the open disjuncts are searched again with the
+   rest of the time; with `bab_cuts` that search gets `cut_after_share` of it, then SCIP's root
+   cuts of each open disjunct's MILP over the same bounds (`milp.cuts`) enter a new search; a disjunct it gives up on (a fully split domain it cannot
    close) goes on to step 4's MILP with the time left;
 4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
    (`milp.case.milp_disjuncts`): min t s.t. t >= a_i . y - b_i for the disjunct's rows, over the
@@ -270,28 +270,32 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             trees = Trees()
             out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, first, replay, so, stats.bab,
                                    bounds_options=bo, trees=trees)
-            if out is None and deep and open_d and not expired(deadline) and o.bab_cuts:
-                # SCIP's root cuts over the same bounds, and a new search with them for a share of
-                # the time left (oval21: most of what the first search leaves open closes in seconds)
+
+            def go_on(pre, trees, search):
+                """Search on the bounds `pre` (going on with `trees`) with the time left; with
+                `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and a new search
+                with them for the rest (where SCIP finds none, the same trees go on)."""
+                now = time.monotonic()
+                until = now + o.cut_after_share * max(0.0, deadline - now) if o.bab_cuts else deadline
+                out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, until, replay, so,
+                                       stats.bab, search=search, bounds_options=bo, trees=trees)
+                if out is not None or not open_d or expired(deadline) or not o.bab_cuts:
+                    return out
                 cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads)
-                if cuts is not None:
-                    now = time.monotonic()
-                    out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d,
-                                           now + o.cut_search_share * max(0.0, deadline - now), replay, so, stats.bab,
-                                           search=2, bounds_options=bo, cuts=cuts)
+                return search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
+                                        stats.bab, search=search + (cuts is not None), bounds_options=bo,
+                                        trees=None if cuts is not None else trees, cuts=cuts)
+
             if out is None and deep and open_d and not expired(deadline) and trees.progress(open_d) >= o.bab_continue_progress:
                 # the first search has closed most of the gap between its root bounds and zero:
                 # it goes on with the time left (tightening would restart it from scratch)
                 stats.bab.continued += 1
-                out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
-                                       stats.bab, bounds_options=bo, trees=trees)
+                out = go_on(pre, trees, 1)
             elif out is None and deep and open_d and not expired(deadline):
                 now = time.monotonic()
                 pre = tighten_graph(g.view, region.lower, region.upper, pre, now + o.tighten_share * max(0.0, deadline - now),
                                     o.refine_iters, so, bo, stats.bab, out_A=np.vstack([case.output[d].A for d in open_d]))
-                cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads) if o.bab_cuts else None
-                out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
-                                       stats.bab, search=3, bounds_options=bo, cuts=cuts)
+                out = go_on(pre, Trees(), 2)
             if out is not None:
                 cs.witness_from = "bab"
                 return CaseResult(Verdict.SAT, outcome=out)
