@@ -269,7 +269,7 @@ class AlphaBeta:
             self.maxes.append(_Max(j, L.source, torch.as_tensor(pos, dtype=torch.long), torch.as_tensor(exact.astype(np.float64)),
                                    torch.as_tensor(np.where(exact, 0.0, upper))))
         # ---- the affine terms, restricted; the target's terms start the back-substitution ----
-        fill = bounds_options.sparse_fill
+        fill = self._sparse_fill = bounds_options.sparse_fill
         terms: Dict[int, list] = {}
         biases: Dict[int, torch.Tensor] = {}
         for k, rows in need.items():
@@ -366,7 +366,7 @@ class AlphaBeta:
                     np.add.at(d, Co.row[~bad], -worst[~bad])
                 C = C[:, rows]
             parts[L] = C
-        fill = 0.5
+        fill = self._sparse_fill  # as the layers' terms (cut matrices are far sparser than that)
         ind = None
         if indicators is not None:
             ind = sp.csr_matrix(indicators, dtype=np.float64)
