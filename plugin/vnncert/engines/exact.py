@@ -24,8 +24,9 @@ Pipeline for one case (input region + output disjunction), see docs/exact.md:
    tightened by branch and bound over the earlier layers' ReLUs
    (`search.activation_split.tighten_graph`) and the open disjuncts are searched again with the
    rest of the time; with `bab_cuts` that search gets `cut_after_share` of it, then SCIP's root
-   cuts of each open disjunct's MILP over the same bounds (`milp.cuts`) enter a new search; a disjunct it gives up on (a fully split domain it cannot
-   close) goes on to step 4's MILP with the time left;
+   cuts of each open disjunct's MILP over the same bounds (`milp.cuts`) enter a new search; a
+   disjunct it gives up on (a fully split domain it cannot close) goes on to step 4's MILP with
+   the time left;
 4. the remaining disjuncts, most promising first, each become one MILP in the same Pyomo model
    (`milp.case.milp_disjuncts`): min t s.t. t >= a_i . y - b_i for the disjunct's rows, over the
    network's encoding with one binary per unstable ReLU, solved by HiGHS with the time limit of

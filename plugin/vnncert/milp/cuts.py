@@ -5,13 +5,14 @@ SCIP (through PySCIPOpt) separates cuts (mixed-integer rounding, flow covers, im
 of `bounds.encoding` with its binaries, and `min t` s.t. `t >= A_i y - b_i`; presolve and
 heuristics off, so SCIP's variables are the encoding's columns), runs `separating_rounds`
 separation rounds at the root node and reads the LP's rows that a separator made (global ones)
-when its cut loop ends, or those it had separated when its time runs out. `to_bound_cuts` turns them into
-`bounds.alpha_beta.AlphaBeta.set_cuts`'s terms: coefficients on the layers' values and on the
-unstable neurons' indicators (docs/exact.md §4, "Cutting planes").
+when its cut loop ends, or those it had separated when its time runs out. `to_bound_cuts` turns
+them into `bounds.alpha_beta.AlphaBeta.set_cuts`'s terms: coefficients on the layers' values and
+on the unstable neurons' indicators (docs/exact.md §4, "Cutting planes").
 
 Validity. A cut holds at every point of the MILP's feasible set (SCIP has no incumbent: heuristics
-off; no dual reductions or symmetry handling, which may cut off feasible points), so at every point of the disjunct's unsafe set, where t can be max_i (A_i y - b_i) <= 0: a
-term c t with c <= 0 is dropped, which only weakens the cut there; a cut with c > 0 is dropped.
+off; no dual reductions or symmetry handling, which may cut off feasible points), so at every
+point of the disjunct's unsafe set, where t can be max_i (A_i y - b_i) <= 0: a term c t with
+c <= 0 is dropped, which only weakens the cut there; a cut with c > 0 is dropped.
 The right-hand side is widened by `CUT_TOL` times its scale (SCIP computes in floating point
 with its feasibility tolerance). A domain closed by a bound with cuts is safe: its points that
 satisfy the cuts by the bound, the others because they are not in the unsafe set. HiGHS's cut
@@ -50,8 +51,9 @@ class CutPool:
 def root_cuts(enc, A: np.ndarray, b: np.ndarray, deadline: float, separating_rounds: int = 10,
               threads: int = 1, nogil: bool = False) -> Optional[CutPool]:
     """SCIP's root cuts of the MILP of `enc` (binaries added) for the disjunct A y <= b: those in
-    the root's LP when it is solved or, when `deadline` stops it first, after the last separation
-    round it finished; None when SCIP fails or finds nothing in time."""
+    the root's LP when its cut loop ends or, when `deadline` stops it first, those separated so
+    far that are still in the LP; None when SCIP fails or finds nothing in time. `nogil`: SCIP
+    solves without Python's lock (several roots on threads)."""
     try:
         from pyscipopt import SCIP_EVENTTYPE, SCIP_ROWORIGINTYPE, Eventhdlr, Model, quicksum
     except ImportError:  # the cuts are an option; without SCIP there are none
