@@ -123,6 +123,69 @@ def test_search_with_cuts_never_proves_a_violated_property_and_proves_a_true_one
             assert r.status == "proven", r.stats
 
 
+@pytest.mark.parametrize("seed", [2])
+def test_cuts_enter_a_search_under_way(tmp_path, seed):
+    """A tree under way takes SCIP's cuts (`SplitBaB.set_cuts` with open domains): the domains keep
+    their bounds and their cuts' multipliers start at zero after the split multipliers; the search
+    goes on and proves the true threshold, never the violated one. `cut_trees` lets a new search
+    with the cuts decide the disjunct within its probe's time (or replace the tree), else the tree
+    takes them."""
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+    from vnncert.search.activation_split import ActivationSplitStats, Trees, cut_trees, search_disjuncts
+
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.0)
+    probe = _bab(lg, lo, hi, A, b, bnd)
+    root = float(probe.bound(*probe.root_state(), 40, time.monotonic() + 60)[0][0, 0])
+    for thr, violated in ((float(v.min()) + 1e-3, True), (float(v.min()) - (float(v.min()) - root) / 3, False)):
+        b = np.array([thr])
+        pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
+        assert pool is not None
+        bab = _bab(lg, lo, hi, A, b, bnd, batch_parents=4)
+        # under way: the root only (its deadline passes before the first round), or a few rounds more
+        assert bab.run(time.monotonic() + (0.5 if violated else 0.01), lambda p: None).status == "timeout"
+        n, lb = len(bab.pool), bab.pool.lb.clone()
+        K = bab.set_cuts(*to_bound_cuts(pool, bnd.enc, bab))
+        assert K > 0 and tuple(bab.pool.beta.shape) == (n, 1, bab.U + K)
+        assert not bab.pool.beta[..., bab.U:].any() and torch.equal(bab.pool.lb, lb)
+        r = bab.run(time.monotonic() + (5.0 if violated else 60.0), lambda p: None)
+        if violated:
+            assert r.status in ("timeout", "unknown"), r.status
+        else:
+            assert r.status == "proven", r.stats
+
+    # cut_trees on a tree under way (the true threshold): a new search with the cuts for the probe's
+    # time decides the disjunct, or the tree takes the cuts; then the search proves it
+    from vnncert.options import ActivationSplitOptions
+
+    pre, view = probe.pre, probe.view
+    so = ActivationSplitOptions(batch_parents=4)
+
+    def hook(di, search):
+        search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
+
+    for probe_s in (0.0, 60.0):
+        trees, stats, open_d = Trees(), ActivationSplitStats(), [0]
+        assert search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
+                                trees=trees) is None
+        if not open_d:  # (a fast machine may have proven it already)
+            continue
+        old = trees.searches[0]
+        assert cut_trees(view, lo, hi, pre, [(A, b)], open_d, trees, hook, time.monotonic() + probe_s, lambda p: None,
+                         so, stats) is None
+        if probe_s == 0.0:  # no time to probe: the tree takes the cuts
+            assert stats.cut_kept == 1 and trees.searches[0] is old and old.K > 0
+            assert tuple(old.pool.beta.shape[1:]) == (1, old.U + old.K)
+        elif stats.cut_probes_proven:  # a new search with the cuts proved it within the minute
+            assert open_d == [] and 0 not in trees.searches, stats.runs
+        elif stats.cut_restarts:  # ... or its time ran out (a slow machine) while it was closing domains: it goes on
+            assert trees.searches[0] is not old and trees.searches[0].K > 0
+        else:  # ... or while it was not: the tree took them
+            assert stats.cut_kept == 1 and trees.searches[0] is old and old.K > 0
+        search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + 60, lambda p: None, so, stats,
+                         search=2, trees=trees, cuts=hook)
+        assert open_d == [], stats.runs
+
+
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("kind", ["mlp", "conv-maxpool", "residual", "random-graph", "shared-preactivation"])
 def test_root_cuts_hold_at_unsafe_points_of_graphs(tmp_path, kind, seed):

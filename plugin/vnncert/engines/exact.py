@@ -251,7 +251,7 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
         if sum(bounds_.unstable) >= o.bab_min_unstable and bab:
-            from ..search.activation_split import ActivationSplitStats, Trees, search_disjuncts, tighten_graph
+            from ..search.activation_split import ActivationSplitStats, Trees, cut_trees, search_disjuncts, tighten_graph
 
             if stats.bab is None:
                 stats.bab = ActivationSplitStats()
@@ -274,8 +274,10 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
 
             def go_on(pre, trees, search):
                 """Search on the bounds `pre` (going on with `trees`) with the time left; with
-                `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and a new search
-                with them for the rest (where SCIP finds none, the same trees go on)."""
+                `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and the search
+                with them for the rest: each tree takes its disjunct's cuts and goes on, unless a
+                new search with them proves the disjunct in its part of `cut_probe_share` of the
+                time (`cut_trees`; where SCIP finds none, the tree goes on as it is)."""
                 now = time.monotonic()
                 until = now + o.cut_after_share * max(0.0, deadline - now) if o.bab_cuts else deadline
                 out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, until, replay, so,
@@ -283,9 +285,16 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 if out is not None or not open_d or expired(deadline) or not o.bab_cuts:
                     return out
                 cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads)
+                if cuts is not None:
+                    now = time.monotonic()
+                    out = cut_trees(g.view, region.lower, region.upper, pre, disjuncts, open_d, trees, cuts,
+                                    now + o.cut_probe_share * max(0.0, deadline - now), replay, so, stats.bab, bo,
+                                    search + 1)
+                    if out is not None or not open_d:
+                        return out
                 return search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, deadline, replay, so,
                                         stats.bab, search=search + (cuts is not None), bounds_options=bo,
-                                        trees=None if cuts is not None else trees, cuts=cuts)
+                                        trees=trees, cuts=cuts)
 
             if out is None and deep and open_d and not expired(deadline) and trees.progress(open_d) >= o.bab_continue_progress:
                 # the first search has closed most of the gap between its root bounds and zero:

@@ -309,6 +309,16 @@ class SplitBaB(AlphaBeta):
         self.stats["points_checked"] += len(pts)
         return try_points(pts)
 
+    def set_cuts(self, d, layers=None, indicators=None) -> int:
+        """`AlphaBeta.set_cuts`, also on a search under way: its open domains keep their bounds (valid
+        without the cuts, which only restrict the points bounded) and their cuts' multipliers start
+        at 0 (a multiplier per new cut; those of earlier cuts are dropped)."""
+        K = super().set_cuts(d, layers, indicators)
+        if self.pool is not None:
+            beta = self.pool.beta[..., :self.U]
+            self.pool.beta = torch.cat([beta, beta.new_zeros(beta.shape[0], beta.shape[1], K)], 2)
+        return K
+
     def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]]) -> BabResult:
         """Search until `deadline`. After a `timeout`, calling run again continues the same tree."""
         t0 = time.monotonic()
@@ -363,6 +373,7 @@ class SplitBaB(AlphaBeta):
                 self.options.trace({"round": st["rounds"], "t": time.monotonic() - t0, "open": len(pool) + int(keep.sum()),
                        "worst": float(key.min()), "closed_children": int((~keep).sum())})
             pool = pool.cat(children.take(keep))
+            st["peak_open"] = max(st.get("peak_open", 0), len(pool))
         self.pool = pool
         st.pop("open_domains", None)
         if st["unresolved_leaves"]:
@@ -383,11 +394,15 @@ class ActivationSplitStats:
     continued: int = 0  # first searches continued instead of tightening (`ExactOptions.bab_continue_progress`)
     cut_s: float = 0.0  # SCIP's roots (`ExactOptions.bab_cuts`)
     cut_pools: int = 0  # ... disjuncts that got cuts
+    cut_probes_proven: int = 0  # ... disjuncts a new search with the cuts proved in its probe (`cut_trees`)
+    cut_restarts: int = 0  # ... unfinished trees such a search replaced (its open domains at most half their peak)
+    cut_kept: int = 0  # ... unfinished trees that took the cuts and went on
 
     def summary(self) -> dict:
         out = {"bab_s": round(self.bab_s, 4), "tighten_s": round(self.tighten_s, 4), "tighten_domains": self.tighten_domains,
                "tighten_rows_skipped": self.tighten_rows_skipped, "unstable_tightened": self.unstable_tightened,
-               "bab_continued": self.continued, "cut_s": round(self.cut_s, 4), "cut_pools": self.cut_pools}
+               "bab_continued": self.continued, "cut_s": round(self.cut_s, 4), "cut_pools": self.cut_pools,
+               "cut_probes_proven": self.cut_probes_proven, "cut_restarts": self.cut_restarts, "cut_kept": self.cut_kept}
         if self.runs:
             out.update(bab_runs=len(self.runs), bab_domains=int(sum(r["domains"] for r in self.runs)),
                        bab_proven=sum(r["status"] == "proven" for r in self.runs),
@@ -416,6 +431,52 @@ class Trees:
                 return 0.0
             out = min(out, 1.0 - min(worst, 0.0) / root)
         return out
+
+
+def cut_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int], trees: Trees,
+              cuts: Callable, probe_until: float, try_points: Callable, options: ActivationSplitOptions,
+              stats: ActivationSplitStats, bounds_options: BoundsOptions = BoundsOptions(), search: int = 2):
+    """Give the open disjuncts' searches in `trees` (unfinished trees over `pre`) the cuts of the
+    hook `cuts` (as `search_disjuncts`'s). For each, first a new search with them, for an equal
+    share of the time to `probe_until`: where the cuts close the gap at once (oval21: a new tree
+    with them proves in seconds what the old one had not in minutes) that search decides the
+    disjunct, and where it is closing domains faster than it splits them (its open domains at most
+    half their peak) it replaces the tree; otherwise it is dropped and the tree takes the cuts and
+    goes on (`SplitBaB.set_cuts`: its domains keep their bounds, the cuts enter their children;
+    mnist_fc: a new tree would redo minutes of splits). A disjunct without cuts keeps its tree as it is; one given up gets a new
+    search from `search_disjuncts`. In place: proven disjuncts leave `open_d`. The sat outcome of
+    `try_points`, else None."""
+    todo = [di for di in open_d if di in trees.searches]
+    for di in [di for di in open_d if di in trees.given_up and di not in trees.searches]:
+        trees.given_up.remove(di)  # search_disjuncts starts it again, with its cuts
+    t0 = time.monotonic()
+    try:
+        for pos, di in enumerate(todo):
+            A, b = disjuncts[di]
+            new = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
+            cuts(di, new)
+            if not new.K:
+                continue
+            if time.monotonic() < probe_until:
+                share = (probe_until - time.monotonic()) / (len(todo) - pos)
+                r = new.run(min(probe_until, time.monotonic() + share), try_points)
+                stats.runs.append({**r.stats, "disjunct": di, "status": r.status, "passes": 0, "search": search})
+                if r.status == "sat":
+                    return r.outcome
+                if r.status == "proven":
+                    open_d.remove(di)
+                    del trees.searches[di]
+                    stats.cut_probes_proven += 1
+                    continue
+                if r.status == "timeout" and r.stats.get("open_domains", 0) <= 0.5 * r.stats.get("peak_open", 0):
+                    trees.searches[di] = new  # closing faster than it splits: it goes on
+                    stats.cut_restarts += 1
+                    continue
+            cuts(di, trees.searches[di])
+            stats.cut_kept += 1
+        return None
+    finally:
+        stats.bab_s += time.monotonic() - t0
 
 
 def search_disjuncts(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], open_d: List[int],
