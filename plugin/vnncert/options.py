@@ -170,7 +170,7 @@ class ExactOptions:
     bab_cuts: bool = True  # ... where that search has not finished after cut_after_share, SCIP's root cuts of each open disjunct's MILP over its bounds enter a new search (milp/cuts.py; oval21 20 -> 25 of 30, mnist_fc 256x6 prop_2_0.05 159 -> 293 s)
     cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get (least-proven disjunct first)
     cut_after_share: float = 0.25  # ... the share of the time left that the search going on (first bounds) or after the tightening gets before SCIP's cuts enter a new one
-    cut_probe_share: float = 0.2  # ... the share of the time left after the roots that new searches with the cuts get before the trees take them instead (search/activation_split `cut_trees`)
+    cut_probe_share: float = 1.0  # ... below 1, the share of the time left after the roots that new searches with the cuts get before the trees under way take them instead (search/activation_split `cut_trees`); 1: new trees (at 0.2 oval21 cifar_wide_kw img9916 timed out: its new search did not finish its probe, a fifth of the ~225 s left, and the old tree took the cuts; 706 s with new trees)
     cut_rounds: int = 10  # ... SCIP's separation rounds at the root
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
     refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)

@@ -275,9 +275,10 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             def go_on(pre, trees, search):
                 """Search on the bounds `pre` (going on with `trees`) with the time left; with
                 `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and the search
-                with them for the rest: each tree takes its disjunct's cuts and goes on, unless a
-                new search with them proves the disjunct in its part of `cut_probe_share` of the
-                time (`cut_trees`; where SCIP finds none, the tree goes on as it is)."""
+                with them for the rest: new trees with them (where SCIP finds none, the trees go
+                on), or with `cut_probe_share` < 1, `cut_trees`: each tree takes its disjunct's
+                cuts and goes on, unless a new search with them proves the disjunct (or closes
+                domains faster than it splits them) in its part of that share of the time."""
                 now = time.monotonic()
                 until = now + o.cut_after_share * max(0.0, deadline - now) if o.bab_cuts else deadline
                 out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, until, replay, so,
@@ -285,7 +286,9 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 if out is not None or not open_d or expired(deadline) or not o.bab_cuts:
                     return out
                 cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads)
-                if cuts is not None:
+                if cuts is not None and o.cut_probe_share >= 1.0:
+                    trees = None  # new trees with the cuts (the default)
+                elif cuts is not None:
                     now = time.monotonic()
                     out = cut_trees(g.view, region.lower, region.upper, pre, disjuncts, open_d, trees, cuts,
                                     now + o.cut_probe_share * max(0.0, deadline - now), replay, so, stats.bab, bo,
