@@ -101,17 +101,23 @@ def test_a_root_the_time_limit_stops_gives_the_cuts_it_had_separated(tmp_path):
     assert np.all(_cut_values(lg, bab, layers, ind, vals) <= d[None, :])
 
 
+def _two_thresholds(tmp_path, seed):
+    """(lg, lo, hi, A, CROWN bounds, the uncut search, [(b, violated)]): a threshold just above the
+    sampled minimum (a violation exists) and one a third of the way from it down to the root's
+    bound (true, and within reach of a short search)."""
+    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.0)
+    probe = _bab(lg, lo, hi, A, b, bnd)
+    root = float(probe.bound(*probe.root_state(), 40, time.monotonic() + 60)[0][0, 0])
+    m = float(v.min())
+    return lg, lo, hi, A, bnd, probe, [(np.array([m + 1e-3]), True), (np.array([m - (m - root) / 3]), False)]
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_search_with_cuts_never_proves_a_violated_property_and_proves_a_true_one(tmp_path, seed):
     from vnncert.milp.cuts import root_cuts, to_bound_cuts
 
-    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.0)
-    probe = _bab(lg, lo, hi, A, b, bnd)
-    root = float(probe.bound(*probe.root_state(), 40, time.monotonic() + 60)[0][0, 0])
-    # a threshold just above the sampled minimum (a violation exists) and one a third of the way
-    # from it down to the root's bound (true, and within reach of a short search)
-    for thr, violated in ((float(v.min()) + 1e-3, True), (float(v.min()) - (float(v.min()) - root) / 3, False)):
-        b = np.array([thr])
+    lg, lo, hi, A, bnd, _, thresholds = _two_thresholds(tmp_path, seed)
+    for b, violated in thresholds:
         pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
         assert pool is not None
         bab = _bab(lg, lo, hi, A, b, bnd)
@@ -133,11 +139,8 @@ def test_cuts_enter_a_search_under_way(tmp_path, seed):
     from vnncert.milp.cuts import root_cuts, to_bound_cuts
     from vnncert.search.activation_split import ActivationSplitStats, Trees, cut_trees, search_disjuncts
 
-    lg, lo, hi, A, b, xs, v, bnd = _setup(tmp_path, seed, 0.0)
-    probe = _bab(lg, lo, hi, A, b, bnd)
-    root = float(probe.bound(*probe.root_state(), 40, time.monotonic() + 60)[0][0, 0])
-    for thr, violated in ((float(v.min()) + 1e-3, True), (float(v.min()) - (float(v.min()) - root) / 3, False)):
-        b = np.array([thr])
+    lg, lo, hi, A, bnd, probe, thresholds = _two_thresholds(tmp_path, seed)
+    for b, violated in thresholds:
         pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
         assert pool is not None
         bab = _bab(lg, lo, hi, A, b, bnd, batch_parents=4)
