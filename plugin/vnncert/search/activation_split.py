@@ -443,11 +443,12 @@ def cut_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.n
     disjunct, and where it is closing domains faster than it splits them (its open domains at most
     half their peak) it replaces the tree; otherwise it is dropped and the tree takes the cuts and
     goes on (`SplitBaB.set_cuts`: its domains keep their bounds, the cuts enter their children;
-    mnist_fc: a new tree would redo minutes of splits). A disjunct without cuts keeps its tree as it is; one given up gets a new
-    search from `search_disjuncts`. In place: proven disjuncts leave `open_d`. The sat outcome of
-    `try_points`, else None."""
+    mnist_fc: a new tree would redo minutes of splits). A disjunct without cuts keeps its tree as
+    it is; one given up gets a new search from `search_disjuncts`. In place: proven disjuncts
+    leave `open_d`. The sat outcome of `try_points`, else None. (`ExactOptions.cut_probe_share`;
+    off by default: docs/exact.md §4 has the figures.)"""
     todo = [di for di in open_d if di in trees.searches]
-    for di in [di for di in open_d if di in trees.given_up and di not in trees.searches]:
+    for di in [di for di in open_d if di in trees.given_up]:
         trees.given_up.remove(di)  # search_disjuncts starts it again, with its cuts
     t0 = time.monotonic()
     try:
