@@ -453,12 +453,12 @@ def cut_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.n
     t0 = time.monotonic()
     try:
         for pos, di in enumerate(todo):
-            A, b = disjuncts[di]
-            new = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
-            cuts(di, new)
-            if not new.K:
-                continue
-            if time.monotonic() < probe_until:
+            if time.monotonic() < probe_until:  # (no probe time left: no new search is built)
+                A, b = disjuncts[di]
+                new = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
+                cuts(di, new)
+                if not new.K:
+                    continue
                 share = (probe_until - time.monotonic()) / (len(todo) - pos)
                 r = new.run(min(probe_until, time.monotonic() + share), try_points)
                 stats.runs.append({**r.stats, "disjunct": di, "status": r.status, "passes": 0, "search": search})
@@ -474,7 +474,7 @@ def cut_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.n
                     stats.cut_restarts += 1
                     continue
             cuts(di, trees.searches[di])
-            stats.cut_kept += 1
+            stats.cut_kept += int(trees.searches[di].K > 0)
         return None
     finally:
         stats.bab_s += time.monotonic() - t0
