@@ -189,6 +189,44 @@ def test_cuts_enter_a_search_under_way(tmp_path, seed):
         assert open_d == [], stats.runs
 
 
+@pytest.mark.parametrize("seed", [2])
+def test_only_the_disjuncts_with_cuts_start_new_trees(tmp_path, seed):
+    """`Trees.restart` (the engine's default step when SCIP's roots come back): the disjuncts with
+    cuts get new searches carrying them; a disjunct whose root gave none keeps its tree under way
+    (the same search object, its domains and rounds) and both are then proven."""
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+    from vnncert.options import ActivationSplitOptions
+    from vnncert.search.activation_split import ActivationSplitStats, Trees, search_disjuncts
+
+    lg, lo, hi, A, bnd, probe, thresholds = _two_thresholds(tmp_path, seed)
+    b = thresholds[1][0]  # the true threshold, as two disjuncts
+    pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
+    assert pool is not None
+    pre, view = probe.pre, probe.view
+    so = ActivationSplitOptions(batch_parents=4)
+
+    def hook(di, search):  # cuts for disjunct 0 only
+        if di == 0:
+            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
+
+    trees, stats, open_d = Trees(), ActivationSplitStats(), [0, 1]
+    search_disjuncts(view, lo, hi, pre, [(A, b), (A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
+                     trees=trees)
+    if open_d != [0, 1]:
+        pytest.skip("a fast machine proved a disjunct within the first search's 0.3 s")
+    old0, old1 = trees.searches[0], trees.searches[1]
+    rounds1 = old1.stats["rounds"]
+    trees.restart([0])
+    assert 0 not in trees.searches and 0 not in trees.latest and trees.searches[1] is old1
+    search_disjuncts(view, lo, hi, pre, [(A, b), (A, b)], open_d, time.monotonic() + 120, lambda p: None, so, stats,
+                     search=2, trees=trees, cuts=hook)
+    assert open_d == [], stats.runs
+    new0 = [r for r in stats.runs if r.get("disjunct") == 0 and r.get("search") == 2]
+    assert len(new0) == 1 and new0[0].get("cuts", 0) > 0 and new0[0]["domains"] >= 1, stats.runs
+    assert old0.K == 0 and old1.K == 0  # the old tree of 0 never took them; 1 went on without cuts
+    assert old1.stats["rounds"] >= rounds1 and len(old1.pool) == 0
+
+
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("kind", ["mlp", "conv-maxpool", "residual", "random-graph", "shared-preactivation"])
 def test_root_cuts_hold_at_unsafe_points_of_graphs(tmp_path, kind, seed):

@@ -162,8 +162,8 @@ def _split(network, spec, ci: int, g: _Graph, deadline: float, options: Options,
 
 def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, stats: ExactStats, threads: int = 1):
     """SCIP's root cuts of each open disjunct's MILP over the bounds `pre` (`ExactOptions.bab_cuts`),
-    as the `cuts` hook of `search_disjuncts` (it gives a new search its disjunct's cuts); None when
-    there are none. Together the roots get `o.cut_share` of the time left; least-proven disjunct
+    as the `cuts` hook of `search_disjuncts` (it gives a new search its disjunct's cuts; its
+    `disjuncts`: those it has cuts for); None when there are none. Together the roots get `o.cut_share` of the time left; least-proven disjunct
     first, each runs until its cut loop ends or that time does (a root stopped by it still gives
     what it separated: an equal split could leave each less than its first LP), `threads` of them
     at once."""
@@ -202,6 +202,7 @@ def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, st
         if di in pools:
             search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pools[di], enc, search))
 
+    give.disjuncts = frozenset(pools)  # the disjuncts it has cuts for
     return give
 
 
@@ -287,7 +288,7 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                     return out
                 cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads)
                 if cuts is not None and o.cut_probe_share >= 1.0:
-                    trees = None  # new trees with the cuts (the default)
+                    trees.restart(cuts.disjuncts)  # new trees for the disjuncts with cuts (the default); the others go on
                 elif cuts is not None:
                     now = time.monotonic()
                     out = cut_trees(g.view, region.lower, region.upper, pre, disjuncts, open_d, trees, cuts,

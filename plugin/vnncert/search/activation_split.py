@@ -419,6 +419,15 @@ class Trees:
     latest: Dict[int, dict] = field(default_factory=dict)
     given_up: List[int] = field(default_factory=list)
 
+    def restart(self, disjuncts) -> None:
+        """Drop the trees of `disjuncts` (given up or not): the next `search_disjuncts` starts a new
+        search for each (with its cuts hook), with its own statistics entry; the other trees go on."""
+        for di in disjuncts:
+            self.searches.pop(di, None)
+            self.latest.pop(di, None)
+            if di in self.given_up:
+                self.given_up.remove(di)
+
     def progress(self, open_d: Sequence[int]) -> float:
         """The least, over the open disjuncts, share of the gap between the root's bound and b that
         the search has closed: 1 - worst / root_worst of the margins max_r(lb_r - b_r) (0 for a
