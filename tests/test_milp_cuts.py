@@ -227,6 +227,52 @@ def test_only_the_disjuncts_with_cuts_start_new_trees(tmp_path, seed):
     assert old1.stats["rounds"] >= rounds1 and len(old1.pool) == 0
 
 
+@pytest.mark.parametrize("seed", [2])
+def test_a_search_with_cuts_races_the_tree_under_way(tmp_path, seed):
+    """`race_trees` / `Race` (the engine's default step when SCIP's roots come back): a disjunct
+    with cuts and a tree under way gets a new search with them that shares the time with the tree
+    in turns; the true threshold is proven (by either, `won_by`), the violated one never, and the
+    race's figures count both searches."""
+    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+    from vnncert.options import ActivationSplitOptions
+    from vnncert.search.activation_split import ActivationSplitStats, Race, Trees, race_trees, search_disjuncts
+
+    lg, lo, hi, A, bnd, probe, thresholds = _two_thresholds(tmp_path, seed)
+    pre, view = probe.pre, probe.view
+    so = ActivationSplitOptions(batch_parents=4)
+    for b, violated in thresholds:
+        pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
+        assert pool is not None
+
+        def hook(di, search):
+            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
+        hook.disjuncts = frozenset([0])
+
+        trees, stats, open_d = Trees(), ActivationSplitStats(), [0]
+        search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
+                         trees=trees)
+        if not open_d:  # (a fast machine may have proven the true one already)
+            assert not violated
+            continue
+        old = trees.searches[0]
+        race_trees(view, lo, hi, pre, [(A, b)], trees, hook, 0.67, 0.5, so)
+        race = trees.searches[0]
+        assert isinstance(race, Race) and race.old is old and race.new.K > 0 and old.K == 0
+        search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + (5.0 if violated else 60.0),
+                         lambda p: None, so, stats, search=2, trees=trees, cuts=hook)
+        entry = stats.runs[-1]
+        assert entry["race"] and entry["search"] == 2
+        if violated:
+            assert open_d == [0] and entry["won_by"] is None and entry["status"] in ("timeout", "unknown"), entry
+        else:
+            assert open_d == [] and entry["won_by"] in ("new", "old"), entry
+            assert entry["domains"] >= 1 and stats.summary()["cut_races"] == 1
+        # new searches only (share 1): the tree is dropped for a search with the cuts
+        trees2 = Trees(searches={0: old})
+        race_trees(view, lo, hi, pre, [(A, b)], trees2, hook, 1.0, 0.5, so)
+        assert 0 not in trees2.searches
+
+
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("kind", ["mlp", "conv-maxpool", "residual", "random-graph", "shared-preactivation"])
 def test_root_cuts_hold_at_unsafe_points_of_graphs(tmp_path, kind, seed):

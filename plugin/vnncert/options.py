@@ -171,6 +171,8 @@ class ExactOptions:
     cut_share: float = 0.3  # ... the share of the time left that SCIP's roots get (least-proven disjunct first)
     cut_after_share: float = 0.25  # ... the share of the time left that the search going on (first bounds) or after the tightening gets before SCIP's cuts enter a new one
     cut_probe_share: float = 1.0  # ... below 1, the share of the time left after the roots that new searches with the cuts get before the trees under way take them instead (search/activation_split `cut_trees`); 1: new trees (at 0.2 oval21 cifar_wide_kw img9916 timed out: its new search did not finish its probe, a fifth of the ~225 s left, and the old tree took the cuts; 706 s with new trees)
+    cut_race_share: float = 1.0  # ... (cut_probe_share 1) below 1, a disjunct with cuts and a tree under way: a new search with them races the tree, getting this share of each turn (search/activation_split `Race`); 1: new searches only (at 0.67: oval21 cifar_wide_kw img9916 673.5 s against 620.6 at two threads, mnist_fc 256x6 prop_2_0.05 still a timeout; docs/exact.md §4)
+    cut_race_period: float = 15.0  # ... seconds per turn of the race
     cut_rounds: int = 10  # ... SCIP's separation rounds at the root
     refine_iters: int = 30  # alpha-CROWN steps on a layer's unstable rows (converged on mnist_fc: 60 or 150 moved < 0.01)
     refine_min_rows: int = 128  # in the LP route, alpha-CROWN only on layers with this many unstable rows (or past the LP share)

@@ -252,7 +252,8 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
         open_d.sort(key=lambda i: lbs[i])
         # ---- branch and bound on ReLU splits, when the MILP would be large ----
         if sum(bounds_.unstable) >= o.bab_min_unstable and bab:
-            from ..search.activation_split import ActivationSplitStats, Trees, cut_trees, search_disjuncts, tighten_graph
+            from ..search.activation_split import (ActivationSplitStats, Trees, cut_trees, race_trees, search_disjuncts,
+                                                   tighten_graph)
 
             if stats.bab is None:
                 stats.bab = ActivationSplitStats()
@@ -276,8 +277,9 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
             def go_on(pre, trees, search):
                 """Search on the bounds `pre` (going on with `trees`) with the time left; with
                 `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and the search
-                with them for the rest: new trees with them (where SCIP finds none, the trees go
-                on), or with `cut_probe_share` < 1, `cut_trees`: each tree takes its disjunct's
+                with them for the rest: a new search with them for each disjunct they cover, racing
+                its tree under way with `cut_race_share` < 1 (`race_trees`; where SCIP finds none,
+                the tree goes on), or with `cut_probe_share` < 1, `cut_trees`: each tree takes its disjunct's
                 cuts and goes on, unless a new search with them proves the disjunct (or closes
                 domains faster than it splits them) in its part of that share of the time."""
                 now = time.monotonic()
@@ -288,7 +290,10 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                     return out
                 cuts = _root_cuts(g, region, pre, disjuncts, open_d, deadline, o, stats, threads)
                 if cuts is not None and o.cut_probe_share >= 1.0:
-                    trees.restart(cuts.disjuncts)  # new trees for the disjuncts with cuts (the default); the others go on
+                    # the disjuncts with cuts: a new search with them (the default), or one that races
+                    # the tree under way (`cut_race_share` < 1); the others' trees go on
+                    race_trees(g.view, region.lower, region.upper, pre, disjuncts, trees, cuts, o.cut_race_share,
+                               o.cut_race_period, so, bo)
                 elif cuts is not None:
                     now = time.monotonic()
                     out = cut_trees(g.view, region.lower, region.upper, pre, disjuncts, open_d, trees, cuts,

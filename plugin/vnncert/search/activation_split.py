@@ -381,6 +381,77 @@ class SplitBaB(AlphaBeta):
         return finish("proven")
 
 
+class Race:
+    """Two searches of one disjunct sharing its time: `new`, a search with SCIP's cuts, and `old`,
+    the tree under way without them, in turns of `period` seconds of which `new` gets `share`;
+    the first to decide (proven, or a replayed witness) decides, one that ends undecided (given-up
+    leaves) leaves the time to the other. Either alone is a complete search of the disjunct, so
+    either's proof is one. Where the cuts make the search (oval21: a new tree with them proves
+    in seconds what the old one had not in minutes) the new one wins, taking at most 1/share of
+    its own time; where the old tree is nearly done it does, at most 1/(1 - share) of its time
+    (`ExactOptions.cut_race_share`, off by default: docs/exact.md §4). `run` and `stats` as
+    `SplitBaB`'s: the new search's figures, the old's as old_*, domains both (the old's since the
+    race began), won_by."""
+
+    def __init__(self, new: "SplitBaB", old: "SplitBaB", share: float, period: float):
+        self.new, self.old, self.share, self.period = new, old, share, period
+        self.ended = set()  # names of searches that ended undecided
+        self._old0 = int(old.stats.get("domains", 0))
+        self.won_by = None
+
+    @property
+    def K(self) -> int:
+        return self.new.K
+
+    @property
+    def stats(self) -> dict:
+        n, o = self.new.stats, self.old.stats
+        out = dict(n)
+        out.update(domains=int(n.get("domains", 0)) + int(o.get("domains", 0)) - self._old0,
+                   max_depth=max(n.get("max_depth", 0), o.get("max_depth", 0)), race=True, won_by=self.won_by,
+                   old_worst=o.get("worst"), old_open=o.get("open_domains"), old_root_lb=o.get("root_lb"))
+        return out
+
+    def run(self, deadline: float, try_points: Callable[[np.ndarray], Optional[object]]) -> BabResult:
+        while True:
+            live = [(s, f, name) for s, f, name in ((self.new, self.share, "new"), (self.old, 1.0 - self.share, "old"))
+                    if name not in self.ended]
+            if not live:
+                return BabResult("unknown", None, self.stats)
+            now = time.monotonic()
+            if now >= deadline:
+                return BabResult("timeout", None, self.stats)
+            turn = min(self.period, deadline - now)
+            for s, f, name in live:
+                until = min(deadline, time.monotonic() + (f if len(live) > 1 else 1.0) * turn)
+                if time.monotonic() >= until:
+                    continue
+                r = s.run(until, try_points)
+                if r.status in ("sat", "proven"):
+                    self.won_by = name
+                    return BabResult(r.status, r.outcome, self.stats)
+                if r.status == "unknown":
+                    self.ended.add(name)
+
+
+def race_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.ndarray]], trees: "Trees", cuts: Callable,
+               share: float, period: float, options: ActivationSplitOptions, bounds_options: BoundsOptions = BoundsOptions()):
+    """After SCIP's roots (`cuts`, the hook of `search_disjuncts`, with its `disjuncts`): each
+    disjunct with cuts and a tree under way in `trees` gets a `Race` of a new search with its cuts
+    against that tree; one with cuts and no tree (given up, or never started) a new search with
+    them (`Trees.restart`); the others' trees go on. share >= 1: new searches only. In place;
+    `search_disjuncts` with the same `trees` runs them."""
+    for di in sorted(cuts.disjuncts):
+        old = trees.searches.get(di)
+        trees.restart([di])
+        if share >= 1.0 or old is None or isinstance(old, Race):
+            continue
+        A, b = disjuncts[di]
+        new = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
+        cuts(di, new)
+        trees.searches[di] = Race(new, old, share, period) if new.K else old
+
+
 @dataclass
 class ActivationSplitStats:
     """What the ReLU-split searches and tightenings of an engine run did."""
@@ -404,6 +475,9 @@ class ActivationSplitStats:
                "bab_continued": self.continued, "cut_s": round(self.cut_s, 4), "cut_pools": self.cut_pools,
                "cut_probes_proven": self.cut_probes_proven, "cut_restarts": self.cut_restarts, "cut_kept": self.cut_kept}
         if self.runs:
+            races = [r for r in self.runs if r.get("race")]
+            out.update(cut_races=len(races), cut_races_old_won=sum(r.get("won_by") == "old" for r in races),
+                       cut_races_new_won=sum(r.get("won_by") == "new" for r in races))
             out.update(bab_runs=len(self.runs), bab_domains=int(sum(r["domains"] for r in self.runs)),
                        bab_proven=sum(r["status"] == "proven" for r in self.runs),
                        bab_max_depth=max(r["max_depth"] for r in self.runs))
