@@ -112,6 +112,18 @@ def _two_thresholds(tmp_path, seed):
     return lg, lo, hi, A, bnd, probe, [(np.array([m + 1e-3]), True), (np.array([m - (m - root) / 3]), False)]
 
 
+def _cuts_hook(pool, enc, covers=(0,)):
+    """A `cuts` hook as the engine's (`search_disjuncts`, `cut_trees`, `race_trees`): SCIP's `pool`
+    for the disjuncts in `covers` (its `disjuncts`), none for the others."""
+    from vnncert.milp.cuts import to_bound_cuts
+
+    def hook(di, search):
+        if di in covers:
+            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pool, enc, search))
+    hook.disjuncts = frozenset(covers)
+    return hook
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_search_with_cuts_never_proves_a_violated_property_and_proves_a_true_one(tmp_path, seed):
     from vnncert.milp.cuts import root_cuts, to_bound_cuts
@@ -163,9 +175,7 @@ def test_cuts_enter_a_search_under_way(tmp_path, seed):
     pre, view = probe.pre, probe.view
     so = ActivationSplitOptions(batch_parents=4)
 
-    def hook(di, search):
-        search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
-
+    hook = _cuts_hook(pool, bnd.enc)
     for probe_s in (0.0, 60.0):
         trees, stats, open_d = Trees(), ActivationSplitStats(), [0]
         assert search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
@@ -194,7 +204,7 @@ def test_only_the_disjuncts_with_cuts_start_new_trees(tmp_path, seed):
     """`Trees.restart` (the engine's default step when SCIP's roots come back): the disjuncts with
     cuts get new searches carrying them; a disjunct whose root gave none keeps its tree under way
     (the same search object, its domains and rounds) and both are then proven."""
-    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+    from vnncert.milp.cuts import root_cuts
     from vnncert.options import ActivationSplitOptions
     from vnncert.search.activation_split import ActivationSplitStats, Trees, search_disjuncts
 
@@ -205,10 +215,7 @@ def test_only_the_disjuncts_with_cuts_start_new_trees(tmp_path, seed):
     pre, view = probe.pre, probe.view
     so = ActivationSplitOptions(batch_parents=4)
 
-    def hook(di, search):  # cuts for disjunct 0 only
-        if di == 0:
-            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
-
+    hook = _cuts_hook(pool, bnd.enc, covers=(0,))  # cuts for disjunct 0 only
     trees, stats, open_d = Trees(), ActivationSplitStats(), [0, 1]
     search_disjuncts(view, lo, hi, pre, [(A, b), (A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
                      trees=trees)
@@ -229,11 +236,11 @@ def test_only_the_disjuncts_with_cuts_start_new_trees(tmp_path, seed):
 
 @pytest.mark.parametrize("seed", [2])
 def test_a_search_with_cuts_races_the_tree_under_way(tmp_path, seed):
-    """`race_trees` / `Race` (the engine's default step when SCIP's roots come back): a disjunct
+    """`race_trees` / `Race` (`ExactOptions.cut_race_share` < 1, after SCIP's roots): a disjunct
     with cuts and a tree under way gets a new search with them that shares the time with the tree
     in turns; the true threshold is proven (by either, `won_by`), the violated one never, and the
     race's figures count both searches."""
-    from vnncert.milp.cuts import root_cuts, to_bound_cuts
+    from vnncert.milp.cuts import root_cuts
     from vnncert.options import ActivationSplitOptions
     from vnncert.search.activation_split import ActivationSplitStats, Race, Trees, race_trees, search_disjuncts
 
@@ -244,10 +251,7 @@ def test_a_search_with_cuts_races_the_tree_under_way(tmp_path, seed):
         pool = root_cuts(bnd.enc, A, b, time.monotonic() + 120)
         assert pool is not None
 
-        def hook(di, search):
-            search.stats["cuts"] = search.set_cuts(*to_bound_cuts(pool, bnd.enc, search))
-        hook.disjuncts = frozenset([0])
-
+        hook = _cuts_hook(pool, bnd.enc)
         trees, stats, open_d = Trees(), ActivationSplitStats(), [0]
         search_disjuncts(view, lo, hi, pre, [(A, b)], open_d, time.monotonic() + 0.3, lambda p: None, so, stats,
                          trees=trees)

@@ -163,10 +163,10 @@ def _split(network, spec, ci: int, g: _Graph, deadline: float, options: Options,
 def _root_cuts(g: _Graph, region, pre, disjuncts, open_d, deadline: float, o, stats: ExactStats, threads: int = 1):
     """SCIP's root cuts of each open disjunct's MILP over the bounds `pre` (`ExactOptions.bab_cuts`),
     as the `cuts` hook of `search_disjuncts` (it gives a new search its disjunct's cuts; its
-    `disjuncts`: those it has cuts for); None when there are none. Together the roots get `o.cut_share` of the time left; least-proven disjunct
-    first, each runs until its cut loop ends or that time does (a root stopped by it still gives
-    what it separated: an equal split could leave each less than its first LP), `threads` of them
-    at once."""
+    `disjuncts`: those it has cuts for); None when there are none. Together the roots get
+    `o.cut_share` of the time left; least-proven disjunct first, each runs until its cut loop ends
+    or that time does (a root stopped by it still gives what it separated: an equal split could
+    leave each less than its first LP), `threads` of them at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..bounds.region import compute_bounds
@@ -279,9 +279,9 @@ def check_case(network, spec, ci: int, g: _Graph, deadline: float, options: Opti
                 `bab_cuts`, for `cut_after_share` of it, then SCIP's cuts over `pre` and the search
                 with them for the rest: a new search with them for each disjunct they cover, racing
                 its tree under way with `cut_race_share` < 1 (`race_trees`; where SCIP finds none,
-                the tree goes on), or with `cut_probe_share` < 1, `cut_trees`: each tree takes its disjunct's
-                cuts and goes on, unless a new search with them proves the disjunct (or closes
-                domains faster than it splits them) in its part of that share of the time."""
+                the tree goes on), or with `cut_probe_share` < 1, `cut_trees`: each tree takes its
+                disjunct's cuts and goes on, unless a new search with them proves the disjunct (or
+                closes domains faster than it splits them) in its part of that share of the time."""
                 now = time.monotonic()
                 until = now + o.cut_after_share * max(0.0, deadline - now) if o.bab_cuts else deadline
                 out = search_disjuncts(g.view, region.lower, region.upper, pre, disjuncts, open_d, until, replay, so,

@@ -444,7 +444,7 @@ def race_trees(view, lo, hi, pre: Pre, disjuncts: Sequence[Tuple[np.ndarray, np.
     for di in sorted(cuts.disjuncts):
         old = trees.searches.get(di)
         trees.restart([di])
-        if share >= 1.0 or old is None or isinstance(old, Race):
+        if share >= 1.0 or old is None:
             continue
         A, b = disjuncts[di]
         new = SplitBaB(view, lo, hi, pre, A, b, options, bounds_options)
