@@ -553,6 +553,23 @@ def test_tightening_with_no_time_bounds_nothing(tmp_path):
     assert rows.size and np.all(l == -np.inf) and np.all(u == np.inf)
 
 
+def test_tightening_stalls_only_when_neither_bounds_nor_stable_rows_move():
+    """The tightening search's stop rule over its (time, summed gain, rows stabilised) history:
+    a second half that gains little in the sum but still stabilises rows goes on (a row pushed
+    across zero adds little to the sum); one that moves neither stops; one whose gain still
+    grows goes on; a search that never stabilised a row stops on the gain alone."""
+    from vnncert.search.activation_split import _stalled
+
+    rising_rows = [(0.0, 0.0, 0), (1.0, 10.0, 20), (2.0, 10.1, 30), (4.0, 10.2, 45)]
+    assert not _stalled(rising_rows, 0.0, 0.03)
+    flat = [(0.0, 0.0, 0), (1.0, 10.0, 20), (2.0, 10.1, 30), (4.0, 10.2, 30)]
+    assert _stalled(flat, 0.0, 0.03)
+    rising_gain = [(0.0, 0.0, 0), (1.0, 10.0, 20), (2.0, 11.0, 30), (4.0, 14.0, 30)]
+    assert not _stalled(rising_gain, 0.0, 0.03)
+    no_rows = [(0.0, 0.0, 0), (2.0, 10.0, 0), (4.0, 10.1, 0)]
+    assert _stalled(no_rows, 0.0, 0.03)
+
+
 @pytest.mark.parametrize("kind", ["conv-maxpool", "random-graph"])
 def test_smart_branching_picks_a_free_candidate_whose_children_bound_best(tmp_path, kind):
     """Filtered smart branching (`smart_branch`) on domains with random splits, alphas and betas:

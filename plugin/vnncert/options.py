@@ -136,7 +136,7 @@ class ActivationSplitOptions:
     step_dtype: str = "float32"  # the optimiser's steps (twice float64's speed on the CPU); every bound kept is float64
     freeze_margin: float = 1e-3  # a child whose bound is above b by this (relative) leaves the optimisation early
     check_points: int = 8  # unsafe-looking domain minimisers sent to ONNX Runtime per round at most
-    tighten_stall: float = 0.03  # tighten_rows stops when the second half of its time gained at most this share of its gain
+    tighten_stall: float = 0.03  # tighten_rows stops when the second half of its time gained at most this share of its gain and stabilised at most this share of the rows it stabilised
     tighten_min_seconds: float = 2.0  # ... but not before this long
     tighten_min_rounds: int = 6  # ... nor before this many rounds
     tighten_side_weight: float = 0.1  # a side (l or u) of a row is searched only when the chord's gap depends on it this much

@@ -147,7 +147,15 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
     lb, alpha, beta, sc, _ = bab.bound(split, alpha, beta, o.root_iters, deadline, obj=obj)
     root = np.full(2 * k, np.inf)
     root[obj.numpy()] = lb[:, 0].numpy()
-    gains = [(time.monotonic(), 0.0)]  # (time, summed gain over the objectives' root bounds)
+
+    def stabilised(bounds):
+        """Rows with a searched side proven (z >= 0 or -z >= 0): a ReLU made stable."""
+        s = searched & (bounds >= 0)
+        return int((s[:k] | s[k:]).sum())
+
+    s_root = stabilised(root)
+    # (time, summed gain over the objectives' root bounds, rows stabilised since the root)
+    gains = [(time.monotonic(), 0.0, 0)]
     pool, pobj = settle(_Domains(split, alpha, beta, lb, torch.zeros(obj.numel(), dtype=torch.int32), sc,
                                  candidates=o.fsb_candidates), obj)
     rounds = domains = 0
@@ -179,15 +187,11 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
         if len(pool):
             np.minimum.at(cur, pobj.numpy(), pool.lb[:, 0].numpy())
         now = time.monotonic()
-        gains.append((now, float(np.clip(cur[searched] - root[searched], 0.0, 1e6).sum())))
+        gains.append((now, float(np.clip(cur[searched] - root[searched], 0.0, 1e6).sum()), stabilised(cur) - s_root))
         if o.trace is not None:
             o.trace({"tighten_round": rounds, "t": now, "open": len(pool), "bounds": cur})
-        # diminishing returns: stop when the second half of the time so far gained less than
-        # options.tighten_stall of the total gain
-        if now - t_start > o.tighten_min_seconds and rounds >= o.tighten_min_rounds:
-            half = next(g for t, g in gains if t >= t_start + (now - t_start) / 2)
-            if gains[-1][1] - half <= o.tighten_stall * gains[-1][1]:
-                break
+        if now - t_start > o.tighten_min_seconds and rounds >= o.tighten_min_rounds and _stalled(gains, t_start, o.tighten_stall):
+            break
     best = leaf_min.copy()
     if len(pool):
         np.minimum.at(best, pobj.numpy(), pool.lb[:, 0].numpy())
@@ -198,6 +202,16 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
         stats["rounds"] = stats.get("rounds", 0) + rounds
         stats["domains"] = stats.get("domains", 0) + domains
     return l_out, u_out
+
+
+def _stalled(gains: list, t_start: float, stall: float) -> bool:
+    """Diminishing returns of a tightening search, from its history of (time, summed gain over the
+    objectives' root bounds, rows stabilised since the root): the second half of the time so far
+    gained at most `stall` of the total gain and stabilised at most that share of the rows it
+    stabilised (a row pushed across zero adds little to the sum, but makes a ReLU stable)."""
+    _, g_now, s_now = gains[-1]
+    _, g_half, s_half = next(e for e in gains if e[0] >= t_start + (gains[-1][0] - t_start) / 2)
+    return g_now - g_half <= stall * g_now and s_now - s_half <= stall * s_now
 
 
 def _fits(per_parent: float, deadline: float) -> int:
