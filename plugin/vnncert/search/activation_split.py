@@ -98,8 +98,9 @@ def tighten_rows(view, lo, hi, pre: Pre, k: int, rows: np.ndarray, deadline: flo
     searched in one batch; each round splits every objective's least-proven domains. A
     domain whose bound refutes `-z <= 0` or `z <= 0` (the one margin rule) is closed: that side of
     the neuron is proven, and splitting it further would not change its sign. The search stops
-    at the deadline or once it stalls (the second half of its time gained at most `options.tighten_stall`
-    of its total gain: bounds improve fast, then slowly); then each objective's bound is the
+    at the deadline or once it stalls (`_stalled`: the second half of its time gained at most
+    `options.tighten_stall` of its total gain and stabilised at most that share of the rows it
+    stabilised: bounds improve fast, then slowly); then each objective's bound is the
     least bound over its leaves (open, closed and given-up ones), every one of them a float64
     bound of `AlphaBeta.bound` (widened), so sound. Rows whose objectives all close become stable.
     -inf/inf where nothing was bounded before the deadline."""
